@@ -1,0 +1,1 @@
+"""MONAI code that runs inside the platform's containers. Never imports aws_cdk."""

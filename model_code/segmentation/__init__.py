@@ -1,0 +1,1 @@
+"""Spleen CT segmentation: the MONAI model-zoo spleen_ct_segmentation contract and pipeline."""
