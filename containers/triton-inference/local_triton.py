@@ -1,0 +1,110 @@
+"""Run the tritonserver binary shipped in the nvidia-pytriton wheel on 127.0.0.1 (``make serve-triton``).
+
+Run with .venv-triton's python (Debian's python3.11: the python backend stub links that libpython). The
+launcher does what pytriton does before it starts the server, without pytriton's own model proxy:
+
+* copies the python backend with the stub built for this interpreter into the run folder
+  (``backends/python/triton_python_backend_stub``), since the wheel keeps one stub per Python version;
+* puts the wheel's bundled libraries on LD_LIBRARY_PATH and this venv's ``bin`` first on PATH, so the stub's
+  embedded interpreter finds the venv (torch, monai, model_code via PYTHONPATH);
+* binds HTTP, gRPC and metrics to 127.0.0.1 and gives the python backend a shared-memory prefix of its own.
+
+Model control is explicit by default: nothing loads until the repository API asks
+(POST /v2/repository/models/<name>/load), which is how SageMaker's multi-model endpoint drives Triton.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import sysconfig
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO_ROOT = HERE.parents[1]
+DEFAULT_REPOSITORY = HERE / "model_repository"
+
+
+def pytriton_dist() -> Path:
+    site = Path(sysconfig.get_paths()["purelib"])
+    dist = site / "pytriton" / "tritonserver"
+    if not (dist / "bin" / "tritonserver").is_file():
+        raise SystemExit(f"{dist} has no tritonserver: run this with .venv-triton/bin/python (make venv-triton)")
+    return dist
+
+
+def prepare_backends(run_dir: Path) -> Path:
+    dist = pytriton_dist()
+    backends = run_dir / "backends"
+    shutil.copytree(dist / "backends", backends, dirs_exist_ok=True)
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    stub = dist / "python_backend_stubs" / version / "triton_python_backend_stub"
+    if not stub.is_file():
+        raise SystemExit(f"nvidia-pytriton ships no python backend stub for Python {version}")
+    target = backends / "python" / "triton_python_backend_stub"
+    shutil.copy2(stub, target)
+    target.chmod(0o755)
+    return backends
+
+
+def server_environment() -> dict[str, str]:
+    env = dict(os.environ)
+    libs = Path(sysconfig.get_paths()["purelib"]) / "nvidia_pytriton.libs"
+    env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in (env.get("LD_LIBRARY_PATH", ""), str(libs)) if p)
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
+    return env
+
+
+def server_command(
+    *, repository: Path, backends: Path, http_port: int, grpc_port: int, metrics_port: int, explicit: bool
+) -> list[str]:
+    dist = pytriton_dist()
+    command = [
+        str(dist / "bin" / "tritonserver"),
+        f"--model-repository={repository}",
+        f"--backend-directory={backends}",
+        f"--cache-directory={dist / 'caches'}",
+        "--http-address=127.0.0.1",
+        f"--http-port={http_port}",
+        "--grpc-address=127.0.0.1",
+        f"--grpc-port={grpc_port}",
+        "--metrics-address=127.0.0.1",
+        f"--metrics-port={metrics_port}",
+        "--allow-gpu-metrics=false",
+        f"--backend-config=python,shm-region-prefix-name=triton-{os.getpid()}",
+        "--log-verbose=0",
+    ]
+    if explicit:
+        command += ["--model-control-mode=explicit", "--strict-readiness=false"]
+    return command
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")), help="HTTP port")
+    parser.add_argument("--repository", type=Path, default=DEFAULT_REPOSITORY)
+    parser.add_argument("--run-dir", type=Path, default=None)
+    parser.add_argument("--load-all", action="store_true", help="load every model at start (no explicit control)")
+    args = parser.parse_args(argv)
+    run_dir = (args.run_dir or Path(tempfile.mkdtemp(prefix="tritonserver-"))).resolve()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    backends = prepare_backends(run_dir)
+    command = server_command(
+        repository=args.repository.resolve(),
+        backends=backends,
+        http_port=args.port,
+        grpc_port=args.port + 1,
+        metrics_port=args.port + 2,
+        explicit=not args.load_all,
+    )
+    print(f"tritonserver on http://127.0.0.1:{args.port} (repository {args.repository})", flush=True)
+    # exec: stopping the process group stops tritonserver and its python backend stubs together.
+    os.execve(command[0], command, server_environment())  # noqa: S606 - argument list built above
+
+
+if __name__ == "__main__":
+    main()

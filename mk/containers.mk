@@ -1,0 +1,51 @@
+# Serving containers (issue 6): the real serving stacks, run on 127.0.0.1 without Docker.
+# Usage and the why of each target: docs/containers.md.
+
+SERVE_VENV ?= .venv-serve
+TRITON_VENV ?= .venv-triton
+# TorchServe stack: the same interpreter as the main venv (pyenv 3.11); torch comes from the local CPU wheel
+# (pip's find-links), so `torch==2.13.0` resolves to 2.13.0+cpu.
+SERVE_BASE_PYTHON ?= $(shell command -v pyenv >/dev/null 2>&1 && pyenv which python3.11 2>/dev/null || command -v python3.11)
+# tritonserver's python backend stub links Debian's libpython3.11: the venv must be built on that interpreter.
+TRITON_BASE_PYTHON ?= /usr/bin/python3.11
+PORT ?= 8080
+MODEL_DIR ?=
+SERVE_REQUIREMENTS := containers/pytorch-inference/requirements-local.txt containers/pytorch-inference/requirements.txt
+TRITON_REQUIREMENTS := containers/triton-inference/requirements-local.txt containers/triton-inference/requirements.txt
+
+.PHONY: venv-serve venv-triton serve serve-triton lint-dockerfiles test-containers bench-serving
+
+# The stamp file makes the venv rebuild only when its requirements change.
+$(SERVE_VENV)/.installed: $(SERVE_REQUIREMENTS)
+	rm -rf $(SERVE_VENV)
+	$(SERVE_BASE_PYTHON) -m venv $(SERVE_VENV)
+	$(SERVE_VENV)/bin/pip install -q -r containers/pytorch-inference/requirements-local.txt
+	@if $(SERVE_VENV)/bin/python -c "import importlib.util as u, sys; sys.exit(u.find_spec('mms') is None)"; then \
+		echo "multi-model-server is installed in $(SERVE_VENV): it clashes with torch-model-archiver" >&2; exit 1; fi
+	touch $@
+
+venv-serve: $(SERVE_VENV)/.installed
+
+$(TRITON_VENV)/.installed: $(TRITON_REQUIREMENTS)
+	@$(TRITON_BASE_PYTHON) -c "import ensurepip" 2>/dev/null || { \
+		echo "$(TRITON_BASE_PYTHON) cannot make venvs: apt-get install -y python3.11-venv" >&2; exit 1; }
+	rm -rf $(TRITON_VENV)
+	$(TRITON_BASE_PYTHON) -m venv $(TRITON_VENV)
+	$(TRITON_VENV)/bin/pip install -q -r containers/triton-inference/requirements-local.txt
+	touch $@
+
+venv-triton: $(TRITON_VENV)/.installed
+
+# The SageMaker PyTorch toolkit on TorchServe, on 127.0.0.1:$(PORT), serving $(MODEL_DIR)
+# (default: demo-output/model when `make demo` left one, else a freshly initialised spleen UNet).
+serve: venv-serve
+	$(SERVE_VENV)/bin/python -m containers.pytorch-inference.local_serve --port $(PORT) $(if $(MODEL_DIR),--model-dir $(MODEL_DIR))
+
+lint-dockerfiles: $(VENV)/bin/hadolint
+	$(VENV)/bin/hadolint containers/*/Dockerfile
+
+test-containers: venv-serve venv-triton
+	$(PY) -m pytest tests/containers tests/integration -q --durations=10
+
+bench-serving: venv-serve
+	$(SERVE_VENV)/bin/python benchmarks/serving.py

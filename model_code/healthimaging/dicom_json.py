@@ -1,0 +1,154 @@
+"""HealthImaging's metadata JSON <-> pydicom, attribute by attribute.
+
+HealthImaging documents attributes by keyword (``"Rows": 512``), numbers as JSON numbers, decimal and
+integer strings (DS, IS) as text, multi-valued attributes as lists, sequences as lists of objects and
+binary values as base64 text. Private and unknown tags are keyed by their 8-digit hex tag, with their VR
+listed in the instance's ``DICOMVRs`` map. This module converts both ways; it never touches pixel data.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import warnings
+from collections.abc import Mapping
+from functools import lru_cache
+from typing import Any
+
+from pydicom import DataElement, Dataset
+from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
+from pydicom.multival import MultiValue
+from pydicom.sequence import Sequence
+from pydicom.tag import BaseTag, Tag
+from pydicom.valuerep import PersonName
+
+_HEX_TAG = re.compile(r"[0-9A-Fa-f]{8}")
+_BINARY_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN"})
+_NUMBER_VRS = frozenset({"US", "SS", "UL", "SL", "UV", "SV", "FL", "FD"})
+# Pixel data and its siblings travel as frames, never in the document.
+_PIXEL_KEYWORDS = frozenset({"PixelData", "FloatPixelData", "DoubleFloatPixelData"})
+
+
+@lru_cache(maxsize=4096)
+def _standard(key: str) -> tuple[BaseTag, str | None] | None:
+    """(tag, dictionary VR) for a keyword or hex tag; None when the key names nothing pydicom knows."""
+    if _HEX_TAG.fullmatch(key):
+        tag = Tag(int(key, 16))
+    else:
+        number = tag_for_keyword(key)
+        if number is None:
+            return None
+        tag = Tag(number)
+    try:
+        return tag, dictionary_VR(tag)
+    except KeyError:  # private or retired-unknown tag: its VR must come from DICOMVRs
+        return tag, None
+
+
+def _resolve_ambiguous(vr: str, *, signed: bool) -> str:
+    # "US or SS" follows PixelRepresentation; LUT data and the rest default to their unsigned/byte reading.
+    if vr == "US or SS":
+        return "SS" if signed else "US"
+    if vr == "OB or OW":
+        return "OB"
+    if vr in ("US or OW", "US or SS or OW"):
+        return "US"
+    return vr
+
+
+def _value(vr: str, value: Any, vrs: Mapping[str, str], *, signed: bool) -> Any:
+    if value is None:
+        return None
+    if vr == "SQ":
+        return Sequence([dataset_from_json(item, vrs, signed=signed) for item in value])
+    if vr in _BINARY_VRS:
+        if isinstance(value, list):
+            value = "".join(value)
+        return base64.b64decode(value) if isinstance(value, str) else bytes(value)
+    if vr == "PN" and isinstance(value, dict):  # DICOM-JSON style person name
+        return value.get("Alphabetic", "")
+    return value
+
+
+def dataset_from_json(
+    attributes: Mapping[str, Any],
+    vrs: Mapping[str, str] | None = None,
+    *,
+    signed: bool = False,
+    skip: frozenset[str] = frozenset(),
+) -> Dataset:
+    """Build a Dataset from one level (or several merged levels) of a metadata document.
+
+    ``signed`` resolves "US or SS" attributes (PixelRepresentation 1). Keys pydicom cannot place (an unknown
+    keyword, a private tag without a VR) are left out rather than guessed.
+    """
+    vrs = vrs or {}
+    dataset = Dataset()
+    for key, value in attributes.items():
+        if key in skip or key in _PIXEL_KEYWORDS:
+            continue
+        known = _standard(key)
+        if known is None:
+            continue
+        tag, vr = known
+        vr = vrs.get(key, vr)
+        if vr is None or tag.group == 0x0002:  # group 2 is file meta, written by the Part-10 writer
+            continue
+        vr = _resolve_ambiguous(vr, signed=signed)
+        dataset.add(DataElement(tag, vr, _value(vr, value, vrs, signed=signed)))
+    return dataset
+
+
+def _json_value(vr: str, value: Any) -> Any:
+    if value is None or value == "":
+        return None
+    if vr == "SQ":
+        return [dataset_to_json(item)[0] for item in value]
+    if vr in _BINARY_VRS:
+        return base64.b64encode(bytes(value)).decode("ascii")
+    if isinstance(value, MultiValue | list | tuple):
+        return [_scalar(vr, item) for item in value]
+    return _scalar(vr, value)
+
+
+def _scalar(vr: str, value: Any) -> Any:
+    if vr in _NUMBER_VRS:
+        return float(value) if vr in ("FL", "FD") else int(value)
+    if vr in ("DS", "IS"):
+        # Keep the text as written: a DS re-rendered from float can change its last digit.
+        original = getattr(value, "original_string", None)
+        return original if original is not None else str(value)
+    if isinstance(value, PersonName):
+        return str(value)
+    return str(value)
+
+
+def dataset_to_json(dataset: Dataset) -> tuple[dict[str, Any], dict[str, str]]:
+    """The HealthImaging JSON of a dataset's attributes (pixel data excluded) and its ``DICOMVRs`` map.
+
+    Standard attributes are keyed by keyword; private ones by hex tag with their VR in the map.
+    """
+    attributes: dict[str, Any] = {}
+    vrs: dict[str, str] = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # values were validated when the dataset was read
+        for element in dataset:
+            keyword = keyword_for_tag(element.tag) if not element.tag.is_private else ""
+            if element.tag.group == 0x0002 or keyword in _PIXEL_KEYWORDS:
+                continue
+            key = keyword or f"{int(element.tag):08X}"
+            vr = str(element.VR)
+            if not keyword or vr != _dictionary_vr(element.tag):
+                vrs[key] = vr
+            attributes[key] = _json_value(vr, element.value)
+            if vr == "SQ":
+                for item in element.value:
+                    vrs.update(dataset_to_json(item)[1])
+    return attributes, vrs
+
+
+def _dictionary_vr(tag: BaseTag) -> str | None:
+    try:
+        return str(dictionary_VR(tag))
+    except KeyError:
+        return None

@@ -1,0 +1,34 @@
+"""A PNG preview: the source slice with the largest mask area, mask tinted red."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+
+# A soft-tissue display window (HU): the spleen reads mid-grey, fat dark, bone white.
+_WINDOW = (-160.0, 240.0)
+_TINT = np.array([255.0, 0.0, 0.0], dtype=np.float32)
+_ALPHA = 0.4
+
+
+def largest_slice(mask: np.ndarray) -> int | None:
+    """Index of the slice with the most mask voxels, or None for an empty mask."""
+    areas = mask.reshape(mask.shape[0], -1).sum(axis=1, dtype=np.int64)
+    return int(np.argmax(areas)) if areas.max(initial=0) > 0 else None
+
+
+def render_overlay_png(image: np.ndarray, mask: np.ndarray) -> bytes:
+    """PNG bytes of one slice (HU, (rows, cols)) with ``mask`` (same shape) blended in red."""
+    from PIL import Image
+
+    if image.shape != mask.shape or image.ndim != 2:
+        raise ValueError(f"image {image.shape} and mask {mask.shape} must be the same 2-D shape")
+    low, high = _WINDOW
+    grey = np.clip((image.astype(np.float32) - low) / (high - low), 0.0, 1.0) * 255.0
+    rgb = np.repeat(grey[..., None], 3, axis=2)
+    inside = mask.astype(bool)
+    rgb[inside] = (1.0 - _ALPHA) * rgb[inside] + _ALPHA * _TINT
+    buffer = io.BytesIO()
+    Image.fromarray(rgb.astype(np.uint8), mode="RGB").save(buffer, format="PNG")
+    return buffer.getvalue()

@@ -1,0 +1,193 @@
+"""Spleen segmentation of one CT series: model grid, sliding window, inverse, SEG, summary, overlay.
+
+One :class:`SegmentationPipeline` loads the TorchScript once and serves many requests. ``run`` keeps
+all per-request state local; only the network call is serialised (a lock), so concurrent requests
+overlap their pre/post-processing and SEG encoding but never race for accelerator memory.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pydicom
+import torch
+
+from model_code.imaging.errors import InvalidSeriesError
+from model_code.imaging.series import ImageSeries
+from model_code.model_dir import ModelDirectoryError, ModelMetadata, model_file
+from model_code.segmentation.inferer import foreground_probability
+from model_code.segmentation.overlay import largest_slice, render_overlay_png
+from model_code.segmentation.resample import from_model_grid, plan_resample, to_model_grid
+from model_code.segmentation.seg_writer import build_segmentation
+
+Progress = Callable[[str], None]
+SUPPORTED_MODALITIES = ("CT",)
+
+
+@dataclass(frozen=True)
+class SegmentationResult:
+    """What one run produces. ``mask`` is uint8 (0/1) with the series volume's shape and order."""
+
+    mask: np.ndarray
+    seg_dataset: pydicom.Dataset
+    summary: dict[str, Any]
+    overlay_png: bytes
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """None picks CUDA when present; an explicit CUDA request without CUDA is an error, not a fallback."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    resolved = torch.device(device)
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' was requested but torch.cuda.is_available() is False: use --device cpu")
+    if resolved.type not in ("cpu", "cuda"):
+        raise ValueError(f"device must be cpu or cuda, got {device!r}")
+    return resolved
+
+
+class _Timer:
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def stage(self, name: str, progress: Progress | None) -> Iterator[None]:
+        if progress is not None:
+            progress(name)
+        start = time.perf_counter()
+        yield
+        self.seconds[name] = round(time.perf_counter() - start, 4)
+
+
+class SegmentationPipeline:
+    """The spleen contract applied to ImageSeries; build with :meth:`from_model_dir`."""
+
+    def __init__(
+        self,
+        *,
+        network: torch.jit.ScriptModule | torch.nn.Module,
+        metadata: ModelMetadata,
+        device: torch.device,
+        sw_batch_size: int | None = None,
+        amp: bool = True,
+    ) -> None:
+        batch = metadata.inference.sw_batch_size if sw_batch_size is None else sw_batch_size
+        if batch < 1:
+            raise ValueError(f"sw_batch_size must be >= 1, got {batch}")
+        self.network = network
+        self.metadata = metadata
+        self.device = device
+        self.sw_batch_size = int(batch)
+        self.amp = amp
+        self._network_lock = threading.Lock()
+
+    @classmethod
+    def from_model_dir(
+        cls,
+        model_dir: Path,
+        *,
+        device: str | torch.device | None = None,
+        sw_batch_size: int | None = None,
+        amp: bool = True,
+    ) -> SegmentationPipeline:
+        """Load ``model.ts`` + ``metadata.json`` once; ``device`` None = CUDA if available else CPU."""
+        resolved = resolve_device(device)
+        metadata = ModelMetadata.load(Path(model_dir))
+        path = model_file(Path(model_dir))
+        try:
+            network = torch.jit.load(str(path), map_location=resolved)
+        except (RuntimeError, ValueError) as error:
+            raise ModelDirectoryError(
+                f"{path} cannot be loaded as TorchScript ({error}): export it with torch.jit.script/trace + save"
+            ) from error
+        network.eval()
+        return cls(network=network, metadata=metadata, device=resolved, sw_batch_size=sw_batch_size, amp=amp)
+
+    def _check(self, series: ImageSeries) -> None:
+        if not series.datasets:
+            raise InvalidSeriesError("the series has no source instances: a SEG must reference them")
+        if series.modality not in SUPPORTED_MODALITIES:
+            raise InvalidSeriesError(
+                f"the spleen model reads CT (Hounsfield units); this series is {series.modality or 'of no modality'}: "
+                "send the CT series of the study",
+                [series.series_instance_uid],
+            )
+
+    def _scale(self, hu: torch.Tensor) -> torch.Tensor:
+        pre = self.metadata.preprocessing
+        (a_min, a_max), (b_min, b_max) = pre.intensity_window, pre.scaled_range
+        # Out of place: an identity resampling returns a view of the caller's volume.
+        scaled = (hu - a_min) * ((b_max - b_min) / (a_max - a_min)) + b_min
+        return scaled.clamp_(b_min, b_max) if pre.clip else scaled
+
+    def predict_mask(self, series: ImageSeries, *, timer: _Timer | None = None, progress: Progress | None = None) -> np.ndarray:
+        """Only the mask (uint8, series.volume's shape): pre-processing, network, inverse."""
+        timer = timer or _Timer()
+        pre, inference = self.metadata.preprocessing, self.metadata.inference
+        with torch.inference_mode():
+            with timer.stage("preprocess", progress):
+                plan = plan_resample(
+                    series.affine, series.volume.shape, pixdim=pre.spacing_mm, axcodes=pre.orientation
+                )
+                volume = torch.from_numpy(np.ascontiguousarray(series.volume, dtype=np.float32)).to(self.device)
+                image = self._scale(to_model_grid(volume, plan)).contiguous()
+            with timer.stage("inference", progress), self._network_lock:
+                probability = foreground_probability(
+                    self.network,
+                    image,
+                    roi_size=inference.roi_size,
+                    overlap=inference.overlap,
+                    sw_batch_size=self.sw_batch_size,
+                    amp=self.amp,
+                )
+            with timer.stage("postprocess", progress):
+                # argmax over {background, spleen} == (p_spleen > 0.5), ties going to background.
+                mask = (from_model_grid(probability, plan) > 0.5).to(torch.uint8).cpu().numpy()
+        return mask
+
+    def run(self, series: ImageSeries, *, progress: Progress | None = None) -> SegmentationResult:
+        """Segment ``series``; raises InvalidSeriesError for input the model cannot read."""
+        self._check(series)
+        timer = _Timer()
+        mask = self.predict_mask(series, timer=timer, progress=progress)
+        with timer.stage("seg", progress):
+            seg = build_segmentation(series, mask, metadata=self.metadata)
+        with timer.stage("overlay", progress):
+            shown = largest_slice(mask)
+            index = shown if shown is not None else series.volume.shape[0] // 2
+            overlay = render_overlay_png(series.volume[index], mask[index])
+        summary = self._summary(series, mask, seg, shown, timer)
+        return SegmentationResult(mask=mask, seg_dataset=seg, summary=summary, overlay_png=overlay)
+
+    def _summary(
+        self, series: ImageSeries, mask: np.ndarray, seg: pydicom.Dataset, shown: int | None, timer: _Timer
+    ) -> dict[str, Any]:
+        voxels = int(mask.sum(dtype=np.int64))
+        voxel_ml = abs(float(np.linalg.det(series.affine[:3, :3]))) / 1000.0
+        centroid: list[float] | None = None
+        if voxels:
+            index = np.argwhere(mask).mean(axis=0)
+            centroid = [round(float(v), 3) for v in (series.affine @ np.append(index, 1.0))[:3]]
+        return {
+            "model": {"name": self.metadata.name, "version": self.metadata.version},
+            "series_instance_uid": series.series_instance_uid,
+            "seg_series_instance_uid": str(seg.SeriesInstanceUID),
+            "seg_sop_instance_uid": str(seg.SOPInstanceUID),
+            "spleen_voxel_count": voxels,
+            "spleen_volume_ml": round(voxels * voxel_ml, 3),
+            "spleen_centroid_lps_mm": centroid,
+            "overlay_slice_index": shown,
+            "overlay_sop_instance_uid": str(series.datasets[shown].SOPInstanceUID) if shown is not None else None,
+            "volume_shape": list(series.volume.shape),
+            "voxel_spacing_mm": [round(v, 4) for v in series.spacing],
+            "device": str(self.device),
+            "sw_batch_size": self.sw_batch_size,
+            "timings_s": dict(timer.seconds),
+        }

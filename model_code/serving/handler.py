@@ -1,0 +1,74 @@
+"""The SageMaker inference contract (model_fn, input_fn, predict_fn, output_fn) over ServingModel.
+
+How the toolkit maps errors (sagemaker_inference.transformer.Transformer.transform, read in site-packages):
+an exception out of any handler function becomes ``handle_error``: a ``BaseInferenceToolkitError`` keeps its
+status, anything else is a 500, and the body is ``message + "\\n" + traceback`` -- not JSON, and a trace
+leaked to the caller. So a ClientError never leaves these functions as an exception: it travels as a value
+to ``output_fn``, which renders the JSON body and sets the status on the TorchServe context
+(``context.set_response_status``, which TorchServe sends as the HTTP status). The toolkit passes ``context``
+to any handler function declaring one parameter more than the contract's.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from model_code.serving.errors import ClientError
+from model_code.serving.requests import SeriesRequest, decode_request
+from model_code.serving.responses import DICOM, JSON, encode_error, encode_json, negotiate
+from model_code.serving.service import Prediction, ServingModel
+
+logger = logging.getLogger(__name__)
+
+
+def model_fn(model_dir: str, context: Any = None) -> ServingModel:
+    return ServingModel.load(Path(model_dir))
+
+
+def input_fn(input_data: Any, content_type: str | None, context: Any = None) -> SeriesRequest | ClientError:
+    try:
+        return decode_request(input_data, content_type)
+    except ClientError as error:
+        return error
+
+
+def predict_fn(data: SeriesRequest | ClientError, model: ServingModel, context: Any = None) -> Prediction | ClientError:
+    if isinstance(data, ClientError):
+        return data
+    try:
+        return model.predict(data)
+    except ClientError as error:
+        return error
+
+
+def respond(result: Prediction | ClientError, accept: str | None) -> tuple[bytes, str, int]:
+    """(body, content type, status) for a prediction or a client error."""
+    if isinstance(result, ClientError):
+        return encode_error(result)
+    try:
+        kind = negotiate(accept)
+    except ClientError as error:
+        return encode_error(error)
+    if kind == DICOM:
+        return result.seg_bytes, DICOM, 200
+    # Only a JSON answer publishes: a caller asking for the SEG bytes takes them itself.
+    published = result.publish().to_json()
+    document = {
+        "summary": result.summary,
+        "source": result.source,
+        "seg": {"sopInstanceUid": result.seg_sop_instance_uid, "bytes": len(result.seg_bytes)},
+        "published": published,
+    }
+    return encode_json(document), JSON, 200
+
+
+def output_fn(prediction: Prediction | ClientError, accept: str | None, context: Any = None) -> tuple[bytes, str]:
+    body, content_type, status = respond(prediction, accept)
+    if status != 200:
+        logger.info("answering %d: %s", status, body[:300])
+        if context is not None:
+            # The reason phrase is the HTTP status line's: keep it the standard one, the detail is in the body.
+            context.set_response_status(code=status, phrase=ClientError(status, "").reason)
+    return body, content_type

@@ -1,0 +1,89 @@
+"""Turn a decoded request into an ImageSeries, mapping "cannot find it" to 404 and "cannot use it" to 422."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from model_code.imaging.errors import InvalidSeriesError
+from model_code.imaging.series import ImageSeries
+from model_code.serving.clients import ServingClients
+from model_code.serving.errors import ClientError, not_found, unusable_series
+from model_code.serving.requests import HealthImagingRequest, S3SeriesRequest, SeriesRequest, ZipSeriesRequest
+from model_code.serving.settings import S3Location
+
+_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def load_request_series(request: SeriesRequest, *, workdir: Path, clients: ServingClients) -> ImageSeries:
+    """Fetch the series a request names into ``workdir`` (its own temporary directory) and load it."""
+    try:
+        if isinstance(request, ZipSeriesRequest):
+            return _load_zip(request, workdir)
+        if isinstance(request, S3SeriesRequest):
+            return _load_s3(request, workdir, clients.s3())
+        return _load_healthimaging(request, clients.medical_imaging())
+    except InvalidSeriesError as error:
+        raise unusable_series(f"not a usable series: {error}") from error
+
+
+def _load_zip(request: ZipSeriesRequest, workdir: Path) -> ImageSeries:
+    from model_code.imaging.loader import load_series
+
+    archive = workdir / "series.zip"
+    archive.write_bytes(request.payload)
+    return load_series(archive)
+
+
+def _load_s3(request: S3SeriesRequest, workdir: Path, s3: Any) -> ImageSeries:
+    from botocore.exceptions import ClientError as BotocoreClientError
+
+    from model_code.imaging.loader import load_series
+
+    location = request.location
+    folder = workdir / "series"
+    folder.mkdir()
+    try:
+        keys = _list_keys(s3, location)
+        if not keys:
+            raise not_found(f"no objects under {location.uri}: check the bucket and prefix of dicomS3Uri")
+        for index, key in enumerate(keys):
+            # Object keys are not trusted as paths ("../"): name each file by its index and a sanitised basename.
+            target = folder / f"{index:06d}_{_UNSAFE_NAME.sub('_', key.rsplit('/', 1)[-1])}"
+            s3.download_file(location.bucket, key, str(target))
+    except BotocoreClientError as error:
+        code = str(error.response.get("Error", {}).get("Code", ""))
+        if code in {"NoSuchBucket", "NoSuchKey", "404"}:
+            raise not_found(f"{location.uri} does not exist ({code}): check dicomS3Uri") from error
+        if code in {"AccessDenied", "403", "AllAccessDisabled"}:
+            raise ClientError(403, f"the endpoint may not read {location.uri} ({code}): grant its role s3:GetObject "
+                              "and s3:ListBucket on that prefix") from error
+        raise
+    return load_series(folder, series_instance_uid=request.series_instance_uid)
+
+
+def _list_keys(s3: Any, location: S3Location) -> list[str]:
+    keys: list[str] = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=location.bucket, Prefix=location.prefix):
+        # Keys ending in "/" are the folder markers the console creates, not files.
+        keys.extend(item["Key"] for item in page.get("Contents", []) if not item["Key"].endswith("/"))
+    return sorted(keys)
+
+
+def _load_healthimaging(request: HealthImagingRequest, client: Any) -> ImageSeries:
+    from model_code.healthimaging import (
+        HealthImagingError,
+        ImageSetNotFound,
+        SeriesNotFound,
+        load_image_set,
+    )
+
+    try:
+        return load_image_set(
+            client, request.datastore_id, request.image_set_id, series_instance_uid=request.series_instance_uid
+        )
+    except (ImageSetNotFound, SeriesNotFound) as error:
+        raise not_found(str(error)) from error
+    except HealthImagingError as error:  # a frame that fails to decode or its checksum: the data is unusable
+        raise unusable_series(str(error)) from error

@@ -1,0 +1,119 @@
+"""Spleen segmentation: the model-zoo bundle's transforms, DiceCE loss, sliding-window Dice."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import torch
+
+from model_code.model_dir import ModelMetadata, Preprocessing
+from model_code.segmentation.contract import SPLEEN_LABEL, build_spleen_unet, spleen_metadata
+from model_code.training.config import TrainConfig
+from model_code.training.data_common import split_items
+from model_code.training.data_segmentation import discover_cases
+from model_code.training.task_base import TrainingTask
+
+_KEYS = ("image", "label")
+
+
+class SegmentationTask(TrainingTask):
+    primary_metric = "val_dice"
+
+    def __init__(self, config: TrainConfig) -> None:
+        super().__init__(config)
+        self.preprocessing = Preprocessing()  # the contract's: inference applies exactly these
+        cases = discover_cases(config.training_dir)
+        if config.validation_dir is not None:
+            train, val = cases, discover_cases(config.validation_dir)
+        else:
+            train, val = split_items(cases, val_fraction=config.val_fraction, seed=config.seed,
+                                     source=config.training_dir)
+        self.train_items = [case.as_dict() for case in train]
+        self.val_items = [case.as_dict() for case in val]
+        self.data_files = [p for case in [*train, *val] for p in (case.image, case.label)]
+
+    def _deterministic(self) -> list[Any]:
+        from monai.transforms import (
+            CropForegroundd,
+            EnsureChannelFirstd,
+            EnsureTyped,
+            LoadImaged,
+            Orientationd,
+            ScaleIntensityRanged,
+            Spacingd,
+        )
+
+        pre = self.preprocessing
+        return [
+            LoadImaged(keys=_KEYS, image_only=True),
+            EnsureChannelFirstd(keys=_KEYS),
+            Orientationd(keys=_KEYS, axcodes=pre.orientation),
+            Spacingd(keys=_KEYS, pixdim=pre.spacing_mm, mode=("bilinear", "nearest")),
+            ScaleIntensityRanged(keys="image", a_min=pre.intensity_window[0], a_max=pre.intensity_window[1],
+                                 b_min=pre.scaled_range[0], b_max=pre.scaled_range[1], clip=pre.clip),
+            # The bundle crops to the body (scaled intensity > 0) so patches land on anatomy, not air.
+            CropForegroundd(keys=_KEYS, source_key="image", allow_smaller=True),
+            EnsureTyped(keys=_KEYS, track_meta=False),
+        ]
+
+    def train_transforms(self) -> Any:
+        from monai.transforms import Compose, RandCropByPosNegLabeld, RandShiftIntensityd, SpatialPadd
+
+        roi = (self.config.roi_size,) * 3
+        return Compose([
+            *self._deterministic(),
+            # A body smaller than the patch would give ragged crops that cannot be batched.
+            SpatialPadd(keys=_KEYS, spatial_size=roi),
+            RandCropByPosNegLabeld(keys=_KEYS, label_key="label", spatial_size=roi, pos=1, neg=1,
+                                   num_samples=self.config.samples_per_volume, image_key="image",
+                                   image_threshold=0),
+            RandShiftIntensityd(keys="image", offsets=0.1, prob=0.5),
+        ])
+
+    def val_transforms(self) -> Any:
+        from monai.transforms import Compose
+
+        return Compose(self._deterministic())
+
+    def build_network(self) -> torch.nn.Module:
+        return build_spleen_unet()
+
+    def build_loss(self) -> torch.nn.Module:
+        from monai.losses import DiceCELoss
+
+        return DiceCELoss(to_onehot_y=True, softmax=True)
+
+    def evaluate(self, model: torch.nn.Module, loader: Any, device: torch.device) -> dict[str, float]:
+        from monai.inferers import sliding_window_inference
+        from monai.metrics import DiceMetric
+        from monai.networks.utils import one_hot
+
+        metric = DiceMetric(include_background=False, reduction="mean")
+        roi = (self.config.roi_size,) * 3
+        model.eval()
+        with torch.no_grad():
+            for batch in loader:
+                image, label = batch["image"].to(device), batch["label"].to(device)
+                logits = sliding_window_inference(image, roi, 4, model, overlap=0.5)
+                prediction = one_hot(torch.argmax(logits, dim=1, keepdim=True), num_classes=2)
+                metric(y_pred=prediction, y=one_hot(label.long(), num_classes=2))
+        dice = float(metric.aggregate().item())  # type: ignore[union-attr]
+        return {"val_dice": dice}
+
+    def example_input(self) -> torch.Tensor:
+        return torch.rand(1, 1, 32, 32, 32)
+
+    def describe_transforms(self) -> list[dict[str, Any]]:
+        pre = self.preprocessing
+        return [
+            {"name": "Orientationd", "axcodes": pre.orientation},
+            {"name": "Spacingd", "pixdim": list(pre.spacing_mm), "mode": "bilinear"},
+            {"name": "ScaleIntensityRanged", "a_min": pre.intensity_window[0], "a_max": pre.intensity_window[1],
+             "b_min": pre.scaled_range[0], "b_max": pre.scaled_range[1], "clip": pre.clip},
+        ]
+
+    def metadata(self, *, metrics: dict[str, float], extra: dict[str, Any]) -> ModelMetadata:
+        base = spleen_metadata(version=self.config.model_version, metrics=metrics)
+        extra = {**extra, "foreground_label": SPLEEN_LABEL, "transforms": self.describe_transforms()}
+        return replace(base, extra={**base.extra, **extra})

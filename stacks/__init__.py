@@ -1,0 +1,1 @@
+"""CDK stacks of the platform: deployment units that compose components and grant access."""

@@ -1,0 +1,51 @@
+"""Customer-managed KMS keys: one for patient data, one for CloudWatch Logs."""
+
+from __future__ import annotations
+
+from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from constructs import Construct
+
+
+class PlatformKeys(Construct):
+    """``data_key`` encrypts buckets, datastores, volumes and topics; ``logs_key`` encrypts log groups."""
+
+    def __init__(self, scope: Construct, id_: str, *, alias_prefix: str) -> None:
+        super().__init__(scope, id_)
+        stack = Stack.of(self)
+        self.data_key = kms.Key(
+            self,
+            "DataKey",
+            alias=f"alias/{alias_prefix}/data",
+            description="Encrypts patient data: DICOM buckets, HealthImaging, SageMaker volumes and outputs",
+            enable_key_rotation=True,
+            pending_window=Duration.days(30),
+            # Deleting this key makes every object it encrypted unreadable.
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        self.logs_key = kms.Key(
+            self,
+            "LogsKey",
+            alias=f"alias/{alias_prefix}/logs",
+            description="Encrypts CloudWatch Logs log groups (flow logs, functions, training and endpoints)",
+            enable_key_rotation=True,
+            pending_window=Duration.days(30),
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        # CloudWatch Logs uses the key on behalf of log groups of this account and region only.
+        self.logs_key.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="AllowCloudWatchLogsOfThisAccount",
+                principals=[iam.ServicePrincipal(f"logs.{stack.region}.amazonaws.com")],
+                actions=["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"],
+                resources=["*"],
+                conditions={
+                    "ArnLike": {
+                        "kms:EncryptionContext:aws:logs:arn": (
+                            f"arn:{stack.partition}:logs:{stack.region}:{stack.account}:log-group:*"
+                        )
+                    }
+                },
+            )
+        )

@@ -1,0 +1,320 @@
+"""Platform configuration: frozen dataclasses built once, at the edge, from cdk.json context.
+
+cdk.json embeds the default configuration under ``platform.defaults`` and per-stage overrides under
+``platform.stages.<stage>``; ``-c stage=prod`` picks a stage and ``-c platform.<section>.<key>=value``
+overrides one key. Every invalid value raises :class:`ConfigError` with the key and what to do.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+# Regions where AWS HealthImaging is offered (AWS General Reference, "AWS HealthImaging endpoints and
+# quotas", read 2026-11). The only list of them in the project: every region check reads it.
+HEALTHIMAGING_REGIONS: tuple[str, ...] = ("us-east-1", "us-west-2", "eu-west-1", "eu-west-2", "ap-southeast-2")
+
+CONTEXT_ROOT = "platform"
+STAGE_CONTEXT_KEY = "stage"
+DEFAULT_STAGE = "dev"
+
+# Derived names (e.g. "<project>-<stage>-spleen-async" for a SageMaker endpoint, 63 characters at most)
+# must fit the tightest AWS limit they meet, so the parts are bounded here.
+_PROJECT_NAME = re.compile(r"^[a-z][a-z0-9-]{1,23}[a-z0-9]$")
+_STAGE_NAME = re.compile(r"^[a-z][a-z0-9]{0,9}$")
+_ACCOUNT = re.compile(r"^\d{12}$")
+_SAGEMAKER_INSTANCE = re.compile(r"^ml\.[a-z0-9]+[a-z0-9-]*\.[a-z0-9]+$")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_CIDR = re.compile(r"^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})/(\d{1,2})$")
+# CloudWatch Logs accepts only these retention periods (days).
+LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922,
+                      3288, 3653)
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing or invalid; the message names the context key and the fix."""
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    cidr: str
+    max_azs: int
+    nat_gateways: int
+    flow_log_retention_days: int
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    noncurrent_version_expiration_days: int
+    infrequent_access_transition_days: int
+    inference_output_expiration_days: int
+    access_log_expiration_days: int
+
+
+@dataclass(frozen=True)
+class ServingConfig:
+    async_instance_type: str
+    async_min_instances: int
+    async_max_instances: int
+    max_concurrent_invocations_per_instance: int
+    multi_model_enabled: bool
+    multi_model_instance_type: str
+    multi_model_min_instances: int
+    multi_model_max_instances: int
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    instance_type: str
+    instance_count: int
+    use_spot: bool
+    max_runtime_hours: int
+
+
+@dataclass(frozen=True)
+class PlatformConfig:
+    project_name: str
+    stage: str
+    account: str | None
+    region: str
+    network: NetworkConfig
+    data: DataConfig
+    serving: ServingConfig
+    training: TrainingConfig
+    notification_emails: tuple[str, ...]
+
+    @property
+    def prefix(self) -> str:
+        """Prefix of every name the platform sets explicitly: ``<project>-<stage>``."""
+        return f"{self.project_name}-{self.stage}"
+
+
+def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """``override`` laid over ``base``; nested mappings merge, anything else replaces."""
+    merged = copy.deepcopy(dict(base))
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def _parse_cli_value(raw: Any) -> Any:
+    # `-c key=value` always arrives as a string; JSON gives numbers, booleans and lists their type.
+    if not isinstance(raw, str):
+        return raw
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        return raw
+
+
+def resolve_document(context: Mapping[str, Any]) -> dict[str, Any]:
+    """The effective configuration document: defaults, then the stage's overrides, then ``-c`` keys."""
+    root = context.get(CONTEXT_ROOT)
+    if not isinstance(root, Mapping) or not isinstance(root.get("defaults"), Mapping):
+        raise ConfigError(
+            f"context key '{CONTEXT_ROOT}.defaults' is missing: run from the project root so cdk.json's "
+            "embedded default configuration is loaded"
+        )
+    stage = str(context.get(STAGE_CONTEXT_KEY, DEFAULT_STAGE))
+    stages = root.get("stages", {})
+    if stage not in stages:
+        raise ConfigError(
+            f"context key '{STAGE_CONTEXT_KEY}' is '{stage}', which cdk.json does not define: "
+            f"use one of {sorted(stages)} or add it under '{CONTEXT_ROOT}.stages'"
+        )
+    document = deep_merge(root["defaults"], stages[stage] or {})
+    document["stage"] = stage
+    for key, raw in context.items():
+        if not key.startswith(f"{CONTEXT_ROOT}.") or key.startswith(f"{CONTEXT_ROOT}.stages"):
+            continue
+        path = key.split(".")[1:]
+        node = document
+        for part in path[:-1]:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                raise ConfigError(f"context key '{key}' names no configuration section: see the README's reference")
+            node = child
+        if path[-1] not in node:
+            raise ConfigError(f"context key '{key}' is not a configuration key: see the README's reference")
+        node[path[-1]] = _parse_cli_value(raw)
+    return document
+
+
+class _Reader:
+    """Typed access to one section of the document, naming the full context key in every error."""
+
+    def __init__(self, document: Mapping[str, Any], section: str) -> None:
+        self._section = section
+        value = document.get(section) if section else document
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"context key '{self._key('')}' must be an object of settings")
+        self._values = value
+
+    def _key(self, name: str) -> str:
+        parts = [CONTEXT_ROOT, self._section, name]
+        return ".".join(p for p in parts if p)
+
+    def _get(self, name: str) -> Any:
+        if name not in self._values:
+            raise ConfigError(f"context key '{self._key(name)}' is missing: add it to cdk.json")
+        return self._values[name]
+
+    def integer(self, name: str, *, minimum: int, maximum: int | None = None) -> int:
+        value = self._get(name)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"context key '{self._key(name)}' must be an integer, got {value!r}")
+        if value < minimum:
+            raise ConfigError(f"context key '{self._key(name)}' must be >= {minimum}, got {value}")
+        if maximum is not None and value > maximum:
+            raise ConfigError(f"context key '{self._key(name)}' must be <= {maximum}, got {value}")
+        return value
+
+    def boolean(self, name: str) -> bool:
+        value = self._get(name)
+        if not isinstance(value, bool):
+            raise ConfigError(f"context key '{self._key(name)}' must be true or false, got {value!r}")
+        return value
+
+    def string(self, name: str) -> str:
+        value = self._get(name)
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"context key '{self._key(name)}' must be a non-empty string, got {value!r}")
+        return value
+
+    def instance_type(self, name: str) -> str:
+        value = self.string(name)
+        if not _SAGEMAKER_INSTANCE.match(value):
+            raise ConfigError(
+                f"context key '{self._key(name)}' must be a SageMaker instance type such as 'ml.m5.xlarge' "
+                f"(with the 'ml.' prefix), got {value!r}"
+            )
+        return value
+
+    def retention_days(self, name: str) -> int:
+        value = self.integer(name, minimum=1)
+        if value not in LOG_RETENTION_DAYS:
+            raise ConfigError(
+                f"context key '{self._key(name)}' must be a CloudWatch Logs retention period "
+                f"{list(LOG_RETENTION_DAYS)}, got {value}"
+            )
+        return value
+
+    def capacity_range(self, low: str, high: str, *, minimum: int) -> tuple[int, int]:
+        low_value = self.integer(low, minimum=minimum)
+        high_value = self.integer(high, minimum=max(1, minimum))
+        if low_value > high_value:
+            raise ConfigError(
+                f"context key '{self._key(low)}' ({low_value}) must be <= '{self._key(high)}' ({high_value}): "
+                "raise the maximum or lower the minimum"
+            )
+        return low_value, high_value
+
+
+def _cidr(value: str, key: str) -> str:
+    match = _CIDR.match(value)
+    if not match or any(int(octet) > 255 for octet in match.groups()[:4]) or not 16 <= int(match.group(5)) <= 24:
+        raise ConfigError(
+            f"context key '{key}' must be an IPv4 CIDR with a prefix between /16 and /24 "
+            f"(room for the subnets of every AZ), got {value!r}"
+        )
+    return value
+
+
+def build_config(context: Mapping[str, Any]) -> PlatformConfig:
+    """Build and validate the configuration from a CDK context mapping (``app.node.get_all_context()``)."""
+    document = resolve_document(context)
+    top = _Reader(document, "")
+
+    project_name = top.string("projectName")
+    if not _PROJECT_NAME.match(project_name):
+        raise ConfigError(
+            f"context key '{CONTEXT_ROOT}.projectName' must be 3-25 lowercase letters, digits or hyphens, "
+            f"starting with a letter (it prefixes names with AWS length limits), got {project_name!r}"
+        )
+    stage = str(document["stage"])
+    if not _STAGE_NAME.match(stage):
+        raise ConfigError(
+            f"context key '{STAGE_CONTEXT_KEY}' must be 1-10 lowercase letters or digits starting with a letter, "
+            f"got {stage!r}"
+        )
+    account = document.get("account")
+    if account is not None and (not isinstance(account, str) or not _ACCOUNT.match(account)):
+        raise ConfigError(
+            f"context key '{CONTEXT_ROOT}.account' must be a 12-digit AWS account ID or null "
+            f"(null synthesizes environment-agnostic templates), got {account!r}"
+        )
+    region = top.string("region")
+    if region not in HEALTHIMAGING_REGIONS:
+        raise ConfigError(
+            f"context key '{CONTEXT_ROOT}.region' is {region!r}, where AWS HealthImaging is not available: "
+            f"use one of {', '.join(HEALTHIMAGING_REGIONS)}"
+        )
+
+    net = _Reader(document, "network")
+    network = NetworkConfig(
+        cidr=_cidr(net.string("cidr"), f"{CONTEXT_ROOT}.network.cidr"),
+        max_azs=net.integer("maxAzs", minimum=2, maximum=6),
+        nat_gateways=net.integer("natGateways", minimum=0, maximum=6),
+        flow_log_retention_days=net.retention_days("flowLogRetentionDays"),
+    )
+    if network.nat_gateways > network.max_azs:
+        raise ConfigError(
+            f"context key '{CONTEXT_ROOT}.network.natGateways' ({network.nat_gateways}) must be <= "
+            f"'{CONTEXT_ROOT}.network.maxAzs' ({network.max_azs}): one NAT gateway per AZ at most"
+        )
+
+    dat = _Reader(document, "data")
+    data = DataConfig(
+        noncurrent_version_expiration_days=dat.integer("noncurrentVersionExpirationDays", minimum=1),
+        infrequent_access_transition_days=dat.integer("infrequentAccessTransitionDays", minimum=30),
+        inference_output_expiration_days=dat.integer("inferenceOutputExpirationDays", minimum=1),
+        access_log_expiration_days=dat.integer("accessLogExpirationDays", minimum=90),
+    )
+
+    srv = _Reader(document, "serving")
+    async_min, async_max = srv.capacity_range("asyncMinInstances", "asyncMaxInstances", minimum=0)
+    mme_min, mme_max = srv.capacity_range("multiModelMinInstances", "multiModelMaxInstances", minimum=1)
+    serving = ServingConfig(
+        async_instance_type=srv.instance_type("asyncInstanceType"),
+        async_min_instances=async_min,
+        async_max_instances=async_max,
+        max_concurrent_invocations_per_instance=srv.integer("maxConcurrentInvocationsPerInstance", minimum=1),
+        multi_model_enabled=srv.boolean("multiModelEnabled"),
+        multi_model_instance_type=srv.instance_type("multiModelInstanceType"),
+        multi_model_min_instances=mme_min,
+        multi_model_max_instances=mme_max,
+    )
+
+    trn = _Reader(document, "training")
+    training = TrainingConfig(
+        instance_type=trn.instance_type("instanceType"),
+        instance_count=trn.integer("instanceCount", minimum=1, maximum=32),
+        use_spot=trn.boolean("useSpot"),
+        # SageMaker caps a training job's MaxRuntimeInSeconds at 28 days.
+        max_runtime_hours=trn.integer("maxRuntimeHours", minimum=1, maximum=28 * 24),
+    )
+
+    emails = document.get("notificationEmails", [])
+    if not isinstance(emails, list) or not all(isinstance(e, str) and _EMAIL.match(e) for e in emails):
+        raise ConfigError(
+            f"context key '{CONTEXT_ROOT}.notificationEmails' must be a list of e-mail addresses, got {emails!r}"
+        )
+
+    return PlatformConfig(
+        project_name=project_name,
+        stage=stage,
+        account=account,
+        region=region,
+        network=network,
+        data=data,
+        serving=serving,
+        training=training,
+        notification_emails=tuple(emails),
+    )

@@ -1,0 +1,108 @@
+"""Data stack: the platform's KMS keys and every bucket that holds studies, models or results."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+from stacks.compliance import acknowledge, skip_checkov
+from stacks.components.keys import PlatformKeys
+from stacks.components.secure_bucket import (
+    REPLICATION_REASON,
+    SecureBucket,
+    expiration_rule,
+    infrequent_access_rule,
+    noncurrent_version_rule,
+)
+from stacks.config import PlatformConfig
+
+# Prefixes inside the buckets, shared by the stacks and functions that read and write them.
+INBOX_INCOMING_PREFIX = "incoming/"
+INFERENCE_INPUT_PREFIX = "input/"
+INFERENCE_OUTPUT_PREFIX = "output/"
+INFERENCE_FAILURE_PREFIX = "failures/"
+
+ACCESS_LOG_ENCRYPTION_REASON = (
+    "S3 server access logging delivers only to buckets encrypted with SSE-S3 (AES256); SSE-KMS targets are "
+    "not supported, so this log bucket uses S3-managed keys and holds no object contents."
+)
+
+
+class DataStack(Stack):
+    """Keys and buckets. Public attributes are what other stacks grant on."""
+
+    def __init__(self, scope: Construct, id_: str, *, config: PlatformConfig, **kwargs: Any) -> None:
+        super().__init__(scope, id_, **kwargs)
+        data = config.data
+        self.keys = PlatformKeys(self, "Keys", alias_prefix=config.prefix)
+
+        self.access_logs_bucket = s3.Bucket(
+            self,
+            "AccessLogs",
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_PREFERRED,
+            enforce_ssl=True,
+            minimum_tls_version=1.2,
+            versioned=True,
+            lifecycle_rules=[
+                s3.LifecycleRule(
+                    id="expire-access-logs",
+                    expiration=Duration.days(data.access_log_expiration_days),
+                    noncurrent_version_expiration=Duration.days(30),
+                )
+            ],
+            # Object keys in access logs can carry study identifiers: keep the audit trail with the data.
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        acknowledge(
+            self.access_logs_bucket,
+            ["AwsSolutions-S1", "HIPAA.Security-S3BucketLoggingEnabled"],
+            "This is the server-access-log target of every platform bucket; logging it into itself would loop, "
+            "and CloudTrail data events cover access to it.",
+        )
+        acknowledge(self.access_logs_bucket, ["HIPAA.Security-S3DefaultEncryptionKMS"], ACCESS_LOG_ENCRYPTION_REASON)
+        acknowledge(self.access_logs_bucket, ["HIPAA.Security-S3BucketReplicationEnabled"], REPLICATION_REASON)
+        skip_checkov(
+            self.access_logs_bucket,
+            {
+                "CKV_AWS_18": "This bucket is the access-log target; logging it into itself would loop.",
+                "CKV_AWS_145": ACCESS_LOG_ENCRYPTION_REASON,
+            },
+        )
+
+        def bucket(id_: str, *rules: s3.LifecycleRule) -> s3.Bucket:
+            secure = SecureBucket(
+                self,
+                id_,
+                encryption_key=self.keys.data_key,
+                access_logs=self.access_logs_bucket,
+                lifecycle_rules=[noncurrent_version_rule(data.noncurrent_version_expiration_days), *rules],
+            )
+            return secure.bucket
+
+        ia_days = data.infrequent_access_transition_days
+        self.dicom_inbox_bucket = bucket("DicomInbox", infrequent_access_rule(ia_days))
+        self.import_output_bucket = bucket("ImportOutput", infrequent_access_rule(ia_days))
+        self.training_data_bucket = bucket("TrainingData", infrequent_access_rule(ia_days))
+        self.model_artifacts_bucket = bucket("ModelArtifacts")
+        self.inference_bucket = bucket(
+            "Inference",
+            expiration_rule(data.inference_output_expiration_days, prefix=INFERENCE_INPUT_PREFIX),
+            expiration_rule(data.inference_output_expiration_days, prefix=INFERENCE_OUTPUT_PREFIX),
+            # Failures are kept longer than outputs: someone has to look at them.
+            expiration_rule(max(data.inference_output_expiration_days, 90), prefix=INFERENCE_FAILURE_PREFIX),
+        )
+
+        for name, value in {
+            "DataKeyArn": self.keys.data_key.key_arn,
+            "DicomInboxBucketName": self.dicom_inbox_bucket.bucket_name,
+            "ImportOutputBucketName": self.import_output_bucket.bucket_name,
+            "TrainingDataBucketName": self.training_data_bucket.bucket_name,
+            "ModelArtifactsBucketName": self.model_artifacts_bucket.bucket_name,
+            "InferenceBucketName": self.inference_bucket.bucket_name,
+        }.items():
+            CfnOutput(self, name, value=value)

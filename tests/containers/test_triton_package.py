@@ -1,0 +1,93 @@
+"""The Triton model repository and the per-model archives a multi-model endpoint loads.
+
+Every config.pbtxt is parsed with tritonclient's ModelConfig protobuf (what tritonserver itself reads).
+"""
+
+from __future__ import annotations
+
+import tarfile
+from pathlib import Path
+
+import pytest
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2
+
+from model_code.serving.triton_package import (
+    DEFAULT_MODEL_NAME,
+    MAX_BATCH_SIZE,
+    MODEL_PY,
+    package_triton_model,
+    render_config,
+)
+
+REPOSITORY = Path(__file__).resolve().parents[2] / "containers" / "triton-inference" / "model_repository"
+
+
+def parse(text: str) -> model_config_pb2.ModelConfig:
+    return text_format.Parse(text, model_config_pb2.ModelConfig())
+
+
+@pytest.mark.parametrize(
+    "config_path",
+    sorted(REPOSITORY.glob("*/config.pbtxt")),
+    ids=lambda path: path.parent.name,
+)
+def test_checked_in_configs_parse_and_match_the_rendering(config_path: Path) -> None:
+    config = parse(config_path.read_text())
+    assert config.name == config_path.parent.name
+    assert config_path.read_text() == render_config(config.name)
+    assert (config_path.parent / "1" / "model.py").read_text() == MODEL_PY
+
+
+def test_repository_holds_the_spleen_model() -> None:
+    assert (REPOSITORY / DEFAULT_MODEL_NAME / "config.pbtxt").is_file()
+
+
+def test_config_declares_io_and_dynamic_batching() -> None:
+    config = parse(render_config("spleen_v2"))
+    assert (config.name, config.backend, config.max_batch_size) == ("spleen_v2", "python", MAX_BATCH_SIZE)
+    assert [(i.name, i.data_type, list(i.dims)) for i in config.input] == [
+        ("DICOM_ZIP", model_config_pb2.TYPE_STRING, [1])
+    ]
+    assert [(o.name, o.data_type, list(o.dims)) for o in config.output] == [
+        ("SEG", model_config_pb2.TYPE_STRING, [1]),
+        ("SUMMARY", model_config_pb2.TYPE_STRING, [1]),
+    ]
+    assert config.HasField("dynamic_batching")
+    assert config.dynamic_batching.max_queue_delay_microseconds > 0
+
+
+def test_archive_holds_one_model_folder_named_like_the_archive(threshold_model_dir: Path, tmp_path: Path) -> None:
+    archive = package_triton_model(threshold_model_dir, tmp_path / "spleen-v2.tar.gz")
+    with tarfile.open(archive) as opened:
+        names = sorted(opened.getnames())
+        config_text = opened.extractfile("spleen-v2/config.pbtxt").read().decode()  # type: ignore[union-attr]
+    assert names == [
+        "spleen-v2",
+        "spleen-v2/1",
+        "spleen-v2/1/metadata.json",
+        "spleen-v2/1/model.py",
+        "spleen-v2/1/model.ts",
+        "spleen-v2/config.pbtxt",
+    ]
+    assert parse(config_text).name == "spleen-v2"
+
+
+@pytest.mark.parametrize(
+    ("out_name", "message"),
+    [
+        ("spleen.zip", "must end with .tar.gz"),  # SageMaker's TargetModel is a .tar.gz
+        ("bad name.tar.gz", "model name 'bad name'"),  # a URL path segment
+        ("-spleen.tar.gz", "model name '-spleen'"),
+    ],
+)
+def test_bad_archive_names_are_refused(threshold_model_dir: Path, tmp_path: Path, out_name: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        package_triton_model(threshold_model_dir, tmp_path / out_name)
+
+
+def test_a_folder_without_a_model_is_refused(tmp_path: Path) -> None:
+    from model_code.model_dir import ModelDirectoryError
+
+    with pytest.raises(ModelDirectoryError, match="metadata.json is missing"):
+        package_triton_model(tmp_path, tmp_path / "spleen.tar.gz")

@@ -1,0 +1,81 @@
+"""Configuration: the embedded default builds, stages and -c keys override, and every bad value says what to do."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from stacks.config import HEALTHIMAGING_REGIONS, ConfigError, build_config
+from tests.stacks.assembly import cdk_json_context
+
+
+def config_with(**overrides: Any) -> Any:
+    return build_config({**cdk_json_context(), **overrides})
+
+
+def test_default_config_builds_from_cdk_json() -> None:
+    config = config_with()
+    assert config.stage == "dev"
+    assert config.region in HEALTHIMAGING_REGIONS
+    assert config.network.nat_gateways == 0
+    assert config.serving.async_min_instances == 0
+    assert config.prefix == "monai-imaging-dev"
+
+
+def test_stage_overrides_apply_over_defaults() -> None:
+    dev, prod = config_with(stage="dev"), config_with(stage="prod")
+    assert (dev.network.nat_gateways, prod.network.nat_gateways) == (0, 2)
+    assert prod.serving.async_max_instances > dev.serving.async_max_instances
+    # Keys a stage does not mention keep the default.
+    assert prod.network.cidr == dev.network.cidr
+
+
+def test_cli_key_overrides_stage_and_parses_json_values() -> None:
+    config = config_with(stage="prod", **{"platform.network.natGateways": "1", "platform.serving.multiModelEnabled": "true"})
+    assert config.network.nat_gateways == 1
+    assert config.serving.multi_model_enabled is True
+
+
+CASES = [
+    # (overrides, the exact fragment the message must carry)
+    ({"platform.region": "us-east-2"}, "context key 'platform.region' is 'us-east-2', where AWS HealthImaging is not available: use one of us-east-1"),
+    ({"platform.serving.asyncInstanceType": "g4dn.xlarge"}, "context key 'platform.serving.asyncInstanceType' must be a SageMaker instance type such as 'ml.m5.xlarge'"),
+    ({"platform.training.instanceType": "m5.large"}, "context key 'platform.training.instanceType' must be a SageMaker instance type"),
+    ({"platform.serving.asyncMinInstances": "3", "platform.serving.asyncMaxInstances": "2"}, "context key 'platform.serving.asyncMinInstances' (3) must be <= 'platform.serving.asyncMaxInstances' (2)"),
+    ({"platform.serving.multiModelMinInstances": "0"}, "context key 'platform.serving.multiModelMinInstances' must be >= 1, got 0"),
+    ({"platform.serving.asyncMaxInstances": "0"}, "context key 'platform.serving.asyncMaxInstances' must be >= 1, got 0"),
+    ({"platform.projectName": "Monai_Imaging"}, "context key 'platform.projectName' must be 3-25 lowercase letters, digits or hyphens"),
+    ({"platform.projectName": "a-project-name-far-too-long-for-aws"}, "context key 'platform.projectName' must be 3-25"),
+    ({"stage": "qa"}, "context key 'stage' is 'qa', which cdk.json does not define: use one of ['dev', 'prod']"),
+    ({"platform.account": "12345"}, "context key 'platform.account' must be a 12-digit AWS account ID or null"),
+    ({"platform.network.natGateways": "3"}, "context key 'platform.network.natGateways' (3) must be <= 'platform.network.maxAzs' (2)"),
+    ({"platform.network.cidr": "10.0.0.0/8"}, "context key 'platform.network.cidr' must be an IPv4 CIDR with a prefix between /16 and /24"),
+    ({"platform.network.flowLogRetentionDays": "100"}, "context key 'platform.network.flowLogRetentionDays' must be a CloudWatch Logs retention period"),
+    ({"platform.network.maxAzs": "two"}, "context key 'platform.network.maxAzs' must be an integer, got 'two'"),
+    ({"platform.training.useSpot": "1"}, "context key 'platform.training.useSpot' must be true or false, got 1"),
+    ({"platform.training.maxRuntimeHours": "1000"}, "context key 'platform.training.maxRuntimeHours' must be <= 672, got 1000"),
+    ({"platform.data.accessLogExpirationDays": "30"}, "context key 'platform.data.accessLogExpirationDays' must be >= 90, got 30"),
+    ({"platform.notificationEmails": '["not-an-address"]'}, "context key 'platform.notificationEmails' must be a list of e-mail addresses"),
+    ({"platform.network.natgateways": "1"}, "context key 'platform.network.natgateways' is not a configuration key"),
+    ({"platform.nosuch.key": "1"}, "context key 'platform.nosuch.key' names no configuration section"),
+]
+
+
+@pytest.mark.parametrize(("overrides", "message"), CASES, ids=[next(iter(c[0])) for c in CASES])
+def test_invalid_values_raise_with_key_and_fix(overrides: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        config_with(**overrides)
+    assert message in str(raised.value)
+
+
+def test_missing_embedded_config_says_where_it_comes_from() -> None:
+    with pytest.raises(ConfigError, match=r"'platform.defaults' is missing: run from the project root"):
+        build_config({"stage": "dev"})
+
+
+def test_missing_key_names_it() -> None:
+    context = cdk_json_context()
+    del context["platform"]["defaults"]["serving"]["asyncInstanceType"]
+    with pytest.raises(ConfigError, match=r"'platform.serving.asyncInstanceType' is missing: add it to cdk.json"):
+        build_config(context)
