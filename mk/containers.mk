@@ -1,21 +1,24 @@
 # Serving containers (issue 6): the real serving stacks, run on 127.0.0.1 without Docker.
-# Usage and the why of each target: docs/containers.md.
+# Usage and the why of each target: docs/containers.md. `make test` should depend on venv-serve and venv-triton.
 
 SERVE_VENV ?= .venv-serve
 TRITON_VENV ?= .venv-triton
-# TorchServe stack: the same interpreter as the main venv (pyenv 3.11); torch comes from the local CPU wheel
-# (pip's find-links), so `torch==2.13.0` resolves to 2.13.0+cpu.
+# TorchServe stack: the same pyenv 3.11 as the main venv; pip's find-links (/opt/wheels) resolves
+# torch==2.13.0 to the local CPU wheel.
 SERVE_BASE_PYTHON ?= $(shell command -v pyenv >/dev/null 2>&1 && pyenv which python3.11 2>/dev/null || command -v python3.11)
 # tritonserver's python backend stub links Debian's libpython3.11: the venv must be built on that interpreter.
 TRITON_BASE_PYTHON ?= /usr/bin/python3.11
 PORT ?= 8080
+TRITON_PORT ?= 8000
 MODEL_DIR ?=
+TRITON_REPOSITORY ?=
 SERVE_REQUIREMENTS := containers/pytorch-inference/requirements-local.txt containers/pytorch-inference/requirements.txt
 TRITON_REQUIREMENTS := containers/triton-inference/requirements-local.txt containers/triton-inference/requirements.txt
+CONTAINERS_HADOLINT ?= $(or $(VENV),.venv)/bin/hadolint
 
 .PHONY: venv-serve venv-triton serve serve-triton lint-dockerfiles test-containers bench-serving
 
-# The stamp file makes the venv rebuild only when its requirements change.
+# The stamp file rebuilds a venv only when its requirements change.
 $(SERVE_VENV)/.installed: $(SERVE_REQUIREMENTS)
 	rm -rf $(SERVE_VENV)
 	$(SERVE_BASE_PYTHON) -m venv $(SERVE_VENV)
@@ -36,16 +39,21 @@ $(TRITON_VENV)/.installed: $(TRITON_REQUIREMENTS)
 
 venv-triton: $(TRITON_VENV)/.installed
 
-# The SageMaker PyTorch toolkit on TorchServe, on 127.0.0.1:$(PORT), serving $(MODEL_DIR)
-# (default: demo-output/model when `make demo` left one, else a freshly initialised spleen UNet).
+# sagemaker-pytorch-inference on TorchServe, 127.0.0.1:$(PORT), serving $(MODEL_DIR)
+# (default: demo-output/model when `make demo` left one, else an untrained contract UNet in build/serve-model).
 serve: venv-serve
-	$(SERVE_VENV)/bin/python -m containers.pytorch-inference.local_serve --port $(PORT) $(if $(MODEL_DIR),--model-dir $(MODEL_DIR))
+	$(SERVE_VENV)/bin/python containers/pytorch-inference/local_serve.py --port $(PORT) $(if $(MODEL_DIR),--model-dir $(MODEL_DIR))
 
-lint-dockerfiles: $(VENV)/bin/hadolint
-	$(VENV)/bin/hadolint containers/*/Dockerfile
+# tritonserver (nvidia-pytriton's) on 127.0.0.1:$(TRITON_PORT), explicit model control; repository: $(TRITON_REPOSITORY),
+# else a new one holding the spleen model of MODEL_DIR (same default as serve).
+serve-triton: venv-triton
+	$(TRITON_VENV)/bin/python containers/triton-inference/local_triton.py --port $(TRITON_PORT) $(if $(TRITON_REPOSITORY),--repository $(TRITON_REPOSITORY),$(if $(MODEL_DIR),--model-dir $(MODEL_DIR)))
+
+lint-dockerfiles:
+	$(CONTAINERS_HADOLINT) containers/*/Dockerfile
 
 test-containers: venv-serve venv-triton
-	$(PY) -m pytest tests/containers tests/integration -q --durations=10
+	$(or $(PY),.venv/bin/python) -m pytest tests/containers tests/integration -q --durations=10
 
 bench-serving: venv-serve
-	$(SERVE_VENV)/bin/python benchmarks/serving.py
+	$(or $(PY),.venv/bin/python) benchmarks/serving.py

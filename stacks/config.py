@@ -29,6 +29,8 @@ _STAGE_NAME = re.compile(r"^[a-z][a-z0-9]{0,9}$")
 _ACCOUNT = re.compile(r"^\d{12}$")
 _SAGEMAKER_INSTANCE = re.compile(r"^ml\.[a-z0-9]+[a-z0-9-]*\.[a-z0-9]+$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_CONNECTION_ARN = re.compile(r"^arn:aws[a-z-]*:(codestar-connections|codeconnections):[a-z0-9-]+:\d{12}:connection/[\w-]+$")
+_GIT_REPOSITORY = re.compile(r"^[\w.-]+/[\w.-]+$")
 _CIDR = re.compile(r"^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})/(\d{1,2})$")
 # CloudWatch Logs accepts only these retention periods (days).
 LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922,
@@ -65,6 +67,31 @@ class ServingConfig:
     multi_model_instance_type: str
     multi_model_min_instances: int
     multi_model_max_instances: int
+    # Key of the approved model archive (model.tar.gz) in the model-artifacts bucket.
+    model_data_key: str
+    # Target of ApproximateBacklogSizePerInstance: queued requests per instance before scaling out.
+    async_backlog_per_instance_target: int
+
+
+SOURCE_KINDS = ("s3", "codestar")
+
+
+@dataclass(frozen=True)
+class ImageSourceConfig:
+    kind: str
+    # kind "s3": the zip archive's key in the source bucket the images stack creates.
+    bucket_key: str | None
+    # kind "codestar": a CodeStar (CodeConnections) connection to a Git host, "owner/name" and a branch.
+    connection_arn: str | None
+    repository: str | None
+    branch: str
+
+
+@dataclass(frozen=True)
+class ImagesConfig:
+    keep_images: int
+    log_retention_days: int
+    source: ImageSourceConfig
 
 
 @dataclass(frozen=True)
@@ -85,6 +112,7 @@ class PlatformConfig:
     data: DataConfig
     serving: ServingConfig
     training: TrainingConfig
+    images: ImagesConfig
     notification_emails: tuple[str, ...]
 
     @property
@@ -227,6 +255,53 @@ def _cidr(value: str, key: str) -> str:
     return value
 
 
+def _model_data_key(value: str) -> str:
+    if not value.endswith(".tar.gz") or value.startswith("/") or "/" not in value:
+        raise ConfigError(
+            f"context key '{CONTEXT_ROOT}.serving.modelDataKey' must be an S3 key 'prefix/.../model.tar.gz' in the "
+            f"model-artifacts bucket (no leading '/'; the endpoint may read only its prefix), got {value!r}"
+        )
+    return value
+
+
+def _image_source(document: Mapping[str, Any]) -> ImageSourceConfig:
+    # The source is nested one level deeper than other sections; a flat alias keeps the reader's key names right.
+    images = document.get("images")
+    src = _Reader({"images.source": images.get("source") if isinstance(images, Mapping) else None}, "images.source")
+    key = f"{CONTEXT_ROOT}.images.source"
+    kind = src.string("kind")
+    if kind not in SOURCE_KINDS:
+        raise ConfigError(
+            f"context key '{key}.kind' must be 's3' or 'codestar' (CodeCommit is closed to new customers), "
+            f"got {kind!r}"
+        )
+    branch = src.string("branch")
+    if kind == "s3":
+        bucket_key = src._get("bucketKey")
+        if not isinstance(bucket_key, str) or not bucket_key.endswith(".zip") or bucket_key.startswith("/"):
+            raise ConfigError(
+                f"context key '{key}.bucketKey' must be an S3 key ending in '.zip' without a leading '/' when "
+                f"source.kind is 's3' (CodePipeline's S3 source reads a zip archive), got {bucket_key!r}"
+            )
+        return ImageSourceConfig(kind=kind, bucket_key=bucket_key, connection_arn=None, repository=None, branch=branch)
+    connection_arn = src._get("connectionArn")
+    if not isinstance(connection_arn, str) or not _CONNECTION_ARN.match(connection_arn):
+        raise ConfigError(
+            f"context key '{key}.connectionArn' must be a CodeStar connection ARN "
+            f"(arn:aws:codeconnections:<region>:<account>:connection/<id>) when source.kind is 'codestar', "
+            f"got {connection_arn!r}: create the connection in the Developer Tools console and paste its ARN"
+        )
+    repository = src._get("repository")
+    if not isinstance(repository, str) or not _GIT_REPOSITORY.match(repository):
+        raise ConfigError(
+            f"context key '{key}.repository' must be 'owner/name' of the Git repository when source.kind is "
+            f"'codestar', got {repository!r}"
+        )
+    return ImageSourceConfig(
+        kind=kind, bucket_key=None, connection_arn=connection_arn, repository=repository, branch=branch
+    )
+
+
 def build_config(context: Mapping[str, Any]) -> PlatformConfig:
     """Build and validate the configuration from a CDK context mapping (``app.node.get_all_context()``)."""
     document = resolve_document(context)
@@ -290,6 +365,15 @@ def build_config(context: Mapping[str, Any]) -> PlatformConfig:
         multi_model_instance_type=srv.instance_type("multiModelInstanceType"),
         multi_model_min_instances=mme_min,
         multi_model_max_instances=mme_max,
+        model_data_key=_model_data_key(srv.string("modelDataKey")),
+        async_backlog_per_instance_target=srv.integer("asyncBacklogPerInstanceTarget", minimum=1),
+    )
+
+    img = _Reader(document, "images")
+    images = ImagesConfig(
+        keep_images=img.integer("keepImages", minimum=1, maximum=1000),
+        log_retention_days=img.retention_days("logRetentionDays"),
+        source=_image_source(document),
     )
 
     trn = _Reader(document, "training")
@@ -316,5 +400,6 @@ def build_config(context: Mapping[str, Any]) -> PlatformConfig:
         data=data,
         serving=serving,
         training=training,
+        images=images,
         notification_emails=tuple(emails),
     )

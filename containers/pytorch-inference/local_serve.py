@@ -27,8 +27,6 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parents[1]
 CODE_DIR = HERE / "code"
-DEFAULT_DEMO_MODEL = REPO_ROOT / "demo-output" / "model"
-DEFAULT_FRESH_MODEL = REPO_ROOT / "build" / "serve-model"
 HANDLER_SERVICE = "sagemaker_pytorch_serving_container.handler_service"
 # The largest async-inference payload SageMaker accepts (1 GB); TorchServe's default is 6.5 MB.
 MAX_PAYLOAD_BYTES = 1024**3
@@ -41,28 +39,6 @@ CONTAINER_ENV = {
     "TS_MAX_REQUEST_SIZE": str(MAX_PAYLOAD_BYTES),
     "TS_MAX_RESPONSE_SIZE": str(MAX_PAYLOAD_BYTES),
 }
-
-
-def has_model(model_dir: Path) -> bool:
-    return (model_dir / "model.ts").is_file() and (model_dir / "metadata.json").is_file()
-
-
-def resolve_model_dir(requested: Path | None) -> Path:
-    """The model to serve: the one asked for, else what `make demo` left, else a freshly initialised UNet."""
-    if requested is not None:
-        if not has_model(requested):
-            raise SystemExit(f"{requested} is not a model directory: it needs model.ts and metadata.json")
-        return requested.resolve()
-    if has_model(DEFAULT_DEMO_MODEL):
-        return DEFAULT_DEMO_MODEL
-    if not has_model(DEFAULT_FRESH_MODEL):
-        sys.path.insert(0, str(REPO_ROOT))
-        from model_code.segmentation.reference_models import save_untrained_unet
-
-        DEFAULT_FRESH_MODEL.mkdir(parents=True, exist_ok=True)
-        save_untrained_unet(DEFAULT_FRESH_MODEL, seed=0)
-        print(f"no model given and none from `make demo`: initialised an untrained UNet in {DEFAULT_FRESH_MODEL}")
-    return DEFAULT_FRESH_MODEL
 
 
 def toolkit_properties(port: int, workers: int | None) -> str:
@@ -122,8 +98,8 @@ def serve_command(model_dir: Path, config: Path, run_dir: Path) -> list[str]:
 
 
 def serving_environment(run_dir: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(CONTAINER_ENV)
+    # As in the image: its ENV values, unless the caller set one (docker run -e wins over ENV too).
+    env = {**CONTAINER_ENV, **os.environ}
     # The container installs model_code and copies code/ onto PYTHONPATH; here both come from the work tree.
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(CODE_DIR), str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
     env["TMPDIR"] = str(run_dir / "tmp")
@@ -144,15 +120,21 @@ def main(argv: list[str] | None = None) -> None:
     if not 1024 <= args.port <= 64000:
         parser.error(f"--port must be within 1024..64000 (it derives ports up to PORT+1000), got {args.port}")
 
+    sys.path.insert(0, str(REPO_ROOT))
+    from model_code.serving.local import resolve_model_dir
+
     model_dir = resolve_model_dir(args.model_dir)
     run_dir = (args.run_dir or Path(tempfile.mkdtemp(prefix="torchserve-"))).resolve()
+    environment = serving_environment(run_dir)
+    # The toolkit's properties generator reads the same environment (timeout, workers) as the container's.
+    os.environ.update(environment)
     config = write_run_dir(run_dir, port=args.port, workers=args.workers)
     command = serve_command(model_dir, config, run_dir)
     print(f"serving {model_dir} on http://127.0.0.1:{args.port} (/ping, /invocations); logs in {run_dir / 'logs'}")
     sys.stdout.flush()
     os.chdir(run_dir)
     # exec: signals (Ctrl-C, a test stopping the process group) reach the TorchServe launcher directly.
-    os.execve(command[0], command, serving_environment(run_dir))  # noqa: S606 - argument list built above
+    os.execve(command[0], command, dict(os.environ))  # noqa: S606 - argument list built above
 
 
 if __name__ == "__main__":

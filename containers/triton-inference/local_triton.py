@@ -11,6 +11,8 @@ launcher does what pytriton does before it starts the server, without pytriton's
 
 Model control is explicit by default: nothing loads until the repository API asks
 (POST /v2/repository/models/<name>/load), which is how SageMaker's multi-model endpoint drives Triton.
+Without --repository, a new repository holds the spleen model (--model-dir, else what `make demo` left,
+else an untrained contract UNet) as ``spleen_ct_segmentation``.
 """
 
 from __future__ import annotations
@@ -25,7 +27,6 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parents[1]
-DEFAULT_REPOSITORY = HERE / "model_repository"
 
 
 def pytriton_dist() -> Path:
@@ -86,22 +87,31 @@ def server_command(
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")), help="HTTP port")
-    parser.add_argument("--repository", type=Path, default=DEFAULT_REPOSITORY)
+    parser.add_argument("--repository", type=Path, default=None, help="default: a new one holding --model-dir")
+    parser.add_argument("--model-dir", type=Path, default=None, help="model.ts + metadata.json (default: see doc)")
     parser.add_argument("--run-dir", type=Path, default=None)
     parser.add_argument("--load-all", action="store_true", help="load every model at start (no explicit control)")
     args = parser.parse_args(argv)
     run_dir = (args.run_dir or Path(tempfile.mkdtemp(prefix="tritonserver-"))).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     backends = prepare_backends(run_dir)
+    repository = args.repository
+    if repository is None:
+        sys.path.insert(0, str(REPO_ROOT))
+        from model_code.serving.local import resolve_model_dir
+        from model_code.serving.triton_package import DEFAULT_MODEL_NAME, write_model_entry
+
+        repository = run_dir / "model_repository"
+        write_model_entry(repository, name=DEFAULT_MODEL_NAME, model_dir=resolve_model_dir(args.model_dir))
     command = server_command(
-        repository=args.repository.resolve(),
+        repository=repository.resolve(),
         backends=backends,
         http_port=args.port,
         grpc_port=args.port + 1,
         metrics_port=args.port + 2,
         explicit=not args.load_all,
     )
-    print(f"tritonserver on http://127.0.0.1:{args.port} (repository {args.repository})", flush=True)
+    print(f"tritonserver on http://127.0.0.1:{args.port} (repository {repository})", flush=True)
     # exec: stopping the process group stops tritonserver and its python backend stubs together.
     os.execve(command[0], command, server_environment())  # noqa: S606 - argument list built above
 

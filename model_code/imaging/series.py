@@ -84,7 +84,7 @@ def _required(dataset: pydicom.Dataset, keyword: str, name: str) -> Any:
     return value
 
 
-def slice_normal(orientation: Sequence[float]) -> np.ndarray:
+def slice_normal(orientation: Sequence[float] | np.ndarray) -> np.ndarray:
     """The unit normal of ImageOrientationPatient (row direction x column direction)."""
     row_dir = np.asarray(orientation[:3], dtype=float)
     col_dir = np.asarray(orientation[3:], dtype=float)
@@ -145,7 +145,10 @@ def series_from_datasets(
 
     normal = slice_normal(orientation)
     positions = np.asarray(
-        [np.asarray(_required(ds, "ImagePositionPatient", lb), dtype=float) for ds, lb in zip(datasets, labels)]
+        [
+            np.asarray(_required(ds, "ImagePositionPatient", label), dtype=float)
+            for ds, label in zip(datasets, labels, strict=True)
+        ]
     )
     distances = positions @ normal
     order = np.argsort(distances, kind="stable")
@@ -170,7 +173,8 @@ def series_from_datasets(
             )
         step = (positions[order[-1]] - positions[order[0]]) / (len(order) - 1)
     else:
-        slice_gap = float(getattr(first, "SpacingBetweenSlices", None) or getattr(first, "SliceThickness", 1.0))
+        # A single slice has no neighbour to measure against: the header's thickness stands in.
+        slice_gap = float(getattr(first, "SpacingBetweenSlices", None) or getattr(first, "SliceThickness", None) or 1.0)
         step = normal * slice_gap
 
     slices = []

@@ -65,7 +65,9 @@ def infrequent_access_rule(days: int, *, prefix: str | None = None) -> s3.Lifecy
     return s3.LifecycleRule(
         id=f"to-infrequent-access{'-' + prefix.strip('/') if prefix else ''}",
         prefix=prefix,
-        transitions=[s3.Transition(storage_class=s3.StorageClass.INFREQUENT_ACCESS, transition_after=Duration.days(days))],
+        transitions=[
+            s3.Transition(storage_class=s3.StorageClass.INFREQUENT_ACCESS, transition_after=Duration.days(days))
+        ],
     )
 
 

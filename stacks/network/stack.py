@@ -79,7 +79,9 @@ class NetworkStack(Stack):
         )
         acknowledge_grant_policy(flow_log.node.find_child("IAMRole"))
 
-        self.vpc.add_gateway_endpoint("S3", service=ec2.GatewayVpcEndpointAwsService.S3, subnets=[self.workload_subnets])
+        self.vpc.add_gateway_endpoint(
+            "S3", service=ec2.GatewayVpcEndpointAwsService.S3, subnets=[self.workload_subnets]
+        )
         self.endpoint_security_group = ec2.SecurityGroup(
             self,
             "EndpointSecurityGroup",

@@ -79,7 +79,8 @@ def _dockerfile_env(dockerfile: Path) -> dict[str, str]:
 
 def test_local_stack_runs_with_the_image_settings() -> None:
     spec = importlib.util.spec_from_file_location("local_serve", CONTAINERS / "pytorch-inference" / "local_serve.py")
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     local_serve = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(local_serve)
     env = _dockerfile_env(CONTAINERS / "pytorch-inference" / "Dockerfile")

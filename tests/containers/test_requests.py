@@ -64,7 +64,8 @@ def test_zip_requests_keep_the_payload(content_type: str) -> None:
     decoded = decode_request(payload, content_type)
     assert isinstance(decoded, ZipSeriesRequest)
     assert decoded.payload == payload
-    assert "bytes" in repr(decoded) and "DICM" not in repr(decoded)
+    assert "bytes" in repr(decoded)
+    assert "DICM" not in repr(decoded)
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,8 @@ CONTAINERS = Path(__file__).resolve().parents[2] / "containers"
 
 def _load():  # type: ignore[no-untyped-def]
     spec = importlib.util.spec_from_file_location("resolve_base_images", CONTAINERS / "resolve_base_images.py")
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules["resolve_base_images"] = module
     spec.loader.exec_module(module)

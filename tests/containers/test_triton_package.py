@@ -89,5 +89,5 @@ def test_bad_archive_names_are_refused(threshold_model_dir: Path, tmp_path: Path
 def test_a_folder_without_a_model_is_refused(tmp_path: Path) -> None:
     from model_code.model_dir import ModelDirectoryError
 
-    with pytest.raises(ModelDirectoryError, match="metadata.json is missing"):
+    with pytest.raises(ModelDirectoryError, match=r"metadata\.json is missing"):
         package_triton_model(tmp_path, tmp_path / "spleen.tar.gz")

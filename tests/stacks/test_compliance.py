@@ -76,9 +76,9 @@ def test_acknowledge_refuses_a_stack_wide_scope_and_a_vague_reason() -> None:
         acknowledge(stack, ["AwsSolutions-S1"], good_reason)
     with pytest.raises(ValueError, match="would cover every resource in it"):
         acknowledge(app, ["AwsSolutions-S1"], good_reason)  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="reason .* is too short"):
+    with pytest.raises(ValueError, match=r"reason .* is too short"):
         acknowledge(bucket, ["AwsSolutions-S1"], "not needed")
-    with pytest.raises(ValueError, match="reason .* is too short"):
+    with pytest.raises(ValueError, match=r"reason .* is too short"):
         skip_checkov(bucket, {"CKV_AWS_18": "n/a"})
 
 
@@ -112,7 +112,8 @@ def test_checkov_reports_no_failed_check(request: pytest.FixtureRequest, fixture
     reports = json.loads(result.stdout)
     reports = reports if isinstance(reports, list) else [reports]
     summary = [r["summary"] for r in reports if "summary" in r]
-    assert summary and all(s["parsing_errors"] == 0 for s in summary), result.stdout[-2000:]
+    assert summary, result.stdout[-2000:]
+    assert all(s["parsing_errors"] == 0 for s in summary), result.stdout[-2000:]
     failed = [
         f"{c['check_id']} {c['resource']} ({c['file_path']})"
         for r in reports

@@ -1,0 +1,27 @@
+"""Names shared by the images stack (which writes them) and the stacks that read them (serving, training)."""
+
+from __future__ import annotations
+
+# One ECR repository per folder with a Dockerfile under containers/ (a test keeps the two in step), in the
+# order containers/buildspec.yml builds them.
+IMAGES: tuple[str, ...] = ("pytorch-inference", "triton-inference", "training")
+
+
+def repository_name(prefix: str, image: str) -> str:
+    """``<prefix>/<image>``: containers/buildspec.yml pushes to ``$ECR_REPOSITORY_PREFIX/<image>``."""
+    return f"{prefix}/{image}"
+
+
+def image_uri_parameter_prefix(prefix: str) -> str:
+    return f"/{prefix}/images"
+
+
+def image_uri_parameter_name(prefix: str, image: str) -> str:
+    """SSM parameter holding the URI (``<registry>/<repo>:<commit>``) of the image the pipeline pushed last.
+
+    The pipeline writes it after every successful push; the serving and training stacks read it at deploy
+    time, so the first deploy must run the pipeline once before those stacks (see docs/infrastructure.md).
+    """
+    if image not in IMAGES:
+        raise ValueError(f"unknown image {image!r}: choose one of {list(IMAGES)}")
+    return f"{image_uri_parameter_prefix(prefix)}/{image}/uri"

@@ -1,0 +1,323 @@
+"""Image build stack: one ECR repository per container image, and the pipeline that builds, pushes and records them.
+
+Source (S3 archive or a CodeStar connection) -> CodeBuild runs containers/buildspec.yml (docker build, tag with
+the commit, push) -> a second, unprivileged CodeBuild step writes each pushed URI to SSM, where the serving and
+training stacks read it at deploy time. A failed execution is published to an encrypted SNS topic.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack
+from aws_cdk import aws_codebuild as codebuild
+from aws_cdk import aws_codepipeline as codepipeline
+from aws_cdk import aws_codepipeline_actions as actions
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_ecr as ecr
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sns_subscriptions as subscriptions
+from constructs import Construct
+
+from stacks.compliance import acknowledge, acknowledge_grant_policy, skip_checkov
+from stacks.components.log_group import encrypted_log_group
+from stacks.components.secure_bucket import SecureBucket, noncurrent_version_rule
+from stacks.config import PlatformConfig
+from stacks.images.names import IMAGES, image_uri_parameter_prefix, repository_name
+
+BUILDSPEC_PATH = "containers/buildspec.yml"
+# The SageMaker DLC base images live in an AWS-owned registry account that differs by region; the buildspec
+# resolves it offline. Pulls are limited to these repository names, in this region.
+BASE_IMAGE_REPOSITORIES = ("pytorch-inference", "pytorch-training", "sagemaker-tritonserver")
+
+PRIVILEGED_REASON = (
+    "docker build needs a privileged CodeBuild container; the project runs only containers/buildspec.yml from "
+    "the platform's own source and holds no patient data."
+)
+OUTSIDE_VPC_REASON = (
+    "natGateways is 0, so the VPC has no route to PyPI, which the buildspec and Dockerfiles install from; the "
+    "build runs in CodeBuild's managed network, handles only source code and public packages, never patient data."
+)
+
+# Writes image-uris.json (containers/buildspec.yml's artifact) into one SSM parameter per image.
+RECORD_COMMANDS = [
+    "set -euo pipefail",
+    'for image in ${IMAGES}; do '
+    'uri="$(python3 -c \'import json, sys; print(json.load(open("image-uris.json"))[sys.argv[1]])\' "${image}")"; '
+    'aws ssm put-parameter --name "${PARAMETER_PREFIX}/${image}/uri" --type String --overwrite --value "${uri}"; '
+    "done",
+]
+
+
+class ImagesStack(Stack):
+    """``repositories`` (image name -> repository) is what the serving and training stacks grant pulls on."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        id_: str,
+        *,
+        config: PlatformConfig,
+        logs_key: kms.IKey,
+        access_logs_bucket: s3.IBucket,
+        vpc: ec2.IVpc,
+        workload_subnets: ec2.SubnetSelection,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(scope, id_, **kwargs)
+        cfg = config.images
+        self.key = kms.Key(
+            self,
+            "ImagesKey",
+            alias=f"alias/{config.prefix}/images",
+            description="Encrypts container images, pipeline artifacts, build output and build notifications",
+            enable_key_rotation=True,
+            pending_window=Duration.days(30),
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+
+        self.repositories = {
+            image: ecr.Repository(
+                self,
+                f"Repository{''.join(part.title() for part in image.split('-'))}",
+                repository_name=repository_name(config.prefix, image),
+                image_scan_on_push=True,
+                image_tag_mutability=ecr.TagMutability.IMMUTABLE,
+                encryption=ecr.RepositoryEncryption.KMS,
+                encryption_key=self.key,
+                lifecycle_rules=[
+                    ecr.LifecycleRule(description=f"keep the last {cfg.keep_images} images", max_image_count=cfg.keep_images)
+                ],
+                # An endpoint or training job may still reference any retained tag.
+                removal_policy=RemovalPolicy.RETAIN,
+            )
+            for image in IMAGES
+        }
+
+        def bucket(id_: str) -> s3.Bucket:
+            return SecureBucket(
+                self,
+                id_,
+                encryption_key=self.key,
+                access_logs=access_logs_bucket,
+                lifecycle_rules=[noncurrent_version_rule(30)],
+            ).bucket
+
+        self.artifacts_bucket = bucket("PipelineArtifacts")
+        self.log_group = encrypted_log_group(self, "BuildLogs", key=logs_key, retention_days=cfg.log_retention_days)
+        self.build_project = self._build_project(config, vpc=vpc, workload_subnets=workload_subnets)
+        self.record_project = self._record_project(config)
+
+        source_output = codepipeline.Artifact("Source")
+        build_output = codepipeline.Artifact("ImageUris")
+        self.source_bucket: s3.Bucket | None = None
+        source_action: codepipeline.IAction
+        if cfg.source.kind == "s3":
+            self.source_bucket = bucket("Source")
+            source_action = actions.S3SourceAction(
+                action_name="Source",
+                bucket=self.source_bucket,
+                bucket_key=cfg.source.bucket_key or "",
+                output=source_output,
+                # EVENTS would need a CloudTrail trail with data events on this bucket; polling needs nothing.
+                trigger=actions.S3Trigger.POLL,
+            )
+        else:
+            owner, repo = (cfg.source.repository or "/").split("/", 1)
+            source_action = actions.CodeStarConnectionsSourceAction(
+                action_name="Source",
+                connection_arn=cfg.source.connection_arn or "",
+                owner=owner,
+                repo=repo,
+                branch=cfg.source.branch,
+                output=source_output,
+            )
+
+        self.pipeline = codepipeline.Pipeline(
+            self,
+            "Pipeline",
+            pipeline_name=f"{config.prefix}-images",
+            pipeline_type=codepipeline.PipelineType.V2,
+            artifact_bucket=self.artifacts_bucket,
+            cross_account_keys=False,
+            restart_execution_on_update=False,
+            stages=[
+                codepipeline.StageProps(stage_name="Source", actions=[source_action]),
+                codepipeline.StageProps(
+                    stage_name="Build",
+                    actions=[
+                        actions.CodeBuildAction(
+                            action_name="BuildAndPush", project=self.build_project, input=source_output,
+                            outputs=[build_output],
+                        )
+                    ],
+                ),
+                codepipeline.StageProps(
+                    stage_name="Record",
+                    actions=[
+                        actions.CodeBuildAction(
+                            action_name="RecordImageUris", project=self.record_project, input=build_output
+                        )
+                    ],
+                ),
+            ],
+        )
+        acknowledge_grant_policy(self.pipeline.role)
+        for stage in ("Source", "Build", "Record"):
+            for action_role in self.pipeline.node.find_child(stage).node.children:
+                role = action_role.node.try_find_child("CodePipelineActionRole")
+                if role is not None:
+                    acknowledge_grant_policy(role)
+
+        self.failure_topic = self._failure_topic(config)
+
+        for image, repository in self.repositories.items():
+            CfnOutput(self, f"{repository.node.id}Uri", value=repository.repository_uri, description=image)
+        CfnOutput(self, "PipelineName", value=self.pipeline.pipeline_name)
+        if self.source_bucket is not None:
+            CfnOutput(self, "SourceBucketName", value=self.source_bucket.bucket_name)
+
+    def _build_project(
+        self, config: PlatformConfig, *, vpc: ec2.IVpc, workload_subnets: ec2.SubnetSelection
+    ) -> codebuild.PipelineProject:
+        stack = Stack.of(self)
+        in_vpc = config.network.nat_gateways > 0
+        security_group = None
+        if in_vpc:
+            security_group = ec2.SecurityGroup(
+                self,
+                "BuildSecurityGroup",
+                vpc=vpc,
+                description="Image builds: HTTPS out to ECR, S3 and package indexes through the NAT gateways",
+                allow_all_outbound=False,
+            )
+            security_group.add_egress_rule(ec2.Peer.any_ipv4(), ec2.Port.tcp(443), "HTTPS to AWS APIs and PyPI")
+        project = codebuild.PipelineProject(
+            self,
+            "BuildImages",
+            project_name=f"{config.prefix}-build-images",
+            description=f"Builds, tags with the commit and pushes every image in containers/ ({BUILDSPEC_PATH})",
+            build_spec=codebuild.BuildSpec.from_source_filename(BUILDSPEC_PATH),
+            environment=codebuild.BuildEnvironment(
+                build_image=codebuild.LinuxBuildImage.STANDARD_7_0,
+                compute_type=codebuild.ComputeType.LARGE,
+                privileged=True,
+            ),
+            environment_variables={
+                # AWS_REGION is set by CodeBuild itself; the rest are what containers/buildspec.yml reads.
+                "AWS_ACCOUNT_ID": codebuild.BuildEnvironmentVariable(value=stack.account),
+                "ECR_REPOSITORY_PREFIX": codebuild.BuildEnvironmentVariable(value=config.prefix),
+            },
+            encryption_key=self.key,
+            logging=codebuild.LoggingOptions(cloud_watch=codebuild.CloudWatchLoggingOptions(log_group=self.log_group)),
+            timeout=Duration.hours(2),
+            vpc=vpc if in_vpc else None,
+            subnet_selection=workload_subnets if in_vpc else None,
+            security_groups=[security_group] if security_group else None,
+        )
+        for repository in self.repositories.values():
+            repository.grant_pull_push(project)
+        project.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="PullSageMakerBaseImages",
+                actions=["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"],
+                resources=[
+                    f"arn:{stack.partition}:ecr:{stack.region}:*:repository/{name}" for name in BASE_IMAGE_REPOSITORIES
+                ],
+            )
+        )
+        acknowledge(project, ["AwsSolutions-CB3"], PRIVILEGED_REASON)
+        skip_checkov(project, {"CKV_AWS_316": PRIVILEGED_REASON})
+        if not in_vpc:
+            acknowledge(project, ["HIPAA.Security-CodeBuildProjectInVPC"], OUTSIDE_VPC_REASON)
+        self._acknowledge_project_policy(project)
+        return project
+
+    def _record_project(self, config: PlatformConfig) -> codebuild.PipelineProject:
+        stack = Stack.of(self)
+        parameter_prefix = image_uri_parameter_prefix(config.prefix)
+        project = codebuild.PipelineProject(
+            self,
+            "RecordImageUris",
+            project_name=f"{config.prefix}-record-image-uris",
+            description="Writes the URI of each pushed image to SSM for the serving and training stacks",
+            build_spec=codebuild.BuildSpec.from_object(
+                {"version": "0.2", "env": {"shell": "bash"}, "phases": {"build": {"commands": RECORD_COMMANDS}}}
+            ),
+            environment=codebuild.BuildEnvironment(
+                build_image=codebuild.LinuxBuildImage.STANDARD_7_0, compute_type=codebuild.ComputeType.SMALL
+            ),
+            environment_variables={
+                "IMAGES": codebuild.BuildEnvironmentVariable(value=" ".join(IMAGES)),
+                "PARAMETER_PREFIX": codebuild.BuildEnvironmentVariable(value=parameter_prefix),
+            },
+            encryption_key=self.key,
+            logging=codebuild.LoggingOptions(cloud_watch=codebuild.CloudWatchLoggingOptions(log_group=self.log_group)),
+            timeout=Duration.minutes(10),
+        )
+        project.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="WriteImageUriParameters",
+                actions=["ssm:PutParameter"],
+                resources=[
+                    f"arn:{stack.partition}:ssm:{stack.region}:{stack.account}:parameter{parameter_prefix}/{image}/uri"
+                    for image in IMAGES
+                ],
+            )
+        )
+        acknowledge(
+            project,
+            ["HIPAA.Security-CodeBuildProjectInVPC"],
+            "This step only reads the build's image-uris.json artifact and calls the SSM API; it needs no VPC "
+            "resource, and the NAT-less VPC has no SSM endpoint to reach.",
+        )
+        self._acknowledge_project_policy(project)
+        return project
+
+    def _acknowledge_project_policy(self, project: codebuild.PipelineProject) -> None:
+        acknowledge_grant_policy(project.role)  # type: ignore[arg-type]
+        acknowledge(
+            project.role.node.find_child("DefaultPolicy"),  # type: ignore[union-attr]
+            ["AwsSolutions-IAM5"],
+            "Wildcards here come from CDK grants: log streams of this project's own log group, report groups "
+            "named after the project, ecr:GetAuthorizationToken (which has no resource-level form), and KMS "
+            "actions on the images key only.",
+        )
+
+    def _failure_topic(self, config: PlatformConfig) -> sns.Topic:
+        # EventBridge publishes to the KMS-encrypted topic, so the images key must let it encrypt.
+        self.key.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="AllowEventBridgeToPublishEncrypted",
+                principals=[iam.ServicePrincipal("events.amazonaws.com")],
+                actions=["kms:GenerateDataKey*", "kms:Decrypt"],
+                resources=["*"],
+            )
+        )
+        topic = sns.Topic(
+            self,
+            "PipelineFailures",
+            topic_name=f"{config.prefix}-image-pipeline-failures",
+            display_name="Image pipeline failures",
+            master_key=self.key,
+            enforce_ssl=True,
+        )
+        for email in config.notification_emails:
+            topic.add_subscription(subscriptions.EmailSubscription(email))
+        events.Rule(
+            self,
+            "PipelineFailed",
+            description="An image pipeline execution failed",
+            event_pattern=events.EventPattern(
+                source=["aws.codepipeline"],
+                detail_type=["CodePipeline Pipeline Execution State Change"],
+                detail={"pipeline": [self.pipeline.pipeline_name], "state": ["FAILED"]},
+            ),
+            targets=[targets.SnsTopic(topic)],
+        )
+        return topic

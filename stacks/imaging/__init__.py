@@ -1,0 +1,1 @@
+"""HealthImaging data store, its import role, and the event-driven ingestion functions."""

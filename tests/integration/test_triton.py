@@ -1,0 +1,81 @@
+"""The Triton python-backend model in the real tritonserver (nvidia-pytriton's), driven as SageMaker's
+multi-model endpoint drives it: explicit model control, archives unpacked into the repository, the
+repository API to load and unload, inference over HTTP.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from pathlib import Path
+
+import highdicom as hd
+import pytest
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2
+
+from model_code.serving.testing import SeriesZip, ServerProcess, dice, post, seg_mask, triton_infer_zips
+from model_code.serving.triton_package import package_triton_model
+
+pytestmark = pytest.mark.integration
+
+
+def deploy(archive: Path, repository: Path) -> str:
+    """What the endpoint does with a TargetModel: unpack its archive into the model repository."""
+    with tarfile.open(archive) as opened:
+        opened.extractall(repository, filter="data")
+    return archive.name.removesuffix(".tar.gz")
+
+
+def repository_state(server: ServerProcess) -> dict[str, str]:
+    status, _, body = post(server.url + "/v2/repository/index")
+    assert status == 200, body
+    return {entry["name"]: entry.get("state", "") for entry in json.loads(body)}
+
+
+def test_multi_model_flow(
+    tritonserver: tuple[ServerProcess, Path], model_dirs: dict[str, Path], phantom: SeriesZip, tmp_path: Path
+) -> None:
+    server, repository = tritonserver
+    first = deploy(package_triton_model(model_dirs["spleen"], tmp_path / "spleen-v1.tar.gz"), repository)
+    config_text = (repository / first / "config.pbtxt").read_text()
+    assert text_format.Parse(config_text, model_config_pb2.ModelConfig()).name == first
+
+    # explicit model control: unpacked is not loaded
+    assert post(f"{server.url}/v2/models/{first}/infer", b"{}")[0] in (400, 404)
+    status, _, body = post(f"{server.url}/v2/repository/models/{first}/load")
+    assert status == 200, body
+
+    # two series in one request: the batch dimension
+    status, segs, summaries, body = triton_infer_zips(server.url, first, [phantom.payload, phantom.payload])
+    assert status == 200, body[:500]
+    assert len(segs) == len(summaries) == 2
+    for seg_bytes, summary in zip(segs, summaries, strict=True):
+        seg = hd.seg.segread(io.BytesIO(seg_bytes))
+        assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == phantom.series_instance_uid
+        assert dice(seg_mask(seg_bytes, phantom.sop_instance_uids), phantom.mask) > 0.9
+        assert json.loads(summary)["model_name"] == first
+
+    # bad input answers that request with a 4xx, not a 500, and the model stays loaded
+    status, _, _, body = triton_infer_zips(server.url, first, [b"not a zip"])
+    assert status == 400
+    assert "not a readable zip archive" in json.loads(body)["error"]
+
+    status, _, body = post(f"{server.url}/v2/repository/models/{first}/unload")
+    assert status == 200, body
+
+    # a second archive: another model honouring the contract, loaded beside the first's unloaded entry
+    second = deploy(package_triton_model(model_dirs["bright"], tmp_path / "spleen-v2.tar.gz"), repository)
+    status, _, body = post(f"{server.url}/v2/repository/models/{second}/load")
+    assert status == 200, body
+    status, segs, summaries, body = triton_infer_zips(server.url, second, [phantom.payload])
+    assert status == 200, body[:500]
+    summary = json.loads(summaries[0])
+    assert (summary["model_name"], summary["model"]["version"]) == (second, "0.0.2-bright")
+    # its HU band (400..3000) holds no organ voxels: a different model really answered
+    assert dice(seg_mask(segs[0], phantom.sop_instance_uids), phantom.mask) < 0.1
+
+    states = repository_state(server)
+    assert states[second] == "READY"
+    assert states[first] != "READY"
