@@ -1,5 +1,6 @@
 # MONAI Imaging Platform. `make synth` and `make test` set up a fresh machine; `make help` lists the rest.
 SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c
 .DEFAULT_GOAL := help
 
 # Node 20 is what these machines have; jsii warns on every call otherwise.
@@ -14,6 +15,8 @@ CDK := npx --no-install cdk
 CDK_OUT := cdk.out
 # Other mk/*.mk files append the targets their tests need (servers' venvs, system tools).
 TEST_PREREQS :=
+# This machine's pip configuration names local indexes that may be absent; pip warns once per package.
+PIP_NOISE := grep -v "is ignored: it is neither a file nor a directory" || true
 
 .PHONY: help venv node tools setup synth test lint typecheck pytest ls diff deploy bootstrap clean
 
@@ -22,7 +25,7 @@ help:  ## list the targets
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt -r requirements-dev.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt -r requirements-dev.txt 2>&1 | { $(PIP_NOISE); }
 	@touch $@
 
 venv: $(VENV)/.installed  ## create .venv with the pinned dependencies (no-op when current)
@@ -35,7 +38,7 @@ node: node_modules/.installed  ## install the pinned CDK CLI (npm ci)
 
 $(TOOLS_VENV)/.installed: requirements-tools.txt
 	@test -x $(TOOLS_VENV)/bin/python || $(PYTHON) -m venv $(TOOLS_VENV)
-	$(TOOLS_VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-tools.txt
+	$(TOOLS_VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-tools.txt 2>&1 | { $(PIP_NOISE); }
 	@touch $@
 
 tools: $(TOOLS_VENV)/.installed  ## checkov in its own venv (it pins an old boto3)

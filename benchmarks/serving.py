@@ -78,16 +78,22 @@ def main() -> None:
         server = start_torchserve(model_dir, Path(scratch) / "run", workers=1, timeout_s=300)
         ready = time.perf_counter() - started
         try:
-            status, _, body = invoke(server.url, series.payload, content_type="application/zip",
-                                     accept="application/dicom", timeout_s=1800)
+            status, _, body = invoke(
+                server.url, series.payload, content_type="application/zip", accept="application/dicom", timeout_s=1800
+            )
             first = time.perf_counter() - started
             if status != 200:
                 raise SystemExit(f"first request answered {status}: {body[:500]!r}\n{server.logs()}")
             served = []
             for _ in range(args.requests):
                 start = time.perf_counter()
-                status, _, body = invoke(server.url, series.payload, content_type="application/zip",
-                                         accept="application/dicom", timeout_s=1800)
+                status, _, body = invoke(
+                    server.url,
+                    series.payload,
+                    content_type="application/zip",
+                    accept="application/dicom",
+                    timeout_s=1800,
+                )
                 served.append(time.perf_counter() - start)
                 assert status == 200, body[:500]
         finally:

@@ -1,5 +1,5 @@
 # Serving containers (issue 6): the real serving stacks, run on 127.0.0.1 without Docker.
-# Usage and the why of each target: docs/containers.md. `make test` should depend on venv-serve and venv-triton.
+# Usage and the why of each target: docs/containers.md.
 
 SERVE_VENV ?= .venv-serve
 TRITON_VENV ?= .venv-triton
@@ -18,42 +18,45 @@ CONTAINERS_HADOLINT ?= $(or $(VENV),.venv)/bin/hadolint
 
 .PHONY: venv-serve venv-triton serve serve-triton lint-dockerfiles test-containers bench-serving
 
+# The integration tests run inside both serving stacks (tests/integration); hadolint comes with .venv.
+TEST_PREREQS += venv-serve venv-triton
+
 # The stamp file rebuilds a venv only when its requirements change.
 $(SERVE_VENV)/.installed: $(SERVE_REQUIREMENTS)
 	rm -rf $(SERVE_VENV)
 	$(SERVE_BASE_PYTHON) -m venv $(SERVE_VENV)
-	$(SERVE_VENV)/bin/pip install -q -r containers/pytorch-inference/requirements-local.txt
+	$(SERVE_VENV)/bin/pip install -q --disable-pip-version-check -r containers/pytorch-inference/requirements-local.txt 2>&1 | { $(or $(PIP_NOISE),cat); }
 	@if $(SERVE_VENV)/bin/python -c "import importlib.util as u, sys; sys.exit(u.find_spec('mms') is None)"; then \
 		echo "multi-model-server is installed in $(SERVE_VENV): it clashes with torch-model-archiver" >&2; exit 1; fi
 	touch $@
 
-venv-serve: $(SERVE_VENV)/.installed
+venv-serve: $(SERVE_VENV)/.installed  ## .venv-serve: TorchServe + sagemaker-pytorch-inference + MONAI (pyenv 3.11)
 
 $(TRITON_VENV)/.installed: $(TRITON_REQUIREMENTS)
 	@$(TRITON_BASE_PYTHON) -c "import ensurepip" 2>/dev/null || { \
 		echo "$(TRITON_BASE_PYTHON) cannot make venvs: apt-get install -y python3.11-venv" >&2; exit 1; }
 	rm -rf $(TRITON_VENV)
 	$(TRITON_BASE_PYTHON) -m venv $(TRITON_VENV)
-	$(TRITON_VENV)/bin/pip install -q -r containers/triton-inference/requirements-local.txt
+	$(TRITON_VENV)/bin/pip install -q --disable-pip-version-check -r containers/triton-inference/requirements-local.txt 2>&1 | { $(or $(PIP_NOISE),cat); }
 	touch $@
 
-venv-triton: $(TRITON_VENV)/.installed
+venv-triton: $(TRITON_VENV)/.installed  ## .venv-triton: nvidia-pytriton's tritonserver + MONAI (Debian python3.11)
 
 # sagemaker-pytorch-inference on TorchServe, 127.0.0.1:$(PORT), serving $(MODEL_DIR)
 # (default: demo-output/model when `make demo` left one, else an untrained contract UNet in build/serve-model).
-serve: venv-serve
+serve: venv-serve  ## the PyTorch endpoint on 127.0.0.1:$(PORT) (MODEL_DIR=...; see docs/containers.md)
 	$(SERVE_VENV)/bin/python containers/pytorch-inference/local_serve.py --port $(PORT) $(if $(MODEL_DIR),--model-dir $(MODEL_DIR))
 
 # tritonserver (nvidia-pytriton's) on 127.0.0.1:$(TRITON_PORT), explicit model control; repository: $(TRITON_REPOSITORY),
 # else a new one holding the spleen model of MODEL_DIR (same default as serve).
-serve-triton: venv-triton
+serve-triton: venv-triton  ## tritonserver on 127.0.0.1:$(TRITON_PORT), explicit model control
 	$(TRITON_VENV)/bin/python containers/triton-inference/local_triton.py --port $(TRITON_PORT) $(if $(TRITON_REPOSITORY),--repository $(TRITON_REPOSITORY),$(if $(MODEL_DIR),--model-dir $(MODEL_DIR)))
 
-lint-dockerfiles:
+lint-dockerfiles:  ## hadolint every Dockerfile
 	$(CONTAINERS_HADOLINT) containers/*/Dockerfile
 
-test-containers: venv-serve venv-triton
+test-containers: venv-serve venv-triton  ## container unit and integration tests only
 	$(or $(PY),.venv/bin/python) -m pytest tests/containers tests/integration -q --durations=10
 
-bench-serving: venv-serve
+bench-serving: venv-serve  ## cold start and per-request latency through TorchServe
 	$(or $(PY),.venv/bin/python) benchmarks/serving.py

@@ -22,7 +22,7 @@ def add_compliance_checks(app: cdk.App) -> None:
     cdk.Validations.of(app).add_plugins(cdk_nag.AwsSolutionsChecks(), cdk_nag.HIPAASecurityChecks())
 
 
-def _check_scope_and_reason(scope: IConstruct, reason: str) -> None:
+def check_scope_and_reason(scope: IConstruct, reason: str) -> None:
     if isinstance(scope, cdk.Stage | cdk.Stack):
         raise ValueError(
             f"acknowledgment on {scope.node.path or 'the app'} would cover every resource in it: "
@@ -40,7 +40,7 @@ def acknowledge(scope: IConstruct, rules: Iterable[str], reason: str) -> None:
 
     The pack prefix the validation report asks for (``AwsSolutions::``) is derived from the rule ID.
     """
-    _check_scope_and_reason(scope, reason)
+    check_scope_and_reason(scope, reason)
     acknowledgments = []
     for rule in rules:
         pack = rule.split("-", 1)[0]
@@ -54,7 +54,7 @@ def skip_checkov(resource: IConstruct, checks: dict[str, str]) -> None:
     if not isinstance(cfn, cdk.CfnResource):
         raise ValueError(f"{resource.node.path} has no CloudFormation resource to carry a checkov skip")
     for reason in checks.values():
-        _check_scope_and_reason(resource, reason)
+        check_scope_and_reason(resource, reason)
     existing = cfn.get_metadata("checkov") or {"skip": []}
     existing["skip"].extend({"id": check, "comment": reason} for check, reason in checks.items())
     cfn.add_metadata("checkov", existing)

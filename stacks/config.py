@@ -29,7 +29,9 @@ _STAGE_NAME = re.compile(r"^[a-z][a-z0-9]{0,9}$")
 _ACCOUNT = re.compile(r"^\d{12}$")
 _SAGEMAKER_INSTANCE = re.compile(r"^ml\.[a-z0-9]+[a-z0-9-]*\.[a-z0-9]+$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-_CONNECTION_ARN = re.compile(r"^arn:aws[a-z-]*:(codestar-connections|codeconnections):[a-z0-9-]+:\d{12}:connection/[\w-]+$")
+_CONNECTION_ARN = re.compile(
+    r"^arn:aws[a-z-]*:(codestar-connections|codeconnections):[a-z0-9-]+:\d{12}:connection/[\w-]+$"
+)
 _GIT_REPOSITORY = re.compile(r"^[\w.-]+/[\w.-]+$")
 _CIDR = re.compile(r"^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})/(\d{1,2})$")
 # CloudWatch Logs accepts only these retention periods (days).
@@ -82,6 +84,8 @@ class ImageSourceConfig:
     # kind "s3": the zip archive's key in the source bucket the images stack creates.
     bucket_key: str | None
     # kind "codestar": a CodeStar (CodeConnections) connection to a Git host, "owner/name" and a branch.
+    # cdk.json holds "" rather than null for unused keys: jsii drops null context values, and a key that is
+    # missing from the document cannot be set with -c.
     connection_arn: str | None
     repository: str | None
     branch: str

@@ -9,13 +9,19 @@ from constructs import Construct
 
 from stacks.config import PlatformConfig
 from stacks.data.stack import DataStack
+from stacks.images.stack import ImagesStack
+from stacks.imaging.stack import ImagingStack
 from stacks.network.stack import NetworkStack
+from stacks.serving.stack import ServingStack
 
 
 @dataclass(frozen=True)
 class Platform:
     data: DataStack
     network: NetworkStack
+    imaging: ImagingStack
+    images: ImagesStack
+    serving: ServingStack
 
 
 def build_platform(scope: Construct, config: PlatformConfig) -> Platform:
@@ -35,7 +41,39 @@ def build_platform(scope: Construct, config: PlatformConfig) -> Platform:
     network = NetworkStack(
         scope, "Network", config=config, logs_key=data.keys.logs_key, **stack_props("Network")  # type: ignore[arg-type]
     )
-    for stack in (data, network):
+    imaging = ImagingStack(
+        scope,
+        "Imaging",
+        config=config,
+        inbox_bucket=data.dicom_inbox_bucket,
+        output_bucket=data.import_output_bucket,
+        data_key=data.keys.data_key,
+        logs_key=data.keys.logs_key,
+        vpc=network.vpc,
+        subnets=network.workload_subnets,
+        **stack_props("Imaging"),  # type: ignore[arg-type]
+    )
+    images = ImagesStack(
+        scope,
+        "Images",
+        config=config,
+        logs_key=data.keys.logs_key,
+        access_logs_bucket=data.access_logs_bucket,
+        vpc=network.vpc,
+        workload_subnets=network.workload_subnets,
+        **stack_props("Images"),  # type: ignore[arg-type]
+    )
+    # Reads the inference image URI that the images pipeline writes to SSM: deploy after its first run.
+    serving = ServingStack(
+        scope,
+        "Serving",
+        config=config,
+        data=data,
+        network=network,
+        inference_image_repository=images.repositories["pytorch-inference"],
+        **stack_props("Serving"),  # type: ignore[arg-type]
+    )
+    for stack in (data, network, imaging, images, serving):
         for key, value in tags.items():
             cdk.Tags.of(stack).add(key, value)
-    return Platform(data=data, network=network)
+    return Platform(data=data, network=network, imaging=imaging, images=images, serving=serving)

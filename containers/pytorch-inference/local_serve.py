@@ -35,6 +35,8 @@ DEFAULT_TIMEOUT_S = 900
 # The settings the container image sets with ENV, shared with the Dockerfile (tests compare the two).
 CONTAINER_ENV = {
     "SAGEMAKER_PROGRAM": "inference.py",
+    # the toolkit's handler service behind a guard for non-UTF-8 JSON (code/monai_handler_service.py)
+    "TS_DEFAULT_SERVICE_HANDLER": "monai_handler_service:handle",
     "SAGEMAKER_MODEL_SERVER_TIMEOUT": str(DEFAULT_TIMEOUT_S),
     "TS_MAX_REQUEST_SIZE": str(MAX_PAYLOAD_BYTES),
     "TS_MAX_RESPONSE_SIZE": str(MAX_PAYLOAD_BYTES),

@@ -41,10 +41,13 @@ def client_config(
     """
     if max_workers < 1:
         raise ValueError(f"max_workers must be >= 1, got {max_workers}")
+    if max_attempts < 1:
+        raise ValueError(f"max_attempts must be >= 1 (1 means no retry), got {max_attempts}")
     if retry_mode not in ("standard", "adaptive"):
         raise ValueError(f"retry_mode must be 'standard' or 'adaptive', got {retry_mode!r}")
     return Config(
-        retries={"mode": retry_mode, "max_attempts": max_attempts},
+        # total_max_attempts counts the first try; botocore's "max_attempts" would count retries only.
+        retries={"mode": retry_mode, "total_max_attempts": max_attempts},
         max_pool_connections=max_workers,
         inject_host_prefix=inject_host_prefix,
     )

@@ -17,6 +17,7 @@ from typing import Any
 
 from pydicom import DataElement, Dataset
 from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
+from pydicom.dataelem import RawDataElement, empty_value_for_VR
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag, Tag
@@ -56,11 +57,11 @@ def _resolve_ambiguous(vr: str, *, signed: bool) -> str:
     return vr
 
 
-def _value(vr: str, value: Any, vrs: Mapping[str, str], *, signed: bool) -> Any:
+def _value(vr: str, value: Any, vrs: Mapping[str, str], *, signed: bool, cache: ElementCache) -> Any:
     if value is None:
-        return None
+        return empty_value_for_VR(vr)  # what pydicom itself reads for a zero-length value
     if vr == "SQ":
-        return Sequence([dataset_from_json(item, vrs, signed=signed) for item in value])
+        return Sequence([dataset_from_json(item, vrs, signed=signed, cache=cache) for item in value])
     if vr in _BINARY_VRS:
         if isinstance(value, list):
             value = "".join(value)
@@ -70,33 +71,80 @@ def _value(vr: str, value: Any, vrs: Mapping[str, str], *, signed: bool) -> Any:
     return value
 
 
+class ElementCache:
+    """Converts each attribute once per series and gives every later dataset its own copy of it.
+
+    The frames of a series repeat most attributes (patient, study, series, equipment): when a key's JSON
+    value equals the one last converted, the converted element is copied instead of rebuilt. Copies are per
+    dataset because pydicom changes an element's value in place (``ds.PatientName = ...``): a shared element
+    would change every dataset at once.
+    """
+
+    def __init__(self) -> None:
+        self._last: dict[str, tuple[Any, DataElement]] = {}
+        self._resolved: dict[tuple[str, str | None, bool], tuple[BaseTag, str] | None] = {}
+
+    def resolve(self, key: str, override: str | None, *, signed: bool) -> tuple[BaseTag, str] | None:
+        """(tag, VR) of a document key; None for keys pydicom cannot place and for file meta / pixel data."""
+        memo = (key, override, signed)
+        if memo not in self._resolved:
+            known = None if key in _PIXEL_KEYWORDS else _standard(key)
+            resolved = None
+            if known is not None:
+                tag, vr = known
+                vr = override or vr
+                if vr is not None and tag.group != 0x0002:  # group 2 is file meta, the Part-10 writer's job
+                    resolved = tag, _resolve_ambiguous(vr, signed=signed)
+            self._resolved[memo] = resolved
+        return self._resolved[memo]
+
+    def element(
+        self, key: str, tag: BaseTag, vr: str, value: Any, vrs: Mapping[str, str], *, signed: bool
+    ) -> DataElement:
+        last = self._last.get(key)
+        if last is not None and vr == last[1].VR and type(last[0]) is type(value) and last[0] == value:
+            return _clone(last[1])
+        element = DataElement(tag, vr, _value(vr, value, vrs, signed=signed, cache=self))
+        if vr != "SQ":  # sequences hold datasets: always built afresh
+            self._last[key] = (value, element)
+        return element
+
+
+def _clone(element: DataElement) -> DataElement:
+    """A copy that owns its value list; the items (numbers, strings, bytes) are immutable and shared."""
+    copy = DataElement.__new__(DataElement)
+    state = element.__dict__.copy()
+    value = state["_value"]
+    if isinstance(value, MultiValue):
+        values = MultiValue.__new__(MultiValue)
+        values.__dict__.update(value.__dict__)
+        values.__dict__["_list"] = list(value)
+        state["_value"] = values
+    copy.__dict__ = state
+    return copy
+
+
 def dataset_from_json(
     attributes: Mapping[str, Any],
     vrs: Mapping[str, str] | None = None,
     *,
     signed: bool = False,
-    skip: frozenset[str] = frozenset(),
+    cache: ElementCache | None = None,
 ) -> Dataset:
     """Build a Dataset from one level (or several merged levels) of a metadata document.
 
     ``signed`` resolves "US or SS" attributes (PixelRepresentation 1). Keys pydicom cannot place (an unknown
-    keyword, a private tag without a VR) are left out rather than guessed.
+    keyword, a private tag without a VR) are left out rather than guessed. Pass one ``cache`` to every call
+    of a series to convert repeated attributes once.
     """
     vrs = vrs or {}
-    dataset = Dataset()
+    cache = cache or ElementCache()
+    elements: dict[BaseTag, DataElement | RawDataElement] = {}
     for key, value in attributes.items():
-        if key in skip or key in _PIXEL_KEYWORDS:
-            continue
-        known = _standard(key)
-        if known is None:
-            continue
-        tag, vr = known
-        vr = vrs.get(key, vr)
-        if vr is None or tag.group == 0x0002:  # group 2 is file meta, written by the Part-10 writer
-            continue
-        vr = _resolve_ambiguous(vr, signed=signed)
-        dataset.add(DataElement(tag, vr, _value(vr, value, vrs, signed=signed)))
-    return dataset
+        resolved = cache.resolve(key, vrs.get(key), signed=signed)
+        if resolved is not None:
+            elements[resolved[0]] = cache.element(key, resolved[0], resolved[1], value, vrs, signed=signed)
+    return Dataset(elements)
 
 
 def _json_value(vr: str, value: Any) -> Any:

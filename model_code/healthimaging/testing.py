@@ -20,6 +20,7 @@ Usage::
 from __future__ import annotations
 
 import contextlib
+import copy
 import gzip
 import hashlib
 import io
@@ -190,11 +191,13 @@ def stub_load(
     *,
     series_instance_uid: str | None = None,
     frames: dict[str, bytes] | None = None,
+    stop_after: str | None = None,
 ) -> None:
     """Queue the metadata and every frame answer of one ``load_image_set(..., max_workers=1)`` call.
 
     The Stubber answers in queue order, so the load must run one fetch thread. ``frames`` overrides the
-    stored bytes of some frames (to serve a corrupted one).
+    stored bytes of some frames (to serve a corrupted one); ``stop_after`` ends the queue at that frame,
+    for a load that fails there.
     """
     ids = {"datastoreId": image_set.datastore_id, "imageSetId": image_set.image_set_id}
     stubber.add_response("get_image_set_metadata", metadata_response(image_set), ids)
@@ -203,6 +206,8 @@ def stub_load(
         stubber.add_response(
             "get_image_frame", frame_response(data), {**ids, "imageFrameInformation": {"imageFrameId": frame_id}}
         )
+        if frame_id == stop_after:
+            break
 
 
 # --- loopback HealthImaging ---------------------------------------------------------------------------
@@ -369,7 +374,10 @@ def serve(
     server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
     server.daemon_threads = True
     state.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, name="loopback-healthimaging", daemon=True)
+    # A short poll interval: shutdown() waits up to one interval, and tests start many servers.
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.02}, name="loopback-healthimaging", daemon=True
+    )
     thread.start()
     try:
         yield state
@@ -437,7 +445,7 @@ def ct_series(
     from pydicom.uid import generate_uid
 
     path = get_testdata_file(CT_SLICE)
-    if path is None:
+    if not isinstance(path, str):
         raise FileNotFoundError(f"pydicom's test file {CT_SLICE} is missing: reinstall pydicom")
     source = pydicom.dcmread(path)
     base = source.pixel_array  # int16, decoded by pydicom with PixelRepresentation honoured
@@ -448,11 +456,10 @@ def ct_series(
     normal = np.cross(orientation[:3], orientation[3:])
     origin = np.asarray(source.ImagePositionPatient, dtype=float)
     thickness = float(source.SliceThickness)
-    datasets, arrays = [], []
+    datasets: list[pydicom.Dataset] = []
+    arrays: list[np.ndarray] = []
     for index in range(slices):
-        dataset = pydicom.Dataset()
-        dataset.update(source)
-        dataset.file_meta = pydicom.dataset.FileMetaDataset(source.file_meta)
+        dataset = copy.deepcopy(source)  # a shallow copy would share (and so mutate) the source's elements
         dataset.StudyInstanceUID = study_instance_uid
         dataset.SeriesInstanceUID = series_instance_uid
         dataset.SOPInstanceUID = generate_uid(entropy_srcs=[series_instance_uid, str(index)])

@@ -105,7 +105,7 @@ def write_dicom_series(
     names = [f"slice_{i:04d}.dcm" for i in range(slices)]
     if shuffle_names:
         order = list(range(slices))
-        random.Random(seed).shuffle(order)
+        random.Random(seed).shuffle(order)  # noqa: S311 (fixture names, not secrets)
         names = [f"img_{order[i]:04d}_{generate_uid()[-6:]}.dcm" for i in range(slices)]
 
     paths: list[Path] = []

@@ -95,11 +95,18 @@ def _describe(uid: str, datasets: list[pydicom.Dataset]) -> str:
     return f"{uid} ({modality}, {len(datasets)} instances{', ' + repr(str(description)) if description else ''})"
 
 
+def _is_slice(dataset: pydicom.Dataset) -> bool:
+    """An image instance that can be a slice: pixel data, one frame, a position in space."""
+    frames = int(getattr(dataset, "NumberOfFrames", 1) or 1)
+    return "PixelData" in dataset and frames == 1 and "ImagePositionPatient" in dataset
+
+
 def load_series(path: Path, *, series_instance_uid: str | None = None) -> ImageSeries:
     """Read every file under ``path`` (a folder, searched recursively, or a .zip) as one series.
 
-    With several series present, ``series_instance_uid`` chooses one; without it that is an error
-    listing the series found. Hidden files, ``DICOMDIR`` and ``__MACOSX/`` entries are skipped.
+    With several image series present, ``series_instance_uid`` chooses one; without it that is an
+    error listing the series found. Series with no single-frame image (SR, presentation states, SEG)
+    are passed over unless chosen. Hidden files, ``DICOMDIR`` and ``__MACOSX/`` entries are skipped.
     """
     path = Path(path)
     datasets, names = _read_all(path)
@@ -108,7 +115,9 @@ def load_series(path: Path, *, series_instance_uid: str | None = None) -> ImageS
     for index, dataset in enumerate(datasets):
         uid = str(getattr(dataset, "SeriesInstanceUID", ""))
         if not uid:
-            raise InvalidSeriesError("SeriesInstanceUID is missing: the file is not an instance of a series", [names[index]])
+            raise InvalidSeriesError(
+                "SeriesInstanceUID is missing: the file is not an instance of a series", [names[index]]
+            )
         by_series[uid].append(index)
 
     if series_instance_uid is not None:
@@ -118,14 +127,18 @@ def load_series(path: Path, *, series_instance_uid: str | None = None) -> ImageS
                 f"series {series_instance_uid} is not in {path}: it holds {found}", [str(path)]
             )
         chosen = by_series[series_instance_uid]
-    elif len(by_series) > 1:
-        found = "; ".join(_describe(u, [datasets[i] for i in ix]) for u, ix in by_series.items())
-        raise InvalidSeriesError(
-            f"{len(by_series)} series found ({found}): choose one with series_instance_uid (--series-uid)",
-            [names[ix[0]] for ix in by_series.values()],
-        )
     else:
-        chosen = next(iter(by_series.values()))
+        # Exports carry reports, presentation states or earlier SEGs beside the images: without a
+        # choice, only series of single-frame images are candidates.
+        images = {u: ix for u, ix in by_series.items() if any(_is_slice(datasets[i]) for i in ix)} or by_series
+        if len(images) > 1:
+            found = "; ".join(_describe(u, [datasets[i] for i in ix]) for u, ix in images.items())
+            raise InvalidSeriesError(
+                f"{len(images)} series found with images ({found}): choose one with series_instance_uid "
+                "(--series-uid)",
+                [names[ix[0]] for ix in images.values()],
+            )
+        chosen = next(iter(images.values()))
 
     chosen_datasets = [datasets[i] for i in chosen]
     chosen_names = [names[i] for i in chosen]

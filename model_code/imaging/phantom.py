@@ -74,7 +74,7 @@ def phantom_affine(
     *,
     shape: tuple[int, int, int],
     spacing: tuple[float, float, float],
-    orientation: Orientation = "axial",
+    orientation: Orientation | str = "axial",
     descending: bool = False,
 ) -> np.ndarray:
     """Voxel (slice, row, col) -> LPS affine of a phantom acquisition."""
@@ -123,7 +123,8 @@ def _inside_ellipsoid(
 
 def _half_extent(affine: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
     """Half the field of view along L, P, S (mm), from the voxel-centre corners."""
-    corners = np.array([[i, j, k, 1.0] for i in (0, shape[0] - 1) for j in (0, shape[1] - 1) for k in (0, shape[2] - 1)])
+    ends = [(0, n - 1) for n in shape]
+    corners = np.array([[i, j, k, 1.0] for i in ends[0] for j in ends[1] for k in ends[2]])
     lps = (corners @ affine.T)[:, :3]
     extent = (lps.max(axis=0) - lps.min(axis=0)) / 2.0
     # A single-slice axis has no extent: give it the slice spacing so fractions stay finite.
@@ -134,7 +135,7 @@ def make_phantom(
     *,
     shape: tuple[int, int, int] = (32, 96, 96),
     spacing: tuple[float, float, float] = (2.5, 2.0, 2.0),
-    orientation: Orientation = "axial",
+    orientation: Orientation | str = "axial",
     descending: bool = False,
     seed: int = 0,
     noise_hu: float = 5.0,

@@ -45,12 +45,12 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     """None picks CUDA when present; an explicit CUDA request without CUDA is an error, not a fallback."""
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    resolved = torch.device(device)
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' was requested but torch.cuda.is_available() is False: use --device cpu")
-    if resolved.type not in ("cpu", "cuda"):
+    kind = device.type if isinstance(device, torch.device) else str(device).split(":")[0]
+    if kind not in ("cpu", "cuda"):
         raise ValueError(f"device must be cpu or cuda, got {device!r}")
-    return resolved
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' was requested but torch.cuda.is_available() is False: use --device cpu")
+    return torch.device(device)
 
 
 class _Timer:
@@ -127,7 +127,9 @@ class SegmentationPipeline:
         scaled = (hu - a_min) * ((b_max - b_min) / (a_max - a_min)) + b_min
         return scaled.clamp_(b_min, b_max) if pre.clip else scaled
 
-    def predict_mask(self, series: ImageSeries, *, timer: _Timer | None = None, progress: Progress | None = None) -> np.ndarray:
+    def predict_mask(
+        self, series: ImageSeries, *, timer: _Timer | None = None, progress: Progress | None = None
+    ) -> np.ndarray:
         """Only the mask (uint8, series.volume's shape): pre-processing, network, inverse."""
         timer = timer or _Timer()
         pre, inference = self.metadata.preprocessing, self.metadata.inference
@@ -173,7 +175,12 @@ class SegmentationPipeline:
         voxel_ml = abs(float(np.linalg.det(series.affine[:3, :3]))) / 1000.0
         centroid: list[float] | None = None
         if voxels:
-            index = np.argwhere(mask).mean(axis=0)
+            # Mean voxel index from the three marginal sums: no index list of every foreground voxel.
+            index = [
+                float(np.dot(mask.sum(axis=tuple(a for a in range(3) if a != axis), dtype=np.int64),
+                             np.arange(mask.shape[axis]))) / voxels
+                for axis in range(3)
+            ]
             centroid = [round(float(v), 3) for v in (series.affine @ np.append(index, 1.0))[:3]]
         return {
             "model": {"name": self.metadata.name, "version": self.metadata.version},

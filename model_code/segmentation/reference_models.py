@@ -56,7 +56,8 @@ class ThresholdSegmenter(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.float()
-        band = (x >= self.low) & (x <= self.high)
+        # Buffers type as Tensor | Module to mypy; TorchScript knows them as tensors.
+        band = (x >= self.low) & (x <= self.high)  # type: ignore[operator]
         for dim in (2, 3, 4):
             band = _erode(band, dim)
         for dim in (2, 3, 4):

@@ -15,9 +15,9 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from model_code.serving.decoding import SeriesRequest, decode_request
+from model_code.serving.encoding import DICOM, JSON, encode_error, encode_json, negotiate
 from model_code.serving.errors import ClientError
-from model_code.serving.requests import SeriesRequest, decode_request
-from model_code.serving.responses import DICOM, JSON, encode_error, encode_json, negotiate
 from model_code.serving.service import Prediction, ServingModel
 
 logger = logging.getLogger(__name__)

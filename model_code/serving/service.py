@@ -12,9 +12,9 @@ from typing import Any
 
 from model_code.imaging.errors import InvalidSeriesError
 from model_code.serving.clients import LazyClients, ServingClients
+from model_code.serving.decoding import HealthImagingRequest, SeriesRequest
 from model_code.serving.errors import unusable_series
 from model_code.serving.outputs import Published, publish_seg
-from model_code.serving.requests import HealthImagingRequest, SeriesRequest
 from model_code.serving.settings import ServingSettings
 from model_code.serving.sources import load_request_series
 

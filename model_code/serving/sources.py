@@ -9,8 +9,8 @@ from typing import Any
 from model_code.imaging.errors import InvalidSeriesError
 from model_code.imaging.series import ImageSeries
 from model_code.serving.clients import ServingClients
+from model_code.serving.decoding import HealthImagingRequest, S3SeriesRequest, SeriesRequest, ZipSeriesRequest
 from model_code.serving.errors import ClientError, not_found, unusable_series
-from model_code.serving.requests import HealthImagingRequest, S3SeriesRequest, SeriesRequest, ZipSeriesRequest
 from model_code.serving.settings import S3Location
 
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")

@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from model_code.serving.decoding import ZIP, decode_request
 from model_code.serving.errors import ClientError
-from model_code.serving.requests import ZIP, decode_request
 from model_code.serving.service import ServingModel
 
 INPUT_NAME = "DICOM_ZIP"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from model_code.training.checkpoint import CheckpointMismatchError
 from model_code.training.config import parse_config
@@ -30,11 +30,17 @@ def configure_logging(*, rank: int) -> None:
     package.setLevel(logging.INFO if rank == 0 else logging.WARNING)
 
 
-def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> TrainingResult:
+def main(
+    argv: Sequence[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+    *,
+    on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
+) -> TrainingResult:
+    """Parse flags and environment, then train. ``on_epoch_end`` lets tests stop a run mid-way."""
     environment = TrainingEnvironment.from_environ(os.environ if environ is None else environ)
     config = parse_config(argv, environment)
     configure_logging(rank=config.rank)
-    return run_training(config)
+    return run_training(config, on_epoch_end=on_epoch_end)
 
 
 def cli() -> int:

@@ -86,6 +86,11 @@ class DataStack(Stack):
 
         ia_days = data.infrequent_access_transition_days
         self.dicom_inbox_bucket = bucket("DicomInbox", infrequent_access_rule(ia_days))
+        # The imaging stack starts imports from the inbox's "Object Created" events on EventBridge; the L1
+        # property avoids the notification custom resource (and its Lambda) that the L2 option would add.
+        self.dicom_inbox_bucket.node.default_child.add_property_override(  # type: ignore[union-attr]
+            "NotificationConfiguration.EventBridgeConfiguration.EventBridgeEnabled", True
+        )
         self.import_output_bucket = bucket("ImportOutput", infrequent_access_rule(ia_days))
         self.training_data_bucket = bucket("TrainingData", infrequent_access_rule(ia_days))
         self.model_artifacts_bucket = bucket("ModelArtifacts")

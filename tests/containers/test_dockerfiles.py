@@ -99,3 +99,6 @@ def test_buildspec_builds_tags_and_pushes_every_image() -> None:
     assert '--file "containers/${image}/Dockerfile"' in commands
     assert '--build-arg "BASE_IMAGE=${!base_var}"' in commands
     assert "docker push" in commands
+    # the SDK the buildspec installs is the one the tests resolve with
+    dev_pins = (ROOT / "requirements-dev.txt").read_text().split()
+    assert any(f'"{pin}"' in commands for pin in dev_pins if pin.startswith("sagemaker-core=="))

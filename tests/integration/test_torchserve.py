@@ -115,6 +115,8 @@ BAD_INPUTS = [
     # (body, content type, accept, status, message) -- one row per way a caller gets it wrong
     (b'{"datastoreId": 1', "application/json", None, 400, "the body is not valid JSON"),
     (b"[]", "application/json", None, 400, "must be an object"),
+    # not UTF-8: the toolkit would fail decoding it before input_fn (a 500); the guard answers 400
+    (b"\xff\xfe{}", "application/json", None, 400, "the body is not valid UTF-8 JSON"),
     (b'{"dicomS3Uri": "s://bucket/x"}', "application/json", None, 400, "dicomS3Uri must look like s3://"),
     (b"not a zip", "application/zip", None, 400, "not a readable zip archive"),
     (b"hello", "text/plain", None, 415, "content type 'text/plain' is not supported"),

@@ -13,8 +13,12 @@ from tests.stacks.assembly import PROJECT_ROOT
 @pytest.mark.parametrize(
     ("stage", "expected"),
     [
-        ("dev", ["Data (monai-imaging-dev-data)", "Network (monai-imaging-dev-network)"]),  # embedded default
-        ("prod", ["Data (monai-imaging-prod-data)", "Network (monai-imaging-prod-network)"]),  # -c stage=prod
+        ("dev", ["Data (monai-imaging-dev-data)", "Network (monai-imaging-dev-network)",
+          "Imaging (monai-imaging-dev-imaging)",
+          "Images (monai-imaging-dev-images)", "Serving (monai-imaging-dev-serving)"]),  # embedded default
+        ("prod", ["Data (monai-imaging-prod-data)", "Network (monai-imaging-prod-network)",
+          "Imaging (monai-imaging-prod-imaging)",
+          "Images (monai-imaging-prod-images)", "Serving (monai-imaging-prod-serving)"]),  # -c stage=prod
     ],
 )
 def test_cdk_ls_lists_the_stacks(tmp_path: object, stage: str, expected: list[str]) -> None:

@@ -59,6 +59,17 @@ CASES = [
     ({"platform.notificationEmails": '["not-an-address"]'}, "context key 'platform.notificationEmails' must be a list of e-mail addresses"),
     ({"platform.network.natgateways": "1"}, "context key 'platform.network.natgateways' is not a configuration key"),
     ({"platform.nosuch.key": "1"}, "context key 'platform.nosuch.key' names no configuration section"),
+    # Image pipeline source and serving keys (the images and serving stacks).
+    ({"platform.images.source.kind": "codecommit"}, "context key 'platform.images.source.kind' must be 's3' or 'codestar' (CodeCommit is closed to new customers), got 'codecommit'"),
+    ({"platform.images.source.kind": "codestar"}, "context key 'platform.images.source.connectionArn' must be a CodeStar connection ARN"),
+    ({"platform.images.source.kind": "codestar", "platform.images.source.connectionArn": "arn:aws:codeconnections:us-east-1:123456789012:connection/abc", "platform.images.source.repository": "monai-platform"}, "context key 'platform.images.source.repository' must be 'owner/name' of the Git repository when source.kind is 'codestar', got 'monai-platform'"),
+    ({"platform.images.source.bucketKey": "source/platform.tar"}, "context key 'platform.images.source.bucketKey' must be an S3 key ending in '.zip' without a leading '/'"),
+    ({"platform.images.source.branch": ""}, "context key 'platform.images.source.branch' must be a non-empty string"),
+    ({"platform.images.keepImages": "0"}, "context key 'platform.images.keepImages' must be >= 1, got 0"),
+    ({"platform.images.logRetentionDays": "10"}, "context key 'platform.images.logRetentionDays' must be a CloudWatch Logs retention period"),
+    ({"platform.serving.modelDataKey": "/models/spleen/model.tar.gz"}, "context key 'platform.serving.modelDataKey' must be an S3 key 'prefix/.../model.tar.gz' in the model-artifacts bucket"),
+    ({"platform.serving.modelDataKey": "model.tar.gz"}, "context key 'platform.serving.modelDataKey' must be an S3 key 'prefix/.../model.tar.gz'"),
+    ({"platform.serving.asyncBacklogPerInstanceTarget": "0"}, "context key 'platform.serving.asyncBacklogPerInstanceTarget' must be >= 1, got 0"),
 ]
 
 

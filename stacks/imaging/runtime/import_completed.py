@@ -38,7 +38,9 @@ class Settings:
     @classmethod
     def from_environment(cls, environ: dict[str, str] | os._Environ[str] = os.environ) -> Settings:
         if not environ.get(ENV_SUMMARY_TOPIC_ARN):
-            raise RuntimeError(f"environment variable {ENV_SUMMARY_TOPIC_ARN} is not set: deploy with the imaging stack")
+            raise RuntimeError(
+                f"environment variable {ENV_SUMMARY_TOPIC_ARN} is not set: deploy with the imaging stack"
+            )
         return cls(summary_topic_arn=environ[ENV_SUMMARY_TOPIC_ARN])
 
 

@@ -61,7 +61,9 @@ class Settings:
                  ENV_NOTIFICATION_TOPIC_ARN)
         missing = [name for name in names if not environ.get(name)]
         if missing:
-            raise RuntimeError(f"environment variables {missing} are not set: deploy this function with the imaging stack")
+            raise RuntimeError(
+                f"environment variables {missing} are not set: deploy this function with the imaging stack"
+            )
         return cls(*(environ[name] for name in names))
 
 

@@ -82,6 +82,30 @@ def test_series_uid_chooses_among_several(tmp_path):
     assert len(series.datasets) == SLICES
 
 
+def _other_series(path: Path, target: Path, change: Callable[[pydicom.Dataset], None]) -> None:
+    dataset = pydicom.dcmread(path)
+    dataset.SeriesInstanceUID = pydicom.uid.generate_uid()
+    dataset.SOPInstanceUID = pydicom.uid.generate_uid()
+    change(dataset)
+    dataset.save_as(target)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda ds: delattr(ds, "PixelData"),  # a report or presentation state: no pixels
+        lambda ds: setattr(ds, "NumberOfFrames", 3),  # a multi-frame object such as an earlier SEG
+    ],
+    ids=["no-pixels", "multi-frame"],
+)
+def test_non_image_series_beside_the_images_are_passed_over(tmp_path, change):
+    paths = _write(tmp_path / "export")
+    _other_series(paths[0], tmp_path / "export" / "other.dcm", change)
+    series = load_series(tmp_path / "export")
+    assert series.series_instance_uid == pydicom.dcmread(paths[0]).SeriesInstanceUID
+    assert len(series.datasets) == SLICES
+
+
 # ---- bad input --------------------------------------------------------------------------------------
 
 
@@ -161,7 +185,7 @@ def _zip_with_junk(folder: Path, paths: list[Path]) -> tuple[Path, str]:
 BAD_INPUTS = [
     # (how the input is broken, message fragment, series_instance_uid)
     (_not_dicom, "not DICOM", None),
-    (_two_series, "2 series found", None),
+    (_two_series, "2 series found with images", None),
     (_missing_pixel_data, "no pixel data", None),
     (_missing_slice, "slice spacing is inconsistent", None),
     (_tilted_slice, "ImageOrientationPatient", None),

@@ -13,12 +13,18 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 
 from model_code.segmentation.pipeline import SegmentationPipeline
-from model_code.segmentation.reference_models import save_threshold_model
+from model_code.segmentation.reference_models import save_threshold_model, save_untrained_unet
 
 
 @pytest.fixture(scope="session")
 def threshold_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return save_threshold_model(tmp_path_factory.mktemp("threshold-model"))
+
+
+@pytest.fixture(scope="session")
+def untrained_unet_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    # Scripting the UNet takes seconds: once per session.
+    return save_untrained_unet(tmp_path_factory.mktemp("untrained-unet"), seed=1)
 
 
 @pytest.fixture(scope="session")

@@ -65,7 +65,7 @@ def _frames_by_source(seg: hd.seg.Segmentation) -> dict[str, int]:
 
 
 def test_frames_sit_exactly_on_the_source_slices(case):
-    phantom, sources, _, seg = case
+    _phantom, sources, _, seg = case
     frames = _frames_by_source(seg)
     assert int(seg.NumberOfFrames) == len(sources) == len(frames)  # one frame per slice, empty ones kept
     for source in sources:
@@ -118,7 +118,7 @@ def test_centroid_within_half_a_voxel(case):
 
 
 def test_highdicom_reads_it_back_and_it_is_coded(case, threshold_model_dir):
-    phantom, sources, _, seg = case
+    _phantom, sources, _, seg = case
     uids = [str(s.SOPInstanceUID) for s in sources]
     pixels = seg.get_pixels_by_source_instance(source_sop_instance_uids=uids, segment_numbers=[1])
     assert np.array_equal(pixels[..., 0].astype(np.uint8), _mask_in_phantom_order(seg, sources))
@@ -152,6 +152,8 @@ def test_summary_and_overlay(case):
     assert summary["spleen_voxel_count"] == int(mask.sum())
     assert summary["spleen_volume_ml"] == pytest.approx(mask.sum() * voxel_ml, abs=1e-3)
     assert summary["spleen_volume_ml"] == pytest.approx(phantom.organ_volume_ml, rel=0.2)
+    centroid = (phantom.affine @ np.append(np.argwhere(mask).mean(axis=0), 1.0))[:3]
+    assert summary["spleen_centroid_lps_mm"] == pytest.approx(centroid, abs=2e-3)
     assert summary["series_instance_uid"] == sources[0].SeriesInstanceUID
     assert summary["seg_sop_instance_uid"] == seg.SOPInstanceUID
     assert set(summary["timings_s"]) >= {"load_series", "preprocess", "inference", "postprocess", "seg", "total"}

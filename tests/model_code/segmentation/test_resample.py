@@ -9,7 +9,7 @@ from monai.data import MetaTensor
 from monai.transforms import Compose, Orientation, Spacing
 
 from model_code.imaging.phantom import phantom_affine
-from model_code.segmentation.resample import LPS_TO_RAS, plan_resample, to_model_grid, from_model_grid
+from model_code.segmentation.resample import LPS_TO_RAS, from_model_grid, plan_resample, to_model_grid
 
 PIXDIM = (1.5, 1.5, 2.0)
 
@@ -66,13 +66,15 @@ def test_inverse_equals_monai_inverse(orientation, descending, shape, spacing, t
 
 
 def test_round_trip_of_a_smooth_field_is_close():
-    # Upsample then downsample a linear ramp: linear interpolation reproduces it exactly inside.
+    # Resample a linear ramp there and back: linear interpolation reproduces it, except past the
+    # last model voxel (round(9 * 3 / 2) + 1 = 14 voxels reach 13 * 2 / 3 = 8.67), where border padding holds.
     shape = (10, 12, 14)
     affine = phantom_affine(shape=shape, spacing=(3.0, 3.0, 3.0))
     plan = plan_resample(affine, shape, pixdim=PIXDIM)
     ramp = torch.arange(shape[0], dtype=torch.float32)[:, None, None].expand(shape).contiguous()
     back = from_model_grid(to_model_grid(ramp, plan), plan)
-    assert torch.allclose(back, ramp, atol=1e-4)
+    assert torch.allclose(back[:-1], ramp[:-1], atol=1e-4)
+    assert torch.allclose(back[-1], torch.tensor(13 * 2 / 3), atol=1e-4)
 
 
 @pytest.mark.parametrize(
@@ -80,8 +82,8 @@ def test_round_trip_of_a_smooth_field_is_close():
     [
         # slice, row, col -> RAS axes. LPS row direction +L is RAS -R, so in-plane L/P axes flip.
         ("axial", (2, 1, 0), (False, True, True)),
-        ("sagittal", (0, 2, 1), (True, True, True)),
-        ("coronal", (1, 2, 0), (False, True, True)),
+        ("sagittal", (0, 2, 1), (False, True, True)),  # slice normal is -L = +R
+        ("coronal", (1, 2, 0), (True, True, True)),  # slice normal is +P = -A
     ],
 )
 def test_plan_maps_axes_to_ras(orientation, model_axis, flipped):

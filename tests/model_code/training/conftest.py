@@ -57,11 +57,16 @@ def run_args(run_dir: Path, *args: str) -> list[str]:
             "--output-dir", str(run_dir / "output")]
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
+def tiny_segmentation() -> list[str]:
+    return list(TINY_SEGMENTATION)
+
+
+@pytest.fixture(scope="session")
 def train() -> Train:
     """Run the real entry point in-process (no SM_* variables unless given)."""
 
-    def _train(run_dir: Path, *args: str, environ: dict[str, str] | None = None) -> TrainingResult:
-        return main(run_args(run_dir, *args), environ or {})
+    def _train(run_dir: Path, *args: str, environ: dict[str, str] | None = None, **kwargs) -> TrainingResult:
+        return main(run_args(run_dir, *args), environ or {}, **kwargs)
 
     return _train

@@ -8,14 +8,14 @@ import zipfile
 
 import pytest
 
-from model_code.serving.errors import ClientError
-from model_code.serving.requests import (
+from model_code.serving.decoding import (
     HealthImagingRequest,
     S3SeriesRequest,
     ZipSeriesRequest,
     decode_request,
     media_type,
 )
+from model_code.serving.errors import ClientError
 
 DATASTORE = "a" * 32
 IMAGE_SET = "0123456789abcdef0123456789abcdef"

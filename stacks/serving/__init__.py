@@ -1,0 +1,1 @@
+"""Serving stack: the asynchronous segmentation endpoint and its autoscaling."""

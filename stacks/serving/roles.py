@@ -1,0 +1,123 @@
+"""The endpoint's execution role, least privilege from the resources it touches, and instance-type facts."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from aws_cdk import Stack
+from aws_cdk import aws_ecr as ecr
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_sns as sns
+from constructs import Construct
+
+from stacks.compliance import acknowledge_grant_policy
+from stacks.data.stack import INFERENCE_FAILURE_PREFIX, INFERENCE_INPUT_PREFIX, INFERENCE_OUTPUT_PREFIX, DataStack
+from stacks.nag_wildcards import acknowledge_wildcards
+
+# SageMaker writes its own endpoint metrics; the container may add some under these namespaces only.
+METRIC_NAMESPACES = ("AWS/SageMaker", "/aws/sagemaker/Endpoints")
+
+# Families with local NVMe instance storage: SageMaker refuses a volume KmsKeyId for them ("d" variants such as
+# g4dn, m5d, p4d, and the families whose only storage is NVMe). Read from the SageMaker instance-type tables.
+_INSTANCE_STORAGE_FAMILY = re.compile(r"^([a-z]+\d+[a-z]*d[a-z]*|g5|g6|g6e|p5|p5e|p5en|inf2|trn1|trn1n)$")
+
+WILDCARDS_REASON = (
+    "Wildcards are scoped to this endpoint: objects under the model key prefix and the inference input, output "
+    "and failure prefixes, KMS actions on the data key only, its own log group's streams, ECR's token call (no "
+    "resource-level form), ENI calls (EC2 has no resource-level describe), and HealthImaging reads in this account."
+)
+
+
+def has_instance_storage(instance_type: str) -> bool:
+    """Whether ``ml.<family>.<size>`` has local NVMe storage (and so cannot take a volume KMS key)."""
+    return bool(_INSTANCE_STORAGE_FAMILY.match(instance_type.split(".")[1]))
+
+
+def endpoint_role(
+    scope: Construct,
+    id_: str,
+    *,
+    endpoint_name: str,
+    data: DataStack,
+    repository: ecr.IRepository,
+    model_data_key: str,
+    topics: Sequence[sns.ITopic],
+) -> iam.Role:
+    stack = Stack.of(scope)
+    role = iam.Role(
+        scope,
+        id_,
+        assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
+        description=f"Execution role of the SageMaker endpoint {endpoint_name}",
+    )
+    repository.grant_pull(role)
+    model_prefix = model_data_key.rsplit("/", 1)[0]
+    data.model_artifacts_bucket.grant_read(role, f"{model_prefix}/*")
+    data.inference_bucket.grant_read(role, f"{INFERENCE_INPUT_PREFIX}*")
+    for prefix in (INFERENCE_OUTPUT_PREFIX, INFERENCE_FAILURE_PREFIX):
+        data.inference_bucket.grant_put(role, f"{prefix}*")
+    data.keys.data_key.grant_encrypt_decrypt(role)
+    for topic in topics:
+        topic.grant_publish(role)
+
+    logs_arn = f"arn:{stack.partition}:logs:{stack.region}:{stack.account}"
+    log_group = f"{logs_arn}:log-group:/aws/sagemaker/Endpoints/{endpoint_name}"
+    role.add_to_policy(
+        iam.PolicyStatement(
+            sid="EndpointLogs",
+            actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+            resources=[log_group, f"{log_group}:log-stream:*"],
+        )
+    )
+    role.add_to_policy(
+        iam.PolicyStatement(
+            sid="EndpointMetrics",
+            actions=["cloudwatch:PutMetricData"],
+            resources=["*"],  # PutMetricData has no resource-level form; the namespace condition scopes it
+            conditions={"StringEquals": {"cloudwatch:namespace": list(METRIC_NAMESPACES)}},
+        )
+    )
+    # SageMaker attaches the model's network interfaces in the VPC subnets under this role. Describe calls
+    # have no resource-level form; the writes are limited to this account's interfaces, subnets and groups.
+    ec2_arn = f"arn:{stack.partition}:ec2:{stack.region}:{stack.account}"
+    role.add_to_policy(
+        iam.PolicyStatement(
+            sid="DescribeVpc",
+            actions=[
+                "ec2:DescribeNetworkInterfaces",
+                "ec2:DescribeVpcs",
+                "ec2:DescribeDhcpOptions",
+                "ec2:DescribeSubnets",
+                "ec2:DescribeSecurityGroups",
+            ],
+            resources=["*"],
+        )
+    )
+    role.add_to_policy(
+        iam.PolicyStatement(
+            sid="VpcNetworkInterfaces",
+            actions=[
+                "ec2:CreateNetworkInterface",
+                "ec2:CreateNetworkInterfacePermission",
+                "ec2:DeleteNetworkInterface",
+                "ec2:DeleteNetworkInterfacePermission",
+            ],
+            resources=[f"{ec2_arn}:network-interface/*", f"{ec2_arn}:subnet/*", f"{ec2_arn}:security-group/*"],
+        )
+    )
+    # The handler reads the study it segments from HealthImaging (requests name a datastore and image set).
+    role.add_to_policy(
+        iam.PolicyStatement(
+            sid="ReadHealthImaging",
+            actions=[
+                "medical-imaging:GetImageSet",
+                "medical-imaging:GetImageSetMetadata",
+                "medical-imaging:GetImageFrame",
+            ],
+            resources=[f"arn:{stack.partition}:medical-imaging:{stack.region}:{stack.account}:datastore/*"],
+        )
+    )
+    acknowledge_grant_policy(role)
+    acknowledge_wildcards(role.node.find_child("DefaultPolicy"), WILDCARDS_REASON)
+    return role

@@ -1,0 +1,225 @@
+"""Serving stack: the spleen segmentation model behind an asynchronous SageMaker endpoint that scales from zero.
+
+Requests are JSON documents in the inference bucket's ``input/`` prefix; results land under ``output/``,
+failures under ``failures/``, and SageMaker announces each on an encrypted SNS topic. Capacity follows the
+queue: target tracking on ApproximateBacklogSizePerInstance, plus a step policy on HasBacklogWithoutCapacity,
+because with zero instances the target-tracking metric is never emitted and its alarm never wakes the endpoint.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk import CfnOutput, Duration, Stack
+from aws_cdk import aws_applicationautoscaling as appscaling
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_ecr as ecr
+from aws_cdk import aws_sagemaker as sagemaker
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_ssm as ssm
+from constructs import Construct
+
+from stacks.compliance import acknowledge, skip_checkov
+from stacks.config import PlatformConfig
+from stacks.data.stack import INFERENCE_FAILURE_PREFIX, INFERENCE_OUTPUT_PREFIX, DataStack
+from stacks.images.names import image_uri_parameter_name
+from stacks.network.stack import WORKLOAD_SUBNET_GROUP, NetworkStack
+from stacks.serving.roles import endpoint_role, has_instance_storage
+
+INFERENCE_IMAGE = "pytorch-inference"
+VARIANT_NAME = "AllTraffic"
+# SageMaker's metrics for asynchronous endpoints (namespace AWS/SageMaker, dimension EndpointName).
+BACKLOG_PER_INSTANCE = "ApproximateBacklogSizePerInstance"
+BACKLOG_WITHOUT_CAPACITY = "HasBacklogWithoutCapacity"
+# Scale in slowly (a GPU instance takes minutes to start), out quickly (requests wait in the queue).
+SCALE_IN_COOLDOWN = Duration.minutes(10)
+SCALE_OUT_COOLDOWN = Duration.minutes(2)
+
+INSTANCE_STORAGE_REASON = (
+    "The configured instance type has local NVMe instance storage, where SageMaker rejects a volume KmsKeyId; "
+    "AWS encrypts that storage at rest with hardware keys, and S3 output and SNS topics still use the data key."
+)
+NETWORK_ISOLATION_REASON = (
+    "The handler fetches image frames from AWS HealthImaging and reads DICOM from S3 at request time, which "
+    "network isolation forbids; the model runs in isolated private subnets that reach AWS only via endpoints."
+)
+
+
+class ServingStack(Stack):
+    """``endpoint_name``, ``success_topic`` and ``error_topic`` are what event-driven inference builds on."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        id_: str,
+        *,
+        config: PlatformConfig,
+        data: DataStack,
+        network: NetworkStack,
+        inference_image_repository: ecr.IRepository,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(scope, id_, **kwargs)
+        srv = config.serving
+        data_key = data.keys.data_key
+        self.endpoint_name = f"{config.prefix}-spleen-async"
+
+        self.success_topic = sns.Topic(
+            self,
+            "InferenceSucceeded",
+            topic_name=f"{self.endpoint_name}-succeeded",
+            master_key=data_key,
+            enforce_ssl=True,
+        )
+        self.error_topic = sns.Topic(
+            self, "InferenceFailed", topic_name=f"{self.endpoint_name}-failed", master_key=data_key, enforce_ssl=True
+        )
+
+        self.security_group = ec2.SecurityGroup(
+            self,
+            "EndpointSecurityGroup",
+            vpc=network.vpc,
+            description="Async endpoint - HTTPS out to the AWS service endpoints of the VPC only, nothing in",
+            allow_all_outbound=False,
+        )
+        # Interface endpoints live in the VPC CIDR; the S3 gateway endpoint is reached through its prefix list,
+        # so HTTPS to any address is allowed, and the isolated subnets give it no other way out.
+        self.security_group.add_egress_rule(ec2.Peer.any_ipv4(), ec2.Port.tcp(443), "HTTPS to AWS service endpoints")
+
+        self.role = endpoint_role(
+            self,
+            "EndpointRole",
+            endpoint_name=self.endpoint_name,
+            data=data,
+            repository=inference_image_repository,
+            model_data_key=srv.model_data_key,
+            topics=(self.success_topic, self.error_topic),
+        )
+
+        # Resolved by CloudFormation at deploy time (the image pipeline writes it): synth needs no lookup.
+        image_uri = ssm.StringParameter.value_for_string_parameter(
+            self, image_uri_parameter_name(config.prefix, INFERENCE_IMAGE)
+        )
+        subnet_ids = network.vpc.select_subnets(subnet_group_name=WORKLOAD_SUBNET_GROUP).subnet_ids
+        model = sagemaker.CfnModel(
+            self,
+            "Model",
+            execution_role_arn=self.role.role_arn,
+            primary_container=sagemaker.CfnModel.ContainerDefinitionProperty(
+                image=image_uri,
+                # The handler picks CUDA when the instance has a GPU (model_code/serving/settings.py).
+                model_data_url=data.model_artifacts_bucket.s3_url_for_object(srv.model_data_key),
+            ),
+            vpc_config=sagemaker.CfnModel.VpcConfigProperty(
+                security_group_ids=[self.security_group.security_group_id], subnets=subnet_ids
+            ),
+            enable_network_isolation=False,
+        )
+        model.node.add_dependency(self.role)
+        skip_checkov(model, {"CKV_AWS_370": NETWORK_ISOLATION_REASON})
+
+        bucket = data.inference_bucket
+        endpoint_config = sagemaker.CfnEndpointConfig(
+            self,
+            "EndpointConfig",
+            production_variants=[
+                sagemaker.CfnEndpointConfig.ProductionVariantProperty(
+                    variant_name=VARIANT_NAME,
+                    model_name=model.attr_model_name,
+                    instance_type=srv.async_instance_type,
+                    # SageMaker creates an endpoint with at least one instance; the scaling policy below then
+                    # takes it down to asyncMinInstances (0 by default) once the queue is empty.
+                    initial_instance_count=max(1, srv.async_min_instances),
+                    initial_variant_weight=1.0,
+                )
+            ],
+            kms_key_id=None if has_instance_storage(srv.async_instance_type) else data_key.key_arn,
+            async_inference_config=sagemaker.CfnEndpointConfig.AsyncInferenceConfigProperty(
+                output_config=sagemaker.CfnEndpointConfig.AsyncInferenceOutputConfigProperty(
+                    s3_output_path=bucket.s3_url_for_object(INFERENCE_OUTPUT_PREFIX),
+                    s3_failure_path=bucket.s3_url_for_object(INFERENCE_FAILURE_PREFIX),
+                    kms_key_id=data_key.key_arn,
+                    notification_config=sagemaker.CfnEndpointConfig.AsyncInferenceNotificationConfigProperty(
+                        success_topic=self.success_topic.topic_arn, error_topic=self.error_topic.topic_arn
+                    ),
+                ),
+                client_config=sagemaker.CfnEndpointConfig.AsyncInferenceClientConfigProperty(
+                    max_concurrent_invocations_per_instance=srv.max_concurrent_invocations_per_instance
+                ),
+            ),
+        )
+        if has_instance_storage(srv.async_instance_type):
+            acknowledge(
+                endpoint_config,
+                ["HIPAA.Security-SageMakerEndpointConfigurationKMSKeyConfigured"],
+                INSTANCE_STORAGE_REASON,
+            )
+            skip_checkov(endpoint_config, {"CKV_AWS_98": INSTANCE_STORAGE_REASON})
+
+        endpoint = sagemaker.CfnEndpoint(
+            self,
+            "Endpoint",
+            endpoint_name=self.endpoint_name,
+            endpoint_config_name=endpoint_config.attr_endpoint_config_name,
+        )
+        self._autoscaling(config, endpoint)
+
+        CfnOutput(self, "EndpointName", value=endpoint.attr_endpoint_name)
+        CfnOutput(self, "SuccessTopicArn", value=self.success_topic.topic_arn)
+        CfnOutput(self, "ErrorTopicArn", value=self.error_topic.topic_arn)
+
+    def _autoscaling(self, config: PlatformConfig, endpoint: Any) -> None:
+        srv = config.serving
+        self.scalable_target = appscaling.ScalableTarget(
+            self,
+            "ScalableTarget",
+            service_namespace=appscaling.ServiceNamespace.SAGEMAKER,
+            resource_id=f"endpoint/{self.endpoint_name}/variant/{VARIANT_NAME}",
+            scalable_dimension="sagemaker:variant:DesiredInstanceCount",
+            min_capacity=srv.async_min_instances,
+            max_capacity=srv.async_max_instances,
+        )
+        self.scalable_target.node.add_dependency(endpoint)
+
+        def metric(name: str, statistic: str) -> cloudwatch.Metric:
+            return cloudwatch.Metric(
+                namespace="AWS/SageMaker",
+                metric_name=name,
+                dimensions_map={"EndpointName": self.endpoint_name},
+                statistic=statistic,
+                period=Duration.minutes(1),
+            )
+
+        # Steady state: keep about `asyncBacklogPerInstanceTarget` queued requests per running instance.
+        self.scalable_target.scale_to_track_metric(
+            "BacklogPerInstance",
+            target_value=srv.async_backlog_per_instance_target,
+            custom_metric=metric(BACKLOG_PER_INSTANCE, "Average"),
+            scale_in_cooldown=SCALE_IN_COOLDOWN,
+            scale_out_cooldown=SCALE_OUT_COOLDOWN,
+        )
+        # From zero: the per-instance metric does not exist without instances, so a request arriving at a
+        # scaled-in endpoint raises HasBacklogWithoutCapacity instead; this step policy adds the first instance.
+        wake = appscaling.StepScalingAction(
+            self,
+            "WakeFromZero",
+            scaling_target=self.scalable_target,
+            adjustment_type=appscaling.AdjustmentType.CHANGE_IN_CAPACITY,
+            cooldown=SCALE_OUT_COOLDOWN,
+        )
+        wake.add_adjustment(adjustment=1, lower_bound=0)
+        self.wake_alarm = cloudwatch.Alarm(
+            self,
+            "BacklogWithoutCapacity",
+            alarm_description=f"Requests are queued for {self.endpoint_name} but it has no instance: add one",
+            metric=metric(BACKLOG_WITHOUT_CAPACITY, "Maximum"),
+            threshold=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            evaluation_periods=1,
+            datapoints_to_alarm=1,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+        self.wake_alarm.add_alarm_action(cloudwatch_actions.ApplicationScalingAction(wake))
+

@@ -1,0 +1,129 @@
+"""SegmentationPipeline: reuse across requests and threads, any contract TorchScript, edge cases."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+import torch
+
+from model_code.imaging.dicom_writer import write_dicom_series
+from model_code.imaging.errors import InvalidSeriesError
+from model_code.imaging.loader import load_series
+from model_code.imaging.phantom import make_phantom
+from model_code.model_dir import MODEL_FILE, InferenceSpec, ModelMetadata
+from model_code.segmentation.contract import spleen_metadata
+from model_code.segmentation.pipeline import SegmentationPipeline, resolve_device
+from model_code.segmentation.reference_models import ThresholdSegmenter
+
+
+def _series(folder: Path, *, orientation: str = "axial", seed: int = 0, modality: str = "CT", organ_hu: float = 115.0):
+    phantom = make_phantom(shape=(12, 40, 36), spacing=(2.5, 1.6, 1.6), orientation=orientation, seed=seed,
+                           organ_hu=organ_hu)
+    write_dicom_series(phantom.volume_hu, phantom.affine, folder, modality=modality)
+    return load_series(folder), phantom
+
+
+def test_concurrent_runs_match_sequential_runs(tmp_path, pipeline):
+    # The serving handler calls one pipeline from several threads.
+    inputs = [_series(tmp_path / name, orientation=name, seed=i)[0] for i, name in enumerate(("axial", "sagittal", "coronal"))]
+    sequential = [pipeline.run(series).mask for series in inputs]
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        concurrent = list(pool.map(lambda s: pipeline.run(s).mask, inputs * 2))
+    for index, mask in enumerate(concurrent):
+        assert np.array_equal(mask, sequential[index % 3])
+    assert len({m.sum() for m in sequential}) == 3  # three different answers, not one repeated
+
+
+@pytest.mark.parametrize("sw_batch_size", [1, 3])
+def test_window_batch_size_does_not_change_the_mask(tmp_path, pipeline, threshold_model_dir, sw_batch_size):
+    series, _ = _series(tmp_path / "s")
+    other = SegmentationPipeline.from_model_dir(threshold_model_dir, device="cpu", sw_batch_size=sw_batch_size)
+    assert other.sw_batch_size == sw_batch_size
+    assert np.array_equal(other.run(series).mask, pipeline.run(series).mask)
+
+
+def test_no_spleen_still_gives_a_valid_seg(tmp_path, pipeline, dciodvfy):
+    series, _ = _series(tmp_path / "s", organ_hu=40.0)  # the organ looks like soft tissue: nothing to find
+    result = pipeline.run(series)
+    assert result.mask.sum() == 0
+    assert result.summary["spleen_voxel_count"] == 0
+    assert result.summary["spleen_volume_ml"] == 0.0
+    assert result.summary["spleen_centroid_lps_mm"] is None
+    assert result.summary["overlay_slice_index"] is None
+    assert int(result.seg_dataset.NumberOfFrames) == series.volume.shape[0]
+    assert result.overlay_png.startswith(b"\x89PNG")
+    path = tmp_path / "seg.dcm"
+    result.seg_dataset.save_as(path, enforce_file_format=True)
+    assert dciodvfy(path) == []
+
+
+def test_input_is_not_modified(tmp_path, pipeline):
+    series, _ = _series(tmp_path / "s")
+    before = series.volume.copy()
+    pipeline.run(series)
+    assert np.array_equal(series.volume, before)
+
+
+def test_non_ct_is_refused(tmp_path, pipeline):
+    series, _ = _series(tmp_path / "s", modality="MR")
+    with pytest.raises(InvalidSeriesError, match="reads CT"):
+        pipeline.run(series)
+
+
+def test_traced_torchscript_works_too(tmp_path, pipeline):
+    # Any TorchScript honouring the contract: here a traced (not scripted) module.
+    model_dir = tmp_path / "traced"
+    model_dir.mkdir()
+    module = ThresholdSegmenter(low=(80 + 57) / 221, high=(150 + 57) / 221).eval()
+    torch.jit.trace(module, torch.rand(1, 1, 8, 8, 8)).save(str(model_dir / MODEL_FILE))
+    spleen_metadata(version="traced-1").save(model_dir)
+    series, _ = _series(tmp_path / "s")
+    traced = SegmentationPipeline.from_model_dir(model_dir, device="cpu")
+    result = traced.run(series)
+    assert np.array_equal(result.mask, pipeline.run(series).mask)
+    assert result.summary["model"] == {"name": "spleen_ct_segmentation", "version": "traced-1"}
+
+
+def test_untrained_unet_runs_end_to_end(tmp_path, untrained_unet_dir):
+    # The real network through the whole pipeline; 32^3 windows instead of 96^3 keep it cheap on CPU.
+    model_dir = tmp_path / "unet"
+    shutil.copytree(untrained_unet_dir, model_dir)
+    metadata = ModelMetadata.load(model_dir)
+    dataclasses.replace(metadata, inference=InferenceSpec(roi_size=(32, 32, 32), overlap=0.5)).save(model_dir)
+    series, _ = _series(tmp_path / "s")
+    unet = SegmentationPipeline.from_model_dir(model_dir, device="cpu", sw_batch_size=2)
+    result = unet.run(series)
+    assert result.mask.shape == series.volume.shape
+    assert set(np.unique(result.mask)) <= {0, 1}
+    assert isinstance(result.seg_dataset, pydicom.Dataset)
+
+
+@pytest.mark.parametrize(
+    ("device", "expected", "error"),
+    [
+        ("cpu", "cpu", None),
+        ("tpu", None, "device must be cpu or cuda"),
+        pytest.param("cuda", None, "use --device cpu", marks=pytest.mark.skipif(torch.cuda.is_available(), reason="has CUDA")),
+    ],
+)
+def test_resolve_device(device, expected, error):
+    if error is None:
+        assert resolve_device(device).type == expected
+    else:
+        with pytest.raises((ValueError, RuntimeError), match=error):
+            resolve_device(device)
+
+
+def test_default_device_is_cuda_only_when_present():
+    assert resolve_device(None).type == ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def test_sw_batch_size_must_be_positive(threshold_model_dir):
+    with pytest.raises(ValueError, match="sw_batch_size must be >= 1"):
+        SegmentationPipeline.from_model_dir(threshold_model_dir, device="cpu", sw_batch_size=0)

@@ -1,0 +1,211 @@
+"""Images stack: one locked-down ECR repository per container, a pipeline that builds, pushes and records them."""
+
+from __future__ import annotations
+
+import functools
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from stacks.images.names import IMAGES, image_uri_parameter_name
+from tests.stacks.assembly import PROJECT_ROOT, Assembly, synthesize
+
+CONNECTION_ARN = "arn:aws:codeconnections:us-east-1:123456789012:connection/0a1b2c3d-4e5f"
+# One extra synth, shared by this module and test_serving_stack: the CodeStar source, NAT (builds in the VPC)
+# and an instance type without local storage (volume KMS key), all non-defaults.
+CODESTAR_OVERRIDES = {
+    "platform.images.source.kind": "codestar",
+    "platform.images.source.connectionArn": CONNECTION_ARN,
+    "platform.images.source.repository": "example-org/monai-platform",
+    "platform.images.source.branch": "release",
+    "platform.network.natGateways": "2",
+    "platform.serving.asyncInstanceType": "ml.m5.xlarge",
+    "platform.notificationEmails": '["imaging-ops@example.org"]',
+}
+
+
+@functools.cache
+def synthesize_codestar_variant() -> Assembly:
+    """Synthesized once per process, whichever module asks first (test_serving_stack imports this)."""
+    return synthesize(Path(tempfile.mkdtemp(prefix="cdk-out-codestar-")), CODESTAR_OVERRIDES)
+
+
+@pytest.fixture
+def codestar_assembly() -> Assembly:
+    return synthesize_codestar_variant()
+
+
+def only(assembly: Assembly, type_: str, stack: str = "Images") -> dict[str, Any]:
+    resources = assembly.resources(stack, type_)
+    assert len(resources) == 1, f"expected one {type_}, found {list(resources)}"
+    return next(iter(resources.values()))
+
+
+def project(assembly: Assembly, name: str) -> dict[str, Any]:
+    matches = [v for v in assembly.resources("Images", "AWS::CodeBuild::Project").values()
+               if v["Properties"]["Name"].endswith(name)]
+    assert len(matches) == 1, name
+    return matches[0]
+
+
+def test_images_match_the_container_folders_with_a_dockerfile() -> None:
+    folders = {p.parent.name for p in (PROJECT_ROOT / "containers").glob("*/Dockerfile")}
+    assert set(IMAGES) == folders
+
+
+def test_images_match_what_the_buildspec_builds() -> None:
+    buildspec = (PROJECT_ROOT / "containers" / "buildspec.yml").read_text()
+    assert f'IMAGES: "{" ".join(IMAGES)}"' in buildspec
+
+
+def test_one_repository_per_image_scanned_immutable_kms_and_retained(assembly: Assembly) -> None:
+    repositories = assembly.resources("Images", "AWS::ECR::Repository")
+    names = {r["Properties"]["RepositoryName"] for r in repositories.values()}
+    assert names == {f"monai-imaging-dev/{image}" for image in IMAGES}
+    for logical_id, repository in repositories.items():
+        props = repository["Properties"]
+        assert props["ImageScanningConfiguration"] == {"ScanOnPush": True}, logical_id
+        assert props["ImageTagMutability"] == "IMMUTABLE", logical_id
+        assert props["EncryptionConfiguration"]["EncryptionType"] == "KMS", logical_id
+        assert props["EncryptionConfiguration"]["KmsKey"]["Fn::GetAtt"][0].startswith("ImagesKey"), logical_id
+        assert repository["DeletionPolicy"] == "Retain", logical_id
+        assert '"countNumber":20' in props["LifecyclePolicy"]["LifecyclePolicyText"].replace(" ", ""), logical_id
+
+
+@pytest.mark.parametrize(
+    ("fixture", "kind"),
+    [
+        ("assembly", "S3"),  # default: an archive in a bucket the stack creates, works offline
+        ("codestar_assembly", "CodeStarSourceConnection"),  # a Git host through a CodeStar connection
+    ],
+)
+def test_pipeline_source_follows_configuration(request: pytest.FixtureRequest, fixture: str, kind: str) -> None:
+    assembly: Assembly = request.getfixturevalue(fixture)
+    pipeline = only(assembly, "AWS::CodePipeline::Pipeline")["Properties"]
+    (source_stage,) = [s for s in pipeline["Stages"] if s["Name"] == "Source"]
+    (action,) = source_stage["Actions"]
+    assert action["ActionTypeId"]["Provider"] == kind
+    assert [s["Name"] for s in pipeline["Stages"]] == ["Source", "Build", "Record"]
+    assert pipeline["PipelineType"] == "V2"
+    if kind == "S3":
+        assert action["Configuration"]["S3ObjectKey"] == "source/platform.zip"
+        assert "ConnectionArn" not in action["Configuration"]
+    else:
+        assert action["Configuration"]["ConnectionArn"] == CONNECTION_ARN
+        assert action["Configuration"]["FullRepositoryId"] == "example-org/monai-platform"
+        assert action["Configuration"]["BranchName"] == "release"
+
+
+def test_source_bucket_exists_only_for_the_s3_source(assembly: Assembly, codestar_assembly: Assembly) -> None:
+    def bucket_ids(a: Assembly) -> set[str]:
+        return {k.rstrip("0123456789ABCDEF") for k in a.resources("Images", "AWS::S3::Bucket")}
+
+    assert bucket_ids(assembly) == {"SourceBucket", "PipelineArtifactsBucket"}
+    assert bucket_ids(codestar_assembly) == {"PipelineArtifactsBucket"}
+
+
+def test_pipeline_buckets_are_kms_encrypted_and_tls_only(assembly: Assembly) -> None:
+    for logical_id, bucket in assembly.resources("Images", "AWS::S3::Bucket").items():
+        default = bucket["Properties"]["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]
+        assert default["ServerSideEncryptionByDefault"]["SSEAlgorithm"] == "aws:kms", logical_id
+    policies = assembly.resources("Images", "AWS::S3::BucketPolicy").values()
+    secured = {
+        p["Properties"]["Bucket"]["Ref"]
+        for p in policies
+        if any(s.get("Condition") == {"Bool": {"aws:SecureTransport": "false"}} and s["Effect"] == "Deny"
+               for s in p["Properties"]["PolicyDocument"]["Statement"])
+    }
+    assert secured == set(assembly.resources("Images", "AWS::S3::Bucket"))
+
+
+def test_build_project_is_privileged_encrypted_logged_and_runs_the_buildspec(assembly: Assembly) -> None:
+    props = project(assembly, "build-images")["Properties"]
+    assert props["Environment"]["PrivilegedMode"] is True
+    assert props["Source"] == {"BuildSpec": "containers/buildspec.yml", "Type": "CODEPIPELINE"}
+    assert props["EncryptionKey"]["Fn::GetAtt"][0].startswith("ImagesKey")
+    assert props["LogsConfig"]["CloudWatchLogs"]["Status"] == "ENABLED"
+    assert props["LogsConfig"]["CloudWatchLogs"]["GroupName"]["Ref"].startswith("BuildLogs")
+    variables = {v["Name"]: v["Value"] for v in props["Environment"]["EnvironmentVariables"]}
+    # What containers/buildspec.yml reads (AWS_REGION comes from CodeBuild itself).
+    assert variables["ECR_REPOSITORY_PREFIX"] == "monai-imaging-dev"
+    assert variables["AWS_ACCOUNT_ID"] == {"Ref": "AWS::AccountId"}
+
+
+def test_build_log_group_uses_the_logs_key(assembly: Assembly) -> None:
+    group = only(assembly, "AWS::Logs::LogGroup")
+    assert "KmsKeyId" in group["Properties"]
+    assert group["Properties"]["RetentionInDays"] == 365
+
+
+def test_record_step_is_unprivileged_and_can_write_only_the_image_parameters(assembly: Assembly) -> None:
+    props = project(assembly, "record-image-uris")["Properties"]
+    assert props["Environment"].get("PrivilegedMode", False) is False  # must not: no docker needed here
+    variables = {v["Name"]: v["Value"] for v in props["Environment"]["EnvironmentVariables"]}
+    assert variables == {"IMAGES": " ".join(IMAGES), "PARAMETER_PREFIX": "/monai-imaging-dev/images"}
+    statements = [
+        s for p in assembly.resources("Images", "AWS::IAM::Policy").values()
+        for s in p["Properties"]["PolicyDocument"]["Statement"] if "ssm:PutParameter" in str(s["Action"])
+    ]
+    (statement,) = statements
+    resources = [str(r) for r in statement["Resource"]]
+    assert len(resources) == len(IMAGES)
+    for image in IMAGES:
+        assert any(f"parameter{image_uri_parameter_name('monai-imaging-dev', image)}" in r for r in resources)
+
+
+@pytest.mark.parametrize(
+    ("fixture", "in_vpc"),
+    [
+        ("assembly", False),  # natGateways 0: no route to PyPI, so builds run outside the VPC (acknowledged)
+        ("codestar_assembly", True),  # natGateways 2: builds run in the workload subnets
+    ],
+)
+def test_build_runs_in_the_vpc_only_when_it_has_nat(request: pytest.FixtureRequest, fixture: str, in_vpc: bool) -> None:
+    assembly: Assembly = request.getfixturevalue(fixture)
+    props = project(assembly, "build-images")["Properties"]
+    assert ("VpcConfig" in props) is in_vpc
+
+
+def test_failed_executions_are_published_to_an_encrypted_topic(codestar_assembly: Assembly) -> None:
+    topic = only(codestar_assembly, "AWS::SNS::Topic")
+    assert topic["Properties"]["KmsMasterKeyId"]["Fn::GetAtt"][0].startswith("ImagesKey")
+    rule = only(codestar_assembly, "AWS::Events::Rule")["Properties"]
+    assert rule["EventPattern"]["detail"]["state"] == ["FAILED"]
+    assert rule["EventPattern"]["detail-type"] == ["CodePipeline Pipeline Execution State Change"]
+    (target,) = rule["Targets"]
+    assert target["Arn"]["Ref"].startswith("PipelineFailures")
+    subscription = only(codestar_assembly, "AWS::SNS::Subscription")["Properties"]
+    assert subscription == {**subscription, "Protocol": "email", "Endpoint": "imaging-ops@example.org"}
+
+
+def test_events_may_use_the_images_key_but_logs_may_not(assembly: Assembly) -> None:
+    key = only(assembly, "AWS::KMS::Key")
+    principals = [str(s.get("Principal")) for s in key["Properties"]["KeyPolicy"]["Statement"]]
+    assert any("events.amazonaws.com" in p for p in principals)
+    assert not any("logs." in p for p in principals)
+    assert key["Properties"]["EnableKeyRotation"] is True
+
+
+def test_no_role_has_a_managed_full_access_policy(assembly: Assembly) -> None:
+    for logical_id, role in assembly.resources("Images", "AWS::IAM::Role").items():
+        assert "FullAccess" not in str(role["Properties"].get("ManagedPolicyArns", [])), logical_id
+
+
+def test_every_codestar_variant_template_is_nag_clean(codestar_assembly: Assembly) -> None:
+    report = json.loads((codestar_assembly.outdir / "validation-report.json").read_text())
+    for plugin in report["pluginReports"]:
+        assert plugin["violations"] == [], plugin["pluginName"]
+
+
+def test_unknown_image_has_no_parameter_name() -> None:
+    with pytest.raises(ValueError, match="unknown image 'jupyter'"):
+        image_uri_parameter_name("p", "jupyter")
+
+
+def test_codebuild_never_bundles_docker_at_synth(assembly: Assembly) -> None:
+    # Must not: a container image asset would need a Docker engine at synth.
+    assets = list(Path(assembly.outdir).glob("asset.*"))
+    assert not [a for a in assets if (a / "Dockerfile").exists()]
