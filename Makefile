@@ -51,6 +51,7 @@ synth: venv node  ## synthesize every stack on the embedded default config, with
 	@rm -rf $(CDK_OUT)
 	$(CDK) synth --quiet -c stage=$(STAGE) --output $(CDK_OUT)
 	@$(PY) scripts/synth_summary.py $(CDK_OUT)
+	@$(PY) -m scripts.idle_cost $(CDK_OUT)
 
 lint: venv  ## ruff and mypy
 	$(PY) -m ruff check .

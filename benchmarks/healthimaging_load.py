@@ -41,14 +41,19 @@ from model_code.healthimaging.testing import (
     serve_in_subprocess,
 )
 
+RUNS: dict[str, list[float]] = {}  # every run's frames/s, printed so the noise of a shared machine shows
 
-def _rate(frames: int, run: Callable[[], Any], repeats: int) -> tuple[float, Any]:
+
+def _rate(frames: int, run: Callable[[], Any], repeats: int, label: str = "") -> tuple[float, Any]:
     """Frames per second of the median run, and the last run's result."""
     times, result = [], None
     for _ in range(repeats):
+        result = None  # let the previous result go before the next run allocates its own
         start = time.perf_counter()
         result = run()
         times.append(time.perf_counter() - start)
+    if label:
+        RUNS[label] = [frames / t for t in times]
     return frames / statistics.median(times), result
 
 
@@ -116,7 +121,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--frames", type=int, default=256, help="512x512 CT frames in the image set (>= 200)")
     parser.add_argument("--latency-ms", type=float, nargs="+", default=[0.0, 20.0], help="per-frame latency")
-    parser.add_argument("--workers", type=int, default=service.DEFAULT_MAX_WORKERS, help="fetch threads")
+    parser.add_argument("--workers", type=int, default=service.DEFAULT_MAX_WORKERS, help="our fetch threads")
     parser.add_argument("--repeats", type=int, default=3, help="runs per figure (the median is reported)")
     parser.add_argument("--reference-repeats", type=int, default=1, help="runs of the reference connector")
     args = parser.parse_args()
@@ -128,22 +133,30 @@ def main() -> None:
     blobs = [image_set.frames[frame_id] for frame_id in frame_ids]
     print(
         f"image set: {len(frame_ids)} frames of 512x512 CT, {sum(map(len, blobs)) / 2**20:.1f} MiB HTJ2K; "
-        f"{os.cpu_count()} cores, {args.workers} fetch threads"
+        f"{os.cpu_count()} cores, {args.workers} fetch threads (fetch-only: the faster of {args.workers} and "
+        f"{2 * args.workers}); load average {os.getloadavg()[0]:.1f}"
     )
-    decode_rate, _ = _rate(len(blobs), _decode_only(blobs), args.repeats)
+    decode_rate, _ = _rate(len(blobs), _decode_only(blobs), args.repeats, "decode")
 
     for latency_ms in args.latency_ms:
         with serve_in_subprocess([image_set], latency_s=latency_ms / 1000) as url:
-            client = loopback_client(url, max_workers=args.workers)
-            _fetch_only(client, image_set, frame_ids[:8], args.workers)()  # open the pooled connections
-            fetch_rate, _ = _rate(len(blobs), _fetch_only(client, image_set, frame_ids, args.workers), args.repeats)
+            client = loopback_client(url, max_workers=2 * args.workers)
+            _fetch_only(client, image_set, frame_ids[:64], 2 * args.workers)()  # open the pooled connections
+            # The fetch half of the limit at its best: our thread count or twice as many, whichever is faster.
+            fetch_rate = max(
+                _rate(len(blobs), _fetch_only(client, image_set, frame_ids, n), args.repeats, f"fetch{n}")[0]
+                for n in (args.workers, 2 * args.workers)
+            )
 
             def ours(client: Any = client) -> Any:
-                return load_image_set(client, image_set.datastore_id, image_set.image_set_id)
+                return load_image_set(client, image_set.datastore_id, image_set.image_set_id, max_workers=args.workers)
 
-            ours_rate, series = _rate(len(blobs), ours, args.repeats)
+            ours_rate, series = _rate(len(blobs), ours, args.repeats, "ours")
             _check_ours(series, expected)
-            reference_rate, reference = _rate(len(blobs), _reference(url, image_set), args.reference_repeats)
+            series = None
+            reference_rate, reference = _rate(
+                len(blobs), _reference(url, image_set), args.reference_repeats, "reference"
+            )
             _check_reference(reference, expected)
         limit = 1 / (1 / fetch_rate + 1 / decode_rate)
         print(f"\nlatency {latency_ms:g} ms per frame")
@@ -154,7 +167,8 @@ def main() -> None:
         print(f"  ours load_image_set              {ours_rate:8.0f} frames/s")
         print(f"  ours / reference                 {ours_rate / reference_rate:8.2f}x   (target >= 5x)")
         print(f"  ours / limit                     {ours_rate / limit:8.0%}    (target >= 90% at 0 ms)")
-    print("\npixels identical to the stored values for both loaders")
+        print("  runs (frames/s): " + "; ".join(f"{k} " + ", ".join(f"{r:.0f}" for r in v) for k, v in RUNS.items()))
+    print(f"\npixels identical to the stored values for both loaders; load average {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

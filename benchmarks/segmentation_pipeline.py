@@ -258,8 +258,10 @@ def main(argv: list[str] | None = None) -> int:
         f"MONAI Deploy: {deploy_median:.2f} s (median of {len(deploy_times)}: "
         f"{', '.join(f'{t:.2f}' for t in deploy_times)})"
     )
-    print(f"ratio ours/MONAI Deploy: {ours_median / deploy_median:.3f} of medians, "
-          f"{min(ours_times) / min(deploy_times):.3f} of best runs (target <= 0.5)")
+    print(
+        f"ratio ours/MONAI Deploy: {ours_median / deploy_median:.3f} of medians, "
+        f"{min(ours_times) / min(deploy_times):.3f} of best runs (target <= 0.5)"
+    )
     print(
         f"voxel agreement: {agreement * 100:.4f}% of {ours_mask.size} voxels (target >= 99.9%); "
         f"foreground ours {int(ours_mask.sum())}, MONAI Deploy {int(deploy_mask.sum())}, union {union}, "

@@ -33,8 +33,8 @@ $(SERVE_VENV)/.installed: $(SERVE_REQUIREMENTS)
 venv-serve: $(SERVE_VENV)/.installed  ## .venv-serve: TorchServe + sagemaker-pytorch-inference + MONAI (pyenv 3.11)
 
 $(TRITON_VENV)/.installed: $(TRITON_REQUIREMENTS)
-	@$(TRITON_BASE_PYTHON) -c "import ensurepip" 2>/dev/null || { \
-		echo "$(TRITON_BASE_PYTHON) cannot make venvs: apt-get install -y python3.11-venv" >&2; exit 1; }
+	@# Debian's interpreter makes venvs only with its python3.11-venv package: install it when missing.
+	@$(TRITON_BASE_PYTHON) -c "import ensurepip" 2>/dev/null || { apt-get update -qq && apt-get install -y -qq python3.11-venv; }
 	rm -rf $(TRITON_VENV)
 	$(TRITON_BASE_PYTHON) -m venv $(TRITON_VENV)
 	$(TRITON_VENV)/bin/pip install -q --disable-pip-version-check -r containers/triton-inference/requirements-local.txt 2>&1 | { $(or $(PIP_NOISE),cat); }

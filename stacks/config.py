@@ -73,6 +73,8 @@ class ServingConfig:
     model_data_key: str
     # Target of ApproximateBacklogSizePerInstance: queued requests per instance before scaling out.
     async_backlog_per_instance_target: int
+    # Import each SEG the async endpoint writes back into HealthImaging (stacks/inference); off by default.
+    import_seg_back: bool = False
 
 
 SOURCE_KINDS = ("s3", "codestar")
@@ -98,12 +100,53 @@ class ImagesConfig:
     source: ImageSourceConfig
 
 
+DEPLOYMENT_STRATEGIES = ("canary", "linear", "rolling")
+
+
 @dataclass(frozen=True)
 class TrainingConfig:
     instance_type: str
     instance_count: int
     use_spot: bool
     max_runtime_hours: int
+    # A package whose final value of this metric (a "validation:*" name of the trainer's METRIC_DEFINITIONS,
+    # higher is better) is >= the threshold is registered Approved; None: every package waits for a reviewer.
+    auto_approve_metric: str | None = None
+    auto_approve_threshold: float | None = None
+    # How an approved package replaces the async endpoint's model (UpdateEndpoint's DeploymentConfig).
+    deployment_strategy: str = "canary"
+
+
+@dataclass(frozen=True)
+class MonitoringConfig:
+    """Alarm thresholds (stacks/monitoring): what a team tunes to its case volume and instance type."""
+
+    # Requests queued at the async endpoint (ApproximateBacklogSize) before someone is told.
+    backlog_size_threshold: int
+    # Age of the oldest queued request (ApproximateAgeOfOldestRequest), in minutes.
+    backlog_age_minutes: int
+    # Average model latency (ModelLatency) per 5 minutes, in seconds.
+    model_latency_seconds: int
+    # Failed invocations, 4xx or 5xx responses per 5 minutes.
+    error_threshold: int
+
+
+@dataclass(frozen=True)
+class EdgeConfig:
+    """The offline edge runner as a Greengrass v2 component (stacks/edge, docs/edge.md)."""
+
+    # false: no Edge stack at all.
+    enabled: bool
+    # Semantic version of the component; a new bundle needs a new version (component versions are immutable).
+    component_version: str
+    # Key prefix of the bundles in the model-artifacts bucket: <prefix><version>/bundle.zip.
+    artifact_prefix: str
+    port: int
+    threads: int
+    queue: int
+    max_request_mb: int
+    # Deploy the component to this IoT thing group; None: the component is published, not deployed.
+    thing_group_arn: str | None
 
 
 @dataclass(frozen=True)
@@ -118,6 +161,8 @@ class PlatformConfig:
     training: TrainingConfig
     images: ImagesConfig
     notification_emails: tuple[str, ...]
+    monitoring: MonitoringConfig
+    edge: EdgeConfig
 
     @property
     def prefix(self) -> str:
@@ -306,6 +351,37 @@ def _image_source(document: Mapping[str, Any]) -> ImageSourceConfig:
     )
 
 
+def _approval_settings(trn: _Reader) -> dict[str, Any]:
+    """training.autoApproveMetric ("" turns auto-approval off), autoApproveThreshold, deploymentStrategy."""
+    # Imported here: the trainer's module is the one source of metric names (it imports nothing heavy).
+    from model_code.training.metrics import METRIC_DEFINITIONS
+
+    key = f"{CONTEXT_ROOT}.training"
+    metric = trn._get("autoApproveMetric")
+    approvable = [d["Name"] for d in METRIC_DEFINITIONS if d["Name"].startswith("validation:")]
+    if not isinstance(metric, str) or (metric and metric not in approvable):
+        raise ConfigError(
+            f"context key '{key}.autoApproveMetric' must be \"\" (every model waits for manual approval) or one of "
+            f"the trainer's validation metrics {approvable}, got {metric!r}"
+        )
+    threshold = trn._get("autoApproveThreshold")
+    if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not 0 <= threshold <= 1:
+        raise ConfigError(
+            f"context key '{key}.autoApproveThreshold' must be a number between 0 and 1 (validation metrics are "
+            f"fractions), got {threshold!r}"
+        )
+    strategy = trn.string("deploymentStrategy")
+    if strategy not in DEPLOYMENT_STRATEGIES:
+        raise ConfigError(
+            f"context key '{key}.deploymentStrategy' must be one of {list(DEPLOYMENT_STRATEGIES)}, got {strategy!r}"
+        )
+    return {
+        "auto_approve_metric": metric or None,
+        "auto_approve_threshold": float(threshold) if metric else None,
+        "deployment_strategy": strategy,
+    }
+
+
 def build_config(context: Mapping[str, Any]) -> PlatformConfig:
     """Build and validate the configuration from a CDK context mapping (``app.node.get_all_context()``)."""
     document = resolve_document(context)
@@ -371,6 +447,7 @@ def build_config(context: Mapping[str, Any]) -> PlatformConfig:
         multi_model_max_instances=mme_max,
         model_data_key=_model_data_key(srv.string("modelDataKey")),
         async_backlog_per_instance_target=srv.integer("asyncBacklogPerInstanceTarget", minimum=1),
+        import_seg_back=srv.boolean("importSegBack"),
     )
 
     img = _Reader(document, "images")
@@ -387,6 +464,7 @@ def build_config(context: Mapping[str, Any]) -> PlatformConfig:
         use_spot=trn.boolean("useSpot"),
         # SageMaker caps a training job's MaxRuntimeInSeconds at 28 days.
         max_runtime_hours=trn.integer("maxRuntimeHours", minimum=1, maximum=28 * 24),
+        **_approval_settings(trn),
     )
 
     emails = document.get("notificationEmails", [])
@@ -406,4 +484,124 @@ def build_config(context: Mapping[str, Any]) -> PlatformConfig:
         training=training,
         images=images,
         notification_emails=tuple(emails),
+        monitoring=_monitoring(document),
+        edge=_edge(document),
+    )
+
+
+def _monitoring(document: Mapping[str, Any]) -> MonitoringConfig:
+    mon = _Reader(document, "monitoring")
+    return MonitoringConfig(
+        backlog_size_threshold=mon.integer("backlogSizeThreshold", minimum=1),
+        # Async requests live at most 6 hours in the queue (InvokeEndpointAsync RequestTTLSeconds <= 21600).
+        backlog_age_minutes=mon.integer("backlogAgeMinutes", minimum=1, maximum=360),
+        # An async invocation runs at most one hour (InvocationTimeoutSeconds <= 3600).
+        model_latency_seconds=mon.integer("modelLatencySeconds", minimum=1, maximum=3600),
+        error_threshold=mon.integer("errorThreshold", minimum=1),
+    )
+
+
+_SEMVER = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)$")
+_ARTIFACT_PREFIX = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]*/$")
+_THING_GROUP_ARN = re.compile(r"^arn:aws[a-z-]*:iot:[a-z0-9-]+:\d{12}:thinggroup/[A-Za-z0-9:_-]{1,128}$")
+
+
+def _edge(document: Mapping[str, Any]) -> EdgeConfig:
+    edg = _Reader(document, "edge")
+    # `-c platform.edge.componentVersion=1.0` arrives as the number 1.0: judge it as the text the user typed.
+    version = str(edg._get("componentVersion"))
+    if not _SEMVER.match(version):
+        raise ConfigError(
+            f"context key '{CONTEXT_ROOT}.edge.componentVersion' must be a semantic version MAJOR.MINOR.PATCH "
+            f"such as '1.0.0' (Greengrass component versions), got {version!r}"
+        )
+    prefix = edg.string("artifactPrefix")
+    if not _ARTIFACT_PREFIX.match(prefix) or "//" in prefix:
+        raise ConfigError(
+            f"context key '{CONTEXT_ROOT}.edge.artifactPrefix' must be an S3 key prefix ending in '/' without a "
+            f"leading '/', such as 'edge/spleen/' (devices may read only below it), got {prefix!r}"
+        )
+    group = edg._get("thingGroupArn")
+    if not isinstance(group, str) or (group and not _THING_GROUP_ARN.match(group)):
+        raise ConfigError(
+            f"context key '{CONTEXT_ROOT}.edge.thingGroupArn' must be \"\" (publish the component, deploy nothing) or "
+            f"an IoT thing group ARN 'arn:aws:iot:<region>:<account>:thinggroup/<name>', got {group!r}"
+        )
+    enabled = edg.boolean("enabled")
+    if group and not enabled:
+        raise ConfigError(
+            f"context key '{CONTEXT_ROOT}.edge.thingGroupArn' is set but '{CONTEXT_ROOT}.edge.enabled' is false: "
+            "enable the edge stack or clear the thing group"
+        )
+    return EdgeConfig(
+        enabled=enabled,
+        component_version=version,
+        artifact_prefix=prefix,
+        # Unprivileged ports only: the component runs as the Greengrass user, not root.
+        port=edg.integer("port", minimum=1024, maximum=65535),
+        threads=edg.integer("threads", minimum=1, maximum=64),
+        queue=edg.integer("queue", minimum=0, maximum=64),
+        max_request_mb=edg.integer("maxRequestMb", minimum=1, maximum=4096),
+        thing_group_arn=group or None,
+    )
+
+
+# --- Release pipeline (`-c pipeline=true`) -------------------------------------------------------------------
+# The pipeline reads the section of the default stage's document; each deployed stage's account and region
+# come from that stage's own configuration (build_config with stage=<name>), so they are written in one place.
+PIPELINE_CONTEXT_KEY = "pipeline"
+_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    # Where the pipeline stack itself lives; None: the account of the credentials that deploy it.
+    account: str | None
+    region: str
+    # Stages deployed in order; a manual approval precedes every stage after the first.
+    stages: tuple[str, ...]
+    log_retention_days: int
+
+
+def pipeline_enabled(context: Mapping[str, Any]) -> bool:
+    """``-c pipeline=true`` synthesizes the release pipeline instead of one stage's stacks."""
+    raw = _parse_cli_value(context.get(PIPELINE_CONTEXT_KEY, False))
+    if not isinstance(raw, bool):
+        raise ConfigError(f"context key '{PIPELINE_CONTEXT_KEY}' must be true or false, got {raw!r}")
+    return raw
+
+
+def build_pipeline_config(context: Mapping[str, Any]) -> PipelineConfig:
+    """Validate the ``platform.pipeline`` section and every stage it names (each must build on its own)."""
+    document = resolve_document(context)
+    section = _Reader(document, "pipeline")
+    key = f"{CONTEXT_ROOT}.pipeline"
+    account = section._get("account")
+    if not isinstance(account, str) or (account and not _ACCOUNT.match(account)):
+        raise ConfigError(
+            f"context key '{key}.account' must be a 12-digit AWS account ID or \"\" (the account of the deploying "
+            f"credentials), got {account!r}"
+        )
+    region = section.string("region")
+    if not _REGION.match(region):
+        raise ConfigError(f"context key '{key}.region' must be an AWS region name such as 'us-east-1', got {region!r}")
+    stages = section._get("stages")
+    defined = sorted(context[CONTEXT_ROOT].get("stages", {}))
+    if (
+        not isinstance(stages, list)
+        or not stages
+        or len(set(stages)) != len(stages)
+        or not all(isinstance(s, str) and s in defined for s in stages)
+    ):
+        raise ConfigError(
+            f"context key '{key}.stages' must be a non-empty list of distinct stages defined under "
+            f"'{CONTEXT_ROOT}.stages' ({defined}), in deployment order, got {stages!r}"
+        )
+    for stage in stages:
+        build_config({**context, STAGE_CONTEXT_KEY: stage})
+    return PipelineConfig(
+        account=account or None,
+        region=region,
+        stages=tuple(stages),
+        log_retention_days=section.retention_days("logRetentionDays"),
     )

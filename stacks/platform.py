@@ -7,12 +7,17 @@ from dataclasses import dataclass
 import aws_cdk as cdk
 from constructs import Construct
 
+from stacks.approval.stack import ApprovalStack
 from stacks.config import PlatformConfig
 from stacks.data.stack import DataStack
+from stacks.edge.stack import EdgeStack
 from stacks.images.stack import ImagesStack
 from stacks.imaging.stack import ImagingStack
+from stacks.inference.stack import InferenceStack
+from stacks.monitoring.stack import MonitoringStack
 from stacks.network.stack import NetworkStack
 from stacks.serving.stack import ServingStack
+from stacks.training.stack import TrainingStack
 
 
 @dataclass(frozen=True)
@@ -22,6 +27,12 @@ class Platform:
     imaging: ImagingStack
     images: ImagesStack
     serving: ServingStack
+    training: TrainingStack
+    approval: ApprovalStack
+    inference: InferenceStack
+    monitoring: MonitoringStack
+    # None when edge.enabled is false.
+    edge: EdgeStack | None = None
 
 
 def build_platform(scope: Construct, config: PlatformConfig) -> Platform:
@@ -71,9 +82,87 @@ def build_platform(scope: Construct, config: PlatformConfig) -> Platform:
         data=data,
         network=network,
         inference_image_repository=images.repositories["pytorch-inference"],
+        triton_image_repository=images.repositories["triton-inference"],
         **stack_props("Serving"),  # type: ignore[arg-type]
     )
-    for stack in (data, network, imaging, images, serving):
+    # Reads the training and inference image URIs from SSM, like serving: deploy after the pipeline's first run.
+    training = TrainingStack(
+        scope,
+        "Training",
+        config=config,
+        data=data,
+        network=network,
+        logs_key=data.keys.logs_key,
+        training_image_repository=images.repositories["training"],
+        **stack_props("Training"),  # type: ignore[arg-type]
+    )
+    # An approved model package in the training stack's group -> guarded update of the serving endpoint.
+    approval = ApprovalStack(
+        scope,
+        "Approval",
+        config=config,
+        data=data,
+        network=network,
+        serving=serving,
+        training=training,
+        logs_key=data.keys.logs_key,
+        **stack_props("Approval"),  # type: ignore[arg-type]
+    )
+    # Image sets created in the data store -> the async endpoint; results optionally imported back.
+    inference = InferenceStack(
+        scope,
+        "Inference",
+        config=config,
+        data=data,
+        network=network,
+        imaging=imaging,
+        serving=serving,
+        **stack_props("Inference"),  # type: ignore[arg-type]
+    )
+    # Last: alarms read the endpoint, rules, queues and builds of the stacks above.
+    monitoring = MonitoringStack(
+        scope,
+        "Monitoring",
+        config=config,
+        serving=serving,
+        imaging=imaging,
+        images=images,
+        inference=inference,
+        # Every queue whose messages are failures: each gets an alarm on its depth.
+        failure_queues={
+            "ImagingDeadLetters": imaging.dead_letter_queue,
+            "ApprovalDeadLetters": approval.dead_letter_queue,
+            "InferenceDeadLetters": inference.dead_letter_queue,
+            "InferenceFailures": inference.failure_queue,
+        },
+        **stack_props("Monitoring"),  # type: ignore[arg-type]
+    )
+    # Offline sites: the edge runner as a Greengrass v2 component, its bundle read from the model-artifacts bucket.
+    edge = (
+        EdgeStack(
+            scope,
+            "Edge",
+            config=config,
+            model_artifacts_bucket=data.model_artifacts_bucket,
+            data_key=data.keys.data_key,
+            **stack_props("Edge"),  # type: ignore[arg-type]
+        )
+        if config.edge.enabled
+        else None
+    )
+    for stack in (data, network, imaging, images, serving, training, approval, inference, monitoring,
+                  *([edge] if edge is not None else [])):
         for key, value in tags.items():
             cdk.Tags.of(stack).add(key, value)
-    return Platform(data=data, network=network, imaging=imaging, images=images, serving=serving)
+    return Platform(
+        data=data,
+        network=network,
+        imaging=imaging,
+        images=images,
+        serving=serving,
+        training=training,
+        approval=approval,
+        inference=inference,
+        monitoring=monitoring,
+        edge=edge,
+    )

@@ -77,7 +77,8 @@ class ElementCache:
     The frames of a series repeat most attributes (patient, study, series, equipment): when a key's JSON
     value equals the one last converted, the converted element is copied instead of rebuilt. Copies are per
     dataset because pydicom changes an element's value in place (``ds.PatientName = ...``): a shared element
-    would change every dataset at once.
+    would change every dataset at once. One cache may serve several threads: entries are only added, and
+    no element it hands out is changed while the load that owns it runs.
     """
 
     def __init__(self) -> None:

@@ -9,7 +9,8 @@ The order of work, and why:
    thread); the thread that fetched a frame decodes, verifies and rescales it into its slot of the
    preallocated float32 volume. ``htj2k_decode``, the CRC and the numpy rescale release the GIL, so
    decoding overlaps other threads' fetches.
-4. Meanwhile the calling thread rebuilds the DICOM headers (most attributes are converted once per series).
+4. The same thread rebuilds the frame's DICOM header (most attributes are converted once per series) and
+   attaches the uncompressed pixel data.
 """
 
 from __future__ import annotations
@@ -77,16 +78,14 @@ def fetch_frames(
     on_frame: Callable[[int, np.ndarray], T],
     *,
     max_workers: int | None = None,
-    while_waiting: Callable[[], Any] | None = None,
-) -> tuple[list[T], Any]:
+) -> list[T]:
     """``on_frame(i, stored_values)`` for every planned frame, results in plan order.
 
     Each of up to ``max_workers`` threads fetches a frame, decodes and verifies it, and calls ``on_frame``.
-    The array ``on_frame`` gets is the thread's reusable decode buffer: copy what you keep.
+    The array ``on_frame`` gets is the thread's reusable decode buffer: copy what you keep. The first
+    failure cancels the frames not yet started and is raised.
     Decoding in the fetching thread, rather than handing frames to a decode pool, saves a thread hand-off
-    (and a GIL hand-off) per frame; the OS spreads the GIL-free decodes over the cores. ``while_waiting``
-    runs on the calling thread while frames are in flight; its result is returned too. The first failure
-    cancels the frames not yet started and is raised.
+    (and a GIL hand-off) per frame; the OS spreads the GIL-free decodes over the cores.
     """
     workers = _fetch_workers(client, max_workers, len(plans))
     scratch = threading.local()
@@ -105,13 +104,11 @@ def fetch_frames(
     with ThreadPoolExecutor(workers, thread_name_prefix="ahi-fetch") as pool:
         futures = [pool.submit(fetch, index) for index in range(len(plans))]
         try:
-            extra = while_waiting() if while_waiting is not None else None
-            results = [future.result() for future in futures]
+            return [future.result() for future in futures]
         except BaseException:
             for future in futures:
                 future.cancel()
             raise
-    return results, extra
 
 
 def _fetch_workers(client: Any, max_workers: int | None, frames: int) -> int:
@@ -186,7 +183,7 @@ def load_image_set(
     modality rescale applied, ordered along the slice normal; ``datasets`` rebuilt from the metadata with
     uncompressed pixel data in the same order; ``metadata`` the parsed metadata document.
 
-    ``max_workers`` bounds the concurrent GetImageFrame calls (default 32, never more than the client's
+    ``max_workers`` bounds the concurrent GetImageFrame calls (default 16, never more than the client's
     ``max_pool_connections``; build the client with :func:`model_code.healthimaging.client.make_client`).
     Raises :class:`ImageSetNotFound`, :class:`SeriesNotFound`, :class:`FrameIntegrityError`, or
     :class:`InvalidSeriesError` when the frames do not form one volume.
@@ -206,7 +203,11 @@ def load_image_set(
     fmt = plans[0].pixel_format
     volume = np.empty((len(plans), fmt.rows, fmt.cols), dtype=np.float32)
 
-    def place(index: int, pixels: np.ndarray) -> DataElement:
+    cache = ElementCache()
+
+    def place(index: int, pixels: np.ndarray) -> pydicom.Dataset:
+        # Runs on the fetch thread that decoded the frame: the rescale releases the GIL, and building the
+        # header here spreads that work over the load instead of leaving it to a starved main thread.
         slope, intercept = _rescale(plans[index].attributes)
         out = volume[slot_of[index]]
         if slope == 1:  # float32(x) * 1 is exactly float32(x): one pass instead of two
@@ -214,17 +215,11 @@ def load_image_set(
         else:
             np.multiply(pixels, slope, out=out, dtype=np.float32)
             np.add(out, intercept, out=out)
-        return pixel_data_element(pixels)
+        dataset = build_dataset(plans[index], cache=cache)
+        dataset[_PIXEL_DATA] = pixel_data_element(pixels)
+        return dataset
 
-    def headers() -> list[pydicom.Dataset]:
-        cache = ElementCache()
-        return [build_dataset(plan, cache=cache) for plan in plans]
-
-    pixel_elements, datasets = fetch_frames(
-        client, datastore_id, image_set_id, plans, place, max_workers=max_workers, while_waiting=headers
-    )
-    for dataset, element in zip(datasets, pixel_elements, strict=True):
-        dataset[_PIXEL_DATA] = element
+    datasets = fetch_frames(client, datastore_id, image_set_id, plans, place, max_workers=max_workers)
     return ImageSeries(
         volume=volume,
         affine=geometry.affine,

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
 from model_code.model_dir import InferenceSpec, ModelMetadata, NetworkSpec, Preprocessing
+
+if TYPE_CHECKING:
+    # Only an annotation: the edge runner imports this module on devices without torch.
+    import torch
 
 MODEL_NAME = "spleen_ct_segmentation"
 SPLEEN_LABEL = 1

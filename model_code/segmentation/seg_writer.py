@@ -25,6 +25,11 @@ SPLEEN_CATEGORY = codes.cid7150.AnatomicalStructure  # SCT 91723000
 SPLEEN_TYPE = codes.SCT.Spleen  # SCT 78961009
 
 
+
+def _long_string(text: str) -> str:
+    """Fit a DICOM LO element (64 characters at most): a long model name or version must not fail the SEG."""
+    return text[:64]
+
 def build_segmentation(
     series: ImageSeries,
     mask: np.ndarray,
@@ -41,8 +46,8 @@ def build_segmentation(
     if not series.datasets:
         raise ValueError("the series carries no source datasets: a SEG must reference its source instances")
     algorithm = hd.AlgorithmIdentificationSequence(
-        name=metadata.name,
-        version=metadata.version,
+        name=_long_string(metadata.name),
+        version=_long_string(metadata.version),
         family=codes.cid7162.ArtificialIntelligence,
     )
     description = hd.seg.SegmentDescription(
@@ -64,12 +69,12 @@ def build_segmentation(
         sop_instance_uid=sop_instance_uid or generate_uid(),
         instance_number=1,
         manufacturer=MANUFACTURER,
-        manufacturer_model_name=metadata.name,
-        software_versions=metadata.version,
+        manufacturer_model_name=_long_string(metadata.name),
+        software_versions=_long_string(metadata.version),
         device_serial_number="0",
-        series_description=f"{metadata.name} {metadata.version}",
+        series_description=_long_string(f"{metadata.name} {metadata.version}"),
         content_label="SPLEEN",
-        content_description=f"Spleen segmentation by {metadata.name} {metadata.version}",
+        content_description=_long_string(f"Spleen segmentation by {metadata.name} {metadata.version}"),
         omit_empty_frames=False,
     )
     return segmentation

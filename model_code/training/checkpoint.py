@@ -40,7 +40,7 @@ def rng_states() -> dict[str, Any]:
     version, python_state, gauss = random.getstate()
     return {
         "torch": torch.get_rng_state(),
-        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(position),
+        "numpy": {"kind": kind, "keys": torch.from_numpy(np.asarray(keys).astype(np.int64)), "pos": int(position),
                   "has_gauss": int(has_gauss), "cached": float(cached)},
         "python": {"version": version, "state": list(python_state), "gauss": gauss},
     }

@@ -71,7 +71,14 @@ class ClassificationTask(TrainingTask):
         return {"spatial_dims": self.spatial_dims, "in_channels": self.in_channels, "out_channels": len(self.classes)}
 
     def _deterministic(self) -> list[Any]:
-        from monai.transforms import EnsureTyped, LoadImaged, Orientationd, Resized, ScaleIntensityd, ScaleIntensityRanged
+        from monai.transforms import (
+            EnsureTyped,
+            LoadImaged,
+            Orientationd,
+            Resized,
+            ScaleIntensityd,
+            ScaleIntensityRanged,
+        )
 
         size = (self.config.image_size,) * self.spatial_dims
         steps: list[Any] = [LoadImaged(keys="image", image_only=True, ensure_channel_first=True)]
@@ -107,17 +114,18 @@ class ClassificationTask(TrainingTask):
         from monai.networks.utils import one_hot
 
         metric = ROCAUCMetric(average="macro")
-        correct = total = 0
         model.eval()
         with torch.no_grad():
             for batch in loader:
                 label = batch["label"].to(device).long()
                 probabilities = torch.softmax(model(batch["image"].to(device)), dim=1)
                 metric(y_pred=probabilities, y=one_hot(label[:, None], num_classes=len(self.classes)))
-                correct += int((probabilities.argmax(dim=1) == label).sum())
-                total += int(label.numel())
+        # The buffers are gathered over ranks, so accuracy counts every rank's cases like the AUC does.
+        y_pred, y = metric.get_buffer()  # type: ignore[misc]
+        accuracy = float((y_pred.argmax(dim=1) == y.argmax(dim=1)).float().mean())
         auc = metric.aggregate()
-        return {"val_auc": float(auc if isinstance(auc, float) else auc.item()), "val_accuracy": correct / max(total, 1)}
+        auc_value = auc if isinstance(auc, float) else float(torch.as_tensor(auc).item())
+        return {"val_auc": auc_value, "val_accuracy": accuracy}
 
     def example_input(self) -> torch.Tensor:
         return torch.rand(1, self.in_channels, *(self.config.image_size,) * self.spatial_dims)
@@ -129,7 +137,10 @@ class ClassificationTask(TrainingTask):
                 {"name": "ScaleIntensityRanged", "a_min": 0.0, "a_max": 255.0, "b_min": 0.0, "b_max": 1.0, "clip": True}
             ]
         else:
-            scaling = [{"name": "Orientationd", "axcodes": "RAS"}, {"name": "ScaleIntensityd", "minv": 0.0, "maxv": 1.0}]
+            scaling = [
+                {"name": "Orientationd", "axcodes": "RAS"},
+                {"name": "ScaleIntensityd", "minv": 0.0, "maxv": 1.0},
+            ]
         return [{"name": "EnsureChannelFirstd"}, *scaling, {"name": "Resized", "spatial_size": size}]
 
     def metadata(self, *, metrics: dict[str, float], extra: dict[str, Any]) -> ModelMetadata:

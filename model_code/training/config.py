@@ -125,6 +125,9 @@ def parse_config(argv: Sequence[str] | None, environment: TrainingEnvironment) -
     parser = build_parser(environment)
     parser.set_defaults(**_hps_defaults(parser, environment.hyperparameters))
     args = parser.parse_args(argv)
+    if args.occlusion_map is not None and Task(args.task) is not Task.CLASSIFICATION:
+        # Refused before any training, not after an expensive run.
+        raise ValueError("--occlusion-map applies to --task classification only")
     return TrainConfig(
         task=Task(args.task),
         epochs=args.epochs,

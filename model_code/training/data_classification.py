@@ -95,7 +95,7 @@ def _check_image(path: Path) -> None:
             raise TrainingDataError(f"{path} is {mode} {size}: 2D classification expects RGB images (3 channels)")
         return
     try:
-        shape = nib.load(str(path)).shape
+        shape = nib.load(str(path)).shape  # type: ignore[attr-defined]
     except Exception as error:  # nibabel raises several types for a truncated or foreign file
         raise TrainingDataError(f"{path} is not a readable NIfTI file ({type(error).__name__}: {error})") from error
     if len(shape) != 3:

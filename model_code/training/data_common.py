@@ -21,7 +21,7 @@ def split_items(items: Sequence[T], *, val_fraction: float, seed: int, source: P
             "or give a validation channel (SM_CHANNEL_VALIDATION / --validation-channel)"
         )
     order = list(range(len(items)))
-    random.Random(seed).shuffle(order)
+    random.Random(seed).shuffle(order)  # noqa: S311 - a reproducible split, not a secret
     n_val = min(len(items) - 1, max(1, round(len(items) * val_fraction)))
     val = sorted(order[:n_val])
     train = sorted(order[n_val:])

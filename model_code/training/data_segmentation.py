@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import nibabel as nib
 import numpy as np
@@ -68,7 +69,7 @@ def discover_cases(channel: Path) -> list[SegmentationCase]:
     return cases
 
 
-def _header(path: Path) -> nib.Nifti1Image:
+def _header(path: Path) -> Any:
     try:
         return nib.load(str(path))  # lazy: reads the header, not the voxels
     except Exception as error:  # nibabel raises several types for a truncated or foreign file

@@ -54,6 +54,17 @@ def barrier(context: DistributedContext) -> None:
         dist.barrier()
 
 
+def sync_buffers(context: DistributedContext, model: torch.nn.Module) -> None:
+    """Copy rank 0's buffers (BatchNorm running statistics) to every rank.
+
+    DDP broadcasts buffers at the start of each forward, but the last step then updates them from
+    each rank's own batch, so ranks end an epoch with slightly different statistics.
+    """
+    if context.active:
+        for buffer in model.buffers():
+            dist.broadcast(buffer, src=0)
+
+
 def broadcast_from_main(context: DistributedContext, value: Any) -> Any:
     """Rank 0's value on every rank (e.g. the checkpoint only rank 0 read)."""
     if not context.active:

@@ -56,7 +56,9 @@ class TrainingEnvironment:
             try:
                 hyperparameters = json.loads(raw_hps)
             except json.JSONDecodeError as error:
-                raise ValueError(f"{SM_HPS} must be a JSON object of hyperparameters, got {raw_hps!r}: {error}") from error
+                raise ValueError(
+                    f"{SM_HPS} must be a JSON object of hyperparameters, got {raw_hps!r}: {error}"
+                ) from error
             if not isinstance(hyperparameters, dict):
                 raise ValueError(f"{SM_HPS} must be a JSON object of hyperparameters, got {raw_hps!r}")
         validation = environ.get(SM_CHANNEL_VALIDATION, "").strip()

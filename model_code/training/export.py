@@ -15,7 +15,7 @@ def to_torchscript(model: torch.nn.Module, example: torch.Tensor) -> torch.jit.S
     network = copy.deepcopy(model).cpu().eval()
     try:
         scripted = torch.jit.script(network)
-    except Exception:  # noqa: BLE001 - any scripting failure falls back to tracing, checked below
+    except Exception:  # any scripting failure falls back to tracing; the result is checked below
         scripted = torch.jit.trace(network, example)
     with torch.no_grad():
         expected, actual = network(example), scripted(example)

@@ -1,7 +1,8 @@
 """The epoch loop: resume, train (DDP when under torchrun), validate, checkpoint, export.
 
-Rank 0 alone validates, logs, checkpoints and writes the model; every rank trains on its
-DistributedSampler shard, and DDP averages gradients.
+Every rank trains on its DistributedSampler shard (DDP averages gradients) and validates its
+shard of the validation cases (MONAI's metrics gather them); rank 0 alone logs, checkpoints and
+writes the model.
 """
 
 from __future__ import annotations
@@ -61,10 +62,22 @@ def _loader(dataset: Any, *, config: TrainConfig, shuffle: bool, sampler: Any, s
     )
 
 
+def _shard(items: list[Any], context: distributed.DistributedContext) -> list[Any]:
+    """This rank's share of the validation cases. With fewer cases than ranks every rank takes all:
+    the gathered copies are identical, which leaves mean Dice and ROC-AUC unchanged."""
+    if len(items) < context.world_size:
+        return list(items)
+    return list(items[context.rank :: context.world_size])
+
+
 def run_training(
-    config: TrainConfig, *, on_epoch_end: Callable[[int, dict[str, float]], None] | None = None
+    config: TrainConfig, *, on_epoch_end: Callable[[int, dict[str, float]], bool | None] | None = None
 ) -> TrainingResult:
-    """Train ``config.epochs`` epochs in total, continuing from the newest valid checkpoint."""
+    """Train ``config.epochs`` epochs in total, continuing from the newest valid checkpoint.
+
+    ``on_epoch_end(epoch, metrics)`` runs after each epoch's checkpoint; returning True stops
+    training there (the model is still written), raising abandons the run like an interruption.
+    """
     context = distributed.setup(rank=config.rank, local_rank=config.local_rank, world_size=config.world_size)
     try:
         return _run(config, context, on_epoch_end)
@@ -75,7 +88,7 @@ def run_training(
 def _run(
     config: TrainConfig,
     context: distributed.DistributedContext,
-    on_epoch_end: Callable[[int, dict[str, float]], None] | None,
+    on_epoch_end: Callable[[int, dict[str, float]], bool | None] | None,
 ) -> TrainingResult:
     from monai.data import CacheDataset
 
@@ -102,10 +115,9 @@ def _run(
     train_transforms = task.train_transforms()
     train_set = CacheDataset(task.train_items, train_transforms, cache_rate=config.cache_rate,
                              num_workers=max(config.num_workers, 1), progress=False)
-    val_set = None
-    if context.is_main:
-        val_set = CacheDataset(task.val_items, task.val_transforms(), cache_rate=config.cache_rate,
-                               num_workers=max(config.num_workers, 1), progress=False)
+    # Every rank validates its shard; MONAI's metrics all-gather the shards in aggregate().
+    val_set = CacheDataset(_shard(task.val_items, context), task.val_transforms(), cache_rate=config.cache_rate,
+                           num_workers=max(config.num_workers, 1), progress=False)
     network: torch.nn.Module = model
     if context.active:
         network = torch.nn.parallel.DistributedDataParallel(
@@ -117,9 +129,10 @@ def _run(
             metrics = _train_epoch(config, context, task, network, train_set, train_transforms,
                                    optimizer, loss_function, epoch, reporter)
             scheduler.step()
+            distributed.sync_buffers(context, model)  # BatchNorm statistics as rank 0 will save them
+            metrics.update(task.evaluate(model, _loader(val_set, config=config, shuffle=False, sampler=None,
+                                                          seed=config.seed, batch_size=1), context.device))
             if context.is_main:
-                metrics.update(task.evaluate(model, _loader(val_set, config=config, shuffle=False, sampler=None,
-                                                              seed=config.seed, batch_size=1), context.device))
                 history.append({"epoch": epoch, **metrics})
                 assert reporter is not None
                 reporter.epoch(epoch, metrics)
@@ -135,8 +148,11 @@ def _run(
                 })
             distributed.barrier(context)  # nobody runs ahead of a checkpoint that is not yet on disk
             result.trained_epochs.append(epoch)
-            if on_epoch_end is not None:
-                on_epoch_end(epoch, metrics)
+            # A callback may end training early (the demo's time budget); rank 0 decides for all.
+            stop = bool(on_epoch_end(epoch, metrics)) if on_epoch_end is not None else False
+            if distributed.broadcast_from_main(context, stop):
+                log.info("stopping early after epoch %d of %d", epoch, config.epochs)
+                break
         if context.is_main:
             result.model_dir = _finish(config, task, model, history, reporter)
         distributed.barrier(context)
@@ -164,7 +180,7 @@ def _train_epoch(
     seed = epoch_seed(config.seed, epoch=epoch, rank=context.rank)
     seed_everything(seed)
     train_transforms.set_random_state(seed=seed)
-    sampler = None
+    sampler: DistributedSampler[Any] | None = None
     if context.active:
         sampler = DistributedSampler(train_set, num_replicas=context.world_size, rank=context.rank,
                                      shuffle=True, seed=config.seed)
@@ -209,8 +225,8 @@ def _occlusion(config: TrainConfig, task: TrainingTask, model: torch.nn.Module) 
     from model_code.training.classification_task import ClassificationTask
     from model_code.training.occlusion import write_occlusion_map
 
-    if not isinstance(task, ClassificationTask):
-        raise ValueError("--occlusion-map applies to --task classification only")
+    if not isinstance(task, ClassificationTask) or config.occlusion_map is None:
+        raise ValueError("--occlusion-map applies to --task classification only")  # parse_config checks first
     path = write_occlusion_map(model=model, transforms=task.val_transforms(), image=config.occlusion_map,
                                classes=task.classes, out_path=config.output_dir / OCCLUSION_FILE)
     log.info("occlusion map written to %s", path)

@@ -95,7 +95,7 @@ class SegmentationTask(TrainingTask):
         with torch.no_grad():
             for batch in loader:
                 image, label = batch["image"].to(device), batch["label"].to(device)
-                logits = sliding_window_inference(image, roi, 4, model, overlap=0.5)
+                logits = torch.as_tensor(sliding_window_inference(image, roi, 4, model, overlap=0.5))
                 prediction = one_hot(torch.argmax(logits, dim=1, keepdim=True), num_classes=2)
                 metric(y_pred=prediction, y=one_hot(label.long(), num_classes=2))
         dice = float(metric.aggregate().item())  # type: ignore[union-attr]

@@ -34,7 +34,7 @@ def main(
     argv: Sequence[str] | None = None,
     environ: Mapping[str, str] | None = None,
     *,
-    on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
+    on_epoch_end: Callable[[int, dict[str, float]], bool | None] | None = None,
 ) -> TrainingResult:
     """Parse flags and environment, then train. ``on_epoch_end`` lets tests stop a run mid-way."""
     environment = TrainingEnvironment.from_environ(os.environ if environ is None else environ)

@@ -8,30 +8,39 @@ from aws_cdk import aws_kms as kms
 from constructs import Construct
 
 
+def rotating_key(scope: Construct, id_: str, *, alias: str, description: str) -> kms.Key:
+    """A customer-managed key with yearly rotation, kept when its stack is deleted.
+
+    Deleting a key makes everything it encrypted unreadable, so every platform key is retained.
+    """
+    return kms.Key(
+        scope,
+        id_,
+        alias=alias,
+        description=description,
+        enable_key_rotation=True,
+        pending_window=Duration.days(30),
+        removal_policy=RemovalPolicy.RETAIN,
+    )
+
+
 class PlatformKeys(Construct):
     """``data_key`` encrypts buckets, datastores, volumes and topics; ``logs_key`` encrypts log groups."""
 
     def __init__(self, scope: Construct, id_: str, *, alias_prefix: str) -> None:
         super().__init__(scope, id_)
         stack = Stack.of(self)
-        self.data_key = kms.Key(
+        self.data_key = rotating_key(
             self,
             "DataKey",
             alias=f"alias/{alias_prefix}/data",
             description="Encrypts patient data: DICOM buckets, HealthImaging, SageMaker volumes and outputs",
-            enable_key_rotation=True,
-            pending_window=Duration.days(30),
-            # Deleting this key makes every object it encrypted unreadable.
-            removal_policy=RemovalPolicy.RETAIN,
         )
-        self.logs_key = kms.Key(
+        self.logs_key = rotating_key(
             self,
             "LogsKey",
             alias=f"alias/{alias_prefix}/logs",
             description="Encrypts CloudWatch Logs log groups (flow logs, functions, training and endpoints)",
-            enable_key_rotation=True,
-            pending_window=Duration.days(30),
-            removal_policy=RemovalPolicy.RETAIN,
         )
         # CloudWatch Logs uses the key on behalf of log groups of this account and region only.
         self.logs_key.add_to_resource_policy(

@@ -25,6 +25,7 @@ from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct, IConstruct
 
 from stacks.compliance import acknowledge, acknowledge_grant_policy, skip_checkov
+from stacks.components.keys import rotating_key
 from stacks.components.log_group import encrypted_log_group
 from stacks.components.secure_bucket import SecureBucket, noncurrent_version_rule
 from stacks.config import PlatformConfig
@@ -86,14 +87,11 @@ class ImagesStack(Stack):
     ) -> None:
         super().__init__(scope, id_, **kwargs)
         cfg = config.images
-        self.key = kms.Key(
+        self.key = rotating_key(
             self,
             "ImagesKey",
             alias=f"alias/{config.prefix}/images",
             description="Encrypts container images, pipeline artifacts, build output and build notifications",
-            enable_key_rotation=True,
-            pending_window=Duration.days(30),
-            removal_policy=RemovalPolicy.RETAIN,
         )
 
         self.repositories = {
@@ -314,6 +312,8 @@ class ImagesStack(Stack):
                 principals=[iam.ServicePrincipal("events.amazonaws.com")],
                 actions=["kms:GenerateDataKey*", "kms:Decrypt"],
                 resources=["*"],
+                # Only on behalf of this account's rules.
+                conditions={"StringEquals": {"aws:SourceAccount": self.account}},
             )
         )
         topic = sns.Topic(

@@ -1,4 +1,4 @@
-"""The endpoint's execution role, least privilege from the resources it touches, and instance-type facts."""
+"""Execution roles of the endpoints, least privilege from the resources each touches, and instance-type facts."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from aws_cdk import Stack
 from aws_cdk import aws_ecr as ecr
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
@@ -27,6 +28,11 @@ WILDCARDS_REASON = (
     "and failure prefixes, KMS actions on the data key only, its own log group's streams, ECR's token call (no "
     "resource-level form), ENI calls (EC2 has no resource-level describe), and HealthImaging reads in this account."
 )
+MULTI_MODEL_WILDCARDS_REASON = (
+    "Wildcards are scoped to this endpoint: the model archives under its one S3 prefix (any archive copied there "
+    "is a model it may load), KMS decrypt on the data key only, its own log group's streams, ECR's token call (no "
+    "resource-level form) and ENI calls (EC2 has no resource-level describe)."
+)
 
 
 def has_instance_storage(instance_type: str) -> bool:
@@ -34,16 +40,8 @@ def has_instance_storage(instance_type: str) -> bool:
     return bool(_INSTANCE_STORAGE_FAMILY.match(instance_type.split(".")[1]))
 
 
-def endpoint_role(
-    scope: Construct,
-    id_: str,
-    *,
-    endpoint_name: str,
-    data: DataStack,
-    repository: ecr.IRepository,
-    model_data_key: str,
-    topics: Sequence[sns.ITopic],
-) -> iam.Role:
+def _base_role(scope: Construct, id_: str, *, endpoint_name: str, repository: ecr.IRepository) -> iam.Role:
+    """What every SageMaker endpoint here needs: its image, its logs and metrics, and ENIs in the VPC."""
     stack = Stack.of(scope)
     role = iam.Role(
         scope,
@@ -52,14 +50,6 @@ def endpoint_role(
         description=f"Execution role of the SageMaker endpoint {endpoint_name}",
     )
     repository.grant_pull(role)
-    model_prefix = model_data_key.rsplit("/", 1)[0]
-    data.model_artifacts_bucket.grant_read(role, f"{model_prefix}/*")
-    data.inference_bucket.grant_read(role, f"{INFERENCE_INPUT_PREFIX}*")
-    for prefix in (INFERENCE_OUTPUT_PREFIX, INFERENCE_FAILURE_PREFIX):
-        data.inference_bucket.grant_put(role, f"{prefix}*")
-    data.keys.data_key.grant_encrypt_decrypt(role)
-    for topic in topics:
-        topic.grant_publish(role)
 
     logs_arn = f"arn:{stack.partition}:logs:{stack.region}:{stack.account}"
     log_group = f"{logs_arn}:log-group:/aws/sagemaker/Endpoints/{endpoint_name}"
@@ -106,6 +96,30 @@ def endpoint_role(
             resources=[f"{ec2_arn}:network-interface/*", f"{ec2_arn}:subnet/*", f"{ec2_arn}:security-group/*"],
         )
     )
+    return role
+
+
+def endpoint_role(
+    scope: Construct,
+    id_: str,
+    *,
+    endpoint_name: str,
+    data: DataStack,
+    repository: ecr.IRepository,
+    model_data_key: str,
+    topics: Sequence[sns.ITopic],
+) -> iam.Role:
+    """The asynchronous endpoint's role: its model archive, the inference prefixes, topics, HealthImaging."""
+    stack = Stack.of(scope)
+    role = _base_role(scope, id_, endpoint_name=endpoint_name, repository=repository)
+    model_prefix = model_data_key.rsplit("/", 1)[0]
+    data.model_artifacts_bucket.grant_read(role, f"{model_prefix}/*")
+    data.inference_bucket.grant_read(role, f"{INFERENCE_INPUT_PREFIX}*")
+    for prefix in (INFERENCE_OUTPUT_PREFIX, INFERENCE_FAILURE_PREFIX):
+        data.inference_bucket.grant_put(role, f"{prefix}*")
+    data.keys.data_key.grant_encrypt_decrypt(role)
+    for topic in topics:
+        topic.grant_publish(role)
     # The handler reads the study it segments from HealthImaging (requests name a datastore and image set).
     role.add_to_policy(
         iam.PolicyStatement(
@@ -120,4 +134,25 @@ def endpoint_role(
     )
     acknowledge_grant_policy(role)
     acknowledge_wildcards(role.node.find_child("DefaultPolicy"), WILDCARDS_REASON)
+    return role
+
+
+def multi_model_role(
+    scope: Construct,
+    id_: str,
+    *,
+    endpoint_name: str,
+    bucket: s3.IBucket,
+    model_prefix: str,
+    repository: ecr.IRepository,
+) -> iam.Role:
+    """The multi-model endpoint's role: read-only on its archive prefix (decrypting with the bucket's key).
+
+    The Triton model gets the study in the request and answers with the SEG, so unlike the asynchronous
+    endpoint it writes nothing, publishes nothing and never reads HealthImaging.
+    """
+    role = _base_role(scope, id_, endpoint_name=endpoint_name, repository=repository)
+    bucket.grant_read(role, f"{model_prefix}*")  # also grants kms:Decrypt on the bucket's key
+    acknowledge_grant_policy(role)
+    acknowledge_wildcards(role.node.find_child("DefaultPolicy"), MULTI_MODEL_WILDCARDS_REASON)
     return role

@@ -1,4 +1,5 @@
-"""Serving stack: the spleen segmentation model behind an asynchronous SageMaker endpoint that scales from zero.
+"""Serving stack: the spleen segmentation model behind an asynchronous SageMaker endpoint that scales from zero,
+and (``serving.multiModelEnabled``) a real-time multi-model endpoint on the Triton image (multi_model.py).
 
 Requests are JSON documents in the inference bucket's ``input/`` prefix; results land under ``output/``,
 failures under ``failures/``, and SageMaker announces each on an encrypted SNS topic. Capacity follows the
@@ -21,12 +22,14 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
-from stacks.compliance import acknowledge, skip_checkov
+from stacks.compliance import skip_checkov
 from stacks.config import PlatformConfig
 from stacks.data.stack import INFERENCE_FAILURE_PREFIX, INFERENCE_OUTPUT_PREFIX, DataStack
 from stacks.images.names import image_uri_parameter_name
 from stacks.network.stack import WORKLOAD_SUBNET_GROUP, NetworkStack
-from stacks.serving.roles import endpoint_role, has_instance_storage
+from stacks.serving.multi_model import MultiModelEndpoint
+from stacks.serving.roles import endpoint_role
+from stacks.serving.volume import acknowledge_instance_storage, volume_key_arn
 
 INFERENCE_IMAGE = "pytorch-inference"
 VARIANT_NAME = "AllTraffic"
@@ -37,10 +40,6 @@ BACKLOG_WITHOUT_CAPACITY = "HasBacklogWithoutCapacity"
 SCALE_IN_COOLDOWN = Duration.minutes(10)
 SCALE_OUT_COOLDOWN = Duration.minutes(2)
 
-INSTANCE_STORAGE_REASON = (
-    "The configured instance type has local NVMe instance storage, where SageMaker rejects a volume KmsKeyId; "
-    "AWS encrypts that storage at rest with hardware keys, and S3 output and SNS topics still use the data key."
-)
 NETWORK_ISOLATION_REASON = (
     "The handler fetches image frames from AWS HealthImaging and reads DICOM from S3 at request time, which "
     "network isolation forbids; the model runs in isolated private subnets that reach AWS only via endpoints."
@@ -48,7 +47,8 @@ NETWORK_ISOLATION_REASON = (
 
 
 class ServingStack(Stack):
-    """``endpoint_name``, ``success_topic`` and ``error_topic`` are what event-driven inference builds on."""
+    """``endpoint_name``, ``success_topic`` and ``error_topic`` are what event-driven inference builds on;
+    ``multi_model`` is the multi-model endpoint, or None when it is disabled."""
 
     def __init__(
         self,
@@ -59,6 +59,7 @@ class ServingStack(Stack):
         data: DataStack,
         network: NetworkStack,
         inference_image_repository: ecr.IRepository,
+        triton_image_repository: ecr.IRepository,
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, id_, **kwargs)
@@ -135,7 +136,7 @@ class ServingStack(Stack):
                     initial_variant_weight=1.0,
                 )
             ],
-            kms_key_id=None if has_instance_storage(srv.async_instance_type) else data_key.key_arn,
+            kms_key_id=volume_key_arn(srv.async_instance_type, data_key),
             async_inference_config=sagemaker.CfnEndpointConfig.AsyncInferenceConfigProperty(
                 output_config=sagemaker.CfnEndpointConfig.AsyncInferenceOutputConfigProperty(
                     s3_output_path=bucket.s3_url_for_object(INFERENCE_OUTPUT_PREFIX),
@@ -150,13 +151,7 @@ class ServingStack(Stack):
                 ),
             ),
         )
-        if has_instance_storage(srv.async_instance_type):
-            acknowledge(
-                endpoint_config,
-                ["HIPAA.Security-SageMakerEndpointConfigurationKMSKeyConfigured"],
-                INSTANCE_STORAGE_REASON,
-            )
-            skip_checkov(endpoint_config, {"CKV_AWS_98": INSTANCE_STORAGE_REASON})
+        acknowledge_instance_storage(endpoint_config, srv.async_instance_type)
 
         endpoint = sagemaker.CfnEndpoint(
             self,
@@ -169,6 +164,15 @@ class ServingStack(Stack):
         CfnOutput(self, "EndpointName", value=endpoint.attr_endpoint_name)
         CfnOutput(self, "SuccessTopicArn", value=self.success_topic.topic_arn)
         CfnOutput(self, "ErrorTopicArn", value=self.error_topic.topic_arn)
+
+        # The interactive path, only when enabled: a real-time endpoint bills its minimum instances every hour.
+        self.multi_model: MultiModelEndpoint | None = None
+        if srv.multi_model_enabled:
+            self.multi_model = MultiModelEndpoint(
+                self, "MultiModel", config=config, data=data, network=network, repository=triton_image_repository
+            )
+            CfnOutput(self, "MultiModelEndpointName", value=self.multi_model.endpoint.attr_endpoint_name)
+            CfnOutput(self, "MultiModelArchivePrefix", value=self.multi_model.model_prefix_url)
 
     def _autoscaling(self, config: PlatformConfig, endpoint: Any) -> None:
         srv = config.serving

@@ -55,6 +55,11 @@ CASES = [
     ({"platform.network.maxAzs": "two"}, "context key 'platform.network.maxAzs' must be an integer, got 'two'"),
     ({"platform.training.useSpot": "1"}, "context key 'platform.training.useSpot' must be true or false, got 1"),
     ({"platform.training.maxRuntimeHours": "1000"}, "context key 'platform.training.maxRuntimeHours' must be <= 672, got 1000"),
+    # Training workflow: auto-approval and the approved model's deployment (the training and approval stacks).
+    ({"platform.training.autoApproveMetric": "train:loss"}, "context key 'platform.training.autoApproveMetric' must be \"\" (every model waits for manual approval) or one of the trainer's validation metrics ['validation:dice', 'validation:auc', 'validation:accuracy'], got 'train:loss'"),
+    ({"platform.training.autoApproveMetric": "validation:dice", "platform.training.autoApproveThreshold": "1.5"}, "context key 'platform.training.autoApproveThreshold' must be a number between 0 and 1 (validation metrics are fractions), got 1.5"),
+    ({"platform.training.autoApproveThreshold": "true"}, "context key 'platform.training.autoApproveThreshold' must be a number between 0 and 1"),
+    ({"platform.training.deploymentStrategy": "allAtOnce"}, "context key 'platform.training.deploymentStrategy' must be one of ['canary', 'linear', 'rolling'], got 'allAtOnce'"),
     ({"platform.data.accessLogExpirationDays": "30"}, "context key 'platform.data.accessLogExpirationDays' must be >= 90, got 30"),
     ({"platform.notificationEmails": '["not-an-address"]'}, "context key 'platform.notificationEmails' must be a list of e-mail addresses"),
     ({"platform.network.natgateways": "1"}, "context key 'platform.network.natgateways' is not a configuration key"),
@@ -70,6 +75,24 @@ CASES = [
     ({"platform.serving.modelDataKey": "/models/spleen/model.tar.gz"}, "context key 'platform.serving.modelDataKey' must be an S3 key 'prefix/.../model.tar.gz' in the model-artifacts bucket"),
     ({"platform.serving.modelDataKey": "model.tar.gz"}, "context key 'platform.serving.modelDataKey' must be an S3 key 'prefix/.../model.tar.gz'"),
     ({"platform.serving.asyncBacklogPerInstanceTarget": "0"}, "context key 'platform.serving.asyncBacklogPerInstanceTarget' must be >= 1, got 0"),
+    # Event-driven inference and monitoring keys (the inference and monitoring stacks).
+    ({"platform.serving.importSegBack": "yes"}, "context key 'platform.serving.importSegBack' must be true or false, got 'yes'"),
+    ({"platform.monitoring.backlogSizeThreshold": "0"}, "context key 'platform.monitoring.backlogSizeThreshold' must be >= 1, got 0"),
+    ({"platform.monitoring.backlogAgeMinutes": "361"}, "context key 'platform.monitoring.backlogAgeMinutes' must be <= 360, got 361"),
+    ({"platform.monitoring.modelLatencySeconds": "0"}, "context key 'platform.monitoring.modelLatencySeconds' must be >= 1, got 0"),
+    ({"platform.monitoring.modelLatencySeconds": "3601"}, "context key 'platform.monitoring.modelLatencySeconds' must be <= 3600, got 3601"),
+    ({"platform.monitoring.errorThreshold": "1.5"}, "context key 'platform.monitoring.errorThreshold' must be an integer, got 1.5"),
+    # Edge runner component (the edge stack).
+    ({"platform.edge.componentVersion": "1.0"}, "context key 'platform.edge.componentVersion' must be a semantic version MAJOR.MINOR.PATCH such as '1.0.0'"),
+    ({"platform.edge.artifactPrefix": "/edge/spleen/"}, "context key 'platform.edge.artifactPrefix' must be an S3 key prefix ending in '/' without a leading '/'"),
+    ({"platform.edge.artifactPrefix": "edge/spleen"}, "context key 'platform.edge.artifactPrefix' must be an S3 key prefix ending in '/'"),
+    ({"platform.edge.thingGroupArn": "clinic-a"}, "context key 'platform.edge.thingGroupArn' must be \"\" (publish the component, deploy nothing) or an IoT thing group ARN"),
+    ({"platform.edge.enabled": "false", "platform.edge.thingGroupArn": "arn:aws:iot:us-east-1:123456789012:thinggroup/a"}, "context key 'platform.edge.thingGroupArn' is set but 'platform.edge.enabled' is false"),
+    ({"platform.edge.enabled": "no"}, "context key 'platform.edge.enabled' must be true or false, got 'no'"),
+    ({"platform.edge.port": "80"}, "context key 'platform.edge.port' must be >= 1024, got 80"),
+    ({"platform.edge.threads": "0"}, "context key 'platform.edge.threads' must be >= 1, got 0"),
+    ({"platform.edge.queue": "65"}, "context key 'platform.edge.queue' must be <= 64, got 65"),
+    ({"platform.edge.maxRequestMb": "0"}, "context key 'platform.edge.maxRequestMb' must be >= 1, got 0"),
 ]
 
 
@@ -90,3 +113,54 @@ def test_missing_key_names_it() -> None:
     del context["platform"]["defaults"]["serving"]["asyncInstanceType"]
     with pytest.raises(ConfigError, match=r"'platform.serving.asyncInstanceType' is missing: add it to cdk.json"):
         build_config(context)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ({}, (None, None, "canary")),  # embedded default: every model waits for a reviewer
+        ({"platform.training.autoApproveMetric": "validation:dice", "platform.training.autoApproveThreshold": "0.85",
+          "platform.training.deploymentStrategy": "rolling"}, ("validation:dice", 0.85, "rolling")),
+    ],
+)
+def test_training_approval_settings(overrides: dict[str, str], expected: tuple[Any, ...]) -> None:
+    training = config_with(**overrides).training
+    assert (training.auto_approve_metric, training.auto_approve_threshold, training.deployment_strategy) == expected
+
+
+PIPELINE_CASES = [
+    # (overrides, the exact fragment the message must carry) -- the release pipeline's section
+    ({"platform.pipeline.account": "12345"}, "context key 'platform.pipeline.account' must be a 12-digit AWS account ID or \"\""),
+    ({"platform.pipeline.region": "useast1"}, "context key 'platform.pipeline.region' must be an AWS region name such as 'us-east-1', got 'useast1'"),
+    ({"platform.pipeline.stages": '["dev", "qa"]'}, "context key 'platform.pipeline.stages' must be a non-empty list of distinct stages defined under 'platform.stages' (['dev', 'prod'])"),
+    ({"platform.pipeline.stages": '["dev", "dev"]'}, "context key 'platform.pipeline.stages' must be a non-empty list of distinct stages"),
+    ({"platform.pipeline.stages": "[]"}, "context key 'platform.pipeline.stages' must be a non-empty list"),
+    ({"platform.pipeline.logRetentionDays": "10"}, "context key 'platform.pipeline.logRetentionDays' must be a CloudWatch Logs retention period"),
+    # Every stage the pipeline deploys must build on its own: a bad key fails before any stack is made.
+    ({"platform.region": "us-east-2"}, "context key 'platform.region' is 'us-east-2', where AWS HealthImaging is not available"),
+]
+
+
+@pytest.mark.parametrize(("overrides", "message"), PIPELINE_CASES, ids=[next(iter(c[0])) for c in PIPELINE_CASES])
+def test_invalid_pipeline_values_raise_with_key_and_fix(overrides: dict[str, str], message: str) -> None:
+    from stacks.config import build_pipeline_config
+
+    with pytest.raises(ConfigError) as raised:
+        build_pipeline_config({**cdk_json_context(), **overrides})
+    assert message in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ({}, (False, 20, 60, 900, 1)),  # embedded default: SEGs stay in S3 until someone turns import on
+        ({"platform.serving.importSegBack": "true", "platform.monitoring.backlogSizeThreshold": "5",
+          "platform.monitoring.backlogAgeMinutes": "15", "platform.monitoring.modelLatencySeconds": "120",
+          "platform.monitoring.errorThreshold": "3"}, (True, 5, 15, 120, 3)),
+    ],
+)
+def test_inference_and_monitoring_settings(overrides: dict[str, str], expected: tuple[Any, ...]) -> None:
+    config = config_with(**overrides)
+    mon = config.monitoring
+    assert (config.serving.import_seg_back, mon.backlog_size_threshold, mon.backlog_age_minutes,
+            mon.model_latency_seconds, mon.error_threshold) == expected

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import functools
 import json
+import subprocess
+import sys
+import tarfile
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from stacks.serving.roles import has_instance_storage
-from tests.stacks.assembly import Assembly
+from tests.stacks.assembly import Assembly, synthesize
 from tests.stacks.test_images_stack import synthesize_codestar_variant
 
 
@@ -188,3 +195,242 @@ def test_no_statement_grants_a_service_wide_wildcard_action(assembly: Assembly) 
 def test_endpoint_name_is_derived_from_the_prefix(assembly: Assembly, m5_assembly: Assembly) -> None:
     for a in (assembly, m5_assembly):
         assert only(a, "AWS::SageMaker::Endpoint")["EndpointName"] == "monai-imaging-dev-spleen-async"
+
+
+# --- The multi-model (Triton) endpoint: absent by default, complete when serving.multiModelEnabled is true ---
+
+MULTI_MODEL_OVERRIDES = {
+    "platform.serving.multiModelEnabled": "true",
+    "platform.serving.multiModelMaxInstances": "3",
+}
+MME_NAME = "monai-imaging-dev-triton-mme"
+
+
+@functools.cache
+def synthesize_multi_model_variant() -> Assembly:
+    """Synthesized once per process (test_idle_cost imports this too)."""
+    return synthesize(Path(tempfile.mkdtemp(prefix="cdk-out-mme-")), MULTI_MODEL_OVERRIDES)
+
+
+@pytest.fixture
+def mme_assembly() -> Assembly:
+    return synthesize_multi_model_variant()
+
+
+def mme(assembly: Assembly, type_: str) -> dict[str, Any]:
+    """Properties of the one ``type_`` resource of the multi-model construct (logical IDs under MultiModel)."""
+    found = [v["Properties"] for k, v in assembly.resources("Serving", type_).items() if k.startswith("MultiModel")]
+    assert len(found) == 1, f"expected one multi-model {type_}, found {len(found)}"
+    return found[0]
+
+
+def mme_statements(assembly: Assembly) -> list[dict[str, Any]]:
+    (policy,) = [v for k, v in assembly.resources("Serving", "AWS::IAM::Policy").items()
+                 if k.startswith("MultiModelRoleDefaultPolicy")]
+    return list(policy["Properties"]["PolicyDocument"]["Statement"])
+
+
+@pytest.mark.parametrize(
+    ("fixture", "present"),
+    [
+        ("assembly", False),  # default multiModelEnabled false: a real-time endpoint would bill every hour
+        ("mme_assembly", True),
+    ],
+)
+def test_multi_model_endpoint_exists_only_when_enabled(
+    request: pytest.FixtureRequest, fixture: str, present: bool
+) -> None:
+    assembly: Assembly = request.getfixturevalue(fixture)
+    template = assembly.templates["Serving"]
+    names = {v["Properties"]["EndpointName"] for v in assembly.resources("Serving", "AWS::SageMaker::Endpoint").values()}
+    assert names == ({"monai-imaging-dev-spleen-async", MME_NAME} if present else {"monai-imaging-dev-spleen-async"})
+    assert any(k.startswith("MultiModel") for k in template["Resources"]) is present
+    for output in ("MultiModelEndpointName", "MultiModelArchivePrefix"):
+        assert (output in template["Outputs"]) is present, output
+
+
+def test_multi_model_runs_the_triton_image_over_an_s3_prefix_of_archives(mme_assembly: Assembly) -> None:
+    container = mme(mme_assembly, "AWS::SageMaker::Model")["PrimaryContainer"]
+    assert container["Mode"] == "MultiModel"
+    url = json.dumps(container["ModelDataUrl"])
+    assert url.startswith('{"Fn::Join": ["", ["s3://"')
+    assert url.endswith('"/models/triton/"]]}')  # a prefix ending in '/': TargetModel names the archive under it
+    parameters = mme_assembly.templates["Serving"]["Parameters"]
+    assert parameters[container["Image"]["Ref"]]["Default"] == "/monai-imaging-dev/images/triton-inference/uri"
+    # The asynchronous model stays a single model on the PyTorch image (must-not twin of the above).
+    (async_model,) = [v["Properties"] for k, v in mme_assembly.resources("Serving", "AWS::SageMaker::Model").items()
+                      if not k.startswith("MultiModel")]
+    assert "Mode" not in async_model["PrimaryContainer"]
+
+
+def test_triton_environment_is_what_the_sagemaker_triton_serve_script_reads_in_mme_mode(mme_assembly: Assembly) -> None:
+    environment = mme(mme_assembly, "AWS::SageMaker::Model")["PrimaryContainer"]["Environment"]
+    assert all(key.startswith("SAGEMAKER_TRITON_") for key in environment)
+    assert environment["SAGEMAKER_TRITON_SHM_DEFAULT_BYTE_SIZE"] == str(64 * 1024 * 1024)  # > a 25 MB series zip
+    assert environment["SAGEMAKER_TRITON_SHM_GROWTH_BYTE_SIZE"] == str(16 * 1024 * 1024)
+    assert environment["SAGEMAKER_TRITON_MODEL_LOAD_GPU_LIMIT"] == "0.8"
+    assert environment["SAGEMAKER_TRITON_LOG_VERBOSE"] == "false"
+    # Must not: the default model name belongs to single-model endpoints; MME loads TargetModel archives.
+    assert "SAGEMAKER_TRITON_DEFAULT_MODEL_NAME" not in environment
+    assert "SAGEMAKER_MULTI_MODEL" not in environment  # SageMaker sets it from Mode
+
+
+def test_multi_model_is_isolated_in_the_vpc_behind_its_own_security_group(mme_assembly: Assembly) -> None:
+    model = mme(mme_assembly, "AWS::SageMaker::Model")
+    assert model["EnableNetworkIsolation"] is True  # the Triton model calls nothing; the async one must
+    assert len(model["VpcConfig"]["Subnets"]) == 2
+    (group,) = model["VpcConfig"]["SecurityGroupIds"]
+    assert group["Fn::GetAtt"][0].startswith("MultiModelSecurityGroup")
+    security_group = mme(mme_assembly, "AWS::EC2::SecurityGroup")
+    assert "SecurityGroupIngress" not in security_group
+    (egress,) = security_group["SecurityGroupEgress"]
+    assert (egress["FromPort"], egress["ToPort"]) == (443, 443)
+
+
+def test_multi_model_endpoint_config_is_real_time_on_the_gpu_instance(mme_assembly: Assembly) -> None:
+    config = mme(mme_assembly, "AWS::SageMaker::EndpointConfig")
+    (variant,) = config["ProductionVariants"]
+    assert (variant["InstanceType"], variant["InitialInstanceCount"]) == ("ml.g4dn.xlarge", 1)
+    assert "AsyncInferenceConfig" not in config
+    # ml.g4dn has NVMe instance storage: no volume key, and the finding is acknowledged on this config only.
+    assert "KmsKeyId" not in config
+    acknowledged = [path for path, rules in mme_assembly.metadata_entries("aws:cdk:acknowledged-rules")
+                    if "HIPAA.Security::HIPAA.Security-SageMakerEndpointConfigurationKMSKeyConfigured" in rules]
+    assert sorted(acknowledged) == ["/Serving/EndpointConfig", "/Serving/MultiModel/EndpointConfig"]
+
+
+@pytest.mark.parametrize(
+    ("instance_type", "keyed"),
+    [
+        ("ml.g4dn.xlarge", False),  # NVMe: SageMaker rejects a volume key
+        ("ml.g5.2xlarge", False),
+        ("ml.m5.xlarge", True),  # EBS: the data key encrypts the volume
+        ("ml.p3.2xlarge", True),
+    ],
+)
+def test_both_endpoints_share_the_volume_key_rule(instance_type: str, keyed: bool) -> None:
+    import aws_cdk as cdk
+    from aws_cdk import aws_kms as kms
+
+    from stacks.serving.volume import volume_key_arn
+
+    key = kms.Key(cdk.Stack(cdk.App(), "Probe"), "Key")
+    assert (volume_key_arn(instance_type, key) is not None) is keyed
+
+
+def test_multi_model_scales_on_invocations_per_instance_within_configured_bounds(mme_assembly: Assembly) -> None:
+    targets = {v["Properties"]["ResourceId"]: (k, v["Properties"]) for k, v in
+               mme_assembly.resources("Serving", "AWS::ApplicationAutoScaling::ScalableTarget").items()}
+    target_id, target = targets[f"endpoint/{MME_NAME}/variant/AllTraffic"]
+    assert (target["MinCapacity"], target["MaxCapacity"]) == (1, 3)  # real-time endpoints cannot reach 0
+    (policy,) = [v["Properties"] for v in mme_assembly.resources("Serving", "AWS::ApplicationAutoScaling::ScalingPolicy").values()
+                 if v["Properties"]["ScalingTargetId"] == {"Ref": target_id}]
+    tracking = policy["TargetTrackingScalingPolicyConfiguration"]
+    assert tracking["PredefinedMetricSpecification"] == {"PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"}
+    assert tracking["TargetValue"] == 5
+    # The asynchronous endpoint keeps its own backlog-based scaling from 0 (must-not: no invocation tracking).
+    _, async_target = targets["endpoint/monai-imaging-dev-spleen-async/variant/AllTraffic"]
+    assert async_target["MinCapacity"] == 0
+
+
+def test_multi_model_role_reads_only_its_archive_prefix_and_pulls_only_triton(mme_assembly: Assembly) -> None:
+    found = mme_statements(mme_assembly)
+    actions = {a for s in found for a in actions_of(s)}
+    reads = json.dumps([s["Resource"] for s in found if "s3:GetObject*" in actions_of(s)])
+    assert '"/models/triton/*"' in reads
+    assert "/models/spleen/" not in reads
+    assert "/input/" not in reads
+    (pull,) = [s for s in found if "ecr:BatchGetImage" in actions_of(s)]
+    assert pull["Resource"]["Fn::GetStackOutput"]["OutputName"].startswith("PublishOutputFnGetAttRepositoryTritonInference")
+    # Must not: it writes nothing, publishes nothing, reads no HealthImaging (the async role does all three).
+    assert not any(a.startswith(("s3:Put", "s3:Delete", "sns:", "medical-imaging:", "kms:Encrypt")) for a in actions)
+    async_actions = {a for s in statements(mme_assembly) if s not in found for a in actions_of(s)}
+    assert {"sns:Publish", "medical-imaging:GetImageFrame"} <= async_actions
+
+
+def test_multi_model_variant_is_nag_clean(mme_assembly: Assembly) -> None:
+    report = json.loads((mme_assembly.outdir / "validation-report.json").read_text())
+    assert [v for plugin in report["pluginReports"] for v in plugin["violations"]] == []
+
+
+@pytest.mark.compliance
+def test_multi_model_variant_passes_cfn_lint_and_checkov(mme_assembly: Assembly) -> None:
+    from tests.stacks.test_compliance import CFN_LINT_IGNORED, TOOLS_VENV
+
+    # Only the serving template changes with the switch; test_compliance covers the others in both assemblies.
+    template = str(mme_assembly.outdir / "Serving.template.json")
+    lint = subprocess.run(
+        [str(Path(sys.executable).parent / "cfn-lint"), "--ignore-checks", *CFN_LINT_IGNORED, "--", template],
+        capture_output=True, text=True, check=False,
+    )
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    checkov = subprocess.run(
+        [str(TOOLS_VENV / "bin" / "checkov"), "-f", template, "--framework", "cloudformation",
+         "--skip-download", "--quiet", "--compact", "--output", "json"],
+        capture_output=True, text=True, check=False,
+    )
+    reports = json.loads(checkov.stdout)
+    reports = reports if isinstance(reports, list) else [reports]
+    failed = [c["check_id"] + " " + c["resource"] for r in reports for c in r.get("results", {}).get("failed_checks", [])]
+    assert failed == []
+    assert sum(r["summary"]["passed"] for r in reports if "summary" in r) > 20, checkov.stdout[-2000:]
+
+
+# --- Adding a model: copy an archive under the prefix (scripts/add_model_archive.py), no endpoint update ---
+
+
+@pytest.fixture
+def model_bucket() -> Iterator[tuple[Any, str]]:
+    import boto3
+    from moto import mock_aws
+
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket="model-artifacts")
+        yield s3, "model-artifacts"
+
+
+@pytest.fixture(scope="module")
+def threshold_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from model_code.segmentation.reference_models import save_threshold_model
+
+    return save_threshold_model(tmp_path_factory.mktemp("threshold"))
+
+
+def test_add_model_archive_uploads_one_model_folder_under_the_prefix(
+    model_bucket: tuple[Any, str], threshold_model: Path, tmp_path: Path
+) -> None:
+    from scripts.add_model_archive import add_model_archive
+
+    s3, bucket = model_bucket
+    target = add_model_archive(s3, model_dir=threshold_model, name="spleen-v2", bucket=bucket)
+    assert target == "spleen-v2.tar.gz"
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]]
+    assert keys == ["models/triton/spleen-v2.tar.gz"]
+    archive = tmp_path / "a.tar.gz"
+    s3.download_file(bucket, keys[0], str(archive))
+    with tarfile.open(archive) as tar:
+        names = tar.getnames()
+    assert {n.split("/")[0] for n in names} == {"spleen-v2"}  # Triton's model name = the archive's one folder
+    assert {"spleen-v2/config.pbtxt", "spleen-v2/1/model.py", "spleen-v2/1/model.ts", "spleen-v2/1/metadata.json"} <= set(names)
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        # Instances that loaded a name keep serving their cached copy: a new version needs a new name.
+        ("spleen", "publish the new version under a new name (e.g. --name spleen-v2)"),
+        ("../escape", "model name '../escape' must be 1-63 letters"),  # not a Triton model / S3 object name
+    ],
+)
+def test_add_model_archive_refuses_overwrites_and_bad_names(
+    model_bucket: tuple[Any, str], threshold_model: Path, capsys: pytest.CaptureFixture[str], name: str, message: str
+) -> None:
+    from scripts.add_model_archive import main
+
+    s3, bucket = model_bucket
+    s3.put_object(Bucket=bucket, Key="models/triton/spleen.tar.gz", Body=b"the first version")
+    assert main(["--model-dir", str(threshold_model), "--name", name, "--bucket", bucket]) == 1
+    assert message in capsys.readouterr().err
+    assert s3.get_object(Bucket=bucket, Key="models/triton/spleen.tar.gz")["Body"].read() == b"the first version"
+    assert len(s3.list_objects_v2(Bucket=bucket)["Contents"]) == 1

@@ -127,3 +127,18 @@ def test_default_device_is_cuda_only_when_present():
 def test_sw_batch_size_must_be_positive(threshold_model_dir):
     with pytest.raises(ValueError, match="sw_batch_size must be >= 1"):
         SegmentationPipeline.from_model_dir(threshold_model_dir, device="cpu", sw_batch_size=0)
+
+
+def test_a_long_model_name_and_version_still_give_a_valid_seg(tmp_path, dciodvfy):
+    # DICOM LO elements hold 64 characters: a CI build version must not make the SEG writer fail.
+    from model_code.segmentation.seg_writer import build_segmentation
+
+    series, phantom = _series(tmp_path / "s")
+    metadata = dataclasses.replace(spleen_metadata(), name="spleen_ct_segmentation_" + "x" * 60,
+                                   version="1.0.0+build." + "0123456789" * 8)
+    seg = build_segmentation(series, phantom.mask, metadata=metadata)
+    assert len(seg.ContentDescription) <= 64
+    assert seg.SoftwareVersions == metadata.version[:64]
+    path = tmp_path / "seg.dcm"
+    seg.save_as(path, enforce_file_format=True)
+    assert dciodvfy(path) == []

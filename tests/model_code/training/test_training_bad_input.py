@@ -160,5 +160,6 @@ def test_the_cli_reports_bad_data_in_one_line_and_exit_code_2(tmp_path, monkeypa
                                      "--checkpoint-dir", str(tmp_path / "ckpt")])
     assert cli() == 2
     err = capsys.readouterr().err
-    assert err.startswith("training failed: image ") and named in err
+    assert err.startswith("training failed: image ")
+    assert named in err
     assert not (tmp_path / "ckpt").exists()  # nothing trained, nothing written

@@ -35,7 +35,9 @@ def test_newest_checkpoint_wins_and_old_ones_are_pruned(tmp_path):
     assert [p.name for p in checkpoint.list_checkpoints(tmp_path)] == [
         "checkpoint-epoch00003.pt", "checkpoint-epoch00002.pt"]
     state = checkpoint.load_latest(tmp_path, task="segmentation")
-    assert state is not None and state["epoch"] == 3 and len(state["history"]) == 3
+    assert state is not None
+    assert state["epoch"] == 3
+    assert len(state["history"]) == 3
 
 
 def _truncate(path: Path) -> None:
@@ -77,8 +79,10 @@ def test_a_damaged_newest_checkpoint_falls_back_to_the_previous_one(tmp_path, ca
     damage(newest)
     with caplog.at_level(logging.WARNING, logger="model_code.training.checkpoint"):
         state = checkpoint.load_latest(tmp_path, task="segmentation")
-    assert state is not None and state["epoch"] == 1
-    assert f"skipping checkpoint {newest}" in caplog.text and reason in caplog.text
+    assert state is not None
+    assert state["epoch"] == 1
+    assert f"skipping checkpoint {newest}" in caplog.text
+    assert reason in caplog.text
 
 
 def test_a_half_written_file_never_counts(tmp_path):
@@ -86,7 +90,8 @@ def test_a_half_written_file_never_counts(tmp_path):
     # What a crash inside save_checkpoint leaves behind: the partial file, never the final name.
     (tmp_path / ".checkpoint-epoch00003.pt.partial-4242").write_bytes(b"PK\x03\x04 half a zip")
     state = checkpoint.load_latest(tmp_path, task="segmentation")
-    assert state is not None and state["epoch"] == 2
+    assert state is not None
+    assert state["epoch"] == 2
 
 
 @pytest.mark.parametrize(

@@ -19,13 +19,13 @@ from model_code.training.checkpoint import list_checkpoints, load_latest
 EPOCHS = 2
 
 
-class SpotInterruption(Exception):
+class SpotInterruptionError(Exception):
     """Stands in for the SIGTERM/SIGKILL a reclaimed spot instance receives."""
 
 
 def _stop_after_first_epoch(epoch: int, metrics: dict[str, float]) -> None:
     if epoch == 1:
-        raise SpotInterruption
+        raise SpotInterruptionError
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +38,8 @@ def common(segmentation_channel, tiny_segmentation) -> list[str]:
 def uninterrupted(tmp_path_factory, common, train) -> Path:
     run_dir = tmp_path_factory.mktemp("uninterrupted")
     result = train(run_dir, *common)
-    assert result.resumed_from == 0 and result.trained_epochs == [1, 2]
+    assert result.resumed_from == 0
+    assert result.trained_epochs == [1, 2]
     return run_dir
 
 
@@ -57,7 +58,7 @@ def _plant_half_synced_newest(checkpoints: Path) -> None:
 def test_resumed_run_continues_at_epoch_2_and_matches_the_uninterrupted_run(
     tmp_path, common, train, uninterrupted, damage
 ):
-    with pytest.raises(SpotInterruption):
+    with pytest.raises(SpotInterruptionError):
         train(tmp_path, *common, on_epoch_end=_stop_after_first_epoch)
     assert [p.name for p in list_checkpoints(tmp_path / "checkpoints")] == ["checkpoint-epoch00001.pt"]
     assert not (tmp_path / "model").exists()  # no model from an unfinished run
@@ -67,14 +68,16 @@ def test_resumed_run_continues_at_epoch_2_and_matches_the_uninterrupted_run(
     stdout = io.StringIO()
     with contextlib.redirect_stdout(stdout):
         resumed = train(tmp_path, *common)
-    assert resumed.resumed_from == 1 and resumed.trained_epochs == [2]
+    assert resumed.resumed_from == 1
+    assert resumed.trained_epochs == [2]
     lines = stdout.getvalue().splitlines()
     assert sum(line.startswith("resumed from epoch=1 ") for line in lines) == 1
     assert [line.split()[0] for line in lines if line.startswith("epoch=")] == ["epoch=2"]
 
     expected = load_latest(uninterrupted / "checkpoints", task="segmentation")
     actual = load_latest(tmp_path / "checkpoints", task="segmentation")
-    assert expected is not None and actual is not None
+    assert expected is not None
+    assert actual is not None
     # Adam resumed with its moments: 2 steps per epoch (2 volumes, batch 1) over 2 epochs.
     steps = {int(s["step"]) for s in actual["optimizer"]["state"].values()}
     assert steps == {2 * EPOCHS}
@@ -97,5 +100,6 @@ def test_a_finished_run_restarted_trains_nothing_more(tmp_path, common, train, u
 
     shutil.copytree(uninterrupted / "checkpoints", tmp_path / "checkpoints")
     result = train(tmp_path, *common)
-    assert result.resumed_from == EPOCHS and result.trained_epochs == []
+    assert result.resumed_from == EPOCHS
+    assert result.trained_epochs == []
     assert (tmp_path / "model" / "model.ts").is_file()

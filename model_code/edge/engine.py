@@ -1,0 +1,175 @@
+"""The bundle's network behind the spleen contract, in numpy: series in, mask + SEG + summary out."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pydicom
+
+from model_code.edge.grid import (
+    WindowNetwork,
+    foreground_probability,
+    from_model_grid,
+    plan_resample,
+    scale_intensity,
+    to_model_grid,
+)
+from model_code.edge.layout import EDGE_KEY, INPUT_NAME, ONNX_FILE, BundleError, BundleFormat, verify_manifest
+from model_code.imaging.errors import InvalidSeriesError
+from model_code.imaging.series import ImageSeries
+from model_code.model_dir import MODEL_FILE, ModelMetadata
+
+# The spleen model reads Hounsfield units (the torch pipeline accepts the same modalities).
+SUPPORTED_MODALITIES = ("CT",)
+
+
+@dataclass(frozen=True)
+class EdgeResult:
+    mask: np.ndarray
+    seg_dataset: pydicom.Dataset
+    summary: dict[str, Any]
+
+
+def onnx_network(path: Path, *, threads: int) -> WindowNetwork:
+    """An onnxruntime CPU session as a window network; ``threads`` bounds the intra-op thread pool."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    session = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+
+    def run(windows: np.ndarray) -> np.ndarray:
+        return np.asarray(session.run(None, {INPUT_NAME: np.ascontiguousarray(windows, dtype=np.float32)})[0])
+
+    return run
+
+
+def torchscript_network(path: Path, *, threads: int) -> WindowNetwork:
+    """A TorchScript bundle (devices that carry torch); imported only for that format."""
+    import torch
+
+    torch.set_num_threads(threads)
+    module = torch.jit.load(str(path), map_location="cpu").eval()
+
+    def run(windows: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return module(torch.from_numpy(np.ascontiguousarray(windows, dtype=np.float32))).float().numpy()
+
+    return run
+
+
+class EdgeModel:
+    """Loaded once by the runner; ``segment`` is thread-safe (the network call is serialised)."""
+
+    def __init__(self, *, network: WindowNetwork, metadata: ModelMetadata, runtime: str) -> None:
+        self.network = network
+        self.metadata = metadata
+        self.runtime = runtime
+        self._lock = threading.Lock()
+
+    @classmethod
+    def load(cls, bundle: Path, *, threads: int = 1, verify: bool = True) -> EdgeModel:
+        bundle = Path(bundle)
+        if threads < 1:
+            raise ValueError(f"threads must be >= 1, got {threads}")
+        if verify:
+            verify_manifest(bundle)
+        metadata = ModelMetadata.load(bundle)
+        edge = metadata.extra.get(EDGE_KEY)
+        if not isinstance(edge, dict) or "format" not in edge:
+            raise BundleError(
+                f"{bundle}/metadata.json has no '{EDGE_KEY}' section: export the bundle with model_code.export"
+            )
+        try:
+            fmt = BundleFormat(edge["format"])
+        except ValueError as error:
+            raise BundleError(f"unknown bundle format {edge['format']!r}: expected onnx or torchscript") from error
+        loaders: dict[BundleFormat, tuple[str, Callable[..., WindowNetwork]]] = {
+            BundleFormat.ONNX: (ONNX_FILE, onnx_network),
+            BundleFormat.TORCHSCRIPT: (MODEL_FILE, torchscript_network),
+        }
+        file_name, loader = loaders[fmt]
+        return cls(network=loader(bundle / file_name, threads=threads), metadata=metadata, runtime=fmt.value)
+
+    def check(self, series: ImageSeries) -> None:
+        if not series.datasets:
+            raise InvalidSeriesError("the series has no source instances: a SEG must reference them")
+        if series.modality not in SUPPORTED_MODALITIES:
+            raise InvalidSeriesError(
+                f"the spleen model reads CT (Hounsfield units); this series is {series.modality or 'of no modality'}: "
+                "send the CT series of the study",
+                [series.series_instance_uid],
+            )
+
+    def predict_mask(self, series: ImageSeries, timings: dict[str, float] | None = None) -> np.ndarray:
+        timings = {} if timings is None else timings
+        pre, inference = self.metadata.preprocessing, self.metadata.inference
+        start = time.perf_counter()
+        plan = plan_resample(series.affine, series.volume.shape, pixdim=pre.spacing_mm, axcodes=pre.orientation)
+        image = scale_intensity(
+            to_model_grid(series.volume, plan),
+            window=pre.intensity_window,
+            scaled_range=pre.scaled_range,
+            clip=pre.clip,
+        )
+        timings["preprocess"] = time.perf_counter() - start
+        start = time.perf_counter()
+        with self._lock:
+            probability = foreground_probability(
+                self.network,
+                image,
+                roi_size=inference.roi_size,
+                overlap=inference.overlap,
+                sw_batch_size=inference.sw_batch_size,
+            )
+        timings["inference"] = time.perf_counter() - start
+        start = time.perf_counter()
+        # argmax over {background, spleen} == (p_spleen > 0.5), ties going to background.
+        mask = (from_model_grid(probability, plan) > 0.5).astype(np.uint8)
+        timings["postprocess"] = time.perf_counter() - start
+        return mask
+
+    def segment(self, series: ImageSeries) -> EdgeResult:
+        """Raises InvalidSeriesError for input the model cannot read."""
+        from model_code.segmentation.seg_writer import build_segmentation
+
+        self.check(series)
+        timings: dict[str, float] = {}
+        mask = self.predict_mask(series, timings)
+        start = time.perf_counter()
+        seg = build_segmentation(series, mask, metadata=self.metadata)
+        timings["seg"] = time.perf_counter() - start
+        return EdgeResult(mask=mask, seg_dataset=seg, summary=self._summary(series, mask, seg, timings))
+
+    def _summary(
+        self, series: ImageSeries, mask: np.ndarray, seg: pydicom.Dataset, timings: dict[str, float]
+    ) -> dict[str, Any]:
+        voxels = int(mask.sum(dtype=np.int64))
+        voxel_ml = abs(float(np.linalg.det(series.affine[:3, :3]))) / 1000.0
+        centroid = None
+        if voxels:
+            index = np.argwhere(mask).mean(axis=0)
+            centroid = [round(float(v), 3) for v in (series.affine @ np.append(index, 1.0))[:3]]
+        # The keys the async endpoint's summary carries, so callers parse one shape.
+        return {
+            "model": {"name": self.metadata.name, "version": self.metadata.version},
+            "series_instance_uid": series.series_instance_uid,
+            "seg_series_instance_uid": str(seg.SeriesInstanceUID),
+            "seg_sop_instance_uid": str(seg.SOPInstanceUID),
+            "spleen_voxel_count": voxels,
+            "spleen_volume_ml": round(voxels * voxel_ml, 3),
+            "spleen_centroid_lps_mm": centroid,
+            "volume_shape": list(series.volume.shape),
+            "voxel_spacing_mm": [round(v, 4) for v in series.spacing],
+            "device": "cpu",
+            "runtime": self.runtime,
+            "sw_batch_size": self.metadata.inference.sw_batch_size,
+            "timings_s": {k: round(v, 4) for k, v in timings.items()},
+        }

@@ -1,0 +1,1 @@
+"""Command-line helpers run from the repository root: `python -m scripts.<name>`."""

@@ -1,0 +1,340 @@
+"""Deploy an approved model package: new model + endpoint config, a guarded UpdateEndpoint, a Triton archive.
+
+EventBridge delivers "SageMaker Model Package State Change" for the platform's package group when a package
+is Approved. The handler then:
+
+1. reads the package (DescribeModelPackage): its serving image and ``model.tar.gz`` in the artifacts bucket;
+2. copies the archive to ``<serving prefix>/v<version>/model.tar.gz`` (immutable, what the new model reads) and
+   to the serving stack's ``modelDataKey`` (so a later ``cdk deploy`` of the serving stack serves the same model);
+3. repackages it as a Triton model archive ``<multi-model prefix><name>-v<version>.tar.gz`` for the
+   multi-model endpoint (``TargetModel``);
+4. creates a model and an endpoint config copied from the endpoint's current ones with the new model, and calls
+   UpdateEndpoint with a canary, linear or rolling DeploymentConfig whose AutoRollbackConfiguration names the
+   serving alarms: SageMaker shifts traffic step by step and rolls back when an alarm fires.
+
+Names derive from the package version, so a retried event reuses what a first attempt created.
+AWS errors raise: the asynchronous invocation retries, then the event lands in the dead-letter queue.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tarfile
+import tempfile
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import boto3
+from botocore.exceptions import ClientError
+
+ENV_ENDPOINT_NAME = "ENDPOINT_NAME"
+ENV_MODEL_PACKAGE_GROUP = "MODEL_PACKAGE_GROUP"
+ENV_ARTIFACTS_BUCKET = "ARTIFACTS_BUCKET"
+ENV_SERVING_MODEL_KEY = "SERVING_MODEL_KEY"
+ENV_MULTI_MODEL_PREFIX = "MULTI_MODEL_PREFIX"
+ENV_TRITON_MODEL_NAME = "TRITON_MODEL_NAME"
+ENV_TRITON_CONFIG = "TRITON_CONFIG"
+ENV_TRITON_MODEL_PY = "TRITON_MODEL_PY"
+ENV_DEPLOYMENT_STRATEGY = "DEPLOYMENT_STRATEGY"
+ENV_ROLLBACK_ALARMS = "ROLLBACK_ALARMS"
+
+APPROVED = "Approved"
+STRATEGIES = ("canary", "linear", "rolling")
+# The stack renders config.pbtxt (model_code.serving.triton_package) with this name; the handler puts the
+# archive's model name in its place, so the template has one source.
+TRITON_NAME_PLACEHOLDER = "MODEL_NAME_PLACEHOLDER"
+TRITON_VERSION = "1"
+MODEL_MEMBERS = ("model.ts", "metadata.json")  # the model directory contract (model_code/model_dir.py)
+ARCHIVE_SUFFIX = ".tar.gz"
+SAGEMAKER_NAME_MAX = 63
+
+# Traffic shifting: a quarter of the capacity first (canary) or per step (linear), each step baked for
+# WAIT_SECONDS with the alarms watched; the old fleet stays until the new one has baked.
+STEP_PERCENT = 25
+WAIT_SECONDS = 600
+TERMINATION_WAIT_SECONDS = 600
+MAX_EXECUTION_SECONDS = 4 * 3600
+ROLLING_BATCH_PERCENT = 50
+
+logger = logging.getLogger()
+logger.setLevel(logging.INFO)
+
+
+class DeploymentError(RuntimeError):
+    """The package or the endpoint cannot be deployed as they are; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    endpoint_name: str
+    model_package_group: str
+    artifacts_bucket: str
+    serving_model_key: str
+    multi_model_prefix: str
+    triton_model_name: str
+    triton_config: str
+    triton_model_py: str
+    deployment_strategy: str
+    rollback_alarms: tuple[str, ...]
+
+    @classmethod
+    def from_environment(cls, environ: dict[str, str] | os._Environ[str] = os.environ) -> Settings:
+        names = (ENV_ENDPOINT_NAME, ENV_MODEL_PACKAGE_GROUP, ENV_ARTIFACTS_BUCKET, ENV_SERVING_MODEL_KEY,
+                 ENV_MULTI_MODEL_PREFIX, ENV_TRITON_MODEL_NAME, ENV_TRITON_CONFIG, ENV_TRITON_MODEL_PY,
+                 ENV_DEPLOYMENT_STRATEGY, ENV_ROLLBACK_ALARMS)
+        missing = [name for name in names if not environ.get(name)]
+        if missing:
+            raise RuntimeError(
+                f"environment variables {missing} are not set: deploy this function with the approval stack"
+            )
+        strategy = environ[ENV_DEPLOYMENT_STRATEGY]
+        if strategy not in STRATEGIES:
+            raise RuntimeError(f"{ENV_DEPLOYMENT_STRATEGY} must be one of {list(STRATEGIES)}, got {strategy!r}")
+        return cls(
+            endpoint_name=environ[ENV_ENDPOINT_NAME],
+            model_package_group=environ[ENV_MODEL_PACKAGE_GROUP],
+            artifacts_bucket=environ[ENV_ARTIFACTS_BUCKET],
+            serving_model_key=environ[ENV_SERVING_MODEL_KEY],
+            multi_model_prefix=environ[ENV_MULTI_MODEL_PREFIX],
+            triton_model_name=environ[ENV_TRITON_MODEL_NAME],
+            triton_config=environ[ENV_TRITON_CONFIG],
+            triton_model_py=environ[ENV_TRITON_MODEL_PY],
+            deployment_strategy=strategy,
+            rollback_alarms=tuple(a for a in environ[ENV_ROLLBACK_ALARMS].split(",") if a),
+        )
+
+
+@dataclass(frozen=True)
+class Package:
+    arn: str
+    version: int
+    image: str
+    model_data_url: str
+
+
+def approved_package_arn(event: dict[str, Any], settings: Settings) -> str | None:
+    """The package ARN when the event approves a package of our group; None for anything else."""
+    detail = event.get("detail") or {}
+    if detail.get("ModelPackageGroupName") != settings.model_package_group:
+        return None
+    if detail.get("ModelApprovalStatus") != APPROVED:
+        return None
+    arn = detail.get("ModelPackageArn")
+    if not isinstance(arn, str) or not arn:
+        raise DeploymentError(f"the event names no ModelPackageArn: {json.dumps(detail)[:500]}")
+    return arn
+
+
+def describe_package(sagemaker: Any, arn: str) -> Package:
+    response = sagemaker.describe_model_package(ModelPackageName=arn)
+    if response.get("ModelApprovalStatus") != APPROVED:
+        # Approved, then rejected again before this ran: deploy nothing.
+        raise DeploymentError(f"{arn} is {response.get('ModelApprovalStatus')}, no longer Approved: nothing deployed")
+    containers = response.get("InferenceSpecification", {}).get("Containers", [])
+    if len(containers) != 1 or not containers[0].get("ModelDataUrl"):
+        raise DeploymentError(
+            f"{arn} must have exactly one inference container with a ModelDataUrl (the training workflow registers "
+            f"one), found {len(containers)}: register the package again"
+        )
+    return Package(
+        arn=arn,
+        version=int(response["ModelPackageVersion"]),
+        image=containers[0]["Image"],
+        model_data_url=containers[0]["ModelDataUrl"],
+    )
+
+
+def split_s3_url(url: str) -> tuple[str, str]:
+    parsed = urlparse(url)
+    if parsed.scheme != "s3" or not parsed.netloc or not parsed.path.strip("/"):
+        raise DeploymentError(f"{url!r} is not an s3://bucket/key URL")
+    return parsed.netloc, parsed.path.lstrip("/")
+
+
+def versioned_key(settings: Settings, version: int) -> str:
+    """``models/spleen/model.tar.gz`` -> ``models/spleen/v3/model.tar.gz``: under the prefix the endpoint reads."""
+    prefix, _, name = settings.serving_model_key.rpartition("/")
+    return f"{prefix}/v{version}/{name}"
+
+
+def triton_archive_name(settings: Settings, version: int) -> str:
+    return f"{settings.triton_model_name}-v{version}"
+
+
+def resource_name(settings: Settings, version: int) -> str:
+    """Model and endpoint-config name: deterministic per version (retries reuse it), 63 characters at most."""
+    suffix = f"-v{version}"
+    return f"{settings.endpoint_name[: SAGEMAKER_NAME_MAX - len(suffix)]}{suffix}"
+
+
+def render_triton_config(settings: Settings, name: str) -> str:
+    quoted = f'"{TRITON_NAME_PLACEHOLDER}"'
+    if settings.triton_config.count(quoted) != 1:
+        raise RuntimeError(f"{ENV_TRITON_CONFIG} must name the model {quoted} exactly once: redeploy the stack")
+    return settings.triton_config.replace(quoted, f'"{name}"')
+
+
+def build_triton_archive(model_archive: Path, out_path: Path, *, settings: Settings, name: str) -> Path:
+    """``name/config.pbtxt``, ``name/1/model.py``, ``name/1/{model.ts,metadata.json}`` (triton_package layout)."""
+    staging = out_path.parent / "triton-staging"
+    version_dir = staging / name / TRITON_VERSION
+    version_dir.mkdir(parents=True)
+    with tarfile.open(model_archive, "r:gz") as source:
+        members = {Path(m.name).as_posix().removeprefix("./"): m for m in source.getmembers() if m.isfile()}
+        missing = [member for member in MODEL_MEMBERS if member not in members]
+        if missing:
+            raise DeploymentError(
+                f"the model archive lacks {missing} at its top level (the model directory contract): "
+                "the package was not made by the trainer; reject it"
+            )
+        # Only the named regular files are read, never extracted by their own paths.
+        for member in MODEL_MEMBERS:
+            extracted = source.extractfile(members[member])
+            assert extracted is not None  # a regular file always has content
+            (version_dir / member).write_bytes(extracted.read())
+    (staging / name / "config.pbtxt").write_text(render_triton_config(settings, name))
+    (version_dir / "model.py").write_text(settings.triton_model_py)
+    with tarfile.open(out_path, "w:gz") as archive:
+        archive.add(staging / name, arcname=name)
+    return out_path
+
+
+def publish_artifacts(s3: Any, settings: Settings, package: Package) -> dict[str, str]:
+    """Copy the model where the endpoint reads it and publish its Triton archive; returns the S3 URLs."""
+    bucket, key = split_s3_url(package.model_data_url)
+    if bucket != settings.artifacts_bucket:
+        raise DeploymentError(
+            f"{package.arn} points at s3://{bucket}/, outside the model-artifacts bucket {settings.artifacts_bucket} "
+            "that the endpoints read: register a package trained by the training workflow"
+        )
+    source = {"Bucket": bucket, "Key": key}
+    versioned = versioned_key(settings, package.version)
+    for target in (versioned, settings.serving_model_key):
+        s3.copy_object(Bucket=settings.artifacts_bucket, Key=target, CopySource=source)
+    name = triton_archive_name(settings, package.version)
+    triton_key = f"{settings.multi_model_prefix}{name}{ARCHIVE_SUFFIX}"
+    with tempfile.TemporaryDirectory(prefix="deploy-approved-") as workdir:
+        model_archive = Path(workdir) / "model.tar.gz"
+        s3.download_file(bucket, key, str(model_archive))
+        triton = build_triton_archive(model_archive, Path(workdir) / f"{name}{ARCHIVE_SUFFIX}", settings=settings,
+                                      name=name)
+        s3.upload_file(str(triton), settings.artifacts_bucket, triton_key)
+    return {
+        "modelDataUrl": f"s3://{settings.artifacts_bucket}/{versioned}",
+        "tritonArchiveUrl": f"s3://{settings.artifacts_bucket}/{triton_key}",
+        "targetModel": f"{name}{ARCHIVE_SUFFIX}",
+    }
+
+
+def deployment_config(strategy: str, alarms: tuple[str, ...]) -> dict[str, Any]:
+    """UpdateEndpoint's DeploymentConfig: guarded traffic shifting, rolled back when any alarm fires."""
+    rollback = {"AutoRollbackConfiguration": {"Alarms": [{"AlarmName": alarm} for alarm in alarms]}}
+    if strategy == "rolling":
+        return {
+            "RollingUpdatePolicy": {
+                "MaximumBatchSize": {"Type": "CAPACITY_PERCENT", "Value": ROLLING_BATCH_PERCENT},
+                "WaitIntervalInSeconds": WAIT_SECONDS,
+                "MaximumExecutionTimeoutInSeconds": MAX_EXECUTION_SECONDS,
+                "RollbackMaximumBatchSize": {"Type": "CAPACITY_PERCENT", "Value": 100},
+            },
+            **rollback,
+        }
+    step = {"Type": "CAPACITY_PERCENT", "Value": STEP_PERCENT}
+    routing: dict[str, Any] = {"Type": strategy.upper(), "WaitIntervalInSeconds": WAIT_SECONDS}
+    routing["CanarySize" if strategy == "canary" else "LinearStepSize"] = step
+    return {
+        "BlueGreenUpdatePolicy": {
+            "TrafficRoutingConfiguration": routing,
+            "TerminationWaitInSeconds": TERMINATION_WAIT_SECONDS,
+            "MaximumExecutionTimeoutInSeconds": MAX_EXECUTION_SECONDS,
+        },
+        **rollback,
+    }
+
+
+def _create_once(call: Any, **kwargs: Any) -> None:
+    """Create a SageMaker resource, accepting the one a previous attempt of this event created."""
+    try:
+        call(**kwargs)
+    except ClientError as error:
+        message = error.response.get("Error", {}).get("Message", "")
+        if error.response.get("Error", {}).get("Code") != "ValidationException" or "already exist" not in message:
+            raise
+
+
+def update_endpoint(sagemaker: Any, settings: Settings, package: Package, model_data_url: str) -> dict[str, str]:
+    endpoint = sagemaker.describe_endpoint(EndpointName=settings.endpoint_name)
+    if endpoint["EndpointStatus"] != "InService":
+        raise DeploymentError(
+            f"endpoint {settings.endpoint_name} is {endpoint['EndpointStatus']}, not InService: it cannot take an "
+            "update now; the event is retried and then kept in the dead-letter queue for a redrive"
+        )
+    current = sagemaker.describe_endpoint_config(EndpointConfigName=endpoint["EndpointConfigName"])
+    variants = current["ProductionVariants"]
+    model = sagemaker.describe_model(ModelName=variants[0]["ModelName"])
+    name = resource_name(settings, package.version)
+
+    container = {k: v for k, v in model["PrimaryContainer"].items() if k in ("Environment", "Mode")}
+    model_request: dict[str, Any] = {
+        "ModelName": name,
+        "PrimaryContainer": {**container, "Image": package.image, "ModelDataUrl": model_data_url},
+        # Same role, network and isolation as the model the endpoint runs now: only the weights change.
+        "ExecutionRoleArn": model["ExecutionRoleArn"],
+        "EnableNetworkIsolation": model.get("EnableNetworkIsolation", False),
+    }
+    if model.get("VpcConfig"):
+        model_request["VpcConfig"] = model["VpcConfig"]
+    _create_once(sagemaker.create_model, **model_request)
+
+    config_request: dict[str, Any] = {
+        "EndpointConfigName": name,
+        # Same variant names (deployment guardrails require them), instance types and counts.
+        "ProductionVariants": [{**variant, "ModelName": name} for variant in variants],
+    }
+    for key in ("AsyncInferenceConfig", "KmsKeyId", "DataCaptureConfig"):
+        if current.get(key):
+            config_request[key] = current[key]
+    _create_once(sagemaker.create_endpoint_config, **config_request)
+
+    sagemaker.update_endpoint(
+        EndpointName=settings.endpoint_name,
+        EndpointConfigName=name,
+        # Keep the instance count autoscaling has set (possibly zero) instead of the config's initial count.
+        RetainAllVariantProperties=True,
+        DeploymentConfig=deployment_config(settings.deployment_strategy, settings.rollback_alarms),
+    )
+    return {"model": name, "endpointConfig": name, "previousEndpointConfig": endpoint["EndpointConfigName"]}
+
+
+def handle(event: dict[str, Any], *, sagemaker: Any, s3: Any, settings: Settings) -> dict[str, Any]:
+    arn = approved_package_arn(event, settings)
+    if arn is None:
+        return {"status": "SKIPPED", "reason": "not an approval of this platform's model package group"}
+    package = describe_package(sagemaker, arn)
+    published = publish_artifacts(s3, settings, package)
+    deployed = update_endpoint(sagemaker, settings, package, published["modelDataUrl"])
+    result = {"status": "UPDATING", "modelPackageArn": arn, "endpoint": settings.endpoint_name,
+              "strategy": settings.deployment_strategy, **published, **deployed}
+    logger.info(json.dumps(result))
+    return result
+
+
+@cache
+def _clients() -> tuple[Any, Any]:
+    # Created on first use, never at import: tests and cold starts without credentials import this module.
+    return boto3.client("sagemaker"), boto3.client("s3")
+
+
+@cache
+def _settings() -> Settings:
+    return Settings.from_environment()
+
+
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    sagemaker, s3 = _clients()
+    return handle(event, sagemaker=sagemaker, s3=s3, settings=_settings())

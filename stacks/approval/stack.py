@@ -1,0 +1,319 @@
+"""Approval stack: an approved model package is deployed to the async endpoint behind guarded traffic shifting.
+
+"SageMaker Model Package State Change" (Approved, our package group) on the default bus -> ``DeployApproved``
+function (runtime/deploy_approved.py): new model + endpoint config, UpdateEndpoint with a canary, linear or
+rolling DeploymentConfig that rolls back on this stack's alarms, and the Triton archive under the multi-model
+prefix. The alarms watch the async endpoint's failures while SageMaker bakes each traffic step.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from aws_cdk import CfnOutput, Duration, Size, Stack
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from model_code.serving.triton_package import DEFAULT_MODEL_NAME, MODEL_PY, render_config
+from stacks.approval.runtime import deploy_approved as runtime
+from stacks.compliance import acknowledge, acknowledge_grant_policy
+from stacks.components.log_group import encrypted_log_group
+from stacks.config import PlatformConfig
+from stacks.data.stack import DataStack
+from stacks.nag_wildcards import acknowledge_wildcards
+from stacks.network.stack import NetworkStack
+from stacks.serving.multi_model import MULTI_MODEL_PREFIX
+from stacks.serving.stack import VARIANT_NAME, ServingStack
+from stacks.training.stack import OUTPUT_PREFIX, TrainingStack
+
+RUNTIME_DIR = str(Path(__file__).resolve().parent / "runtime")
+SAGEMAKER_SOURCE = "aws.sagemaker"
+MODEL_PACKAGE_STATE_CHANGE = "SageMaker Model Package State Change"
+FUNCTION_LOG_RETENTION_DAYS = 365
+# One deployment at a time: two approvals racing would each start an UpdateEndpoint on the same endpoint.
+FUNCTION_RESERVED_CONCURRENCY = 1
+EVENT_RETRY_ATTEMPTS = 4
+# (alarm id, metric, dimensions beyond EndpointName): any failure while a traffic step bakes rolls it back.
+ROLLBACK_METRICS: tuple[tuple[str, str, dict[str, str]], ...] = (
+    ("InvocationFailures", "InvocationFailures", {}),
+    ("ModelErrors", "Invocation5XXErrors", {"VariantName": VARIANT_NAME}),
+)
+
+IAM4_REASON = (
+    "AWSLambdaVPCAccessExecutionRole is the AWS-maintained minimum for a function in a VPC (ENI management "
+    "and log delivery); its ec2 network-interface actions cannot be scoped to resources that do not exist yet."
+)
+IAM5_REASON = (
+    "Wildcards are scoped: training output and serving prefixes of the model-artifacts bucket, KMS data-key "
+    "actions, this endpoint's model and config names with the -v<version> suffix, model packages of the one group, "
+    "and Describe calls on the models and configs CloudFormation named (their generated names are not known here)."
+)
+L1_REASON = (
+    "The platform pins its Lambda handlers to Python 3.13, a supported runtime that receives security patches; "
+    "moving to a newer runtime is one deliberate change for every platform function, not a per-function drift."
+)
+LAMBDA_MANAGED_POLICIES = ("AWSLambdaBasicExecutionRole", "AWSLambdaVPCAccessExecutionRole")
+
+
+def rollback_alarm_name(endpoint_name: str, alarm_id: str) -> str:
+    """Known at synth (no token), so the function's environment names the alarms without a reference."""
+    return f"{endpoint_name}-deploy-{alarm_id.lower()}"
+
+
+class ApprovalStack(Stack):
+    """``function``, ``rule`` and ``rollback_alarms`` are public."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        id_: str,
+        *,
+        config: PlatformConfig,
+        data: DataStack,
+        network: NetworkStack,
+        serving: ServingStack,
+        training: TrainingStack,
+        logs_key: kms.IKey,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(scope, id_, **kwargs)
+        data_key = data.keys.data_key
+        artifacts = data.model_artifacts_bucket
+        endpoint_name = serving.endpoint_name
+
+        self.rollback_alarms = [
+            cloudwatch.Alarm(
+                self,
+                f"Rollback{alarm_id}",
+                alarm_name=rollback_alarm_name(endpoint_name, alarm_id),
+                alarm_description=f"{metric} on {endpoint_name}: rolls back a model deployment in progress",
+                metric=cloudwatch.Metric(
+                    namespace="AWS/SageMaker",
+                    metric_name=metric,
+                    dimensions_map={"EndpointName": endpoint_name, **dimensions},
+                    statistic="Sum",
+                    period=Duration.minutes(1),
+                ),
+                threshold=1,
+                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                evaluation_periods=2,
+                datapoints_to_alarm=1,
+                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            )
+            for alarm_id, metric, dimensions in ROLLBACK_METRICS
+        ]
+        # A rollback is news for whoever approved the model: the alarms also go to the workflow's topic, whose
+        # data key must let CloudWatch (of this account) encrypt the message.
+        cloudwatch_principal = iam.PrincipalWithConditions(
+            iam.ServicePrincipal("cloudwatch.amazonaws.com"),
+            {"StringEquals": {"aws:SourceAccount": Stack.of(data_key).account}},
+        )
+        data_key.grant(cloudwatch_principal, "kms:Decrypt", "kms:GenerateDataKey*")
+        for alarm in self.rollback_alarms:
+            alarm.add_alarm_action(cloudwatch_actions.SnsAction(training.notification_topic))
+        stack = Stack.of(self)
+        alarm_arns = [
+            f"arn:{stack.partition}:cloudwatch:{stack.region}:{stack.account}:alarm:"
+            f"{rollback_alarm_name(endpoint_name, alarm_id)}"
+            for alarm_id, _, _ in ROLLBACK_METRICS
+        ]
+        # SageMaker reads the rollback alarms with the endpoint's execution role ("Auto-Rollback Configuration
+        # and Monitoring"); the statement lives here, with the alarms, attached to the serving stack's role.
+        self.endpoint_alarms_policy = iam.Policy(
+            self,
+            "EndpointReadsRollbackAlarms",
+            roles=[serving.role],
+            statements=[
+                iam.PolicyStatement(sid="DescribeRollbackAlarms", actions=["cloudwatch:DescribeAlarms"],
+                                    resources=alarm_arns)
+            ],
+        )
+        acknowledge(
+            self.endpoint_alarms_policy,
+            ["HIPAA.Security-IAMNoInlinePolicy"],
+            "This policy grants one read action on the two rollback alarms of this stack to the one endpoint role "
+            "that SageMaker uses to watch them; it is never shared, so an inline policy is the least privilege.",
+        )
+
+        self.dead_letter_queue = sqs.Queue(
+            self,
+            "DeadLetterQueue",
+            encryption=sqs.QueueEncryption.KMS,
+            encryption_master_key=data_key,
+            enforce_ssl=True,
+            retention_period=Duration.days(14),
+        )
+        acknowledge(
+            self.dead_letter_queue,
+            ["AwsSolutions-SQS3"],
+            "This queue is itself the dead-letter queue of the deploy function and its rule; a queue behind it "
+            "would only move the same undeliverable approval events again.",
+        )
+        self.security_group = ec2.SecurityGroup(
+            self,
+            "FunctionSecurityGroup",
+            vpc=network.vpc,
+            description="Approval deploy function - HTTPS out to the VPC endpoints of AWS services only",
+            allow_all_outbound=False,
+        )
+        self.security_group.add_egress_rule(ec2.Peer.any_ipv4(), ec2.Port.tcp(443), "HTTPS to AWS service endpoints")
+
+        self.function = lambda_.Function(
+            self,
+            "DeployApproved",
+            description="Deploys an approved spleen model package to the async endpoint and the Triton prefix",
+            runtime=lambda_.Runtime.PYTHON_3_13,
+            handler="deploy_approved.handler",
+            # A plain folder: the handler needs only boto3, which the runtime ships. No bundling at synth.
+            code=lambda_.Code.from_asset(RUNTIME_DIR, exclude=["__pycache__", "*.pyc"]),
+            environment={
+                runtime.ENV_ENDPOINT_NAME: endpoint_name,
+                runtime.ENV_MODEL_PACKAGE_GROUP: training.model_package_group_name,
+                runtime.ENV_ARTIFACTS_BUCKET: artifacts.bucket_name,
+                runtime.ENV_SERVING_MODEL_KEY: config.serving.model_data_key,
+                runtime.ENV_MULTI_MODEL_PREFIX: MULTI_MODEL_PREFIX,
+                runtime.ENV_TRITON_MODEL_NAME: DEFAULT_MODEL_NAME,
+                # Rendered by the one Triton template (model_code/serving/triton_package.py) at synth.
+                runtime.ENV_TRITON_CONFIG: render_config(runtime.TRITON_NAME_PLACEHOLDER),
+                runtime.ENV_TRITON_MODEL_PY: MODEL_PY,
+                runtime.ENV_DEPLOYMENT_STRATEGY: config.training.deployment_strategy,
+                runtime.ENV_ROLLBACK_ALARMS: ",".join(
+                    rollback_alarm_name(endpoint_name, alarm_id) for alarm_id, _, _ in ROLLBACK_METRICS
+                ),
+            },
+            environment_encryption=data_key,
+            timeout=Duration.minutes(5),
+            memory_size=1024,
+            # The model archive and its Triton repackaging are written under /tmp.
+            ephemeral_storage_size=Size.gibibytes(2),
+            reserved_concurrent_executions=FUNCTION_RESERVED_CONCURRENCY,
+            vpc=network.vpc,
+            vpc_subnets=network.workload_subnets,
+            security_groups=[self.security_group],
+            dead_letter_queue=self.dead_letter_queue,
+            log_group=encrypted_log_group(
+                self, "DeployApprovedLogs", key=logs_key, retention_days=FUNCTION_LOG_RETENTION_DAYS
+            ),
+        )
+        self.dead_letter_queue.grant_send_messages(self.function)
+        self._grant(
+            endpoint_name=endpoint_name,
+            model_package_group=training.model_package_group_name,
+            endpoint_role_arn=serving.role.role_arn,
+            # The async endpoint's role reads this prefix (the folder of serving.modelDataKey).
+            serving_prefix=config.serving.model_data_key.rsplit("/", 1)[0] + "/",
+            alarm_arns=alarm_arns,
+            data=data,
+        )
+
+        # EventBridge encrypts with the data key when it delivers to the dead-letter queue.
+        events_principal = iam.PrincipalWithConditions(
+            iam.ServicePrincipal("events.amazonaws.com"),
+            {"StringEquals": {"aws:SourceAccount": Stack.of(data_key).account}},
+        )
+        data_key.grant(events_principal, "kms:Decrypt", "kms:GenerateDataKey*")
+        self.rule = events.Rule(
+            self,
+            "PackageApprovedRule",
+            description="An approved spleen model package deploys to the async endpoint",
+            event_pattern=events.EventPattern(
+                source=[SAGEMAKER_SOURCE],
+                detail_type=[MODEL_PACKAGE_STATE_CHANGE],
+                detail={
+                    "ModelPackageGroupName": [training.model_package_group_name],
+                    "ModelApprovalStatus": [runtime.APPROVED],
+                },
+            ),
+            targets=[
+                targets.LambdaFunction(
+                    self.function, dead_letter_queue=self.dead_letter_queue, retry_attempts=EVENT_RETRY_ATTEMPTS
+                )
+            ],
+        )
+
+        CfnOutput(self, "DeployFunctionName", value=self.function.function_name)
+        CfnOutput(self, "DeadLetterQueueUrl", value=self.dead_letter_queue.queue_url)
+
+    def _sagemaker_arn(self, resource_type: str, name: str) -> str:
+        stack = Stack.of(self)
+        return f"arn:{stack.partition}:sagemaker:{stack.region}:{stack.account}:{resource_type}/{name}"
+
+    def _grant(
+        self,
+        *,
+        endpoint_name: str,
+        model_package_group: str,
+        endpoint_role_arn: str,
+        serving_prefix: str,
+        alarm_arns: list[str],
+        data: DataStack,
+    ) -> None:
+        function = self.function
+        artifacts = data.model_artifacts_bucket
+        # Reads what training wrote; writes only where the endpoints read (versions and the serving key).
+        artifacts.grant_read(function, f"{OUTPUT_PREFIX}*")
+        artifacts.grant_put(function, f"{serving_prefix}*")
+        artifacts.grant_put(function, f"{MULTI_MODEL_PREFIX}*")
+        data.keys.data_key.grant_encrypt_decrypt(function)
+        function.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="ReadApprovedPackages",
+                actions=["sagemaker:DescribeModelPackage"],
+                resources=[self._sagemaker_arn("model-package", f"{model_package_group}/*")],
+            )
+        )
+        function.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="UpdateTheEndpoint",
+                actions=["sagemaker:DescribeEndpoint", "sagemaker:UpdateEndpoint"],
+                resources=[self._sagemaker_arn("endpoint", endpoint_name)],
+            )
+        )
+        function.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="CreateVersionedModels",
+                actions=["sagemaker:CreateModel", "sagemaker:CreateEndpointConfig"],
+                resources=[
+                    self._sagemaker_arn("model", f"{endpoint_name}-v*"),
+                    self._sagemaker_arn("endpoint-config", f"{endpoint_name}-v*"),
+                ],
+            )
+        )
+        function.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="ReadCurrentModels",
+                actions=["sagemaker:DescribeModel", "sagemaker:DescribeEndpointConfig"],
+                resources=[self._sagemaker_arn("model", "*"), self._sagemaker_arn("endpoint-config", "*")],
+            )
+        )
+        function.add_to_role_policy(
+            iam.PolicyStatement(sid="ReadRollbackAlarms", actions=["cloudwatch:DescribeAlarms"], resources=alarm_arns)
+        )
+        function.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="PassEndpointRole",
+                actions=["iam:PassRole"],
+                resources=[endpoint_role_arn],
+                conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
+            )
+        )
+        role = function.role
+        assert role is not None  # a Function without an explicit role always creates one
+        acknowledge(
+            role,
+            [f"AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/{name}]"
+             for name in LAMBDA_MANAGED_POLICIES],
+            IAM4_REASON,
+        )
+        acknowledge_grant_policy(role)
+        acknowledge_wildcards(role.node.find_child("DefaultPolicy"), IAM5_REASON)
+        acknowledge(function, ["AwsSolutions-L1"], L1_REASON)

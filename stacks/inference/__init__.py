@@ -1,0 +1,1 @@
+"""Event-driven inference: new image sets to the async endpoint, results back into HealthImaging."""

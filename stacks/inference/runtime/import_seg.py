@@ -1,0 +1,192 @@
+"""Import a finished segmentation (DICOM SEG) back into HealthImaging, next to the study it was made from.
+
+Deployed only when ``serving.importSegBack`` is true. SageMaker publishes each successful async inference on
+the endpoint's success topic; SNS invokes this function with that notification (the documented format):
+
+    {"invocationStatus": "Completed", "inferenceId": "...", "eventName": "InferenceResult",
+     "requestParameters": {"endpointName": "...", "inputLocation": "s3://<bucket>/input/<ds>/<set>.json", ...},
+     "responseParameters": {"contentType": "application/dicom", "outputLocation": "s3://<bucket>/output/..."}}
+
+The SEG is checked (DICOM preamble), copied to ``incoming/inference-seg/<imageSetId>/seg.dcm`` in the DICOM
+inbox (the prefix the import role may read; no manifest is written, so the batch-import rule ignores it) and
+imported with ``StartDICOMImportJob``. The client token is derived from the inference ID, so a retried
+notification never starts a second job. AWS errors raise: SNS's asynchronous invocation retries, then the
+dead-letter queue.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+import boto3
+
+ENV_DATASTORE_ID = "DATASTORE_ID"
+ENV_IMPORT_ROLE_ARN = "IMPORT_ROLE_ARN"
+ENV_INBOX_BUCKET = "INBOX_BUCKET"
+ENV_SEG_PREFIX = "SEG_IMPORT_PREFIX"
+ENV_IMPORT_OUTPUT_BUCKET = "IMPORT_OUTPUT_BUCKET"
+
+COMPLETED = "Completed"
+# Where HealthImaging reports SEG imports in the import-output bucket: one folder per source image set.
+IMPORT_OUTPUT_PREFIX = "inference-seg/"
+SEG_FILENAME = "seg.dcm"
+# A DICOM Part 10 file: 128-byte preamble, then "DICM".
+DICOM_MAGIC_RANGE = "bytes=128-131"
+DICOM_MAGIC = b"DICM"
+# StartDICOMImportJob limits (botocore service model): clientToken 1-64 of [A-Za-z0-9._-], jobName 1-64.
+CLIENT_TOKEN_LENGTH = 64
+JOB_NAME_MAX = 64
+# The request key written by request_inference: <input prefix><datastoreId>/<imageSetId>.json
+_REQUEST_KEY = re.compile(r"(?:^|/)(?P<datastore>[0-9a-z]{32})/(?P<image_set>[0-9a-z]{32})\.json$")
+
+
+class NotificationError(ValueError):
+    """The message is not a SageMaker async success notification this platform produced."""
+
+
+class NotDicomError(ValueError):
+    """The inference output is not a DICOM file (e.g. the endpoint answered JSON): nothing to import."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    datastore_id: str
+    import_role_arn: str
+    inbox_bucket: str
+    seg_prefix: str
+    import_output_bucket: str
+
+    @classmethod
+    def from_environment(cls, environ: dict[str, str] | os._Environ[str] = os.environ) -> Settings:
+        names = (ENV_DATASTORE_ID, ENV_IMPORT_ROLE_ARN, ENV_INBOX_BUCKET, ENV_SEG_PREFIX, ENV_IMPORT_OUTPUT_BUCKET)
+        missing = [name for name in names if not environ.get(name)]
+        if missing:
+            raise RuntimeError(
+                f"environment variables {missing} are not set: deploy this function with the inference stack"
+            )
+        return cls(*(environ[name] for name in names))
+
+
+@dataclass(frozen=True)
+class Result:
+    inference_id: str
+    datastore_id: str
+    image_set_id: str
+    output_bucket: str
+    output_key: str
+
+
+def split_s3_uri(uri: Any) -> tuple[str, str]:
+    if not isinstance(uri, str) or not uri.startswith("s3://"):
+        raise NotificationError(f"{uri!r} is not an s3:// URI")
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    if not bucket or not key:
+        raise NotificationError(f"{uri!r} names no object")
+    return bucket, key
+
+
+def parse_notification(message: str) -> Result | None:
+    """The result a success notification announces; ``None`` for a notification that is not a success."""
+    try:
+        document = json.loads(message)
+    except json.JSONDecodeError as error:
+        raise NotificationError(f"notification is not JSON ({error})") from error
+    if not isinstance(document, dict):
+        raise NotificationError("notification is not a JSON object")
+    if document.get("invocationStatus") != COMPLETED:
+        return None
+    inference_id = document.get("inferenceId")
+    if not isinstance(inference_id, str) or not inference_id:
+        raise NotificationError("notification has no inferenceId")
+    _, input_key = split_s3_uri((document.get("requestParameters") or {}).get("inputLocation"))
+    match = _REQUEST_KEY.search(input_key)
+    if not match:
+        raise NotificationError(
+            f"request {input_key!r} was not written by the inference flow (<prefix><datastoreId>/<imageSetId>.json)"
+        )
+    bucket, key = split_s3_uri((document.get("responseParameters") or {}).get("outputLocation"))
+    return Result(
+        inference_id=inference_id,
+        datastore_id=match["datastore"],
+        image_set_id=match["image_set"],
+        output_bucket=bucket,
+        output_key=key,
+    )
+
+
+def client_token(result: Result) -> str:
+    """Deterministic per inference: a retried notification reuses it, so HealthImaging imports only once."""
+    return hashlib.sha256(f"seg-import/{result.inference_id}".encode()).hexdigest()[:CLIENT_TOKEN_LENGTH]
+
+
+def seg_prefix(settings: Settings, result: Result) -> str:
+    return f"{settings.seg_prefix}{result.image_set_id}/"
+
+
+def import_seg(*, s3: Any, medical_imaging: Any, settings: Settings, result: Result) -> dict[str, Any]:
+    if result.datastore_id != settings.datastore_id:
+        raise NotificationError(
+            f"inference {result.inference_id} read data store {result.datastore_id}, not the platform's "
+            f"{settings.datastore_id}: it was not requested by this flow"
+        )
+    head = s3.get_object(Bucket=result.output_bucket, Key=result.output_key, Range=DICOM_MAGIC_RANGE)["Body"].read()
+    if head != DICOM_MAGIC:
+        raise NotDicomError(
+            f"s3://{result.output_bucket}/{result.output_key} is not a DICOM file: invoke with "
+            "Accept: application/dicom so the endpoint returns the SEG"
+        )
+    prefix = seg_prefix(settings, result)
+    s3.copy_object(
+        Bucket=settings.inbox_bucket,
+        Key=f"{prefix}{SEG_FILENAME}",
+        CopySource={"Bucket": result.output_bucket, "Key": result.output_key},
+    )
+    response = medical_imaging.start_dicom_import_job(
+        jobName=f"seg-{result.image_set_id}"[:JOB_NAME_MAX],
+        dataAccessRoleArn=settings.import_role_arn,
+        clientToken=client_token(result),
+        datastoreId=settings.datastore_id,
+        inputS3Uri=f"s3://{settings.inbox_bucket}/{prefix}",
+        outputS3Uri=f"s3://{settings.import_output_bucket}/{IMPORT_OUTPUT_PREFIX}{result.image_set_id}/",
+    )
+    return {
+        "status": "IMPORTING",
+        "inferenceId": result.inference_id,
+        "sourceImageSetId": result.image_set_id,
+        "jobId": response["jobId"],
+        "jobStatus": response["jobStatus"],
+    }
+
+
+@cache
+def _clients() -> tuple[Any, Any]:
+    # Created on first use, never at import: tests and cold starts without credentials import this module.
+    return boto3.client("s3"), boto3.client("medical-imaging")
+
+
+@cache
+def _settings() -> Settings:
+    return Settings.from_environment()
+
+
+def handle(event: dict[str, Any], *, s3: Any, medical_imaging: Any, settings: Settings) -> list[dict[str, Any]]:
+    """An SNS event (one record per notification): import each successful result."""
+    outcomes = []
+    for record in event.get("Records", []):
+        result = parse_notification(record["Sns"]["Message"])
+        if result is None:
+            outcomes.append({"status": "IGNORED", "reason": "not a completed inference"})
+            continue
+        outcomes.append(import_seg(s3=s3, medical_imaging=medical_imaging, settings=settings, result=result))
+    return outcomes
+
+
+def handler(event: dict[str, Any], context: Any) -> list[dict[str, Any]]:
+    s3, medical_imaging = _clients()
+    return handle(event, s3=s3, medical_imaging=medical_imaging, settings=_settings())

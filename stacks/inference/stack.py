@@ -1,0 +1,272 @@
+"""Inference stack: image sets created in HealthImaging are segmented by the async endpoint, automatically.
+
+Flow: "Image Set Created" (the imaging stack's pattern, filtered to the platform's data store) -> EventBridge
+rule -> ``RequestInference`` (request JSON under ``input/`` + InvokeEndpointAsync, idempotent) -> the endpoint
+writes the SEG under ``output/`` and notifies the serving stack's success or error topic.
+Success topic -> ``ImportSeg`` (only when ``serving.importSegBack``) -> SEG copied into the inbox's
+``incoming/inference-seg/`` prefix and imported with the imaging stack's import role.
+Error topic -> ``failure_queue`` (kept 14 days for inspection; the monitoring stack alarms on its depth).
+Undeliverable events and failed function invocations -> ``dead_letter_queue`` (alarmed too).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from aws_cdk import CfnOutput, Duration, Stack
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_sns_subscriptions as subscriptions
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from stacks.compliance import acknowledge, acknowledge_grant_policy
+from stacks.components.keys import rotating_key
+from stacks.components.log_group import encrypted_log_group
+from stacks.config import PlatformConfig
+from stacks.data.stack import INBOX_INCOMING_PREFIX, INFERENCE_INPUT_PREFIX, INFERENCE_OUTPUT_PREFIX, DataStack
+from stacks.imaging.stack import (
+    EVENT_RETRY_ATTEMPTS,
+    FUNCTION_LOG_RETENTION_DAYS,
+    HEALTHIMAGING_SERVICE,
+    IAM4_REASON,
+    L1_REASON,
+    LAMBDA_MANAGED_POLICIES,
+    ImagingStack,
+)
+from stacks.inference.runtime import import_seg, request_inference
+from stacks.nag_wildcards import acknowledge_wildcards
+from stacks.network.stack import NetworkStack
+from stacks.serving.stack import ServingStack
+
+RUNTIME_DIR = str(Path(__file__).resolve().parent / "runtime")
+# Inbox prefix the SEG imports read: under incoming/ (the import role's only readable prefix), never holding a
+# manifest.json, so the batch-import rule of the imaging stack does not fire for it.
+SEG_IMPORT_PREFIX = f"{INBOX_INCOMING_PREFIX}inference-seg/"
+# Each request wakes a GPU instance at most; a burst of image sets queues in the endpoint, not in Lambda.
+FUNCTION_RESERVED_CONCURRENCY = 5
+FUNCTION_TIMEOUT = Duration.seconds(60)
+QUEUE_RETENTION = Duration.days(14)
+
+IAM5_REASON = (
+    "Wildcards come from CDK grants scoped to one bucket prefix (input/ or output/ of the inference bucket, the "
+    "inbox's inference-seg/ prefix), KMS actions such as kms:GenerateDataKey* on one key, and the image sets of "
+    "the platform's single data store."
+)
+
+
+class InferenceStack(Stack):
+    """``request_function``, ``import_seg_function`` (None when off), ``dead_letter_queue`` and ``failure_queue``."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        id_: str,
+        *,
+        config: PlatformConfig,
+        data: DataStack,
+        network: NetworkStack,
+        imaging: ImagingStack,
+        serving: ServingStack,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(scope, id_, **kwargs)
+        self._data_key = data.keys.data_key
+        self._logs_key = data.keys.logs_key
+        self._vpc = network.vpc
+        self._subnets = network.workload_subnets
+        # The queues' own key: SNS and EventBridge deliver into them with it, and its policy names this stack's
+        # topics and rules; the data stack's key cannot reference them without a cycle (serving depends on data).
+        self.queue_key = rotating_key(
+            self,
+            "QueueKey",
+            alias=f"alias/{config.prefix}/inference-queues",
+            description="Encrypts the inference dead-letter and failure queues (image set and inference IDs)",
+        )
+        self.queue_key.grant(
+            iam.PrincipalWithConditions(
+                iam.ServicePrincipal("events.amazonaws.com"), {"StringEquals": {"aws:SourceAccount": self.account}}
+            ),
+            "kms:Decrypt",
+            "kms:GenerateDataKey*",
+        )
+        self.dead_letter_queue = self._queue(
+            "DeadLetterQueue",
+            "This queue is itself the dead-letter queue of the inference rule and functions; a queue behind it "
+            "would only move the same undeliverable events again.",
+        )
+        self.failure_queue = self._queue(
+            "FailureQueue",
+            "This queue only keeps the endpoint's failure notifications for inspection; nothing consumes it, so "
+            "no message can fail processing and need a dead-letter queue.",
+        )
+        serving.error_topic.add_subscription(
+            subscriptions.SqsSubscription(self.failure_queue, raw_message_delivery=True)
+        )
+
+        self.security_group = ec2.SecurityGroup(
+            self,
+            "FunctionSecurityGroup",
+            vpc=network.vpc,
+            description="Inference functions - HTTPS out to the VPC endpoints of AWS services only",
+            allow_all_outbound=False,
+        )
+        # The S3 gateway endpoint is reached at S3's public addresses, so HTTPS egress is not VPC-only.
+        self.security_group.add_egress_rule(ec2.Peer.any_ipv4(), ec2.Port.tcp(443), "HTTPS to AWS service endpoints")
+
+        bucket = data.inference_bucket
+        datastore_arn = imaging.datastore.attr_datastore_arn
+        self.request_function = self._function(
+            "RequestInference",
+            handler="request_inference.handler",
+            description="Requests the segmentation of each image set created in the platform's data store",
+            environment={
+                request_inference.ENV_ENDPOINT_NAME: serving.endpoint_name,
+                request_inference.ENV_BUCKET: bucket.bucket_name,
+                request_inference.ENV_INPUT_PREFIX: INFERENCE_INPUT_PREFIX,
+                request_inference.ENV_DATASTORE_ID: imaging.datastore_id,
+            },
+        )
+        # Requests and claims are written, read back (claims) and deleted (a released claim) under input/ only.
+        self.request_function.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+                resources=[bucket.arn_for_objects(f"{INFERENCE_INPUT_PREFIX}*")],
+            )
+        )
+        self._data_key.grant_encrypt_decrypt(self.request_function)
+        self.request_function.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["sagemaker:InvokeEndpointAsync"],
+                resources=[
+                    self.format_arn(service="sagemaker", resource="endpoint", resource_name=serving.endpoint_name)
+                ],
+            )
+        )
+        self.request_function.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["medical-imaging:GetImageSetMetadata"],
+                resources=[datastore_arn, f"{datastore_arn}/imageset/*"],
+            )
+        )
+        self.image_set_created_rule = events.Rule(
+            self,
+            "ImageSetCreatedRule",
+            description="Requests a segmentation for each image set created in the platform's data store",
+            event_pattern=imaging.image_set_created_pattern,
+            targets=[
+                targets.LambdaFunction(
+                    self.request_function, dead_letter_queue=self.dead_letter_queue, retry_attempts=EVENT_RETRY_ATTEMPTS
+                )
+            ],
+        )
+
+        self.import_seg_function: lambda_.Function | None = None
+        if config.serving.import_seg_back:
+            self.import_seg_function = self._import_seg_function(data=data, imaging=imaging, serving=serving)
+
+        functions = [f for f in (self.request_function, self.import_seg_function) if f is not None]
+        for function in functions:
+            self._acknowledge_function_role(function)
+
+        CfnOutput(self, "DeadLetterQueueUrl", value=self.dead_letter_queue.queue_url)
+        CfnOutput(self, "FailureQueueUrl", value=self.failure_queue.queue_url)
+
+    def _import_seg_function(
+        self, *, data: DataStack, imaging: ImagingStack, serving: ServingStack
+    ) -> lambda_.Function:
+        function = self._function(
+            "ImportSeg",
+            handler="import_seg.handler",
+            description="Imports each segmentation the async endpoint produced back into HealthImaging",
+            environment={
+                import_seg.ENV_DATASTORE_ID: imaging.datastore_id,
+                import_seg.ENV_IMPORT_ROLE_ARN: imaging.import_role.role_arn,
+                import_seg.ENV_INBOX_BUCKET: data.dicom_inbox_bucket.bucket_name,
+                import_seg.ENV_SEG_PREFIX: SEG_IMPORT_PREFIX,
+                import_seg.ENV_IMPORT_OUTPUT_BUCKET: data.import_output_bucket.bucket_name,
+            },
+        )
+        data.inference_bucket.grant_read(function, f"{INFERENCE_OUTPUT_PREFIX}*")
+        data.dicom_inbox_bucket.grant_put(function, f"{SEG_IMPORT_PREFIX}*")
+        function.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["medical-imaging:StartDICOMImportJob"], resources=[imaging.datastore.attr_datastore_arn]
+            )
+        )
+        function.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["iam:PassRole"],
+                resources=[imaging.import_role.role_arn],
+                conditions={"StringEquals": {"iam:PassedToService": HEALTHIMAGING_SERVICE}},
+            )
+        )
+        serving.success_topic.add_subscription(
+            subscriptions.LambdaSubscription(function, dead_letter_queue=self.dead_letter_queue)
+        )
+        # SNS encrypts what it redrives into the dead-letter queue; only for this topic's deliveries.
+        self.queue_key.grant(
+            iam.PrincipalWithConditions(
+                iam.ServicePrincipal("sns.amazonaws.com"),
+                {"ArnEquals": {"aws:SourceArn": serving.success_topic.topic_arn}},
+            ),
+            "kms:Decrypt",
+            "kms:GenerateDataKey*",
+        )
+        return function
+
+    def _queue(self, id_: str, no_dlq_reason: str) -> sqs.Queue:
+        queue = sqs.Queue(
+            self,
+            id_,
+            encryption=sqs.QueueEncryption.KMS,
+            encryption_master_key=self.queue_key,
+            enforce_ssl=True,
+            retention_period=QUEUE_RETENTION,
+        )
+        acknowledge(queue, ["AwsSolutions-SQS3"], no_dlq_reason)
+        return queue
+
+    def _function(
+        self, id_: str, *, handler: str, description: str, environment: dict[str, str]
+    ) -> lambda_.Function:
+        function = lambda_.Function(
+            self,
+            id_,
+            description=description,
+            runtime=lambda_.Runtime.PYTHON_3_13,
+            handler=handler,
+            # A plain folder: the handlers need only boto3, which the runtime ships. No bundling at synth.
+            code=lambda_.Code.from_asset(RUNTIME_DIR, exclude=["__pycache__", "*.pyc"]),
+            environment=environment,
+            environment_encryption=self._data_key,
+            timeout=FUNCTION_TIMEOUT,
+            memory_size=512,  # GetImageSetMetadata documents of large CT series are decompressed in memory
+            reserved_concurrent_executions=FUNCTION_RESERVED_CONCURRENCY,
+            vpc=self._vpc,
+            vpc_subnets=self._subnets,
+            security_groups=[self.security_group],
+            dead_letter_queue=self.dead_letter_queue,
+            log_group=encrypted_log_group(
+                self, f"{id_}Logs", key=self._logs_key, retention_days=FUNCTION_LOG_RETENTION_DAYS
+            ),
+        )
+        self.dead_letter_queue.grant_send_messages(function)
+        return function
+
+    def _acknowledge_function_role(self, function: lambda_.Function) -> None:
+        role = function.role
+        assert role is not None  # a Function without an explicit role always creates one
+        acknowledge(
+            role,
+            [f"AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/{name}]"
+             for name in LAMBDA_MANAGED_POLICIES],
+            IAM4_REASON,
+        )
+        acknowledge_grant_policy(role)
+        acknowledge_wildcards(role.node.find_child("DefaultPolicy"), IAM5_REASON)
+        acknowledge(function, ["AwsSolutions-L1"], L1_REASON)

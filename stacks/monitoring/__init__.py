@@ -1,0 +1,1 @@
+"""Alarms on every platform failure signal, one notification topic, one dashboard."""

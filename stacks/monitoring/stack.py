@@ -1,0 +1,284 @@
+"""Monitoring stack: one alarm per failure signal of the platform, one notification topic, one dashboard.
+
+Every alarm notifies ``notification_topic`` (KMS-encrypted, e-mail subscriptions from ``notificationEmails``).
+Missing data is "not breaching" throughout: the async endpoint scales to zero and then emits nothing, and a
+quiet queue or rule publishes no datapoints; silence is health here, not an outage.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from aws_cdk import CfnOutput, Duration, Stack
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
+from aws_cdk import aws_events as events
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sns_subscriptions as subscriptions
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from stacks.components.keys import rotating_key
+from stacks.config import PlatformConfig
+from stacks.images.stack import ImagesStack
+from stacks.imaging.stack import ImagingStack
+from stacks.inference.stack import InferenceStack
+from stacks.serving.stack import VARIANT_NAME, ServingStack
+
+SAGEMAKER_NAMESPACE = "AWS/SageMaker"
+EVENTS_NAMESPACE = "AWS/Events"
+PERIOD = Duration.minutes(5)
+# ModelLatency is reported in microseconds; ApproximateAgeOfOldestRequest in seconds.
+MICROSECONDS_PER_SECOND = 1_000_000
+# The images stack's EventBridge rule on failed pipeline executions (stacks/images/stack.py, _failure_topic).
+PIPELINE_FAILED_RULE_ID = "PipelineFailed"
+
+
+@dataclass(frozen=True)
+class AlarmSpec:
+    """One alarm: what is measured, when it fires, and what the reader of the e-mail should do."""
+
+    id_: str
+    metric: cloudwatch.IMetric
+    threshold: float
+    description: str
+
+
+class MonitoringStack(Stack):
+    """``notification_topic``, ``alarms`` (by construct ID) and ``dashboard`` are public.
+
+    ``failure_queues`` names every queue whose messages are failures (dead-letter queues, the inference failure
+    queue): a stack that adds one passes it here in build_platform, and it gets an alarm and a graph line.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        id_: str,
+        *,
+        config: PlatformConfig,
+        serving: ServingStack,
+        imaging: ImagingStack,
+        images: ImagesStack,
+        inference: InferenceStack,
+        failure_queues: Mapping[str, sqs.IQueue],
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(scope, id_, **kwargs)
+        self._prefix = config.prefix
+        key = rotating_key(
+            self,
+            "NotificationKey",
+            alias=f"alias/{config.prefix}/monitoring",
+            description="Encrypts the platform's alarm notifications (they name endpoints, queues and rules)",
+        )
+        # CloudWatch encrypts with the key when an alarm of this account publishes to the topic.
+        key.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="AllowCloudWatchAlarmsOfThisAccount",
+                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+                actions=["kms:Decrypt", "kms:GenerateDataKey*"],
+                resources=["*"],
+                conditions={"StringEquals": {"aws:SourceAccount": self.account}},
+            )
+        )
+        self.notification_topic = sns.Topic(
+            self,
+            "Notifications",
+            topic_name=f"{config.prefix}-alarms",
+            display_name=f"{config.prefix} platform alarms",
+            master_key=key,
+            enforce_ssl=True,
+        )
+        for email in config.notification_emails:
+            self.notification_topic.add_subscription(subscriptions.EmailSubscription(email))
+
+        endpoint_specs = self._endpoint_specs(config, serving.endpoint_name)
+        import_spec = AlarmSpec(
+            "ImportJobFailures",
+            self._rule_metric(imaging.import_failed_rule),
+            1,
+            "A HealthImaging import job of the platform's data store failed: read the job's failure.ndjson in the "
+            "import-output bucket (the import alarm topic has the event)",
+        )
+        if not failure_queues:
+            raise ValueError("failure_queues is empty: pass every dead-letter queue of the platform")
+        queue_specs = [
+            AlarmSpec(
+                f"{name}Depth",
+                queue.metric_approximate_number_of_messages_visible(period=PERIOD, statistic="Maximum"),
+                1,
+                f"Messages are waiting in {name} (an event or inference that failed after its retries): read them, "
+                "fix the cause, then redrive or delete them",
+            )
+            for name, queue in failure_queues.items()
+        ]
+        pipeline_failed = images.node.try_find_child(PIPELINE_FAILED_RULE_ID)
+        if not isinstance(pipeline_failed, events.Rule):
+            raise ValueError(
+                f"{images.node.path} has no EventBridge rule {PIPELINE_FAILED_RULE_ID!r}: update "
+                "stacks/monitoring/stack.py to the images stack's pipeline-failure rule"
+            )
+        build_specs = [
+            AlarmSpec(
+                "ImagePipelineFailures",
+                self._rule_metric(pipeline_failed),
+                1,
+                "An execution of the image pipeline failed: open it in CodePipeline and read the failed action",
+            ),
+            *(
+                AlarmSpec(
+                    f"{project.node.id}Failures",
+                    project.metric_failed_builds(period=PERIOD, statistic="Sum"),
+                    1,
+                    f"A {project.node.id} build failed: read its log in the build log group",
+                )
+                for project in (images.build_project, images.record_project)
+            ),
+        ]
+        self.alarms = {
+            spec.id_: self._alarm(spec) for spec in (*endpoint_specs, import_spec, *queue_specs, *build_specs)
+        }
+        self.dashboard = self._dashboard(
+            endpoint_specs=endpoint_specs, import_spec=import_spec, queue_specs=queue_specs, build_specs=build_specs,
+            functions=[f for f in (inference.request_function, inference.import_seg_function) if f is not None],
+        )
+        CfnOutput(self, "NotificationTopicArn", value=self.notification_topic.topic_arn)
+        CfnOutput(self, "DashboardName", value=self.dashboard.dashboard_name)
+
+    def _endpoint_specs(self, config: PlatformConfig, endpoint_name: str) -> list[AlarmSpec]:
+        mon = config.monitoring
+        endpoint = {"EndpointName": endpoint_name}
+        variant = {**endpoint, "VariantName": VARIANT_NAME}
+
+        def metric(name: str, statistic: str, dimensions: dict[str, str]) -> cloudwatch.Metric:
+            return cloudwatch.Metric(
+                namespace=SAGEMAKER_NAMESPACE, metric_name=name, dimensions_map=dimensions, statistic=statistic,
+                period=PERIOD,
+            )
+
+        return [
+            AlarmSpec(
+                "BacklogSize",
+                metric("ApproximateBacklogSize", "Maximum", endpoint),
+                mon.backlog_size_threshold,
+                f"{mon.backlog_size_threshold} or more requests are queued at {endpoint_name}: raise "
+                "serving.asyncMaxInstances or check that instances start (HasBacklogWithoutCapacity)",
+            ),
+            AlarmSpec(
+                "BacklogAge",
+                metric("ApproximateAgeOfOldestRequest", "Maximum", endpoint),
+                mon.backlog_age_minutes * 60,
+                f"A request has waited {mon.backlog_age_minutes} minutes at {endpoint_name}: the endpoint is not "
+                "draining its queue; check its instance count and logs",
+            ),
+            AlarmSpec(
+                "InvocationFailures",
+                metric("InvocationFailures", "Sum", endpoint),
+                mon.error_threshold,
+                f"Async inferences failed at {endpoint_name}: the failure notifications are in the inference "
+                "failure queue and the error files under failures/ in the inference bucket",
+            ),
+            AlarmSpec(
+                "Invocation4XXErrors",
+                metric("Invocation4XXErrors", "Sum", variant),
+                mon.error_threshold,
+                f"The model at {endpoint_name} rejected requests (4xx): a request names a missing image set or an "
+                "unsupported series; read the endpoint's log",
+            ),
+            AlarmSpec(
+                "Invocation5XXErrors",
+                metric("Invocation5XXErrors", "Sum", variant),
+                mon.error_threshold,
+                f"The model at {endpoint_name} failed requests (5xx): read the endpoint's CloudWatch log",
+            ),
+            AlarmSpec(
+                "ModelLatency",
+                metric("ModelLatency", "Average", variant),
+                mon.model_latency_seconds * MICROSECONDS_PER_SECOND,
+                f"Segmentations take over {mon.model_latency_seconds} s on average at {endpoint_name}: check the "
+                "instance type (GPU) and the size of incoming series",
+            ),
+        ]
+
+    @staticmethod
+    def _rule_metric(rule: events.IRule) -> cloudwatch.Metric:
+        # TriggeredRules counts the events a rule matched; these rules match failures only.
+        return cloudwatch.Metric(
+            namespace=EVENTS_NAMESPACE,
+            metric_name="TriggeredRules",
+            dimensions_map={"RuleName": rule.rule_name},
+            statistic="Sum",
+            period=PERIOD,
+        )
+
+    def _alarm(self, spec: AlarmSpec) -> cloudwatch.Alarm:
+        alarm = cloudwatch.Alarm(
+            self,
+            spec.id_,
+            alarm_name=f"{self._prefix}-{spec.id_}",
+            alarm_description=spec.description,
+            metric=spec.metric,
+            threshold=spec.threshold,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            evaluation_periods=1,
+            datapoints_to_alarm=1,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+        action = cloudwatch_actions.SnsAction(self.notification_topic)
+        alarm.add_alarm_action(action)
+        # Recovery is news too: whoever got the alarm learns that it cleared.
+        alarm.add_ok_action(action)
+        return alarm
+
+    def _dashboard(
+        self,
+        *,
+        endpoint_specs: list[AlarmSpec],
+        import_spec: AlarmSpec,
+        queue_specs: list[AlarmSpec],
+        build_specs: list[AlarmSpec],
+        functions: list[Any],
+    ) -> cloudwatch.Dashboard:
+        def graph(title: str, specs: list[AlarmSpec]) -> cloudwatch.GraphWidget:
+            # One metric per graph: draw its alarm threshold too (several metrics would need several lines).
+            annotations = [cloudwatch.HorizontalAnnotation(value=specs[0].threshold, label="alarm")]
+            return cloudwatch.GraphWidget(
+                title=title,
+                left=[spec.metric for spec in specs],
+                width=12,
+                height=6,
+                left_annotations=annotations if len(specs) == 1 else None,
+            )
+
+        by_id = {spec.id_: spec for spec in endpoint_specs}
+        dashboard = cloudwatch.Dashboard(self, "Dashboard", dashboard_name=f"{self._prefix}-operations")
+        dashboard.add_widgets(
+            cloudwatch.AlarmStatusWidget(title="Platform alarms", alarms=list(self.alarms.values()), width=24)
+        )
+        dashboard.add_widgets(
+            graph("Async backlog (requests)", [by_id["BacklogSize"]]),
+            graph("Oldest queued request (s)", [by_id["BacklogAge"]]),
+        )
+        dashboard.add_widgets(
+            graph("Invocation failures and errors", [by_id[i] for i in ("InvocationFailures", "Invocation4XXErrors",
+                                                                         "Invocation5XXErrors")]),
+            graph("Model latency (µs)", [by_id["ModelLatency"]]),
+        )
+        dashboard.add_widgets(
+            graph("Dead-letter and failure queues (messages)", queue_specs),
+            graph("Import job failures", [import_spec]),
+        )
+        dashboard.add_widgets(
+            graph("Image pipeline and build failures", build_specs),
+            cloudwatch.GraphWidget(
+                title="Inference function errors",
+                left=[f.metric_errors(period=PERIOD) for f in functions],
+                width=12,
+                height=6,
+            ),
+        )
+        return dashboard

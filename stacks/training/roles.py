@@ -1,0 +1,107 @@
+"""The training job's execution role: least privilege from the buckets, key, image and VPC it touches."""
+
+from __future__ import annotations
+
+from aws_cdk import Stack
+from aws_cdk import aws_ecr as ecr
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+from stacks.compliance import acknowledge_grant_policy
+from stacks.nag_wildcards import acknowledge_wildcards
+
+SAGEMAKER_SERVICE = "sagemaker.amazonaws.com"
+# SageMaker writes training metrics and logs under these names.
+TRAINING_METRIC_NAMESPACE = "/aws/sagemaker/TrainingJobs"
+TRAINING_LOG_GROUP = "/aws/sagemaker/TrainingJobs"
+
+WILDCARDS_REASON = (
+    "Wildcards are scoped to the training job: objects of the training-data bucket (read) and of the training/ "
+    "prefix of the model-artifacts bucket (checkpoints and model output), KMS actions on the data key only, the "
+    "training jobs' log streams, ECR's token call (no resource-level form) and VPC ENI calls (no resource form)."
+)
+
+
+def training_job_role(
+    scope: Construct,
+    id_: str,
+    *,
+    job_name_prefix: str,
+    training_data_bucket: s3.IBucket,
+    artifacts_bucket: s3.IBucket,
+    artifacts_prefix: str,
+    data_key: kms.IKey,
+    repository: ecr.IRepository,
+) -> iam.Role:
+    stack = Stack.of(scope)
+    role = iam.Role(
+        scope,
+        id_,
+        description=f"Execution role of the SageMaker training jobs {job_name_prefix}-*",
+        assumed_by=iam.ServicePrincipal(
+            SAGEMAKER_SERVICE,
+            # Confused-deputy guard: only SageMaker acting for this account can assume the role.
+            conditions={"StringEquals": {"aws:SourceAccount": stack.account}},
+        ),
+    )
+    repository.grant_pull(role)
+    training_data_bucket.grant_read(role)
+    artifacts_bucket.grant_read_write(role, f"{artifacts_prefix}*")
+    data_key.grant_encrypt_decrypt(role)
+    # Encrypted ML volumes: SageMaker creates a grant on the key for the instance's EBS volume.
+    role.add_to_policy(
+        iam.PolicyStatement(
+            sid="VolumeKeyGrant",
+            actions=["kms:CreateGrant"],
+            resources=[data_key.key_arn],
+            conditions={"Bool": {"kms:GrantIsForAWSResource": "true"}},
+        )
+    )
+    logs_arn = f"arn:{stack.partition}:logs:{stack.region}:{stack.account}:log-group:{TRAINING_LOG_GROUP}"
+    role.add_to_policy(
+        iam.PolicyStatement(
+            sid="TrainingLogs",
+            actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+            resources=[logs_arn, f"{logs_arn}:log-stream:{job_name_prefix}-*"],
+        )
+    )
+    role.add_to_policy(
+        iam.PolicyStatement(
+            sid="TrainingMetrics",
+            actions=["cloudwatch:PutMetricData"],
+            resources=["*"],  # PutMetricData has no resource-level form; the namespace condition scopes it
+            conditions={"StringEquals": {"cloudwatch:namespace": TRAINING_METRIC_NAMESPACE}},
+        )
+    )
+    # The job's instances attach network interfaces in the workload subnets under this role.
+    ec2_arn = f"arn:{stack.partition}:ec2:{stack.region}:{stack.account}"
+    role.add_to_policy(
+        iam.PolicyStatement(
+            sid="DescribeVpc",
+            actions=[
+                "ec2:DescribeNetworkInterfaces",
+                "ec2:DescribeVpcs",
+                "ec2:DescribeDhcpOptions",
+                "ec2:DescribeSubnets",
+                "ec2:DescribeSecurityGroups",
+            ],
+            resources=["*"],
+        )
+    )
+    role.add_to_policy(
+        iam.PolicyStatement(
+            sid="VpcNetworkInterfaces",
+            actions=[
+                "ec2:CreateNetworkInterface",
+                "ec2:CreateNetworkInterfacePermission",
+                "ec2:DeleteNetworkInterface",
+                "ec2:DeleteNetworkInterfacePermission",
+            ],
+            resources=[f"{ec2_arn}:network-interface/*", f"{ec2_arn}:subnet/*", f"{ec2_arn}:security-group/*"],
+        )
+    )
+    acknowledge_grant_policy(role)
+    acknowledge_wildcards(role.node.find_child("DefaultPolicy"), WILDCARDS_REASON)
+    return role

@@ -1,0 +1,84 @@
+"""Real S3 and SageMaker runtime from moto; HealthImaging through botocore's Stubber (moto has no HealthImaging)."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+import pytest
+from botocore.response import StreamingBody
+from botocore.stub import Stubber
+from moto import mock_aws
+
+REGION = "us-east-1"
+INFERENCE = "inference-bucket"
+INBOX = "inbox-bucket"
+IMPORT_OUTPUT = "import-output-bucket"
+DATASTORE_ID = "0123456789abcdef0123456789abcdef"
+IMAGE_SET_ID = "fedcba9876543210fedcba9876543210"
+
+
+@dataclass
+class Aws:
+    s3: Any
+    sagemaker_runtime: Any
+    medical_imaging: Any
+    stubber: Stubber
+    # Every InvokeEndpointAsync request the real (moto) client sent, as the service received its parameters.
+    invocations: list[dict[str, Any]] = field(default_factory=list)
+
+    def keys(self, bucket: str) -> list[str]:
+        return sorted(item["Key"] for item in self.s3.list_objects_v2(Bucket=bucket).get("Contents", []))
+
+    def json_object(self, bucket: str, key: str) -> dict[str, Any]:
+        return dict(json.loads(self.s3.get_object(Bucket=bucket, Key=key)["Body"].read()))
+
+    def expect_metadata(self, *modalities: str, image_set_id: str = IMAGE_SET_ID) -> None:
+        """Queue one GetImageSetMetadata answer: an image set with one series per modality, gzip-compressed."""
+        document = {
+            "SchemaVersion": "1.1",
+            "DatastoreID": DATASTORE_ID,
+            "ImageSetID": image_set_id,
+            "Study": {
+                "DICOM": {"StudyInstanceUID": "1.2.3"},
+                "Series": {f"1.2.3.{i}": {"DICOM": {"Modality": m}, "Instances": {}} for i, m in enumerate(modalities)},
+            },
+        }
+        blob = gzip.compress(json.dumps(document).encode())
+        self.stubber.add_response(
+            "get_image_set_metadata",
+            {
+                "imageSetMetadataBlob": StreamingBody(io.BytesIO(blob), len(blob)),
+                "contentType": "application/json",
+                "contentEncoding": "gzip",
+            },
+            {"datastoreId": DATASTORE_ID, "imageSetId": image_set_id},
+        )
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        monkeypatch.setenv(name, "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    with mock_aws():
+        s3 = boto3.client("s3", region_name=REGION)
+        for bucket in (INFERENCE, INBOX, IMPORT_OUTPUT):
+            s3.create_bucket(Bucket=bucket)
+        sagemaker_runtime = boto3.client("sagemaker-runtime", region_name=REGION)
+        medical_imaging = boto3.client("medical-imaging", region_name=REGION)
+        with Stubber(medical_imaging) as stubber:
+            env = Aws(s3, sagemaker_runtime, medical_imaging, stubber)
+
+            def record(params: dict[str, Any], **_: Any) -> None:
+                env.invocations.append(dict(params))
+
+            sagemaker_runtime.meta.events.register("provide-client-params.sagemaker-runtime.InvokeEndpointAsync", record)
+            yield env
+            # Every HealthImaging call the test expected was made, and no other.
+            stubber.assert_no_pending_responses()

@@ -1,0 +1,167 @@
+"""Monitoring stack: an alarm per failure signal, all to one encrypted topic, thresholds from config, one dashboard."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.stacks.assembly import Assembly
+from tests.stacks.test_inference_stack import synthesize_inference_variant
+
+STACK = "Monitoring"
+ENDPOINT = {"Name": "EndpointName", "Value": "monai-imaging-dev-spleen-async"}
+VARIANT = {"Name": "VariantName", "Value": "AllTraffic"}
+
+
+@pytest.fixture
+def tuned_assembly() -> Assembly:
+    """Thresholds changed and an e-mail address set: see test_inference_stack.INFERENCE_OVERRIDES."""
+    return synthesize_inference_variant()
+
+
+def alarms(assembly: Assembly) -> dict[str, dict[str, Any]]:
+    """Alarms by the name the platform gives them, without the "<project>-<stage>-" prefix."""
+    found = assembly.resources(STACK, "AWS::CloudWatch::Alarm").values()
+    return {a["Properties"]["AlarmName"].removeprefix("monai-imaging-dev-"): a["Properties"] for a in found}
+
+
+def topic_id(assembly: Assembly) -> str:
+    (logical_id,) = assembly.resources(STACK, "AWS::SNS::Topic")
+    return logical_id
+
+
+def output_name(value: Any) -> str:
+    assert isinstance(value, dict), f"not a cross-stack reference: {value}"
+    assert "Fn::GetStackOutput" in value, f"not a cross-stack reference: {value}"
+    return str(value["Fn::GetStackOutput"]["OutputName"])
+
+
+# (alarm, namespace, metric, statistic, dimensions or the stack output the single dimension reads)
+EXPECTED_ALARMS = [
+    ("BacklogSize", "AWS/SageMaker", "ApproximateBacklogSize", "Maximum", [ENDPOINT]),
+    ("BacklogAge", "AWS/SageMaker", "ApproximateAgeOfOldestRequest", "Maximum", [ENDPOINT]),
+    ("InvocationFailures", "AWS/SageMaker", "InvocationFailures", "Sum", [ENDPOINT]),
+    # The common endpoint metrics are published per variant.
+    ("Invocation4XXErrors", "AWS/SageMaker", "Invocation4XXErrors", "Sum", [ENDPOINT, VARIANT]),
+    ("Invocation5XXErrors", "AWS/SageMaker", "Invocation5XXErrors", "Sum", [ENDPOINT, VARIANT]),
+    ("ModelLatency", "AWS/SageMaker", "ModelLatency", "Average", [ENDPOINT, VARIANT]),
+    ("ImportJobFailures", "AWS/Events", "TriggeredRules", "Sum", "ImportJobFailedRule"),
+    ("ImagingDeadLettersDepth", "AWS/SQS", "ApproximateNumberOfMessagesVisible", "Maximum", "DeadLetterQueue"),
+    ("ApprovalDeadLettersDepth", "AWS/SQS", "ApproximateNumberOfMessagesVisible", "Maximum", "DeadLetterQueue"),
+    ("InferenceDeadLettersDepth", "AWS/SQS", "ApproximateNumberOfMessagesVisible", "Maximum", "DeadLetterQueue"),
+    ("InferenceFailuresDepth", "AWS/SQS", "ApproximateNumberOfMessagesVisible", "Maximum", "FailureQueue"),
+    ("ImagePipelineFailures", "AWS/Events", "TriggeredRules", "Sum", "PipelineFailed"),
+    ("BuildImagesFailures", "AWS/CodeBuild", "FailedBuilds", "Sum", "BuildImages"),
+    ("RecordImageUrisFailures", "AWS/CodeBuild", "FailedBuilds", "Sum", "RecordImageUris"),
+]
+
+
+def test_there_is_one_alarm_per_failure_signal_and_no_other(assembly: Assembly) -> None:
+    assert sorted(alarms(assembly)) == sorted(name for name, *_ in EXPECTED_ALARMS)
+
+
+@pytest.mark.parametrize(("name", "namespace", "metric", "statistic", "dimensions"), EXPECTED_ALARMS,
+                         ids=[row[0] for row in EXPECTED_ALARMS])
+def test_each_alarm_watches_its_metric(
+    assembly: Assembly, name: str, namespace: str, metric: str, statistic: str, dimensions: Any
+) -> None:
+    alarm = alarms(assembly)[name]
+    assert (alarm["Namespace"], alarm["MetricName"], alarm["Statistic"]) == (namespace, metric, statistic)
+    if isinstance(dimensions, list):
+        assert alarm["Dimensions"] == dimensions
+    else:
+        (dimension,) = alarm["Dimensions"]
+        assert dimensions in output_name(dimension["Value"])
+
+
+def test_the_dead_letter_alarms_watch_the_queues_of_every_stack_that_has_one(assembly: Assembly) -> None:
+    by_name = alarms(assembly)
+    stacks = {
+        name: by_name[name]["Dimensions"][0]["Value"]["Fn::GetStackOutput"]["StackName"]
+        for name in by_name
+        if name.endswith("Depth")
+    }
+    assert stacks == {
+        "ImagingDeadLettersDepth": "monai-imaging-dev-imaging",
+        "ApprovalDeadLettersDepth": "monai-imaging-dev-approval",
+        "InferenceDeadLettersDepth": "monai-imaging-dev-inference",
+        "InferenceFailuresDepth": "monai-imaging-dev-inference",
+    }
+
+
+def test_every_alarm_notifies_the_one_topic_and_stays_quiet_without_data(assembly: Assembly) -> None:
+    topic = {"Ref": topic_id(assembly)}
+    for name, alarm in alarms(assembly).items():
+        assert alarm["AlarmActions"] == [topic], name
+        assert alarm["OKActions"] == [topic], name
+        # The endpoint at zero instances and an empty queue publish nothing: that is health, not an outage.
+        assert alarm["TreatMissingData"] == "notBreaching", name
+        assert alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold", name
+        assert len(alarm["AlarmDescription"]) > 40, name  # tells the reader what to do
+
+
+@pytest.mark.parametrize(
+    ("fixture", "expected"),
+    [
+        # cdk.json defaults: 20 queued, 60 minutes, 900 s (ModelLatency is in microseconds), 1 error
+        ("assembly", {"BacklogSize": 20, "BacklogAge": 3600, "ModelLatency": 900_000_000, "InvocationFailures": 1,
+                      "Invocation4XXErrors": 1, "Invocation5XXErrors": 1}),
+        # monitoring.* overridden: 5 queued, 15 minutes, 120 s, 3 errors
+        ("tuned_assembly", {"BacklogSize": 5, "BacklogAge": 900, "ModelLatency": 120_000_000, "InvocationFailures": 3,
+                            "Invocation4XXErrors": 3, "Invocation5XXErrors": 3}),
+    ],
+)
+def test_thresholds_follow_the_configuration(
+    request: pytest.FixtureRequest, fixture: str, expected: dict[str, int]
+) -> None:
+    by_name = alarms(request.getfixturevalue(fixture))
+    assert {name: by_name[name]["Threshold"] for name in expected} == expected
+    # Must not move: a single failed import, dead letter or build always alarms.
+    assert {by_name[n]["Threshold"] for n in ("ImportJobFailures", "InferenceDeadLettersDepth", "BuildImagesFailures")} == {1}
+
+
+def test_the_topic_is_encrypted_with_a_key_cloudwatch_of_this_account_may_use(assembly: Assembly) -> None:
+    (topic,) = assembly.resources(STACK, "AWS::SNS::Topic").values()
+    assert topic["Properties"]["TopicName"] == "monai-imaging-dev-alarms"
+    assert topic["Properties"]["KmsMasterKeyId"]["Fn::GetAtt"][0].startswith("NotificationKey")
+    (key,) = assembly.resources(STACK, "AWS::KMS::Key").values()
+    assert key["Properties"]["EnableKeyRotation"] is True
+    (cloudwatch,) = [s for s in key["Properties"]["KeyPolicy"]["Statement"]
+                     if s["Principal"] == {"Service": "cloudwatch.amazonaws.com"}]
+    assert sorted(cloudwatch["Action"]) == ["kms:Decrypt", "kms:GenerateDataKey*"]
+    assert cloudwatch["Condition"] == {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}
+
+
+@pytest.mark.parametrize(
+    ("fixture", "emails"),
+    [
+        ("assembly", []),  # notificationEmails empty by default: no subscription to confirm
+        ("tuned_assembly", ["imaging-ops@example.org"]),
+    ],
+)
+def test_notification_emails_subscribe_to_the_topic(
+    request: pytest.FixtureRequest, fixture: str, emails: list[str]
+) -> None:
+    assembly: Assembly = request.getfixturevalue(fixture)
+    subscriptions = [s["Properties"] for s in assembly.resources(STACK, "AWS::SNS::Subscription").values()]
+    assert [s["Endpoint"] for s in subscriptions] == emails
+    for subscription in subscriptions:
+        assert (subscription["Protocol"], subscription["TopicArn"]) == ("email", {"Ref": topic_id(assembly)})
+
+
+def dashboard_body(assembly: Assembly) -> str:
+    (dashboard,) = assembly.resources(STACK, "AWS::CloudWatch::Dashboard").values()
+    assert dashboard["Properties"]["DashboardName"] == "monai-imaging-dev-operations"
+    # The body is a Fn::Join of literal JSON fragments and references: its literal text is what widgets say.
+    return "".join(part for part in dashboard["Properties"]["DashboardBody"]["Fn::Join"][1] if isinstance(part, str))
+
+
+def test_one_dashboard_shows_every_alarmed_metric_and_the_alarm_status(assembly: Assembly) -> None:
+    body = dashboard_body(assembly)
+    for _, namespace, metric, *_ in EXPECTED_ALARMS:
+        assert f'"{namespace}","{metric}"' in body, metric
+    assert '"type":"alarm"' in body  # the status widget of all alarms
+    # Backlog, age, failures and errors, latency, queues, imports, builds, inference function errors.
+    assert body.count('"type":"metric"') == 8
+    assert '"AWS/Lambda","Errors"' in body

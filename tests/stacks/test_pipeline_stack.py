@@ -1,0 +1,231 @@
+"""The release pipeline (`-c pipeline=true`): stage order, synth step, image builds, approval, cross-account, compliance.
+
+Synthesized once per session with a cross-account layout (pipeline in one account, prod in another, dev in the
+pipeline's), the way a team would configure it; the compliance checks are test_compliance's, reused.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import aws_cdk as cdk
+import pytest
+
+from stacks.compliance import add_compliance_checks
+from stacks.config import ConfigError, build_pipeline_config, pipeline_enabled
+from stacks.pipeline.stack import SYNTH_COMMANDS, build_release_pipeline
+from tests.stacks import test_compliance as compliance
+from tests.stacks.assembly import PROJECT_ROOT, Assembly, cdk_json_context
+
+PIPELINE_ACCOUNT = "111111111111"
+PROD_ACCOUNT = "222222222222"
+PIPELINE_TEMPLATE = "Pipeline"
+# cfn-lint's E3703 (prefer Fn::Sub) fires on the bootstrap-role ARNs that CDK Pipelines renders with Fn::Join.
+PIPELINE_CFN_LINT_IGNORED = {
+    "E3703": "aws-cdk-lib's CDK Pipelines renders the stage bootstrap-role ARNs with Fn::Join; the template is "
+    "generated, and Fn::Join builds the same ARN.",
+}
+
+
+def cross_account_context() -> dict[str, Any]:
+    context = copy.deepcopy(cdk_json_context())
+    context["platform"]["defaults"]["pipeline"]["account"] = PIPELINE_ACCOUNT
+    context["platform"]["stages"]["prod"]["account"] = PROD_ACCOUNT
+    context["pipeline"] = "true"
+    return context
+
+
+@pytest.fixture(scope="session")
+def pipeline_assembly(tmp_path_factory: pytest.TempPathFactory) -> Assembly:
+    outdir = tmp_path_factory.mktemp("cdk-out-pipeline")
+    app = cdk.App(context=cross_account_context(), outdir=str(outdir))
+    build_release_pipeline(app, app.node.get_all_context())
+    add_compliance_checks(app)
+    app.synth()
+    templates = {p.name.removesuffix(".template.json"): json.loads(p.read_text()) for p in outdir.glob("*.template.json")}
+    return Assembly(outdir=outdir, templates=templates)
+
+
+def pipeline_stages(assembly: Assembly) -> dict[str, list[dict[str, Any]]]:
+    (pipeline,) = assembly.resources(PIPELINE_TEMPLATE, "AWS::CodePipeline::Pipeline").values()
+    return {stage["Name"]: stage["Actions"] for stage in pipeline["Properties"]["Stages"]}
+
+
+def run_order(actions: list[dict[str, Any]], name_fragment: str) -> int:
+    (order,) = [a["RunOrder"] for a in actions if name_fragment in a["Name"]]
+    return int(order)
+
+
+def test_only_the_pipeline_stack_is_top_level_and_the_stages_are_nested_assemblies(pipeline_assembly: Assembly) -> None:
+    assert set(pipeline_assembly.templates) == {PIPELINE_TEMPLATE}
+    manifest = json.loads((pipeline_assembly.outdir / "manifest.json").read_text())
+    nested = {k for k, v in manifest["artifacts"].items() if v["type"] == "cdk:cloud-assembly"}
+    assert nested == {"assembly-Pipeline-Dev", "assembly-Pipeline-Prod"}
+
+
+def test_stages_run_source_synth_selfmutate_assets_dev_then_prod(pipeline_assembly: Assembly) -> None:
+    assert list(pipeline_stages(pipeline_assembly)) == ["Source", "Build", "UpdatePipeline", "Assets", "Dev", "Prod"]
+
+
+def test_prod_starts_with_a_manual_approval_and_dev_has_none(pipeline_assembly: Assembly) -> None:
+    stages = pipeline_stages(pipeline_assembly)
+    approvals = {
+        name: [a["Name"] for a in actions if a["ActionTypeId"]["Category"] == "Approval"]
+        for name, actions in stages.items()
+    }
+    assert approvals["Prod"] == ["Promote-prod"]
+    assert approvals["Dev"] == []
+    assert run_order(stages["Prod"], "Promote-prod") < min(
+        a["RunOrder"] for a in stages["Prod"] if a["ActionTypeId"]["Category"] == "Deploy"
+    )
+
+
+def image_uri_readers(assembly: Assembly, stage: str) -> set[str]:
+    """Stack names in the stage's nested assembly that resolve an image URI from SSM at deploy time."""
+    nested = assembly.outdir / f"assembly-Pipeline-{stage}"
+    readers = set()
+    for artifact in json.loads((nested / "manifest.json").read_text())["artifacts"].values():
+        if artifact["type"] != "aws:cloudformation:stack":
+            continue
+        template = json.loads((nested / artifact["properties"]["templateFile"]).read_text())
+        defaults = [str(p.get("Default")) for p in template.get("Parameters", {}).values()]
+        if any(d.startswith(f"/monai-imaging-{stage.lower()}/images/") for d in defaults):
+            readers.add(artifact["properties"]["stackName"])
+    return readers
+
+
+@pytest.mark.parametrize("stage", ["Dev", "Prod"])
+def test_images_are_built_after_the_images_stack_and_before_every_image_reader(
+    pipeline_assembly: Assembly, stage: str
+) -> None:
+    actions = pipeline_stages(pipeline_assembly)[stage]
+    prefix = f"monai-imaging-{stage.lower()}"
+    build = run_order(actions, f"BuildImages-{stage.lower()}")
+    assert run_order(actions, f"{prefix}-images.Deploy") < build
+    readers = image_uri_readers(pipeline_assembly, stage)
+    assert f"{prefix}-serving" in readers  # the must case: the async endpoint reads its image URI
+    for reader in readers:
+        assert build < run_order(actions, f"{reader}.Prepare"), f"{reader} deploys before its images exist"
+
+
+def test_synth_step_runs_make_test_then_the_pipeline_synth_on_python_311_and_node_20(pipeline_assembly: Assembly) -> None:
+    projects = pipeline_assembly.resources(PIPELINE_TEMPLATE, "AWS::CodeBuild::Project")
+    (synth,) = [p for k, p in projects.items() if "Synth" in k]
+    spec = json.loads(synth["Properties"]["Source"]["BuildSpec"])
+    assert spec["phases"]["install"]["runtime-versions"] == {"python": "3.11", "nodejs": "20"}
+    assert spec["phases"]["build"]["commands"] == SYNTH_COMMANDS
+    assert SYNTH_COMMANDS[0] == "make test"
+    assert "-c pipeline=true" in SYNTH_COMMANDS[1]
+    assert spec["artifacts"]["base-directory"] == "cdk.out"
+
+
+def test_image_builds_are_privileged_and_push_only_to_their_stage_account(pipeline_assembly: Assembly) -> None:
+    template = pipeline_assembly.templates[PIPELINE_TEMPLATE]
+    projects = pipeline_assembly.resources(PIPELINE_TEMPLATE, "AWS::CodeBuild::Project")
+    builds = {k: p for k, p in projects.items() if "BuildImages" in k}
+    assert len(builds) == 2
+    # Must: docker needs privileged mode on the image builds; must not: any other project gets it.
+    assert all(p["Properties"]["Environment"]["PrivilegedMode"] for p in builds.values())
+    assert not any(p["Properties"]["Environment"].get("PrivilegedMode") for k, p in projects.items() if k not in builds)
+    policies = json.dumps(pipeline_assembly.resources(PIPELINE_TEMPLATE, "AWS::IAM::Policy"))
+    assert f":ecr:us-east-1:{PROD_ACCOUNT}:repository/monai-imaging-prod/pytorch-inference" in policies
+    assert f":ecr:us-east-1:{PIPELINE_ACCOUNT}:repository/monai-imaging-dev/pytorch-inference" in policies
+    assert f"{PROD_ACCOUNT}:repository/monai-imaging-dev" not in policies
+    assert "arn:aws:" not in json.dumps({k: template["Resources"][k] for k in builds})
+
+
+def test_cross_account_deploys_assume_the_stage_accounts_bootstrap_roles(pipeline_assembly: Assembly) -> None:
+    stages = pipeline_stages(pipeline_assembly)
+    prod_roles = json.dumps([a.get("RoleArn") for a in stages["Prod"] if a["ActionTypeId"]["Category"] == "Deploy"])
+    dev_roles = json.dumps([a.get("RoleArn") for a in stages["Dev"] if a["ActionTypeId"]["Category"] == "Deploy"])
+    assert f"cdk-hnb659fds-deploy-role-{PROD_ACCOUNT}-us-east-1" in prod_roles
+    assert PROD_ACCOUNT not in dev_roles
+    # The artifacts are encrypted with the pipeline's customer-managed key, which the prod account may use.
+    (key,) = pipeline_assembly.resources(PIPELINE_TEMPLATE, "AWS::KMS::Key").values()
+    assert key["Properties"]["EnableKeyRotation"] is True
+    assert PROD_ACCOUNT in json.dumps(key["Properties"]["KeyPolicy"])
+
+
+def test_pipeline_synth_has_no_unacknowledged_nag_finding(pipeline_assembly: Assembly) -> None:
+    report = json.loads((pipeline_assembly.outdir / "validation-report.json").read_text())
+    assert report["pluginReports"], "the nag packs did not run over the pipeline"
+    for plugin in report["pluginReports"]:
+        assert plugin["violations"] == [], f"{plugin['pluginName']}: {plugin['violations']}"
+    suppressed = [
+        f["ruleName"] for p in report["pluginReports"] for f in p["suppressedViolations"]
+        if any(c["constructPath"].startswith("Pipeline/Pipeline/") for c in f["violatingConstructs"])
+    ]
+    # The generated roles' wildcards are acknowledged finding by finding, never with a bare rule name.
+    assert any(rule.startswith("AwsSolutions-IAM5[") for rule in suppressed)
+
+
+def test_pipeline_acknowledgments_are_scoped_and_reasoned(pipeline_assembly: Assembly) -> None:
+    compliance.test_every_acknowledgment_is_scoped_to_a_resource_and_has_a_reason(pipeline_assembly)
+
+
+@pytest.mark.compliance
+def test_pipeline_template_passes_cfn_lint(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(compliance, "CFN_LINT_IGNORED", {**compliance.CFN_LINT_IGNORED, **PIPELINE_CFN_LINT_IGNORED})
+    compliance.test_cfn_lint_reports_nothing(request, "pipeline_assembly")
+
+
+@pytest.mark.compliance
+def test_pipeline_templates_pass_checkov(request: pytest.FixtureRequest) -> None:
+    compliance.test_checkov_reports_no_failed_check(request, "pipeline_assembly")
+
+
+@pytest.mark.parametrize(
+    ("context_value", "expected"),
+    [
+        (None, False),  # absent: the default synth builds the stage's stacks
+        ("true", True),  # -c pipeline=true
+        ("false", False),  # -c pipeline=false
+        (True, True),  # a JSON boolean in cdk.json or cdk.context.json
+    ],
+)
+def test_pipeline_switch_parses_the_context_value(context_value: Any, expected: bool) -> None:
+    context = {} if context_value is None else {"pipeline": context_value}
+    assert pipeline_enabled(context) is expected
+
+
+def test_pipeline_switch_refuses_a_non_boolean() -> None:
+    with pytest.raises(ConfigError, match="context key 'pipeline' must be true or false, got 'yes'"):
+        pipeline_enabled({"pipeline": "yes"})
+
+
+def test_default_pipeline_config_deploys_dev_then_prod_from_the_embedded_config() -> None:
+    config = build_pipeline_config(cdk_json_context())
+    assert config.stages == ("dev", "prod")
+    assert config.account is None
+    assert config.region == "us-east-1"
+
+
+def test_image_build_spec_is_the_containers_buildspec_plus_the_ssm_record() -> None:
+    from stacks.images.stack import RECORD_COMMANDS
+    from stacks.pipeline.stack import image_build_spec
+
+    spec = image_build_spec()
+    assert spec["phases"]["post_build"]["commands"][-len(RECORD_COMMANDS):] == RECORD_COMMANDS
+    assert any("docker push" in command for command in spec["phases"]["post_build"]["commands"])
+    assert "artifacts" not in spec
+
+
+def test_cdk_ls_with_the_switch_lists_the_pipeline_and_every_stage_stack(tmp_path: Path, assembly: Assembly) -> None:
+    # app.py's switch as users flip it; without it, test_cli's listing shows the stage's stacks alone.
+    result = subprocess.run(
+        ["npx", "--no-install", "cdk", "ls", "-c", "pipeline=true", "--output", str(tmp_path)],
+        cwd=PROJECT_ROOT, capture_output=True, text=True, check=False, timeout=300,
+        env={**os.environ, "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    expected = ["Pipeline (monai-imaging-release-pipeline)"] + [
+        f"Pipeline/{stage.title()}/{stack_id} (monai-imaging-{stage}-{stack_id.lower()})"
+        for stage in ("dev", "prod")
+        for stack_id in assembly.templates
+    ]
+    assert sorted(result.stdout.splitlines()) == sorted(expected)

@@ -1,0 +1,66 @@
+"""Real S3 from moto; SageMaker through botocore's Stubber, which checks every request against the service model
+(moto's SageMaker lacks DescribeModelPackage and UpdateEndpoint's DeploymentConfig)."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+import pytest
+from botocore.stub import Stubber
+from moto import mock_aws
+
+REGION = "us-east-1"
+ARTIFACTS = "model-artifacts-bucket"
+
+
+@dataclass
+class Aws:
+    s3: Any
+    sagemaker: Any
+    stubber: Stubber
+
+    def read(self, key: str) -> bytes:
+        return bytes(self.s3.get_object(Bucket=ARTIFACTS, Key=key)["Body"].read())
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        monkeypatch.setenv(name, "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    with mock_aws():
+        s3 = boto3.client("s3", region_name=REGION)
+        s3.create_bucket(Bucket=ARTIFACTS)
+        sagemaker = boto3.client("sagemaker", region_name=REGION)
+        with Stubber(sagemaker) as stubber:
+            yield Aws(s3, sagemaker, stubber)
+            # Every SageMaker call the test expected was made, and no other.
+            stubber.assert_no_pending_responses()
+
+
+def model_archive(members: dict[str, bytes]) -> bytes:
+    """A training job's model.tar.gz: the model directory's files at the archive's top level."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def contract_members() -> dict[str, bytes]:
+    """What the trainer writes to SM_MODEL_DIR: real contract metadata, stand-in network bytes."""
+    from model_code.segmentation.contract import spleen_metadata  # imports torch: only where needed
+
+    return {
+        "model.ts": b"torchscript-bytes",
+        "metadata.json": json.dumps(spleen_metadata().to_json()).encode(),
+        "model.pt": b"state-dict",
+    }
