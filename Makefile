@@ -18,7 +18,7 @@ TEST_PREREQS :=
 # This machine's pip configuration names local indexes that may be absent; pip warns once per package.
 PIP_NOISE := grep -v "is ignored: it is neither a file nor a directory" || true
 
-.PHONY: help venv node tools setup synth test lint typecheck pytest ls diff deploy bootstrap clean
+.PHONY: help venv node tools setup synth test lint typecheck pytest ls diff deploy bootstrap bench clean
 
 help:  ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sort | awk -F ':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -73,6 +73,8 @@ bootstrap: venv node  ## cdk bootstrap the account and region of STAGE (needs AW
 
 deploy: synth  ## deploy every stack of STAGE (needs AWS credentials)
 	$(CDK) deploy --all -c stage=$(STAGE) --require-approval broadening
+
+bench: bench-healthimaging bench-segmentation bench-serving  ## every side-by-side benchmark (prints ratios)
 
 clean:  ## remove build outputs (keeps the venvs)
 	rm -rf $(CDK_OUT) .pytest_cache .mypy_cache .ruff_cache build

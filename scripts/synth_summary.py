@@ -26,7 +26,13 @@ def stack_templates(outdir: Path) -> dict[str, Path]:
     return found
 
 
-def nag_counts(outdir: Path) -> tuple[Counter[str], Counter[str]]:
+def owning_stack(construct_path: str, stacks: list[str]) -> str:
+    """The stack (display name, e.g. ``Pipeline/Dev/Data``) whose construct path holds ``construct_path``."""
+    owners = [name for name in stacks if construct_path.startswith(f"{name}/")]
+    return max(owners, key=len) if owners else construct_path.split("/")[0]
+
+
+def nag_counts(outdir: Path, stacks: list[str]) -> tuple[Counter[str], Counter[str]]:
     """(unacknowledged, acknowledged) finding counts per stack from cdk-nag's validation report."""
     violations: Counter[str] = Counter()
     acknowledged: Counter[str] = Counter()
@@ -37,18 +43,17 @@ def nag_counts(outdir: Path) -> tuple[Counter[str], Counter[str]]:
         for counter, key in ((violations, "violations"), (acknowledged, "suppressedViolations")):
             for finding in plugin.get(key, []):
                 for construct in finding.get("violatingConstructs", []):
-                    counter[construct["constructPath"].split("/")[0]] += 1
+                    counter[owning_stack(construct["constructPath"], stacks)] += 1
     return violations, acknowledged
 
 
 def main(outdir: Path) -> int:
     templates = stack_templates(outdir)
-    violations, acknowledged = nag_counts(outdir)
+    violations, acknowledged = nag_counts(outdir, list(templates))
     print(f"{'stack':<28}{'resources':>10}{'nag findings':>14}{'acknowledged':>14}")
     for name, template_file in sorted(templates.items()):
         resources = json.loads(template_file.read_text()).get("Resources", {})
-        root = name.split("/")[-1]
-        print(f"{name:<28}{len(resources):>10}{violations[root]:>14}{acknowledged[root]:>14}")
+        print(f"{name:<28}{len(resources):>10}{violations[name]:>14}{acknowledged[name]:>14}")
     total = sum(violations.values())
     verdict = "0 unacknowledged findings" if total == 0 else f"{total} UNACKNOWLEDGED FINDINGS"
     print(f"cdk-nag (AwsSolutions + HIPAA.Security): {verdict}; {sum(acknowledged.values())} acknowledged with reasons")

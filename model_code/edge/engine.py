@@ -21,12 +21,9 @@ from model_code.edge.grid import (
     to_model_grid,
 )
 from model_code.edge.layout import EDGE_KEY, INPUT_NAME, ONNX_FILE, BundleError, BundleFormat, verify_manifest
-from model_code.imaging.errors import InvalidSeriesError
 from model_code.imaging.series import ImageSeries
 from model_code.model_dir import MODEL_FILE, ModelMetadata
-
-# The spleen model reads Hounsfield units (the torch pipeline accepts the same modalities).
-SUPPORTED_MODALITIES = ("CT",)
+from model_code.segmentation.contract import check_series, spleen_summary
 
 
 @dataclass(frozen=True)
@@ -99,14 +96,7 @@ class EdgeModel:
         return cls(network=loader(bundle / file_name, threads=threads), metadata=metadata, runtime=fmt.value)
 
     def check(self, series: ImageSeries) -> None:
-        if not series.datasets:
-            raise InvalidSeriesError("the series has no source instances: a SEG must reference them")
-        if series.modality not in SUPPORTED_MODALITIES:
-            raise InvalidSeriesError(
-                f"the spleen model reads CT (Hounsfield units); this series is {series.modality or 'of no modality'}: "
-                "send the CT series of the study",
-                [series.series_instance_uid],
-            )
+        check_series(series)
 
     def predict_mask(self, series: ImageSeries, timings: dict[str, float] | None = None) -> np.ndarray:
         timings = {} if timings is None else timings
@@ -151,21 +141,9 @@ class EdgeModel:
     def _summary(
         self, series: ImageSeries, mask: np.ndarray, seg: pydicom.Dataset, timings: dict[str, float]
     ) -> dict[str, Any]:
-        voxels = int(mask.sum(dtype=np.int64))
-        voxel_ml = abs(float(np.linalg.det(series.affine[:3, :3]))) / 1000.0
-        centroid = None
-        if voxels:
-            index = np.argwhere(mask).mean(axis=0)
-            centroid = [round(float(v), 3) for v in (series.affine @ np.append(index, 1.0))[:3]]
         # The keys the async endpoint's summary carries, so callers parse one shape.
         return {
-            "model": {"name": self.metadata.name, "version": self.metadata.version},
-            "series_instance_uid": series.series_instance_uid,
-            "seg_series_instance_uid": str(seg.SeriesInstanceUID),
-            "seg_sop_instance_uid": str(seg.SOPInstanceUID),
-            "spleen_voxel_count": voxels,
-            "spleen_volume_ml": round(voxels * voxel_ml, 3),
-            "spleen_centroid_lps_mm": centroid,
+            **spleen_summary(self.metadata, series, mask, seg),
             "volume_shape": list(series.volume.shape),
             "voxel_spacing_mm": [round(v, 4) for v in series.spacing],
             "device": "cpu",

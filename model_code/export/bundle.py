@@ -41,6 +41,7 @@ RUNNER_MODULES = (
     "imaging/series.py",
     "segmentation/__init__.py",
     "segmentation/contract.py",
+    "segmentation/geometry.py",
     "segmentation/seg_writer.py",
     "serving/__init__.py",
     "serving/clients.py",

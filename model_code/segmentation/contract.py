@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
+from model_code.imaging.errors import InvalidSeriesError
 from model_code.model_dir import InferenceSpec, ModelMetadata, NetworkSpec, Preprocessing
 
 if TYPE_CHECKING:
-    # Only an annotation: the edge runner imports this module on devices without torch.
+    # Only annotations: the edge runner imports this module on devices without torch.
+    import pydicom
     import torch
+
+    from model_code.imaging.series import ImageSeries
 
 MODEL_NAME = "spleen_ct_segmentation"
 SPLEEN_LABEL = 1
+# The spleen model reads Hounsfield units (the torch pipeline and the edge runner accept the same modalities).
+SUPPORTED_MODALITIES = ("CT",)
 
 # The MONAI model-zoo spleen_ct_segmentation UNet, exactly as its bundle builds it.
 SPLEEN_UNET_ARGS: dict[str, object] = {
@@ -44,3 +52,41 @@ def spleen_metadata(*, version: str = "0.1.0", metrics: dict[str, float] | None 
         inference=InferenceSpec(),
         metrics=dict(metrics or {}),
     )
+
+
+def check_series(series: ImageSeries) -> None:
+    """Raises InvalidSeriesError for a series the spleen model cannot segment into a SEG."""
+    if not series.datasets:
+        raise InvalidSeriesError("the series has no source instances: a SEG must reference them")
+    if series.modality not in SUPPORTED_MODALITIES:
+        raise InvalidSeriesError(
+            f"the spleen model reads CT (Hounsfield units); this series is {series.modality or 'of no modality'}: "
+            "send the CT series of the study",
+            [series.series_instance_uid],
+        )
+
+
+def spleen_summary(
+    metadata: ModelMetadata, series: ImageSeries, mask: np.ndarray, seg: pydicom.Dataset
+) -> dict[str, Any]:
+    """The summary keys every serving path reports first (model, UIDs, spleen volume and centroid)."""
+    voxels = int(mask.sum(dtype=np.int64))
+    voxel_ml = abs(float(np.linalg.det(series.affine[:3, :3]))) / 1000.0
+    centroid: list[float] | None = None
+    if voxels:
+        # Mean voxel index from the three marginal sums: no index list of every foreground voxel.
+        # (Integer sums, one division: the same value as np.argwhere(mask).mean(axis=0).)
+        index = []
+        for axis in range(3):
+            marginal = mask.sum(axis=tuple(a for a in range(3) if a != axis), dtype=np.int64)
+            index.append(float(np.dot(marginal, np.arange(mask.shape[axis]))) / voxels)
+        centroid = [round(float(v), 3) for v in (series.affine @ np.append(index, 1.0))[:3]]
+    return {
+        "model": {"name": metadata.name, "version": metadata.version},
+        "series_instance_uid": series.series_instance_uid,
+        "seg_series_instance_uid": str(seg.SeriesInstanceUID),
+        "seg_sop_instance_uid": str(seg.SOPInstanceUID),
+        "spleen_voxel_count": voxels,
+        "spleen_volume_ml": round(voxels * voxel_ml, 3),
+        "spleen_centroid_lps_mm": centroid,
+    }

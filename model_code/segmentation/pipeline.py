@@ -19,16 +19,15 @@ import numpy as np
 import pydicom
 import torch
 
-from model_code.imaging.errors import InvalidSeriesError
 from model_code.imaging.series import ImageSeries
 from model_code.model_dir import ModelDirectoryError, ModelMetadata, model_file
+from model_code.segmentation.contract import check_series, spleen_summary
 from model_code.segmentation.inferer import foreground_probability
 from model_code.segmentation.overlay import largest_slice, render_overlay_png
 from model_code.segmentation.resample import from_model_grid, plan_resample, to_model_grid
 from model_code.segmentation.seg_writer import build_segmentation
 
 Progress = Callable[[str], None]
-SUPPORTED_MODALITIES = ("CT",)
 
 
 @dataclass(frozen=True)
@@ -110,16 +109,6 @@ class SegmentationPipeline:
         network.eval()
         return cls(network=network, metadata=metadata, device=resolved, sw_batch_size=sw_batch_size, amp=amp)
 
-    def _check(self, series: ImageSeries) -> None:
-        if not series.datasets:
-            raise InvalidSeriesError("the series has no source instances: a SEG must reference them")
-        if series.modality not in SUPPORTED_MODALITIES:
-            raise InvalidSeriesError(
-                f"the spleen model reads CT (Hounsfield units); this series is {series.modality or 'of no modality'}: "
-                "send the CT series of the study",
-                [series.series_instance_uid],
-            )
-
     def _scale(self, hu: torch.Tensor) -> torch.Tensor:
         pre = self.metadata.preprocessing
         (a_min, a_max), (b_min, b_max) = pre.intensity_window, pre.scaled_range
@@ -156,7 +145,7 @@ class SegmentationPipeline:
 
     def run(self, series: ImageSeries, *, progress: Progress | None = None) -> SegmentationResult:
         """Segment ``series``; raises InvalidSeriesError for input the model cannot read."""
-        self._check(series)
+        check_series(series)
         timer = _Timer()
         mask = self.predict_mask(series, timer=timer, progress=progress)
         with timer.stage("seg", progress):
@@ -171,25 +160,8 @@ class SegmentationPipeline:
     def _summary(
         self, series: ImageSeries, mask: np.ndarray, seg: pydicom.Dataset, shown: int | None, timer: _Timer
     ) -> dict[str, Any]:
-        voxels = int(mask.sum(dtype=np.int64))
-        voxel_ml = abs(float(np.linalg.det(series.affine[:3, :3]))) / 1000.0
-        centroid: list[float] | None = None
-        if voxels:
-            # Mean voxel index from the three marginal sums: no index list of every foreground voxel.
-            index = [
-                float(np.dot(mask.sum(axis=tuple(a for a in range(3) if a != axis), dtype=np.int64),
-                             np.arange(mask.shape[axis]))) / voxels
-                for axis in range(3)
-            ]
-            centroid = [round(float(v), 3) for v in (series.affine @ np.append(index, 1.0))[:3]]
         return {
-            "model": {"name": self.metadata.name, "version": self.metadata.version},
-            "series_instance_uid": series.series_instance_uid,
-            "seg_series_instance_uid": str(seg.SeriesInstanceUID),
-            "seg_sop_instance_uid": str(seg.SOPInstanceUID),
-            "spleen_voxel_count": voxels,
-            "spleen_volume_ml": round(voxels * voxel_ml, 3),
-            "spleen_centroid_lps_mm": centroid,
+            **spleen_summary(self.metadata, series, mask, seg),
             "overlay_slice_index": shown,
             "overlay_sop_instance_uid": str(series.datasets[shown].SOPInstanceUID) if shown is not None else None,
             "volume_shape": list(series.volume.shape),

@@ -14,22 +14,19 @@ from typing import Any
 from aws_cdk import CfnOutput, Duration, Size, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
-from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
-from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from model_code.serving.triton_package import DEFAULT_MODEL_NAME, MODEL_PY, render_config
 from stacks.approval.runtime import deploy_approved as runtime
-from stacks.compliance import acknowledge, acknowledge_grant_policy
-from stacks.components.log_group import encrypted_log_group
+from stacks.compliance import acknowledge
+from stacks.components.platform_function import acknowledge_function_role, encrypted_queue, platform_function
+from stacks.components.security_group import https_egress_security_group
 from stacks.config import PlatformConfig
 from stacks.data.stack import DataStack
-from stacks.nag_wildcards import acknowledge_wildcards
 from stacks.network.stack import NetworkStack
 from stacks.serving.multi_model import MULTI_MODEL_PREFIX
 from stacks.serving.stack import VARIANT_NAME, ServingStack
@@ -38,7 +35,6 @@ from stacks.training.stack import OUTPUT_PREFIX, TrainingStack
 RUNTIME_DIR = str(Path(__file__).resolve().parent / "runtime")
 SAGEMAKER_SOURCE = "aws.sagemaker"
 MODEL_PACKAGE_STATE_CHANGE = "SageMaker Model Package State Change"
-FUNCTION_LOG_RETENTION_DAYS = 365
 # One deployment at a time: two approvals racing would each start an UpdateEndpoint on the same endpoint.
 FUNCTION_RESERVED_CONCURRENCY = 1
 EVENT_RETRY_ATTEMPTS = 4
@@ -48,20 +44,11 @@ ROLLBACK_METRICS: tuple[tuple[str, str, dict[str, str]], ...] = (
     ("ModelErrors", "Invocation5XXErrors", {"VariantName": VARIANT_NAME}),
 )
 
-IAM4_REASON = (
-    "AWSLambdaVPCAccessExecutionRole is the AWS-maintained minimum for a function in a VPC (ENI management "
-    "and log delivery); its ec2 network-interface actions cannot be scoped to resources that do not exist yet."
-)
 IAM5_REASON = (
     "Wildcards are scoped: training output and serving prefixes of the model-artifacts bucket, KMS data-key "
     "actions, this endpoint's model and config names with the -v<version> suffix, model packages of the one group, "
     "and Describe calls on the models and configs CloudFormation named (their generated names are not known here)."
 )
-L1_REASON = (
-    "The platform pins its Lambda handlers to Python 3.13, a supported runtime that receives security patches; "
-    "moving to a newer runtime is one deliberate change for every platform function, not a per-function drift."
-)
-LAMBDA_MANAGED_POLICIES = ("AWSLambdaBasicExecutionRole", "AWSLambdaVPCAccessExecutionRole")
 
 
 def rollback_alarm_name(endpoint_name: str, alarm_id: str) -> str:
@@ -144,37 +131,26 @@ class ApprovalStack(Stack):
             "that SageMaker uses to watch them; it is never shared, so an inline policy is the least privilege.",
         )
 
-        self.dead_letter_queue = sqs.Queue(
+        self.dead_letter_queue = encrypted_queue(
             self,
             "DeadLetterQueue",
-            encryption=sqs.QueueEncryption.KMS,
-            encryption_master_key=data_key,
-            enforce_ssl=True,
-            retention_period=Duration.days(14),
+            key=data_key,
+            no_dead_letter_reason="This queue is itself the dead-letter queue of the deploy function and its rule; "
+            "a queue behind it would only move the same undeliverable approval events again.",
         )
-        acknowledge(
-            self.dead_letter_queue,
-            ["AwsSolutions-SQS3"],
-            "This queue is itself the dead-letter queue of the deploy function and its rule; a queue behind it "
-            "would only move the same undeliverable approval events again.",
-        )
-        self.security_group = ec2.SecurityGroup(
+        self.security_group = https_egress_security_group(
             self,
             "FunctionSecurityGroup",
             vpc=network.vpc,
             description="Approval deploy function - HTTPS out to the VPC endpoints of AWS services only",
-            allow_all_outbound=False,
         )
-        self.security_group.add_egress_rule(ec2.Peer.any_ipv4(), ec2.Port.tcp(443), "HTTPS to AWS service endpoints")
 
-        self.function = lambda_.Function(
+        self.function = platform_function(
             self,
             "DeployApproved",
-            description="Deploys an approved spleen model package to the async endpoint and the Triton prefix",
-            runtime=lambda_.Runtime.PYTHON_3_13,
+            runtime_dir=RUNTIME_DIR,
             handler="deploy_approved.handler",
-            # A plain folder: the handler needs only boto3, which the runtime ships. No bundling at synth.
-            code=lambda_.Code.from_asset(RUNTIME_DIR, exclude=["__pycache__", "*.pyc"]),
+            description="Deploys an approved spleen model package to the async endpoint and the Triton prefix",
             environment={
                 runtime.ENV_ENDPOINT_NAME: endpoint_name,
                 runtime.ENV_MODEL_PACKAGE_GROUP: training.model_package_group_name,
@@ -190,21 +166,18 @@ class ApprovalStack(Stack):
                     rollback_alarm_name(endpoint_name, alarm_id) for alarm_id, _, _ in ROLLBACK_METRICS
                 ),
             },
-            environment_encryption=data_key,
+            environment_key=data_key,
+            logs_key=logs_key,
             timeout=Duration.minutes(5),
             memory_size=1024,
             # The model archive and its Triton repackaging are written under /tmp.
             ephemeral_storage_size=Size.gibibytes(2),
-            reserved_concurrent_executions=FUNCTION_RESERVED_CONCURRENCY,
+            reserved_concurrency=FUNCTION_RESERVED_CONCURRENCY,
             vpc=network.vpc,
-            vpc_subnets=network.workload_subnets,
-            security_groups=[self.security_group],
+            subnets=network.workload_subnets,
+            security_group=self.security_group,
             dead_letter_queue=self.dead_letter_queue,
-            log_group=encrypted_log_group(
-                self, "DeployApprovedLogs", key=logs_key, retention_days=FUNCTION_LOG_RETENTION_DAYS
-            ),
         )
-        self.dead_letter_queue.grant_send_messages(self.function)
         self._grant(
             endpoint_name=endpoint_name,
             model_package_group=training.model_package_group_name,
@@ -306,14 +279,4 @@ class ApprovalStack(Stack):
                 conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
             )
         )
-        role = function.role
-        assert role is not None  # a Function without an explicit role always creates one
-        acknowledge(
-            role,
-            [f"AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/{name}]"
-             for name in LAMBDA_MANAGED_POLICIES],
-            IAM4_REASON,
-        )
-        acknowledge_grant_policy(role)
-        acknowledge_wildcards(role.node.find_child("DefaultPolicy"), IAM5_REASON)
-        acknowledge(function, ["AwsSolutions-L1"], L1_REASON)
+        acknowledge_function_role(function, IAM5_REASON)

@@ -9,7 +9,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from stacks.compliance import acknowledge
+from stacks.compliance import acknowledge, skip_checkov
 
 REPLICATION_REASON = (
     "Cross-region replication is a per-deployment disaster-recovery decision (it copies patient data to a "
@@ -74,3 +74,41 @@ def infrequent_access_rule(days: int, *, prefix: str | None = None) -> s3.Lifecy
 def expiration_rule(days: int, *, prefix: str) -> s3.LifecycleRule:
     """Objects under ``prefix`` expire after ``days`` (transient inference payloads)."""
     return s3.LifecycleRule(id=f"expire-{prefix.strip('/')}", prefix=prefix, expiration=Duration.days(days))
+
+
+def access_logs_bucket(
+    scope: Construct, id_: str, *, expiration_days: int, target_reason: str, encryption_reason: str
+) -> s3.Bucket:
+    """The server-access-log target of other buckets: SSE-S3 (the only encryption log delivery accepts), versioned,
+    retained, expired after ``expiration_days``. ``target_reason`` says why it is not logged itself and
+    ``encryption_reason`` why it is not KMS-encrypted, for the nag and checkov acknowledgments."""
+    bucket = s3.Bucket(
+        scope,
+        id_,
+        encryption=s3.BucketEncryption.S3_MANAGED,
+        block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+        object_ownership=s3.ObjectOwnership.BUCKET_OWNER_PREFERRED,
+        enforce_ssl=True,
+        minimum_tls_version=1.2,
+        versioned=True,
+        lifecycle_rules=[
+            s3.LifecycleRule(
+                id="expire-access-logs",
+                expiration=Duration.days(expiration_days),
+                noncurrent_version_expiration=Duration.days(30),
+            )
+        ],
+        # Object keys in access logs can carry identifiers: keep the audit trail with the data.
+        removal_policy=RemovalPolicy.RETAIN,
+    )
+    acknowledge(bucket, ["AwsSolutions-S1", "HIPAA.Security-S3BucketLoggingEnabled"], target_reason)
+    acknowledge(bucket, ["HIPAA.Security-S3DefaultEncryptionKMS"], encryption_reason)
+    acknowledge(bucket, ["HIPAA.Security-S3BucketReplicationEnabled"], REPLICATION_REASON)
+    skip_checkov(
+        bucket,
+        {
+            "CKV_AWS_18": "This bucket is the access-log target; logging it into itself would loop.",
+            "CKV_AWS_145": encryption_reason,
+        },
+    )
+    return bucket

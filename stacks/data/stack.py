@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_cdk import CfnOutput, Duration, RemovalPolicy, Stack
+from aws_cdk import CfnOutput, Stack
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from stacks.compliance import acknowledge, skip_checkov
 from stacks.components.keys import PlatformKeys
 from stacks.components.secure_bucket import (
-    REPLICATION_REASON,
     SecureBucket,
+    access_logs_bucket,
     expiration_rule,
     infrequent_access_rule,
     noncurrent_version_rule,
@@ -39,39 +38,13 @@ class DataStack(Stack):
         data = config.data
         self.keys = PlatformKeys(self, "Keys", alias_prefix=config.prefix)
 
-        self.access_logs_bucket = s3.Bucket(
+        self.access_logs_bucket = access_logs_bucket(
             self,
             "AccessLogs",
-            encryption=s3.BucketEncryption.S3_MANAGED,
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_PREFERRED,
-            enforce_ssl=True,
-            minimum_tls_version=1.2,
-            versioned=True,
-            lifecycle_rules=[
-                s3.LifecycleRule(
-                    id="expire-access-logs",
-                    expiration=Duration.days(data.access_log_expiration_days),
-                    noncurrent_version_expiration=Duration.days(30),
-                )
-            ],
-            # Object keys in access logs can carry study identifiers: keep the audit trail with the data.
-            removal_policy=RemovalPolicy.RETAIN,
-        )
-        acknowledge(
-            self.access_logs_bucket,
-            ["AwsSolutions-S1", "HIPAA.Security-S3BucketLoggingEnabled"],
-            "This is the server-access-log target of every platform bucket; logging it into itself would loop, "
-            "and CloudTrail data events cover access to it.",
-        )
-        acknowledge(self.access_logs_bucket, ["HIPAA.Security-S3DefaultEncryptionKMS"], ACCESS_LOG_ENCRYPTION_REASON)
-        acknowledge(self.access_logs_bucket, ["HIPAA.Security-S3BucketReplicationEnabled"], REPLICATION_REASON)
-        skip_checkov(
-            self.access_logs_bucket,
-            {
-                "CKV_AWS_18": "This bucket is the access-log target; logging it into itself would loop.",
-                "CKV_AWS_145": ACCESS_LOG_ENCRYPTION_REASON,
-            },
+            expiration_days=data.access_log_expiration_days,
+            target_reason="This is the server-access-log target of every platform bucket; logging it into itself "
+            "would loop, and CloudTrail data events cover access to it.",
+            encryption_reason=ACCESS_LOG_ENCRYPTION_REASON,
         )
 
         def bucket(id_: str, *rules: s3.LifecycleRule) -> s3.Bucket:

@@ -22,11 +22,11 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
-from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from stacks.compliance import acknowledge, acknowledge_grant_policy
-from stacks.components.log_group import encrypted_log_group
+from stacks.compliance import acknowledge_grant_policy
+from stacks.components.platform_function import acknowledge_function_role, encrypted_queue, platform_function
+from stacks.components.security_group import https_egress_security_group
 from stacks.config import PlatformConfig
 from stacks.data.stack import INBOX_INCOMING_PREFIX
 from stacks.imaging.runtime import import_completed, start_import
@@ -39,16 +39,10 @@ IMPORT_JOB_COMPLETED = "Import Job Completed"
 IMPORT_JOB_FAILED = "Import Job Failed"
 IMAGE_SET_CREATED = "Image Set Created"
 MANIFEST_KEY_PATTERN = f"{INBOX_INCOMING_PREFIX}*/{start_import.MANIFEST_NAME}"
-# Function logs carry object keys (study identifiers): kept as long as the audit trail of the buckets.
-FUNCTION_LOG_RETENTION_DAYS = 365
 # An ingestion burst must not exhaust the account's concurrency; imports are asynchronous anyway.
 FUNCTION_RESERVED_CONCURRENCY = 5
 EVENT_RETRY_ATTEMPTS = 4
 
-IAM4_REASON = (
-    "AWSLambdaVPCAccessExecutionRole is the AWS-maintained minimum for a function in a VPC (ENI management "
-    "and log delivery); its ec2 network-interface actions cannot be scoped to resources that do not exist yet."
-)
 IAM5_FUNCTION_REASON = (
     "Wildcards here come from CDK grants scoped to one bucket (object keys under one prefix) and from KMS "
     "actions such as kms:GenerateDataKey* on the single data key; no statement spans other resources."
@@ -57,12 +51,6 @@ IAM5_IMPORT_ROLE_REASON = (
     "HealthImaging reads every object of a batch and writes result files it names itself, so object ARNs end "
     "in a wildcard; reads are limited to the inbox incoming/ prefix and writes to the import-output bucket."
 )
-L1_REASON = (
-    "The platform pins its Lambda handlers to Python 3.13, a supported runtime that receives security patches; "
-    "moving to a newer runtime is one deliberate change for every platform function, not a per-function drift."
-)
-# The action wildcards CDK's grants write (grant_read on a bucket, KMS grants on the data key).
-LAMBDA_MANAGED_POLICIES = ("AWSLambdaBasicExecutionRole", "AWSLambdaVPCAccessExecutionRole")
 
 
 class ImagingStack(Stack):
@@ -104,30 +92,20 @@ class ImagingStack(Stack):
             "ImportAlarmTopic", "HealthImaging import failures and rejected batch manifests", config
         )
         self.image_set_created_topic = self._topic("ImageSetCreatedTopic", "HealthImaging image sets created", config)
-        self.dead_letter_queue = sqs.Queue(
+        self.dead_letter_queue = encrypted_queue(
             self,
             "DeadLetterQueue",
-            encryption=sqs.QueueEncryption.KMS,
-            encryption_master_key=data_key,
-            enforce_ssl=True,
-            retention_period=Duration.days(14),
-        )
-        acknowledge(
-            self.dead_letter_queue,
-            ["AwsSolutions-SQS3"],
-            "This queue is itself the dead-letter queue of the ingestion functions and rules; a queue behind "
-            "it would only move the same undeliverable events again.",
+            key=data_key,
+            no_dead_letter_reason="This queue is itself the dead-letter queue of the ingestion functions and rules; "
+            "a queue behind it would only move the same undeliverable events again.",
         )
 
-        self.security_group = ec2.SecurityGroup(
+        self.security_group = https_egress_security_group(
             self,
             "FunctionSecurityGroup",
             vpc=vpc,
             description="Ingestion functions: HTTPS out to the VPC endpoints of AWS services only",
-            allow_all_outbound=False,
         )
-        # The S3 gateway endpoint is reached at S3's public addresses, so HTTPS egress is not VPC-only.
-        self.security_group.add_egress_rule(ec2.Peer.any_ipv4(), ec2.Port.tcp(443), "HTTPS to AWS service endpoints")
 
         self.start_import_function = self._function(
             "StartImport",
@@ -169,7 +147,7 @@ class ImagingStack(Stack):
         output_bucket.grant_read(self.import_completed_function)
         self.import_summary_topic.grant_publish(self.import_completed_function)
         for function in (self.start_import_function, self.import_completed_function):
-            self._acknowledge_function_role(function)
+            acknowledge_function_role(function, IAM5_FUNCTION_REASON)
 
         self.manifest_uploaded_rule = events.Rule(
             self,
@@ -281,42 +259,23 @@ class ImagingStack(Stack):
         vpc: ec2.IVpc,
         subnets: ec2.SubnetSelection,
     ) -> lambda_.Function:
-        function = lambda_.Function(
+        return platform_function(
             self,
             id_,
-            description=description,
-            runtime=lambda_.Runtime.PYTHON_3_13,
+            runtime_dir=RUNTIME_DIR,
             handler=handler,
-            # A plain folder: the handlers need only boto3, which the runtime ships. No bundling at synth.
-            code=lambda_.Code.from_asset(RUNTIME_DIR, exclude=["__pycache__", "*.pyc"]),
+            description=description,
             environment=environment,
-            environment_encryption=self._data_key,
+            environment_key=self._data_key,
+            logs_key=self._logs_key,
             timeout=Duration.seconds(60),
             memory_size=256,
-            reserved_concurrent_executions=FUNCTION_RESERVED_CONCURRENCY,
+            reserved_concurrency=FUNCTION_RESERVED_CONCURRENCY,
             vpc=vpc,
-            vpc_subnets=subnets,
-            security_groups=[self.security_group],
+            subnets=subnets,
+            security_group=self.security_group,
             dead_letter_queue=self.dead_letter_queue,
-            log_group=encrypted_log_group(
-                self, f"{id_}Logs", key=self._logs_key, retention_days=FUNCTION_LOG_RETENTION_DAYS
-            ),
         )
-        self.dead_letter_queue.grant_send_messages(function)
-        return function
-
-    def _acknowledge_function_role(self, function: lambda_.Function) -> None:
-        role = function.role
-        assert role is not None  # a Function without an explicit role always creates one
-        acknowledge(
-            role,
-            [f"AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/{name}]"
-             for name in LAMBDA_MANAGED_POLICIES],
-            IAM4_REASON,
-        )
-        acknowledge_grant_policy(role)
-        acknowledge_wildcards(role.node.find_child("DefaultPolicy"), IAM5_FUNCTION_REASON)
-        acknowledge(function, ["AwsSolutions-L1"], L1_REASON)
 
     def _function_target(self, function: lambda_.IFunction) -> targets.LambdaFunction:
         return targets.LambdaFunction(

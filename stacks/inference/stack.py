@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from aws_cdk import CfnOutput, Duration, Stack
-from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
@@ -24,22 +23,13 @@ from aws_cdk import aws_sns_subscriptions as subscriptions
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from stacks.compliance import acknowledge, acknowledge_grant_policy
 from stacks.components.keys import rotating_key
-from stacks.components.log_group import encrypted_log_group
+from stacks.components.platform_function import acknowledge_function_role, encrypted_queue, platform_function
+from stacks.components.security_group import https_egress_security_group
 from stacks.config import PlatformConfig
 from stacks.data.stack import INBOX_INCOMING_PREFIX, INFERENCE_INPUT_PREFIX, INFERENCE_OUTPUT_PREFIX, DataStack
-from stacks.imaging.stack import (
-    EVENT_RETRY_ATTEMPTS,
-    FUNCTION_LOG_RETENTION_DAYS,
-    HEALTHIMAGING_SERVICE,
-    IAM4_REASON,
-    L1_REASON,
-    LAMBDA_MANAGED_POLICIES,
-    ImagingStack,
-)
+from stacks.imaging.stack import EVENT_RETRY_ATTEMPTS, HEALTHIMAGING_SERVICE, ImagingStack
 from stacks.inference.runtime import import_seg, request_inference
-from stacks.nag_wildcards import acknowledge_wildcards
 from stacks.network.stack import NetworkStack
 from stacks.serving.stack import ServingStack
 
@@ -50,7 +40,6 @@ SEG_IMPORT_PREFIX = f"{INBOX_INCOMING_PREFIX}inference-seg/"
 # Each request wakes a GPU instance at most; a burst of image sets queues in the endpoint, not in Lambda.
 FUNCTION_RESERVED_CONCURRENCY = 5
 FUNCTION_TIMEOUT = Duration.seconds(60)
-QUEUE_RETENTION = Duration.days(14)
 
 IAM5_REASON = (
     "Wildcards come from CDK grants scoped to one bucket prefix (input/ or output/ of the inference bucket, the "
@@ -108,15 +97,12 @@ class InferenceStack(Stack):
             subscriptions.SqsSubscription(self.failure_queue, raw_message_delivery=True)
         )
 
-        self.security_group = ec2.SecurityGroup(
+        self.security_group = https_egress_security_group(
             self,
             "FunctionSecurityGroup",
             vpc=network.vpc,
             description="Inference functions - HTTPS out to the VPC endpoints of AWS services only",
-            allow_all_outbound=False,
         )
-        # The S3 gateway endpoint is reached at S3's public addresses, so HTTPS egress is not VPC-only.
-        self.security_group.add_egress_rule(ec2.Peer.any_ipv4(), ec2.Port.tcp(443), "HTTPS to AWS service endpoints")
 
         bucket = data.inference_bucket
         datastore_arn = imaging.datastore.attr_datastore_arn
@@ -171,7 +157,7 @@ class InferenceStack(Stack):
 
         functions = [f for f in (self.request_function, self.import_seg_function) if f is not None]
         for function in functions:
-            self._acknowledge_function_role(function)
+            acknowledge_function_role(function, IAM5_REASON)
 
         CfnOutput(self, "DeadLetterQueueUrl", value=self.dead_letter_queue.queue_url)
         CfnOutput(self, "FailureQueueUrl", value=self.failure_queue.queue_url)
@@ -220,53 +206,25 @@ class InferenceStack(Stack):
         return function
 
     def _queue(self, id_: str, no_dlq_reason: str) -> sqs.Queue:
-        queue = sqs.Queue(
-            self,
-            id_,
-            encryption=sqs.QueueEncryption.KMS,
-            encryption_master_key=self.queue_key,
-            enforce_ssl=True,
-            retention_period=QUEUE_RETENTION,
-        )
-        acknowledge(queue, ["AwsSolutions-SQS3"], no_dlq_reason)
-        return queue
+        return encrypted_queue(self, id_, key=self.queue_key, no_dead_letter_reason=no_dlq_reason)
 
     def _function(
         self, id_: str, *, handler: str, description: str, environment: dict[str, str]
     ) -> lambda_.Function:
-        function = lambda_.Function(
+        return platform_function(
             self,
             id_,
-            description=description,
-            runtime=lambda_.Runtime.PYTHON_3_13,
+            runtime_dir=RUNTIME_DIR,
             handler=handler,
-            # A plain folder: the handlers need only boto3, which the runtime ships. No bundling at synth.
-            code=lambda_.Code.from_asset(RUNTIME_DIR, exclude=["__pycache__", "*.pyc"]),
+            description=description,
             environment=environment,
-            environment_encryption=self._data_key,
+            environment_key=self._data_key,
+            logs_key=self._logs_key,
             timeout=FUNCTION_TIMEOUT,
             memory_size=512,  # GetImageSetMetadata documents of large CT series are decompressed in memory
-            reserved_concurrent_executions=FUNCTION_RESERVED_CONCURRENCY,
+            reserved_concurrency=FUNCTION_RESERVED_CONCURRENCY,
             vpc=self._vpc,
-            vpc_subnets=self._subnets,
-            security_groups=[self.security_group],
+            subnets=self._subnets,
+            security_group=self.security_group,
             dead_letter_queue=self.dead_letter_queue,
-            log_group=encrypted_log_group(
-                self, f"{id_}Logs", key=self._logs_key, retention_days=FUNCTION_LOG_RETENTION_DAYS
-            ),
         )
-        self.dead_letter_queue.grant_send_messages(function)
-        return function
-
-    def _acknowledge_function_role(self, function: lambda_.Function) -> None:
-        role = function.role
-        assert role is not None  # a Function without an explicit role always creates one
-        acknowledge(
-            role,
-            [f"AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/{name}]"
-             for name in LAMBDA_MANAGED_POLICIES],
-            IAM4_REASON,
-        )
-        acknowledge_grant_policy(role)
-        acknowledge_wildcards(role.node.find_child("DefaultPolicy"), IAM5_REASON)
-        acknowledge(function, ["AwsSolutions-L1"], L1_REASON)

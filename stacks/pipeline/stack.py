@@ -22,9 +22,8 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from stacks.compliance import acknowledge, skip_checkov
 from stacks.components.log_group import encrypted_log_group
-from stacks.components.secure_bucket import REPLICATION_REASON, SecureBucket, noncurrent_version_rule
+from stacks.components.secure_bucket import SecureBucket, access_logs_bucket, noncurrent_version_rule
 from stacks.config import (
     STAGE_CONTEXT_KEY,
     ImageSourceConfig,
@@ -247,39 +246,14 @@ class PipelineStack(Stack):
         )
 
     def _access_logs_bucket(self) -> s3.Bucket:
-        bucket = s3.Bucket(
+        return access_logs_bucket(
             self,
             "AccessLogs",
-            encryption=s3.BucketEncryption.S3_MANAGED,
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_PREFERRED,
-            enforce_ssl=True,
-            minimum_tls_version=1.2,
-            versioned=True,
-            lifecycle_rules=[
-                s3.LifecycleRule(
-                    id="expire-access-logs", expiration=Duration.days(365),
-                    noncurrent_version_expiration=Duration.days(30),
-                )
-            ],
-            removal_policy=RemovalPolicy.RETAIN,
+            expiration_days=365,
+            target_reason="This is the server-access-log target of the pipeline's buckets; logging it into itself "
+            "would loop, and CloudTrail data events cover access to it.",
+            encryption_reason=ACCESS_LOG_ENCRYPTION_REASON,
         )
-        acknowledge(
-            bucket,
-            ["AwsSolutions-S1", "HIPAA.Security-S3BucketLoggingEnabled"],
-            "This is the server-access-log target of the pipeline's buckets; logging it into itself would loop, "
-            "and CloudTrail data events cover access to it.",
-        )
-        acknowledge(bucket, ["HIPAA.Security-S3DefaultEncryptionKMS"], ACCESS_LOG_ENCRYPTION_REASON)
-        acknowledge(bucket, ["HIPAA.Security-S3BucketReplicationEnabled"], REPLICATION_REASON)
-        skip_checkov(
-            bucket,
-            {
-                "CKV_AWS_18": "This bucket is the access-log target; logging it into itself would loop.",
-                "CKV_AWS_145": ACCESS_LOG_ENCRYPTION_REASON,
-            },
-        )
-        return bucket
 
 
 def build_release_pipeline(scope: Construct, context: Mapping[str, Any]) -> PipelineStack:

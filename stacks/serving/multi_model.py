@@ -12,23 +12,23 @@ from __future__ import annotations
 
 from aws_cdk import Duration, Stack
 from aws_cdk import aws_applicationautoscaling as appscaling
-from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecr as ecr
 from aws_cdk import aws_sagemaker as sagemaker
 from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
+from stacks.components.security_group import https_egress_security_group
 from stacks.config import PlatformConfig
 from stacks.data.stack import DataStack
 from stacks.images.names import image_uri_parameter_name
-from stacks.network.stack import WORKLOAD_SUBNET_GROUP, NetworkStack
+from stacks.network.stack import NetworkStack
+from stacks.serving.hosting import VARIANT_NAME, variant_scalable_target, workload_vpc_config
 from stacks.serving.roles import multi_model_role
 from stacks.serving.volume import acknowledge_instance_storage, volume_key_arn
 
 TRITON_IMAGE = "triton-inference"
 # Archives live here in the model-artifacts bucket, apart from the asynchronous endpoint's models/spleen/.
 MULTI_MODEL_PREFIX = "models/triton/"
-VARIANT_NAME = "AllTraffic"
 # SageMakerVariantInvocationsPerInstance counts requests per instance per minute. A segmentation takes seconds
 # on a GPU, so about five a minute keeps each instance busy without queueing callers for long.
 INVOCATIONS_PER_INSTANCE_TARGET = 5
@@ -72,15 +72,13 @@ class MultiModelEndpoint(Construct):
         self.model_prefix = MULTI_MODEL_PREFIX
         self.model_prefix_url = bucket.s3_url_for_object(MULTI_MODEL_PREFIX)
 
-        self.security_group = ec2.SecurityGroup(
+        # SageMaker fetches the archives and the image through the VPC (S3 gateway prefix list, ECR endpoints).
+        self.security_group = https_egress_security_group(
             self,
             "SecurityGroup",
             vpc=network.vpc,
             description="Multi-model endpoint - HTTPS out to the AWS service endpoints of the VPC only, nothing in",
-            allow_all_outbound=False,
         )
-        # SageMaker fetches the archives and the image through the VPC (S3 gateway prefix list, ECR endpoints).
-        self.security_group.add_egress_rule(ec2.Peer.any_ipv4(), ec2.Port.tcp(443), "HTTPS to AWS service endpoints")
 
         self.role = multi_model_role(
             self,
@@ -104,10 +102,7 @@ class MultiModelEndpoint(Construct):
                 model_data_url=self.model_prefix_url,
                 environment=dict(TRITON_ENVIRONMENT),
             ),
-            vpc_config=sagemaker.CfnModel.VpcConfigProperty(
-                security_group_ids=[self.security_group.security_group_id],
-                subnets=network.vpc.select_subnets(subnet_group_name=WORKLOAD_SUBNET_GROUP).subnet_ids,
-            ),
+            vpc_config=workload_vpc_config(network, self.security_group),
             # Unlike the asynchronous handler, the Triton model gets the study in the request and returns the
             # SEG: it calls nothing, so the container gets no network at all (SageMaker still loads archives).
             enable_network_isolation=True,
@@ -137,16 +132,14 @@ class MultiModelEndpoint(Construct):
             endpoint_config_name=endpoint_config.attr_endpoint_config_name,
         )
 
-        self.scalable_target = appscaling.ScalableTarget(
+        self.scalable_target = variant_scalable_target(
             self,
             "ScalableTarget",
-            service_namespace=appscaling.ServiceNamespace.SAGEMAKER,
-            resource_id=f"endpoint/{self.endpoint_name}/variant/{VARIANT_NAME}",
-            scalable_dimension="sagemaker:variant:DesiredInstanceCount",
+            endpoint_name=self.endpoint_name,
+            endpoint=self.endpoint,
             min_capacity=srv.multi_model_min_instances,
             max_capacity=srv.multi_model_max_instances,
         )
-        self.scalable_target.node.add_dependency(self.endpoint)
         self.scalable_target.scale_to_track_metric(
             "InvocationsPerInstance",
             target_value=INVOCATIONS_PER_INSTANCE_TARGET,

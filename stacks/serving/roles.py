@@ -13,6 +13,7 @@ from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from stacks.compliance import acknowledge_grant_policy
+from stacks.components.sagemaker_role import allow_logs_and_metrics, allow_vpc_network_interfaces
 from stacks.data.stack import INFERENCE_FAILURE_PREFIX, INFERENCE_INPUT_PREFIX, INFERENCE_OUTPUT_PREFIX, DataStack
 from stacks.nag_wildcards import acknowledge_wildcards
 
@@ -53,49 +54,13 @@ def _base_role(scope: Construct, id_: str, *, endpoint_name: str, repository: ec
 
     logs_arn = f"arn:{stack.partition}:logs:{stack.region}:{stack.account}"
     log_group = f"{logs_arn}:log-group:/aws/sagemaker/Endpoints/{endpoint_name}"
-    role.add_to_policy(
-        iam.PolicyStatement(
-            sid="EndpointLogs",
-            actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
-            resources=[log_group, f"{log_group}:log-stream:*"],
-        )
+    allow_logs_and_metrics(
+        role,
+        sid_prefix="Endpoint",
+        log_resources=[log_group, f"{log_group}:log-stream:*"],
+        metric_namespaces=METRIC_NAMESPACES,
     )
-    role.add_to_policy(
-        iam.PolicyStatement(
-            sid="EndpointMetrics",
-            actions=["cloudwatch:PutMetricData"],
-            resources=["*"],  # PutMetricData has no resource-level form; the namespace condition scopes it
-            conditions={"StringEquals": {"cloudwatch:namespace": list(METRIC_NAMESPACES)}},
-        )
-    )
-    # SageMaker attaches the model's network interfaces in the VPC subnets under this role. Describe calls
-    # have no resource-level form; the writes are limited to this account's interfaces, subnets and groups.
-    ec2_arn = f"arn:{stack.partition}:ec2:{stack.region}:{stack.account}"
-    role.add_to_policy(
-        iam.PolicyStatement(
-            sid="DescribeVpc",
-            actions=[
-                "ec2:DescribeNetworkInterfaces",
-                "ec2:DescribeVpcs",
-                "ec2:DescribeDhcpOptions",
-                "ec2:DescribeSubnets",
-                "ec2:DescribeSecurityGroups",
-            ],
-            resources=["*"],
-        )
-    )
-    role.add_to_policy(
-        iam.PolicyStatement(
-            sid="VpcNetworkInterfaces",
-            actions=[
-                "ec2:CreateNetworkInterface",
-                "ec2:CreateNetworkInterfacePermission",
-                "ec2:DeleteNetworkInterface",
-                "ec2:DeleteNetworkInterfacePermission",
-            ],
-            resources=[f"{ec2_arn}:network-interface/*", f"{ec2_arn}:subnet/*", f"{ec2_arn}:security-group/*"],
-        )
-    )
+    allow_vpc_network_interfaces(role)
     return role
 
 

@@ -15,7 +15,6 @@ from aws_cdk import CfnOutput, Duration, Stack
 from aws_cdk import aws_applicationautoscaling as appscaling
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
-from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecr as ecr
 from aws_cdk import aws_sagemaker as sagemaker
 from aws_cdk import aws_sns as sns
@@ -23,16 +22,17 @@ from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
 from stacks.compliance import skip_checkov
+from stacks.components.security_group import https_egress_security_group
 from stacks.config import PlatformConfig
 from stacks.data.stack import INFERENCE_FAILURE_PREFIX, INFERENCE_OUTPUT_PREFIX, DataStack
 from stacks.images.names import image_uri_parameter_name
-from stacks.network.stack import WORKLOAD_SUBNET_GROUP, NetworkStack
+from stacks.network.stack import NetworkStack
+from stacks.serving.hosting import VARIANT_NAME, variant_scalable_target, workload_vpc_config
 from stacks.serving.multi_model import MultiModelEndpoint
 from stacks.serving.roles import endpoint_role
 from stacks.serving.volume import acknowledge_instance_storage, volume_key_arn
 
 INFERENCE_IMAGE = "pytorch-inference"
-VARIANT_NAME = "AllTraffic"
 # SageMaker's metrics for asynchronous endpoints (namespace AWS/SageMaker, dimension EndpointName).
 BACKLOG_PER_INSTANCE = "ApproximateBacklogSizePerInstance"
 BACKLOG_WITHOUT_CAPACITY = "HasBacklogWithoutCapacity"
@@ -78,16 +78,12 @@ class ServingStack(Stack):
             self, "InferenceFailed", topic_name=f"{self.endpoint_name}-failed", master_key=data_key, enforce_ssl=True
         )
 
-        self.security_group = ec2.SecurityGroup(
+        self.security_group = https_egress_security_group(
             self,
             "EndpointSecurityGroup",
             vpc=network.vpc,
             description="Async endpoint - HTTPS out to the AWS service endpoints of the VPC only, nothing in",
-            allow_all_outbound=False,
         )
-        # Interface endpoints live in the VPC CIDR; the S3 gateway endpoint is reached through its prefix list,
-        # so HTTPS to any address is allowed, and the isolated subnets give it no other way out.
-        self.security_group.add_egress_rule(ec2.Peer.any_ipv4(), ec2.Port.tcp(443), "HTTPS to AWS service endpoints")
 
         self.role = endpoint_role(
             self,
@@ -103,7 +99,6 @@ class ServingStack(Stack):
         image_uri = ssm.StringParameter.value_for_string_parameter(
             self, image_uri_parameter_name(config.prefix, INFERENCE_IMAGE)
         )
-        subnet_ids = network.vpc.select_subnets(subnet_group_name=WORKLOAD_SUBNET_GROUP).subnet_ids
         model = sagemaker.CfnModel(
             self,
             "Model",
@@ -113,9 +108,7 @@ class ServingStack(Stack):
                 # The handler picks CUDA when the instance has a GPU (model_code/serving/settings.py).
                 model_data_url=data.model_artifacts_bucket.s3_url_for_object(srv.model_data_key),
             ),
-            vpc_config=sagemaker.CfnModel.VpcConfigProperty(
-                security_group_ids=[self.security_group.security_group_id], subnets=subnet_ids
-            ),
+            vpc_config=workload_vpc_config(network, self.security_group),
             enable_network_isolation=False,
         )
         model.node.add_dependency(self.role)
@@ -176,16 +169,14 @@ class ServingStack(Stack):
 
     def _autoscaling(self, config: PlatformConfig, endpoint: Any) -> None:
         srv = config.serving
-        self.scalable_target = appscaling.ScalableTarget(
+        self.scalable_target = variant_scalable_target(
             self,
             "ScalableTarget",
-            service_namespace=appscaling.ServiceNamespace.SAGEMAKER,
-            resource_id=f"endpoint/{self.endpoint_name}/variant/{VARIANT_NAME}",
-            scalable_dimension="sagemaker:variant:DesiredInstanceCount",
+            endpoint_name=self.endpoint_name,
+            endpoint=endpoint,
             min_capacity=srv.async_min_instances,
             max_capacity=srv.async_max_instances,
         )
-        self.scalable_target.node.add_dependency(endpoint)
 
         def metric(name: str, statistic: str) -> cloudwatch.Metric:
             return cloudwatch.Metric(

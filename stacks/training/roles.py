@@ -10,6 +10,7 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from stacks.compliance import acknowledge_grant_policy
+from stacks.components.sagemaker_role import allow_logs_and_metrics, allow_vpc_network_interfaces
 from stacks.nag_wildcards import acknowledge_wildcards
 
 SAGEMAKER_SERVICE = "sagemaker.amazonaws.com"
@@ -60,48 +61,14 @@ def training_job_role(
         )
     )
     logs_arn = f"arn:{stack.partition}:logs:{stack.region}:{stack.account}:log-group:{TRAINING_LOG_GROUP}"
-    role.add_to_policy(
-        iam.PolicyStatement(
-            sid="TrainingLogs",
-            actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
-            resources=[logs_arn, f"{logs_arn}:log-stream:{job_name_prefix}-*"],
-        )
-    )
-    role.add_to_policy(
-        iam.PolicyStatement(
-            sid="TrainingMetrics",
-            actions=["cloudwatch:PutMetricData"],
-            resources=["*"],  # PutMetricData has no resource-level form; the namespace condition scopes it
-            conditions={"StringEquals": {"cloudwatch:namespace": TRAINING_METRIC_NAMESPACE}},
-        )
+    allow_logs_and_metrics(
+        role,
+        sid_prefix="Training",
+        log_resources=[logs_arn, f"{logs_arn}:log-stream:{job_name_prefix}-*"],
+        metric_namespaces=TRAINING_METRIC_NAMESPACE,
     )
     # The job's instances attach network interfaces in the workload subnets under this role.
-    ec2_arn = f"arn:{stack.partition}:ec2:{stack.region}:{stack.account}"
-    role.add_to_policy(
-        iam.PolicyStatement(
-            sid="DescribeVpc",
-            actions=[
-                "ec2:DescribeNetworkInterfaces",
-                "ec2:DescribeVpcs",
-                "ec2:DescribeDhcpOptions",
-                "ec2:DescribeSubnets",
-                "ec2:DescribeSecurityGroups",
-            ],
-            resources=["*"],
-        )
-    )
-    role.add_to_policy(
-        iam.PolicyStatement(
-            sid="VpcNetworkInterfaces",
-            actions=[
-                "ec2:CreateNetworkInterface",
-                "ec2:CreateNetworkInterfacePermission",
-                "ec2:DeleteNetworkInterface",
-                "ec2:DeleteNetworkInterfacePermission",
-            ],
-            resources=[f"{ec2_arn}:network-interface/*", f"{ec2_arn}:subnet/*", f"{ec2_arn}:security-group/*"],
-        )
-    )
+    allow_vpc_network_interfaces(role)
     acknowledge_grant_policy(role)
     acknowledge_wildcards(role.node.find_child("DefaultPolicy"), WILDCARDS_REASON)
     return role

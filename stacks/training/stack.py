@@ -32,6 +32,7 @@ from constructs import Construct
 from model_code.training.metrics import METRIC_DEFINITIONS
 from stacks.compliance import acknowledge_grant_policy
 from stacks.components.log_group import encrypted_log_group
+from stacks.components.security_group import https_egress_security_group
 from stacks.config import PlatformConfig
 from stacks.data.stack import DataStack
 from stacks.images.names import image_uri_parameter_name
@@ -102,15 +103,12 @@ class TrainingStack(Stack):
             model_package_group_description="Spleen CT segmentation models trained by the training workflow",
         )
 
-        self.security_group = ec2.SecurityGroup(
+        self.security_group = https_egress_security_group(
             self,
             "TrainingSecurityGroup",
             vpc=network.vpc,
             description="Training jobs - HTTPS to AWS endpoints, and torchrun traffic between the instances of a job",
-            allow_all_outbound=False,
         )
-        # The S3 gateway endpoint is reached at S3's public addresses; the isolated subnets allow nothing else.
-        self.security_group.add_egress_rule(ec2.Peer.any_ipv4(), ec2.Port.tcp(443), "HTTPS to AWS service endpoints")
         # torchrun's rendezvous and NCCL pick ports at run time: the job's instances talk to each other freely.
         self.security_group.add_ingress_rule(self.security_group, ec2.Port.all_tcp(), "torchrun between instances")
         self.security_group.add_egress_rule(self.security_group, ec2.Port.all_tcp(), "torchrun between instances")
@@ -182,33 +180,19 @@ class TrainingStack(Stack):
             result_selector={"arn.$": "$.ModelPackageArn"},
             result_path="$.modelPackage",
         )
-        registered = tasks.SnsPublish(
-            self,
+        registered = self._notify(
             "NotifyRegistered",
-            topic=self.notification_topic,
-            subject="Spleen model registered",
-            message=sfn.TaskInput.from_object(
-                {
-                    "modelPackageArn": sfn.JsonPath.string_at("$.modelPackage.arn"),
-                    "approvalStatus": sfn.JsonPath.string_at("$.approvalStatus"),
-                    "trainingJobName": sfn.JsonPath.string_at("$.training.TrainingJobName"),
-                }
-            ),
-            result_path=sfn.JsonPath.DISCARD,
+            "Spleen model registered",
+            modelPackageArn="$.modelPackage.arn",
+            approvalStatus="$.approvalStatus",
+            trainingJobName="$.training.TrainingJobName",
         )
-        failed = tasks.SnsPublish(
-            self,
+        failed = self._notify(
             "NotifyFailure",
-            topic=self.notification_topic,
-            subject="Training workflow failed",
-            message=sfn.TaskInput.from_object(
-                {
-                    "execution": sfn.JsonPath.string_at("$$.Execution.Id"),
-                    "error": sfn.JsonPath.string_at("$.error.Error"),
-                    "cause": sfn.JsonPath.string_at("$.error.Cause"),
-                }
-            ),
-            result_path=sfn.JsonPath.DISCARD,
+            "Training workflow failed",
+            execution="$$.Execution.Id",
+            error="$.error.Error",
+            cause="$.error.Cause",
         ).next(sfn.Fail(self, "Failed", error="TrainingWorkflowFailed", cause="See the notification topic"))
         for state in (train, register):
             state.add_catch(failed, errors=[sfn.Errors.ALL], result_path="$.error")
@@ -380,4 +364,16 @@ class TrainingStack(Stack):
                 resources=[self.training_role.role_arn],
                 conditions={"StringEquals": {"iam:PassedToService": SAGEMAKER_SERVICE}},
             )
+        )
+
+    def _notify(self, id_: str, subject: str, **fields: str) -> tasks.SnsPublish:
+        """Publish ``fields`` (message key -> JSON path of the state) to the notification topic; the state's
+        output passes through unchanged."""
+        return tasks.SnsPublish(
+            self,
+            id_,
+            topic=self.notification_topic,
+            subject=subject,
+            message=sfn.TaskInput.from_object({key: sfn.JsonPath.string_at(path) for key, path in fields.items()}),
+            result_path=sfn.JsonPath.DISCARD,
         )

@@ -6,9 +6,8 @@ up fails the tests with its log.
 
 from __future__ import annotations
 
-import shutil
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,19 +38,6 @@ def ensure_venv(venv: Path, target: str) -> None:
     )
     if completed.returncode != 0:
         pytest.fail(f"`make {target}` failed:\n{completed.stdout[-3000:]}\n{completed.stderr[-3000:]}")
-
-
-@pytest.fixture(scope="session")
-def dciodvfy() -> Callable[[Path], list[str]]:
-    executable = shutil.which("dciodvfy")
-    if executable is None:
-        pytest.fail("dciodvfy is not installed: apt-get install dicom3tools")
-
-    def errors(path: Path) -> list[str]:
-        completed = subprocess.run([executable, str(path)], capture_output=True, text=True, check=False)
-        return [line for line in (completed.stdout + completed.stderr).splitlines() if line.startswith("Error")]
-
-    return errors
 
 
 @pytest.fixture(scope="session")

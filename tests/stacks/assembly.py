@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,3 +56,17 @@ def synthesize(outdir: Path, overrides: Mapping[str, Any] | None = None) -> Asse
         for path in outdir.glob("*.template.json")
     }
     return Assembly(outdir=outdir, templates=templates)
+
+
+_VARIANTS: dict[str, tuple[dict[str, Any], Assembly]] = {}
+
+
+def synthesize_variant(name: str, overrides: Mapping[str, Any]) -> Assembly:
+    """``overrides`` synthesized once per process under ``name``, whichever test module asks first: the slow
+    synths are shared between modules (pytest's session fixtures would tie them to one conftest)."""
+    if name not in _VARIANTS:
+        outdir = Path(tempfile.mkdtemp(prefix=f"cdk-out-{name}-"))
+        _VARIANTS[name] = (dict(overrides), synthesize(outdir, overrides))
+    synthesized_with, assembly = _VARIANTS[name]
+    assert synthesized_with == dict(overrides), f"variant {name!r} was synthesized with other overrides"
+    return assembly

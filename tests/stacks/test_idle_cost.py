@@ -19,8 +19,8 @@ from stacks.pricing import (
     Price,
     UnknownPriceError,
 )
-from tests.stacks.assembly import Assembly
-from tests.stacks.test_serving_stack import synthesize_multi_model_variant
+from tests.stacks.assembly import Assembly, synthesize_variant
+from tests.stacks.test_serving_stack import MULTI_MODEL_OVERRIDES
 
 G4DN = SAGEMAKER_HOSTING["ml.g4dn.xlarge"].usd
 
@@ -120,7 +120,7 @@ def test_nat_variant_adds_gateways_and_addresses_but_no_compute(variant_assembly
 
 
 def test_multi_model_variant_bills_its_minimum_instance() -> None:
-    mme = synthesize_multi_model_variant()
+    mme = synthesize_variant("mme", MULTI_MODEL_OVERRIDES)
     cost = idle_cost(mme.templates)
     assert cost.hourly(COMPUTE) == pytest.approx(G4DN)  # multiModelMinInstances 1 x ml.g4dn.xlarge
     assert cost.monthly(COMPUTE) == pytest.approx(G4DN * 730)

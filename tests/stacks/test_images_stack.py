@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import functools
 import json
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from stacks.images.names import IMAGES, image_uri_parameter_name
-from tests.stacks.assembly import PROJECT_ROOT, Assembly, synthesize
+from tests.stacks.assembly import PROJECT_ROOT, Assembly, synthesize_variant
 
 CONNECTION_ARN = "arn:aws:codeconnections:us-east-1:123456789012:connection/0a1b2c3d-4e5f"
 # One extra synth, shared by this module and test_serving_stack: the CodeStar source, NAT (builds in the VPC)
@@ -27,15 +25,9 @@ CODESTAR_OVERRIDES = {
 }
 
 
-@functools.cache
-def synthesize_codestar_variant() -> Assembly:
-    """Synthesized once per process, whichever module asks first (test_serving_stack imports this)."""
-    return synthesize(Path(tempfile.mkdtemp(prefix="cdk-out-codestar-")), CODESTAR_OVERRIDES)
-
-
 @pytest.fixture
 def codestar_assembly() -> Assembly:
-    return synthesize_codestar_variant()
+    return synthesize_variant("codestar", CODESTAR_OVERRIDES)
 
 
 def only(assembly: Assembly, type_: str, stack: str = "Images") -> dict[str, Any]:

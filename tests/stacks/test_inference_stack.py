@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +12,7 @@ import pytest
 
 from stacks.inference.runtime import import_seg, request_inference
 from stacks.inference.stack import SEG_IMPORT_PREFIX
-from tests.stacks.assembly import PROJECT_ROOT, Assembly, synthesize
+from tests.stacks.assembly import PROJECT_ROOT, Assembly, synthesize_variant
 from tests.stacks.test_compliance import CFN_LINT_IGNORED
 
 STACK = "Inference"
@@ -29,15 +27,9 @@ INFERENCE_OVERRIDES = {
 }
 
 
-@functools.cache
-def synthesize_inference_variant() -> Assembly:
-    """Synthesized once per process, whichever module asks first (test_monitoring_stack imports this)."""
-    return synthesize(Path(tempfile.mkdtemp(prefix="cdk-out-inference-")), INFERENCE_OVERRIDES)
-
-
 @pytest.fixture
 def import_assembly() -> Assembly:
-    return synthesize_inference_variant()
+    return synthesize_variant("inference", INFERENCE_OVERRIDES)
 
 
 def named(assembly: Assembly, type_: str, prefix: str, stack: str = STACK) -> list[dict[str, Any]]:

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from tests.stacks.assembly import Assembly
-from tests.stacks.test_inference_stack import synthesize_inference_variant
+from tests.stacks.assembly import Assembly, synthesize_variant
+from tests.stacks.test_inference_stack import INFERENCE_OVERRIDES
 
 STACK = "Monitoring"
 ENDPOINT = {"Name": "EndpointName", "Value": "monai-imaging-dev-spleen-async"}
@@ -17,7 +17,7 @@ VARIANT = {"Name": "VariantName", "Value": "AllTraffic"}
 @pytest.fixture
 def tuned_assembly() -> Assembly:
     """Thresholds changed and an e-mail address set: see test_inference_stack.INFERENCE_OVERRIDES."""
-    return synthesize_inference_variant()
+    return synthesize_variant("inference", INFERENCE_OVERRIDES)
 
 
 def alarms(assembly: Assembly) -> dict[str, dict[str, Any]]:

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import subprocess
 import sys
 import tarfile
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,14 +13,14 @@ from typing import Any
 import pytest
 
 from stacks.serving.roles import has_instance_storage
-from tests.stacks.assembly import Assembly, synthesize
-from tests.stacks.test_images_stack import synthesize_codestar_variant
+from tests.stacks.assembly import Assembly, synthesize_variant
+from tests.stacks.test_images_stack import CODESTAR_OVERRIDES
 
 
 @pytest.fixture
 def m5_assembly() -> Assembly:
     """asyncInstanceType ml.m5.xlarge (no local storage) and NAT on: see test_images_stack.CODESTAR_OVERRIDES."""
-    return synthesize_codestar_variant()
+    return synthesize_variant("codestar", CODESTAR_OVERRIDES)
 
 
 def only(assembly: Assembly, type_: str) -> dict[str, Any]:
@@ -206,15 +204,9 @@ MULTI_MODEL_OVERRIDES = {
 MME_NAME = "monai-imaging-dev-triton-mme"
 
 
-@functools.cache
-def synthesize_multi_model_variant() -> Assembly:
-    """Synthesized once per process (test_idle_cost imports this too)."""
-    return synthesize(Path(tempfile.mkdtemp(prefix="cdk-out-mme-")), MULTI_MODEL_OVERRIDES)
-
-
 @pytest.fixture
 def mme_assembly() -> Assembly:
-    return synthesize_multi_model_variant()
+    return synthesize_variant("mme", MULTI_MODEL_OVERRIDES)
 
 
 def mme(assembly: Assembly, type_: str) -> dict[str, Any]:

@@ -9,15 +9,10 @@ import pytest
 from model_code.edge.engine import EdgeModel
 from model_code.edge.layout import BundleFormat
 from model_code.export.bundle import export_bundle
-from model_code.export.testing import save_pooled_threshold_model
 
-# The SEG checks of the segmentation issue, reused as they are (dciodvfy, the one-voxel boundary band).
-from tests.model_code.segmentation.conftest import band, dciodvfy  # noqa: F401 (pytest fixtures)
-
-
-@pytest.fixture(scope="session")
-def pooled_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return save_pooled_threshold_model(tmp_path_factory.mktemp("pooled-model"))
+# The SEG checks of the segmentation issue, reused as they are (the one-voxel boundary band; dciodvfy and
+# pooled_model_dir come from the shared conftests above).
+from tests.model_code.segmentation.conftest import band  # noqa: F401 (pytest fixture)
 
 
 @pytest.fixture(scope="session")

@@ -10,9 +10,9 @@ from typing import Any
 import boto3
 import pytest
 from botocore.stub import Stubber
-from moto import mock_aws
 
-REGION = "us-east-1"
+from tests.stacks.fake_aws import REGION, mocked_aws, stubbed_client
+
 INBOX = "inbox-bucket"
 OUTPUT = "import-output-bucket"
 
@@ -42,10 +42,7 @@ class Aws:
 
 @pytest.fixture
 def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
-        monkeypatch.setenv(name, "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
-    with mock_aws():
+    with mocked_aws(monkeypatch):
         s3 = boto3.client("s3", region_name=REGION)
         for bucket in (INBOX, OUTPUT):
             s3.create_bucket(Bucket=bucket)
@@ -55,8 +52,6 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
         queue_url = sqs.create_queue(QueueName="subscriber")["QueueUrl"]
         queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
         sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn)
-        medical_imaging = boto3.client("medical-imaging", region_name=REGION)
-        with Stubber(medical_imaging) as stubber:
+        # Every import the test expected is started, and no other.
+        with stubbed_client("medical-imaging") as (medical_imaging, stubber):
             yield Aws(s3, sns, sqs, medical_imaging, stubber, topic_arn, queue_url)
-            # Every import the test expected was started, and no other.
-            stubber.assert_no_pending_responses()

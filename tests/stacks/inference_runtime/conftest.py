@@ -13,9 +13,9 @@ import boto3
 import pytest
 from botocore.response import StreamingBody
 from botocore.stub import Stubber
-from moto import mock_aws
 
-REGION = "us-east-1"
+from tests.stacks.fake_aws import REGION, mocked_aws, stubbed_client
+
 INFERENCE = "inference-bucket"
 INBOX = "inbox-bucket"
 IMPORT_OUTPUT = "import-output-bucket"
@@ -63,16 +63,13 @@ class Aws:
 
 @pytest.fixture
 def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
-        monkeypatch.setenv(name, "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
-    with mock_aws():
+    with mocked_aws(monkeypatch):
         s3 = boto3.client("s3", region_name=REGION)
         for bucket in (INFERENCE, INBOX, IMPORT_OUTPUT):
             s3.create_bucket(Bucket=bucket)
         sagemaker_runtime = boto3.client("sagemaker-runtime", region_name=REGION)
-        medical_imaging = boto3.client("medical-imaging", region_name=REGION)
-        with Stubber(medical_imaging) as stubber:
+        # Every HealthImaging call the test expected is made, and no other.
+        with stubbed_client("medical-imaging") as (medical_imaging, stubber):
             env = Aws(s3, sagemaker_runtime, medical_imaging, stubber)
 
             def record(params: dict[str, Any], **_: Any) -> None:
@@ -80,5 +77,3 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
 
             sagemaker_runtime.meta.events.register("provide-client-params.sagemaker-runtime.InvokeEndpointAsync", record)
             yield env
-            # Every HealthImaging call the test expected was made, and no other.
-            stubber.assert_no_pending_responses()

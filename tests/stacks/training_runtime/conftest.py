@@ -13,9 +13,9 @@ from typing import Any
 import boto3
 import pytest
 from botocore.stub import Stubber
-from moto import mock_aws
 
-REGION = "us-east-1"
+from tests.stacks.fake_aws import REGION, mocked_aws, stubbed_client
+
 ARTIFACTS = "model-artifacts-bucket"
 
 
@@ -31,17 +31,12 @@ class Aws:
 
 @pytest.fixture
 def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
-        monkeypatch.setenv(name, "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
-    with mock_aws():
+    with mocked_aws(monkeypatch):
         s3 = boto3.client("s3", region_name=REGION)
         s3.create_bucket(Bucket=ARTIFACTS)
-        sagemaker = boto3.client("sagemaker", region_name=REGION)
-        with Stubber(sagemaker) as stubber:
+        # Every SageMaker call the test expected is made, and no other.
+        with stubbed_client("sagemaker") as (sagemaker, stubber):
             yield Aws(s3, sagemaker, stubber)
-            # Every SageMaker call the test expected was made, and no other.
-            stubber.assert_no_pending_responses()
 
 
 def model_archive(members: dict[str, bytes]) -> bytes:
