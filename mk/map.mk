@@ -1,13 +1,21 @@
-# MONAI Application Package of the spleen app (issue 9 item 4): its venv, tests and packaging.
+# MONAI Application Package of the spleen app (issue 9 item 4): its venv, tests and packaging (docs/map.md).
 # Included by the top Makefile (-include mk/*.mk), which defines VENV, PY, `venv` and TEST_PREREQS.
 
 MAP_VENV ?= .venv-map
 MAP_PY := $(MAP_VENV)/bin/python
+# The HAP/MAP packager left holoscan-cli at 4.0 (the SDK 4 venv gets 5.x, whose `package` builds Holoscan
+# modules): packaging runs from its own small venv with the last 3.x CLI, which also installs `monai-deploy`.
+MAP_PACKAGE_VENV ?= .venv-map-package
 MAP_TAG ?= spleen-seg-map:latest
 MAP_MODEL_DIR ?= build/map-model
+MAP_CUDA ?= 13
 # The benchmark venv's pins (mk/segmentation.mk: MONAI Deploy App SDK 4, holoscan, torch, monai) plus what the
-# HealthImaging connector needs, at requirements.txt's versions. Expanded in the recipe, after every mk/*.mk.
+# HealthImaging connector and the tests need, at requirements*.txt's versions. BENCH_REQUIREMENTS is
+# expanded in the recipe, after every mk/*.mk is read.
 MAP_EXTRA_REQUIREMENTS := boto3==1.44.5 botocore==1.44.5 imagecodecs==2026.3.6 pytest==9.2.0
+
+# tests/map_app/test_map_venv.py runs the MAP tests in this venv from the main suite (~10 s).
+TEST_PREREQS += map-venv
 
 .PHONY: map-venv test-map map-package
 
@@ -19,9 +27,16 @@ $(MAP_VENV)/.installed: mk/map.mk mk/segmentation.mk
 map-venv: $(MAP_VENV)/.installed  ## the MAP venv: MONAI Deploy App SDK 4 + holoscan + the HealthImaging connector (~1.5 GB)
 
 # holoscan asks for a 32 MB stack; it runs with less, but warns.
-test-map: map-venv  ## the MAP app's tests, in the MAP venv (folder run and loopback HealthImaging run)
+test-map: map-venv  ## the MAP app's tests in the MAP venv (phantom folder run, loopback HealthImaging run)
 	ulimit -s 32768 2>/dev/null; $(MAP_PY) -m pytest tests/map_app -q --durations=10 -p no:cacheprovider
 
-map-package: map-venv  ## build the MAP image with monai-deploy package (needs Docker; MAP_TAG, MAP_MODEL_DIR)
-	$(MAP_VENV)/bin/monai-deploy package model_code/map_app -c model_code/map_app/app.yaml -t $(MAP_TAG) \
-		--platform x86_64 -m $(MAP_MODEL_DIR) -l DEBUG
+$(MAP_PACKAGE_VENV)/.installed: mk/map.mk
+	@test -x $(MAP_PACKAGE_VENV)/bin/python || python3 -m venv $(MAP_PACKAGE_VENV)
+	$(MAP_PACKAGE_VENV)/bin/pip install -q --disable-pip-version-check holoscan-cli==3.11.0 2>&1 | { $(PIP_NOISE); }
+	@touch $@
+
+# --add model_code: the app imports the connector and the model contract from model_code.
+map-package: $(MAP_PACKAGE_VENV)/.installed  ## build the MAP image (needs Docker; MAP_TAG, MAP_MODEL_DIR, MAP_CUDA)
+	$(MAP_PACKAGE_VENV)/bin/monai-deploy package model_code/map_app --add model_code \
+		-c model_code/map_app/app.yaml -t $(MAP_TAG) --platform x86_64 -m $(MAP_MODEL_DIR) \
+		--sdk monai-deploy --sdk-version 4.0.0 --cuda $(MAP_CUDA) -l DEBUG

@@ -13,11 +13,15 @@ import re
 import warnings
 from collections.abc import Mapping
 from functools import lru_cache
+from io import BytesIO
 from typing import Any
 
 from pydicom import DataElement, Dataset
 from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
-from pydicom.dataelem import RawDataElement, empty_value_for_VR
+from pydicom.dataelem import RawDataElement, convert_raw_data_element, empty_value_for_VR
+from pydicom.filebase import DicomBytesIO
+from pydicom.filereader import data_element_generator
+from pydicom.filewriter import write_data_element
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag, Tag
@@ -72,17 +76,27 @@ def _value(vr: str, value: Any, vrs: Mapping[str, str], *, signed: bool, cache: 
 
 
 class ElementCache:
-    """Converts each attribute once per series and gives every later dataset its own copy of it.
+    """Converts each attribute once per series and lets every later dataset share the converted value.
 
     The frames of a series repeat most attributes (patient, study, series, equipment): when a key's JSON
-    value equals the one last converted, the converted element is copied instead of rebuilt. Copies are per
-    dataset because pydicom changes an element's value in place (``ds.PatientName = ...``): a shared element
-    would change every dataset at once. One cache may serve several threads: entries are only added, and
-    no element it hands out is changed while the load that owns it runs.
+    value equals the one last converted, the dataset gets that attribute's encoded form, a pydicom
+    ``RawDataElement`` (an immutable tuple: tag, VR and the value's little-endian bytes), instead of a new
+    element. That is how pydicom itself holds a freshly read file: the raw element becomes a ``DataElement``
+    of that dataset's own on first access, so sharing one raw element is safe where sharing a
+    ``DataElement`` is not (pydicom changes an element's value in place: ``ds.PatientName = ...`` would
+    change every dataset at once). Building a dataset then costs a comparison and a dict entry per repeated
+    attribute rather than an element copy, which matters because it holds the GIL the fetch threads need.
+    Values whose encoding would not read back identically (text outside ASCII, whose bytes depend on the
+    dataset's character set) and sequences are copied or rebuilt instead. One cache may serve several
+    threads: entries are only added or replaced whole, and raw elements never change.
     """
 
-    def __init__(self) -> None:
-        self._last: dict[str, tuple[Any, DataElement]] = {}
+    def __init__(self, *, share_encoded: bool = True) -> None:
+        # share_encoded=False copies elements instead: cheaper for datasets read in full straight away
+        # (the geometry stand-ins), where every shared raw element would be converted back at once.
+        self._share_encoded = share_encoded
+        # key -> (JSON value, its element, whether encoding it is still to be tried)
+        self._last: dict[str, tuple[Any, DataElement | RawDataElement, bool]] = {}
         self._resolved: dict[tuple[str, str | None, bool], tuple[BaseTag, str] | None] = {}
 
     def resolve(self, key: str, override: str | None, *, signed: bool) -> tuple[BaseTag, str] | None:
@@ -101,14 +115,40 @@ class ElementCache:
 
     def element(
         self, key: str, tag: BaseTag, vr: str, value: Any, vrs: Mapping[str, str], *, signed: bool
-    ) -> DataElement:
+    ) -> DataElement | RawDataElement:
         last = self._last.get(key)
         if last is not None and vr == last[1].VR and type(last[0]) is type(value) and last[0] == value:
-            return _clone(last[1])
+            shared, encodable = last[1], last[2]
+            if isinstance(shared, RawDataElement):
+                return shared
+            if encodable:  # repeated for the first time: encode it once (attributes that vary never are)
+                raw = _encoded(shared)
+                self._last[key] = (value, raw or shared, False)
+                if raw is not None:
+                    return raw
+            return _clone(shared)
         element = DataElement(tag, vr, _value(vr, value, vrs, signed=signed, cache=self))
         if vr != "SQ":  # sequences hold datasets: always built afresh
-            self._last[key] = (value, element)
+            self._last[key] = (value, element, self._share_encoded)
         return element
+
+
+def _encoded(element: DataElement) -> RawDataElement | None:
+    """The element as pydicom reads it from an explicit VR little endian file, if that reads back unchanged."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fp = DicomBytesIO()
+            fp.is_little_endian, fp.is_implicit_VR = True, False
+            write_data_element(fp, element)
+            raw = next(data_element_generator(BytesIO(fp.getvalue()), False, True))
+            if not isinstance(raw, RawDataElement):
+                return None
+            back = convert_raw_data_element(raw).value
+    except Exception:
+        return None
+    same = type(back) is type(element.value) and back == element.value and str(back) == str(element.value)
+    return raw if same else None
 
 
 def _clone(element: DataElement) -> DataElement:

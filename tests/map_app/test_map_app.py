@@ -1,0 +1,88 @@
+"""The MAP app end to end, in the MAP venv (``make test-map``): a phantom folder, and the same series
+served as a HealthImaging image set by the connector's loopback server. Collected only where the SDK is
+installed (conftest.py); ``test_map_venv.py`` runs this module in the MAP venv from the main suite."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import highdicom as hd
+import numpy as np
+import pydicom
+import pytest
+
+from model_code.healthimaging.testing import build_image_set, serve
+from model_code.imaging.dicom_writer import write_dicom_series
+from model_code.imaging.phantom import Phantom, make_phantom
+from model_code.map_app.__main__ import main
+from model_code.segmentation.contract import SPLEEN_LABEL
+from model_code.segmentation.reference_models import save_threshold_model
+
+
+def _seg_file(out: Path) -> Path:
+    written = sorted(out.glob("*.dcm"))
+    assert len(written) == 1, f"expected one SEG in {out}, found {[p.name for p in written]}"
+    return written[0]
+
+
+def _mask(seg_path: Path, sources: list[pydicom.Dataset]) -> np.ndarray:
+    """The spleen mask, (slices, rows, cols) in the order of ``sources``."""
+    seg = hd.seg.segread(seg_path)
+    pixels = seg.get_pixels_by_source_instance(
+        source_sop_instance_uids=[str(ds.SOPInstanceUID) for ds in sources],
+        segment_numbers=[SPLEEN_LABEL],
+        skip_overlap_checks=True,
+    )
+    return np.asarray(pixels[..., 0] > 0)
+
+
+@pytest.fixture(scope="module")
+def case(tmp_path_factory: pytest.TempPathFactory) -> tuple[Phantom, Path, list[pydicom.Dataset], Path, Path]:
+    root = tmp_path_factory.mktemp("map")
+    phantom = make_phantom(shape=(16, 48, 48), spacing=(2.5, 2.0, 2.0))
+    paths = write_dicom_series(phantom.volume_hu, phantom.affine, root / "ct")
+    # Volume order: descending=False makes acquisition order the volume order.
+    sources: list[pydicom.Dataset] = [pydicom.dcmread(p) for p in paths]
+    model_dir = save_threshold_model(root / "model")
+    out = root / "out-folder"
+    assert main(["--model-dir", str(model_dir), "--dicom-dir", str(root / "ct"), "--output-dir", str(out)]) == 0
+    return phantom, model_dir, sources, _seg_file(out), root
+
+
+def test_folder_run_frames_sit_on_source_positions(case) -> None:
+    _, _, sources, seg_path, _ = case
+    seg = pydicom.dcmread(seg_path)
+    assert seg.Modality == "SEG"
+    source_positions = {str(ds.SOPInstanceUID): [float(v) for v in ds.ImagePositionPatient] for ds in sources}
+    assert seg.NumberOfFrames > 0
+    for frame in seg.PerFrameFunctionalGroupsSequence:
+        referenced = frame.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID
+        position = [float(v) for v in frame.PlanePositionSequence[0].ImagePositionPatient]
+        np.testing.assert_allclose(position, source_positions[str(referenced)], atol=1e-3)
+
+
+def test_folder_run_mask_is_the_planted_organ(case) -> None:
+    phantom, _, sources, seg_path, _ = case
+    mask = _mask(seg_path, sources)
+    truth = phantom.mask.astype(bool)
+    assert mask.shape == truth.shape
+    dice = 2 * np.sum(mask & truth) / (mask.sum() + truth.sum())
+    assert dice > 0.85, f"Dice {dice:.3f} against the planted organ"
+
+
+def test_healthimaging_run_gives_the_folder_runs_mask(case, monkeypatch: pytest.MonkeyPatch) -> None:
+    _, model_dir, sources, folder_seg, root = case
+    # The CLI builds its client from the usual AWS chain: dummy credentials the loopback never checks.
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    image_set = build_image_set(sources)
+    out = root / "out-healthimaging"
+    with serve([image_set]) as server:
+        argv = ["--model-dir", str(model_dir), "--datastore-id", image_set.datastore_id,
+                "--image-set-id", image_set.image_set_id, "--endpoint-url", server.url, "--output-dir", str(out)]  # fmt: skip
+        assert main(argv) == 0
+        assert server.requests["GetImageFrame"] == len(sources)
+    seg_path = _seg_file(out)
+    np.testing.assert_array_equal(_mask(seg_path, sources), _mask(folder_seg, sources))
+    assert pydicom.dcmread(seg_path).ReferencedSeriesSequence[0].SeriesInstanceUID == sources[0].SeriesInstanceUID
