@@ -337,7 +337,7 @@ def _image_source(document: Mapping[str, Any]) -> ImageSourceConfig:
     if not isinstance(connection_arn, str) or not _CONNECTION_ARN.match(connection_arn):
         raise ConfigError(
             f"context key '{key}.connectionArn' must be a CodeStar connection ARN "
-            f"(arn:aws:codeconnections:<region>:<account>:connection/<id>) when source.kind is 'codestar', "
+            f"(arn:<partition>:codeconnections:<region>:<account>:connection/<id>) when source.kind is 'codestar', "
             f"got {connection_arn!r}: create the connection in the Developer Tools console and paste its ARN"
         )
     repository = src._get("repository")
@@ -525,7 +525,7 @@ def _edge(document: Mapping[str, Any]) -> EdgeConfig:
     if not isinstance(group, str) or (group and not _THING_GROUP_ARN.match(group)):
         raise ConfigError(
             f"context key '{CONTEXT_ROOT}.edge.thingGroupArn' must be \"\" (publish the component, deploy nothing) or "
-            f"an IoT thing group ARN 'arn:aws:iot:<region>:<account>:thinggroup/<name>', got {group!r}"
+            f"an IoT thing group ARN 'arn:<partition>:iot:<region>:<account>:thinggroup/<name>', got {group!r}"
         )
     enabled = edg.boolean("enabled")
     if group and not enabled:
