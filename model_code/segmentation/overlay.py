@@ -10,6 +10,9 @@ import numpy as np
 _WINDOW = (-160.0, 240.0)
 _TINT = np.array([255.0, 0.0, 0.0], dtype=np.float32)
 _ALPHA = 0.4
+# Small series (phantoms, thumbnails) are enlarged to at least this many pixels a side, in whole-pixel steps,
+# so the preview stays readable without blurring voxel edges.
+MIN_PREVIEW_PIXELS = 256
 
 
 def largest_slice(mask: np.ndarray) -> int | None:
@@ -29,6 +32,10 @@ def render_overlay_png(image: np.ndarray, mask: np.ndarray) -> bytes:
     rgb = np.repeat(grey[..., None], 3, axis=2)
     inside = mask.astype(bool)
     rgb[inside] = (1.0 - _ALPHA) * rgb[inside] + _ALPHA * _TINT
+    preview = Image.fromarray(rgb.astype(np.uint8), mode="RGB")
+    factor = max(1, -(-MIN_PREVIEW_PIXELS // max(image.shape)))
+    if factor > 1:
+        preview = preview.resize((image.shape[1] * factor, image.shape[0] * factor), Image.Resampling.NEAREST)
     buffer = io.BytesIO()
-    Image.fromarray(rgb.astype(np.uint8), mode="RGB").save(buffer, format="PNG")
+    preview.save(buffer, format="PNG")
     return buffer.getvalue()
