@@ -20,6 +20,7 @@ from model_code.imaging.dicom_writer import write_dicom_series
 from model_code.imaging.phantom import make_phantom
 from model_code.model_dir import ModelMetadata
 from model_code.segmentation import predict
+from model_code.segmentation.overlay import MIN_PREVIEW_PIXELS
 
 PHANTOMS = [
     # (orientation, descending, spacing (slice, row, col) mm, shuffled file names)
@@ -164,4 +165,7 @@ def test_summary_and_overlay(case):
     png = (out / predict.OVERLAY_FILE).read_bytes()
     assert png.startswith(b"\x89PNG\r\n\x1a\n")
     width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
-    assert (height, width) == (SHAPE[1], SHAPE[2])
+    # One source slice, enlarged by a whole factor when small (the overlay module's readability rule).
+    factor = height // SHAPE[1]
+    assert (height, width) == (SHAPE[1] * factor, SHAPE[2] * factor)
+    assert factor == max(1, -(-MIN_PREVIEW_PIXELS // max(SHAPE[1], SHAPE[2])))
