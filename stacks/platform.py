@@ -35,8 +35,12 @@ class Platform:
     edge: EdgeStack | None = None
 
 
-def build_platform(scope: Construct, config: PlatformConfig) -> Platform:
-    """Instantiate the stacks of ``config.stage`` under ``scope`` (an App today, a pipeline Stage later)."""
+def build_platform(scope: Construct, config: PlatformConfig, *, pipeline_account: str | None = None) -> Platform:
+    """Instantiate the stacks of ``config.stage`` under ``scope`` (an App today, a pipeline Stage later).
+
+    ``pipeline_account``: the release pipeline's account; when it differs from the stage's, the Images stack
+    lets it push images and record their URIs.
+    """
     env = cdk.Environment(account=config.account, region=config.region)
     tags = {"project": config.project_name, "stage": config.stage}
 
@@ -72,6 +76,7 @@ def build_platform(scope: Construct, config: PlatformConfig) -> Platform:
         access_logs_bucket=data.access_logs_bucket,
         vpc=network.vpc,
         workload_subnets=network.workload_subnets,
+        pipeline_account=pipeline_account,
         **stack_props("Images"),  # type: ignore[arg-type]
     )
     # Reads the inference image URI that the images pipeline writes to SSM: deploy after its first run.

@@ -25,3 +25,16 @@ def image_uri_parameter_name(prefix: str, image: str) -> str:
     if image not in IMAGES:
         raise ValueError(f"unknown image {image!r}: choose one of {list(IMAGES)}")
     return f"{image_uri_parameter_prefix(prefix)}/{image}/uri"
+
+
+def image_uri_writer_role_name(prefix: str) -> str:
+    """Role in a stage's account that a release pipeline in another account assumes to write the image URIs."""
+    return f"{prefix}-image-uri-writer"
+
+
+def pushes_cross_account(pipeline_account: str | None, stage_account: str | None) -> bool:
+    """True when both accounts are known at synth and differ: the stage must then let the pipeline account in.
+
+    An unknown (environment-agnostic) account on either side changes nothing: same-account is the default.
+    """
+    return bool(pipeline_account) and bool(stage_account) and pipeline_account != stage_account

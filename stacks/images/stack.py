@@ -29,7 +29,14 @@ from stacks.components.keys import rotating_key
 from stacks.components.log_group import encrypted_log_group
 from stacks.components.secure_bucket import SecureBucket, noncurrent_version_rule
 from stacks.config import PlatformConfig
-from stacks.images.names import IMAGES, image_uri_parameter_prefix, repository_name
+from stacks.images.names import (
+    IMAGES,
+    image_uri_parameter_name,
+    image_uri_parameter_prefix,
+    image_uri_writer_role_name,
+    pushes_cross_account,
+    repository_name,
+)
 from stacks.nag_wildcards import acknowledge_wildcards
 
 BUILDSPEC_PATH = "containers/buildspec.yml"
@@ -68,6 +75,11 @@ RECORD_COMMANDS = [
     'aws ssm put-parameter --name "${PARAMETER_PREFIX}/${image}/uri" --type String --overwrite --value "${uri}"; '
     "done",
 ]
+# What a release pipeline in another account needs on the stage's repositories to push (and re-pull) images.
+PIPELINE_PUSH_ACTIONS = [
+    "ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:CompleteLayerUpload", "ecr:GetDownloadUrlForLayer",
+    "ecr:InitiateLayerUpload", "ecr:PutImage", "ecr:UploadLayerPart",
+]
 
 
 class ImagesStack(Stack):
@@ -83,6 +95,7 @@ class ImagesStack(Stack):
         access_logs_bucket: s3.IBucket,
         vpc: ec2.IVpc,
         workload_subnets: ec2.SubnetSelection,
+        pipeline_account: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, id_, **kwargs)
@@ -122,6 +135,11 @@ class ImagesStack(Stack):
                 access_logs=access_logs_bucket,
                 lifecycle_rules=[noncurrent_version_rule(30)],
             ).bucket
+
+        # Set only when a release pipeline in another account pushes here (see _allow_pipeline_account).
+        self.image_uri_writer: iam.Role | None = None
+        if pipeline_account is not None and pushes_cross_account(pipeline_account, config.account):
+            self.image_uri_writer = self._allow_pipeline_account(config, pipeline_account)
 
         self.artifacts_bucket = bucket("PipelineArtifacts")
         self.log_group = encrypted_log_group(self, "BuildLogs", key=logs_key, retention_days=cfg.log_retention_days)
@@ -200,6 +218,49 @@ class ImagesStack(Stack):
         CfnOutput(self, "PipelineName", value=self.pipeline.pipeline_name)
         if self.source_bucket is not None:
             CfnOutput(self, "SourceBucketName", value=self.source_bucket.bucket_name)
+
+    def _allow_pipeline_account(self, config: PlatformConfig, pipeline_account: str) -> iam.Role:
+        """Let the release pipeline's image step, in ``pipeline_account``, push here and record the URIs.
+
+        Repository policies admit its pushes, the key policy lets ECR encrypt them for it, and a role it may
+        assume writes the three SSM parameters (SSM has no resource policies).
+        """
+        stack = Stack.of(self)
+        pipeline = iam.AccountPrincipal(pipeline_account)
+        for repository in self.repositories.values():
+            repository.add_to_resource_policy(
+                iam.PolicyStatement(sid="ReleasePipelinePushPull", principals=[pipeline], actions=PIPELINE_PUSH_ACTIONS)
+            )
+        self.key.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="AllowReleasePipelineImagePushes",
+                principals=[pipeline],
+                actions=["kms:GenerateDataKey*", "kms:Decrypt", "kms:Encrypt"],
+                resources=["*"],
+                # Only through ECR in this region: the pipeline account cannot use the key directly.
+                conditions={"StringEquals": {"kms:ViaService": f"ecr.{stack.region}.amazonaws.com"}},
+            )
+        )
+        role = iam.Role(
+            self,
+            "ImageUriWriter",
+            role_name=image_uri_writer_role_name(config.prefix),
+            description=f"Assumed by the release pipeline (account {pipeline_account}) to record pushed image URIs",
+            assumed_by=pipeline,
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                sid="WriteImageUriParameters",
+                actions=["ssm:GetParameter", "ssm:PutParameter"],
+                resources=[
+                    f"arn:{stack.partition}:ssm:{stack.region}:{stack.account}:"
+                    f"parameter{image_uri_parameter_name(config.prefix, image)}"
+                    for image in IMAGES
+                ],
+            )
+        )
+        acknowledge_grant_policy(role)
+        return role
 
     def _build_project(
         self, config: PlatformConfig, *, vpc: ec2.IVpc, workload_subnets: ec2.SubnetSelection

@@ -33,6 +33,8 @@ EVENTS_NAMESPACE = "AWS/Events"
 PERIOD = Duration.minutes(5)
 # ModelLatency is reported in microseconds; ApproximateAgeOfOldestRequest in seconds.
 MICROSECONDS_PER_SECOND = 1_000_000
+# Alarm IDs of the multi-model endpoint's variant alarms start with this (MultiModelInvocation5XXErrors, ...).
+MULTI_MODEL_ID_PREFIX = "MultiModel"
 # The images stack's EventBridge rule on failed pipeline executions (stacks/images/stack.py, _failure_topic).
 PIPELINE_FAILED_RULE_ID = "PipelineFailed"
 
@@ -45,6 +47,47 @@ class AlarmSpec:
     metric: cloudwatch.IMetric
     threshold: float
     description: str
+
+
+def sagemaker_metric(name: str, statistic: str, dimensions: dict[str, str]) -> cloudwatch.Metric:
+    return cloudwatch.Metric(
+        namespace=SAGEMAKER_NAMESPACE, metric_name=name, dimensions_map=dimensions, statistic=statistic, period=PERIOD
+    )
+
+
+def variant_dimensions(endpoint_name: str) -> dict[str, str]:
+    """The common endpoint metrics (errors, latency, multi-model loading) are published per production variant."""
+    return {"EndpointName": endpoint_name, "VariantName": VARIANT_NAME}
+
+
+def variant_specs(
+    config: PlatformConfig, *, endpoint_name: str, rejected_because: str, id_prefix: str = ""
+) -> list[AlarmSpec]:
+    """The alarms every SageMaker endpoint variant needs: 4xx, 5xx (per variant, like all common endpoint
+    metrics) and average model latency, with monitoring.* thresholds; ``id_prefix`` tells endpoints apart."""
+    mon = config.monitoring
+    variant = variant_dimensions(endpoint_name)
+    return [
+        AlarmSpec(
+            f"{id_prefix}Invocation4XXErrors",
+            sagemaker_metric("Invocation4XXErrors", "Sum", variant),
+            mon.error_threshold,
+            f"The model at {endpoint_name} rejected requests (4xx): {rejected_because}; read the endpoint's log",
+        ),
+        AlarmSpec(
+            f"{id_prefix}Invocation5XXErrors",
+            sagemaker_metric("Invocation5XXErrors", "Sum", variant),
+            mon.error_threshold,
+            f"The model at {endpoint_name} failed requests (5xx): read the endpoint's CloudWatch log",
+        ),
+        AlarmSpec(
+            f"{id_prefix}ModelLatency",
+            sagemaker_metric("ModelLatency", "Average", variant),
+            mon.model_latency_seconds * MICROSECONDS_PER_SECOND,
+            f"Segmentations take over {mon.model_latency_seconds} s on average at {endpoint_name}: check the "
+            "instance type (GPU) and the size of incoming series",
+        ),
+    ]
 
 
 class MonitoringStack(Stack):
@@ -97,6 +140,13 @@ class MonitoringStack(Stack):
             self.notification_topic.add_subscription(subscriptions.EmailSubscription(email))
 
         endpoint_specs = self._endpoint_specs(config, serving.endpoint_name)
+        # The real-time Triton endpoint exists only with serving.multiModelEnabled; it has no queue to alarm on.
+        multi_model_specs = [] if serving.multi_model is None else variant_specs(
+            config,
+            endpoint_name=serving.multi_model.endpoint_name,
+            rejected_because="a request names an archive that is not under the model prefix, or a malformed study",
+            id_prefix=MULTI_MODEL_ID_PREFIX,
+        )
         import_spec = AlarmSpec(
             "ImportJobFailures",
             self._rule_metric(imaging.import_failed_rule),
@@ -140,10 +190,13 @@ class MonitoringStack(Stack):
             ),
         ]
         self.alarms = {
-            spec.id_: self._alarm(spec) for spec in (*endpoint_specs, import_spec, *queue_specs, *build_specs)
+            spec.id_: self._alarm(spec)
+            for spec in (*endpoint_specs, *multi_model_specs, import_spec, *queue_specs, *build_specs)
         }
         self.dashboard = self._dashboard(
-            endpoint_specs=endpoint_specs, import_spec=import_spec, queue_specs=queue_specs, build_specs=build_specs,
+            endpoint_specs=endpoint_specs, multi_model_specs=multi_model_specs,
+            multi_model_endpoint_name=None if serving.multi_model is None else serving.multi_model.endpoint_name,
+            import_spec=import_spec, queue_specs=queue_specs, build_specs=build_specs,
             functions=[f for f in (inference.request_function, inference.import_seg_function) if f is not None],
         )
         CfnOutput(self, "NotificationTopicArn", value=self.notification_topic.topic_arn)
@@ -152,55 +205,32 @@ class MonitoringStack(Stack):
     def _endpoint_specs(self, config: PlatformConfig, endpoint_name: str) -> list[AlarmSpec]:
         mon = config.monitoring
         endpoint = {"EndpointName": endpoint_name}
-        variant = {**endpoint, "VariantName": VARIANT_NAME}
-
-        def metric(name: str, statistic: str, dimensions: dict[str, str]) -> cloudwatch.Metric:
-            return cloudwatch.Metric(
-                namespace=SAGEMAKER_NAMESPACE, metric_name=name, dimensions_map=dimensions, statistic=statistic,
-                period=PERIOD,
-            )
-
         return [
             AlarmSpec(
                 "BacklogSize",
-                metric("ApproximateBacklogSize", "Maximum", endpoint),
+                sagemaker_metric("ApproximateBacklogSize", "Maximum", endpoint),
                 mon.backlog_size_threshold,
                 f"{mon.backlog_size_threshold} or more requests are queued at {endpoint_name}: raise "
                 "serving.asyncMaxInstances or check that instances start (HasBacklogWithoutCapacity)",
             ),
             AlarmSpec(
                 "BacklogAge",
-                metric("ApproximateAgeOfOldestRequest", "Maximum", endpoint),
+                sagemaker_metric("ApproximateAgeOfOldestRequest", "Maximum", endpoint),
                 mon.backlog_age_minutes * 60,
                 f"A request has waited {mon.backlog_age_minutes} minutes at {endpoint_name}: the endpoint is not "
                 "draining its queue; check its instance count and logs",
             ),
             AlarmSpec(
                 "InvocationFailures",
-                metric("InvocationFailures", "Sum", endpoint),
+                sagemaker_metric("InvocationFailures", "Sum", endpoint),
                 mon.error_threshold,
                 f"Async inferences failed at {endpoint_name}: the failure notifications are in the inference "
                 "failure queue and the error files under failures/ in the inference bucket",
             ),
-            AlarmSpec(
-                "Invocation4XXErrors",
-                metric("Invocation4XXErrors", "Sum", variant),
-                mon.error_threshold,
-                f"The model at {endpoint_name} rejected requests (4xx): a request names a missing image set or an "
-                "unsupported series; read the endpoint's log",
-            ),
-            AlarmSpec(
-                "Invocation5XXErrors",
-                metric("Invocation5XXErrors", "Sum", variant),
-                mon.error_threshold,
-                f"The model at {endpoint_name} failed requests (5xx): read the endpoint's CloudWatch log",
-            ),
-            AlarmSpec(
-                "ModelLatency",
-                metric("ModelLatency", "Average", variant),
-                mon.model_latency_seconds * MICROSECONDS_PER_SECOND,
-                f"Segmentations take over {mon.model_latency_seconds} s on average at {endpoint_name}: check the "
-                "instance type (GPU) and the size of incoming series",
+            *variant_specs(
+                config,
+                endpoint_name=endpoint_name,
+                rejected_because="a request names a missing image set or an unsupported series",
             ),
         ]
 
@@ -238,17 +268,21 @@ class MonitoringStack(Stack):
         self,
         *,
         endpoint_specs: list[AlarmSpec],
+        multi_model_specs: list[AlarmSpec],
+        multi_model_endpoint_name: str | None,
         import_spec: AlarmSpec,
         queue_specs: list[AlarmSpec],
         build_specs: list[AlarmSpec],
         functions: list[Any],
     ) -> cloudwatch.Dashboard:
-        def graph(title: str, specs: list[AlarmSpec]) -> cloudwatch.GraphWidget:
-            # One metric per graph: draw its alarm threshold too (several metrics would need several lines).
+        def graph(
+            title: str, specs: list[AlarmSpec], *, unalarmed: tuple[cloudwatch.IMetric, ...] = ()
+        ) -> cloudwatch.GraphWidget:
+            # One alarmed metric per graph: draw its alarm threshold too (several would need several lines).
             annotations = [cloudwatch.HorizontalAnnotation(value=specs[0].threshold, label="alarm")]
             return cloudwatch.GraphWidget(
                 title=title,
-                left=[spec.metric for spec in specs],
+                left=[*(spec.metric for spec in specs), *unalarmed],
                 width=12,
                 height=6,
                 left_annotations=annotations if len(specs) == 1 else None,
@@ -268,6 +302,18 @@ class MonitoringStack(Stack):
                                                                          "Invocation5XXErrors")]),
             graph("Model latency (µs)", [by_id["ModelLatency"]]),
         )
+        if multi_model_endpoint_name is not None:
+            mme = {spec.id_.removeprefix(MULTI_MODEL_ID_PREFIX): spec for spec in multi_model_specs}
+            # How long requests wait for SageMaker to load their archive: graphed, not alarmed, since the first
+            # request for each archive (and each after an eviction) always waits; read it beside the latency.
+            loading_wait = sagemaker_metric(
+                "ModelLoadingWaitTime", "Average", variant_dimensions(multi_model_endpoint_name)
+            )
+            dashboard.add_widgets(
+                graph("Multi-model endpoint errors", [mme["Invocation4XXErrors"], mme["Invocation5XXErrors"]]),
+                graph("Multi-model latency and model loading wait (µs)", [mme["ModelLatency"]],
+                      unalarmed=(loading_wait,)),
+            )
         dashboard.add_widgets(
             graph("Dead-letter and failure queues (messages)", queue_specs),
             graph("Import job failures", [import_spec]),

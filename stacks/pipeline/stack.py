@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from aws_cdk import CfnParameter, Duration, Environment, RemovalPolicy, Stack, Stage, pipelines
+from aws_cdk import Aws, CfnParameter, Duration, Environment, RemovalPolicy, Stack, Stage, pipelines
 from aws_cdk import aws_codebuild as codebuild
 from aws_cdk import aws_codepipeline_actions as actions
 from aws_cdk import aws_iam as iam
@@ -32,7 +32,7 @@ from stacks.config import (
     build_config,
     build_pipeline_config,
 )
-from stacks.images.names import IMAGES, image_uri_parameter_prefix
+from stacks.images.names import IMAGES, image_uri_parameter_prefix, image_uri_writer_role_name, pushes_cross_account
 from stacks.images.stack import BASE_IMAGE_REPOSITORIES, BUILDSPEC_PATH, RECORD_COMMANDS
 from stacks.pipeline.generated import acknowledge_generated_resources
 from stacks.pipeline.stage import PlatformStage
@@ -52,17 +52,35 @@ ACCESS_LOG_ENCRYPTION_REASON = (
 )
 
 
-def image_build_spec() -> dict[str, Any]:
+def assume_writer_commands(role_arn: str, region: str) -> list[str]:
+    """Switch the step's later AWS CLI calls to the stage account's image-URI writer role (after the pushes).
+
+    A named profile with CodeBuild's container credentials as its source: the CLI assumes (and refreshes) the
+    role itself. Commands of one phase share a shell in buildspec 0.2, so the export reaches RECORD_COMMANDS.
+    """
+    return [
+        f"aws configure set profile.image-uri-writer.role_arn {role_arn}",
+        "aws configure set profile.image-uri-writer.credential_source EcsContainer",
+        f"aws configure set profile.image-uri-writer.region {region}",
+        "export AWS_PROFILE=image-uri-writer",
+    ]
+
+
+def image_build_spec(writer_role_arn: str | None = None, region: str | None = None) -> dict[str, Any]:
     """containers/buildspec.yml, plus the images stack's SSM record commands once the images are pushed.
 
     The file stays the one description of an image build; its artifacts section is dropped because this step
-    hands nothing on.
+    hands nothing on. With ``writer_role_arn`` (a stage in another account) the record commands run under that
+    role, in ``region``.
     """
     document = yaml.safe_load((PROJECT_ROOT / BUILDSPEC_PATH).read_text(encoding="utf-8"))
     if not isinstance(document, dict) or "post_build" not in document.get("phases", {}):
         raise ValueError(f"{BUILDSPEC_PATH} has no phases.post_build (push and image-uris.json): fix the file")
     document.pop("artifacts", None)
-    document["phases"]["post_build"]["commands"] = [*document["phases"]["post_build"]["commands"], *RECORD_COMMANDS]
+    assume = assume_writer_commands(writer_role_arn, region or "") if writer_role_arn else []
+    document["phases"]["post_build"]["commands"] = [
+        *document["phases"]["post_build"]["commands"], *assume, *RECORD_COMMANDS
+    ]
     return document
 
 
@@ -175,7 +193,7 @@ class PipelineStack(Stack):
         self.stages: dict[str, PlatformStage] = {}
         for index, name in enumerate(pipeline_config.stages):
             config = stage_configs[name]
-            stage = PlatformStage(self, name.title(), config=config)
+            stage = PlatformStage(self, name.title(), config=config, pipeline_account=pipeline_config.account)
             self.stages[name] = stage
             images = stage.platform.images
             for consumer in image_uri_readers(stage, config):
@@ -186,21 +204,45 @@ class PipelineStack(Stack):
                 stage,
                 # Every stage after the first waits for a person: dev -> approval -> prod.
                 pre=[pipelines.ManualApprovalStep(f"Promote-{name}")] if index > 0 else None,
-                stack_steps=[pipelines.StackSteps(stack=images, post=[self._image_build(config)])],
+                stack_steps=[
+                    pipelines.StackSteps(stack=images, post=[self._image_build(config, pipeline_config.account)])
+                ],
             )
         self.pipeline.build_pipeline()
         acknowledge_generated_resources(self)
 
-    def _image_build(self, config: PlatformConfig) -> pipelines.CodeBuildStep:
-        """containers/buildspec.yml into the stage's repositories, then the image URIs into the stage's SSM."""
+    def _image_build(self, config: PlatformConfig, pipeline_account: str | None) -> pipelines.CodeBuildStep:
+        """containers/buildspec.yml into the stage's repositories, then the image URIs into the stage's SSM.
+
+        For a stage in another account, the stage's Images stack admits this account on its repositories and
+        key, and the URIs are written through its image-URI writer role (SSM has no resource policies).
+        """
         account = config.account or self.account
         region = config.region
         partition = self.partition
         parameter_prefix = image_uri_parameter_prefix(config.prefix)
+        writer_role_arn = (
+            # The pseudo parameter, not the region's partition: no ARN literal lands in the buildspec.
+            f"arn:{Aws.PARTITION}:iam::{account}:role/{image_uri_writer_role_name(config.prefix)}"
+            if pushes_cross_account(pipeline_account, config.account)
+            else None
+        )
+        record = (
+            iam.PolicyStatement(sid="AssumeImageUriWriter", actions=["sts:AssumeRole"], resources=[writer_role_arn])
+            if writer_role_arn
+            else iam.PolicyStatement(
+                sid="RecordImageUris",
+                actions=["ssm:PutParameter"],
+                resources=[
+                    f"arn:{partition}:ssm:{region}:{account}:parameter{parameter_prefix}/{image}/uri"
+                    for image in IMAGES
+                ],
+            )
+        )
         return pipelines.CodeBuildStep(
             f"BuildImages-{config.stage}",
             input=self.source,
-            partial_build_spec=codebuild.BuildSpec.from_object(image_build_spec()),
+            partial_build_spec=codebuild.BuildSpec.from_object(image_build_spec(writer_role_arn, region)),
             commands=[],
             build_environment=codebuild.BuildEnvironment(
                 build_image=codebuild.LinuxBuildImage.STANDARD_7_0,
@@ -233,14 +275,7 @@ class PipelineStack(Stack):
                 ),
                 # GetAuthorizationToken has no resource-level form.
                 iam.PolicyStatement(sid="RegistryLogin", actions=["ecr:GetAuthorizationToken"], resources=["*"]),
-                iam.PolicyStatement(
-                    sid="RecordImageUris",
-                    actions=["ssm:PutParameter"],
-                    resources=[
-                        f"arn:{partition}:ssm:{region}:{account}:parameter{parameter_prefix}/{image}/uri"
-                        for image in IMAGES
-                    ],
-                ),
+                record,
             ],
             timeout=Duration.hours(2),
         )

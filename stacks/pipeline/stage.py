@@ -14,7 +14,9 @@ from stacks.platform import Platform, build_platform
 class PlatformStage(cdk.Stage):
     """The same stacks `cdk synth -c stage=<name>` produces, in the stage's account and region."""
 
-    def __init__(self, scope: Construct, id_: str, *, config: PlatformConfig, **kwargs: Any) -> None:
+    def __init__(
+        self, scope: Construct, id_: str, *, config: PlatformConfig, pipeline_account: str | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(scope, id_, env=cdk.Environment(account=config.account, region=config.region), **kwargs)
         self.config = config
-        self.platform: Platform = build_platform(self, config)
+        self.platform: Platform = build_platform(self, config, pipeline_account=pipeline_account)

@@ -8,10 +8,17 @@ import pytest
 
 from tests.stacks.assembly import Assembly, synthesize_variant
 from tests.stacks.test_inference_stack import INFERENCE_OVERRIDES
+from tests.stacks.test_serving_stack import MME_NAME, MULTI_MODEL_OVERRIDES
 
 STACK = "Monitoring"
 ENDPOINT = {"Name": "EndpointName", "Value": "monai-imaging-dev-spleen-async"}
 VARIANT = {"Name": "VariantName", "Value": "AllTraffic"}
+
+
+@pytest.fixture
+def mme_assembly() -> Assembly:
+    """serving.multiModelEnabled: the same named variant test_serving_stack and test_idle_cost synthesize."""
+    return synthesize_variant("mme", MULTI_MODEL_OVERRIDES)
 
 
 @pytest.fixture
@@ -165,3 +172,48 @@ def test_one_dashboard_shows_every_alarmed_metric_and_the_alarm_status(assembly:
     # Backlog, age, failures and errors, latency, queues, imports, builds, inference function errors.
     assert body.count('"type":"metric"') == 8
     assert '"AWS/Lambda","Errors"' in body
+
+
+# --- The multi-model endpoint: alarmed and graphed only when it exists ---
+
+MME_ALARMS = {
+    # alarm: (metric, statistic, default threshold from monitoring.*)
+    "MultiModelInvocation4XXErrors": ("Invocation4XXErrors", "Sum", 1),
+    "MultiModelInvocation5XXErrors": ("Invocation5XXErrors", "Sum", 1),
+    "MultiModelModelLatency": ("ModelLatency", "Average", 900_000_000),
+}
+
+
+@pytest.mark.parametrize(
+    ("fixture", "present"),
+    [
+        ("assembly", False),  # must not: no multi-model endpoint by default, so nothing to watch
+        ("mme_assembly", True),
+    ],
+)
+def test_multi_model_alarms_exist_only_with_the_multi_model_endpoint(
+    request: pytest.FixtureRequest, fixture: str, present: bool
+) -> None:
+    assembly: Assembly = request.getfixturevalue(fixture)
+    by_name = alarms(assembly)
+    expected = {name for name, *_ in EXPECTED_ALARMS} | (set(MME_ALARMS) if present else set())
+    assert set(by_name) == expected  # the async endpoint's alarms stay either way
+    watching_mme = {name for name, alarm in by_name.items()
+                    if {"Name": "EndpointName", "Value": MME_NAME} in alarm.get("Dimensions", [])}
+    assert watching_mme == (set(MME_ALARMS) if present else set())
+    body = dashboard_body(assembly)
+    assert ('"AWS/SageMaker","ModelLoadingWaitTime"' in body) is present
+    assert (MME_NAME in body) is present
+    assert body.count('"type":"metric"') == (10 if present else 8)  # one row of two graphs more
+
+
+@pytest.mark.parametrize("name", sorted(MME_ALARMS))
+def test_multi_model_alarms_watch_its_variant_and_notify_the_topic(mme_assembly: Assembly, name: str) -> None:
+    metric, statistic, threshold = MME_ALARMS[name]
+    alarm = alarms(mme_assembly)[name]
+    assert (alarm["Namespace"], alarm["MetricName"], alarm["Statistic"]) == ("AWS/SageMaker", metric, statistic)
+    assert alarm["Dimensions"] == [{"Name": "EndpointName", "Value": MME_NAME}, VARIANT]
+    assert alarm["Threshold"] == threshold
+    topic = {"Ref": topic_id(mme_assembly)}
+    assert (alarm["AlarmActions"], alarm["OKActions"]) == ([topic], [topic])
+    assert alarm["TreatMissingData"] == "notBreaching"

@@ -10,6 +10,7 @@ import copy
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -229,3 +230,124 @@ def test_cdk_ls_with_the_switch_lists_the_pipeline_and_every_stage_stack(tmp_pat
         for stack_id in assembly.templates
     ]
     assert sorted(result.stdout.splitlines()) == sorted(expected)
+
+
+# Cross-account image pushes: Prod (PROD_ACCOUNT) differs from the pipeline's account, Dev is environment-agnostic
+# (so unknown at synth: nothing is added), and the default stage app has no pipeline account at all.
+def stage_template(assembly: Assembly, stage: str, stack_id: str) -> dict[str, Any]:
+    nested = assembly.outdir / f"assembly-Pipeline-{stage}"
+    for artifact in json.loads((nested / "manifest.json").read_text())["artifacts"].values():
+        if artifact["type"] == "aws:cloudformation:stack" and artifact["displayName"] == f"Pipeline/{stage}/{stack_id}":
+            return dict(json.loads((nested / artifact["properties"]["templateFile"]).read_text()))
+    raise AssertionError(f"no {stack_id} stack in the {stage} stage")
+
+
+def of_type(template: dict[str, Any], type_: str) -> list[dict[str, Any]]:
+    return [r for r in template["Resources"].values() if r["Type"] == type_]
+
+
+def is_pipeline_account_root(principal: Any) -> bool:
+    """The pipeline account's root principal, whether CDK renders the partition literally or as a Ref."""
+    return (
+        isinstance(principal, dict)
+        and set(principal) == {"AWS"}
+        and json.dumps(principal["AWS"]).endswith(f':iam::{PIPELINE_ACCOUNT}:root"')
+        and json.dumps(principal["AWS"]).count(":root") == 1
+    )
+
+
+def writer_roles(template: dict[str, Any]) -> list[dict[str, Any]]:
+    return [r for r in of_type(template, "AWS::IAM::Role") if r["Properties"].get("RoleName") == "monai-imaging-prod-image-uri-writer"]
+
+
+def image_step_spec_and_policy(assembly: Assembly, stage: str) -> tuple[str, str]:
+    projects = assembly.resources(PIPELINE_TEMPLATE, "AWS::CodeBuild::Project")
+    (project,) = [p for k, p in projects.items() if f"BuildImages{stage}" in k]
+    role_id = project["Properties"]["ServiceRole"]["Fn::GetAtt"][0]
+    (policy,) = [
+        p for p in assembly.resources(PIPELINE_TEMPLATE, "AWS::IAM::Policy").values()
+        if {"Ref": role_id} in p["Properties"]["Roles"]
+    ]
+    return json.dumps(project["Properties"]["Source"]["BuildSpec"]), json.dumps(policy["Properties"]["PolicyDocument"])
+
+
+def test_cross_account_stage_repositories_admit_only_the_pipeline_account(pipeline_assembly: Assembly) -> None:
+    repositories = of_type(stage_template(pipeline_assembly, "Prod", "Images"), "AWS::ECR::Repository")
+    assert len(repositories) == 3
+    for repository in repositories:
+        (statement,) = repository["Properties"]["RepositoryPolicyText"]["Statement"]
+        assert is_pipeline_account_root(statement["Principal"])
+        assert statement["Effect"] == "Allow"
+        assert sorted(statement["Action"]) == sorted([
+            "ecr:BatchCheckLayerAvailability", "ecr:CompleteLayerUpload", "ecr:InitiateLayerUpload", "ecr:PutImage",
+            "ecr:UploadLayerPart", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer",
+        ])
+
+
+def test_cross_account_stage_key_lets_the_pipeline_account_encrypt_only_through_ecr(pipeline_assembly: Assembly) -> None:
+    (key,) = of_type(stage_template(pipeline_assembly, "Prod", "Images"), "AWS::KMS::Key")
+    statements = [s for s in key["Properties"]["KeyPolicy"]["Statement"] if is_pipeline_account_root(s.get("Principal"))]
+    assert len(statements) == 1
+    (statement,) = statements
+    assert sorted(statement["Action"]) == ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey*"]
+    assert statement["Condition"] == {"StringEquals": {"kms:ViaService": "ecr.us-east-1.amazonaws.com"}}
+
+
+def test_cross_account_writer_role_trusts_the_pipeline_account_and_puts_only_the_image_uris(
+    pipeline_assembly: Assembly,
+) -> None:
+    template = stage_template(pipeline_assembly, "Prod", "Images")
+    (role,) = writer_roles(template)
+    (trust,) = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+    assert is_pipeline_account_root(trust["Principal"])
+    assert trust["Action"] == "sts:AssumeRole"
+    role_id = next(k for k, r in template["Resources"].items() if r is role)
+    (policy,) = [p for p in of_type(template, "AWS::IAM::Policy") if {"Ref": role_id} in p["Properties"]["Roles"]]
+    (statement,) = policy["Properties"]["PolicyDocument"]["Statement"]
+    assert sorted(statement["Action"]) == ["ssm:GetParameter", "ssm:PutParameter"]
+    resources = json.dumps(statement["Resource"])
+    assert len(statement["Resource"]) == 3
+    for image in ("pytorch-inference", "triton-inference", "training"):
+        assert f":parameter/monai-imaging-prod/images/{image}/uri" in resources
+    assert "*" not in resources
+
+
+def test_cross_account_image_step_assumes_exactly_the_stage_writer_role(pipeline_assembly: Assembly) -> None:
+    spec, policy = image_step_spec_and_policy(pipeline_assembly, "prod")
+    role_arn = f":iam::{PROD_ACCOUNT}:role/monai-imaging-prod-image-uri-writer"
+    assert role_arn in spec
+    assert "AWS_PROFILE=image-uri-writer" in spec
+    statements = json.loads(policy)["Statement"]
+    (assume,) = [s for s in statements if s["Action"] == "sts:AssumeRole"]
+    assert role_arn in json.dumps(assume["Resource"])
+    assert "*" not in json.dumps(assume["Resource"])
+    # Must not: a direct SSM write into another account, which IAM there would refuse anyway.
+    assert not any("ssm:PutParameter" in json.dumps(s["Action"]) for s in statements)
+
+
+def test_same_or_unknown_account_stages_get_no_cross_account_access(
+    pipeline_assembly: Assembly, assembly: Assembly
+) -> None:
+    dev = stage_template(pipeline_assembly, "Dev", "Images")  # environment-agnostic: the account is unknown
+    default = assembly.templates["Images"]  # the default stage app: no pipeline account
+    for template in (dev, default):
+        assert not any("RepositoryPolicyText" in r["Properties"] for r in of_type(template, "AWS::ECR::Repository"))
+        assert "kms:ViaService" not in json.dumps(of_type(template, "AWS::KMS::Key"))
+        assert not any("image-uri-writer" in json.dumps(r) for r in of_type(template, "AWS::IAM::Role"))
+    spec, policy = image_step_spec_and_policy(pipeline_assembly, "dev")
+    assert "sts:AssumeRole" not in policy
+    assert "image-uri-writer" not in spec
+    assert "ssm:PutParameter" in policy
+
+
+@pytest.mark.compliance
+def test_cross_account_images_template_passes_cfn_lint(pipeline_assembly: Assembly, tmp_path: Path) -> None:
+    # The compliance test lints the top-level templates only; the stages' are nested assemblies.
+    template = tmp_path / "images.template.json"
+    template.write_text(json.dumps(stage_template(pipeline_assembly, "Prod", "Images")))
+    cfn_lint = Path(sys.executable).parent / "cfn-lint"
+    result = subprocess.run(
+        [str(cfn_lint), "--ignore-checks", *compliance.CFN_LINT_IGNORED, "--", str(template)],
+        capture_output=True, text=True, check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
