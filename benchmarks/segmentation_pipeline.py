@@ -8,9 +8,10 @@ The series is 48 slices of 512x512, built from the real CT slice pydicom ships
 spleen-like ellipsoid planted across the middle slices and a few HU of noise per slice. The model is
 the contract's thresholding TorchScript (``save_threshold_model``), so both sides run the same network.
 
-MONAI Deploy side: DICOMDataLoaderOperator -> DICOMSeriesSelectorOperator ->
-DICOMSeriesToVolumeOperator -> MonaiSegInferenceOperator -> DICOMSegmentationWriterOperator, with
-the spleen bundle's stock MONAI transforms (Orientationd RAS, Spacingd 1.5x1.5x2.0 bilinear,
+MONAI Deploy side: the app our MAP ships (model_code/map_app), run on the folder:
+DICOMDataLoaderOperator -> DICOMSeriesSelectorOperator -> DICOMSeriesToVolumeOperator ->
+MonaiSegInferenceOperator -> DICOMSegmentationWriterOperator, with the spleen bundle's stock MONAI
+transforms read from the model's metadata.json (Orientationd RAS, Spacingd 1.5x1.5x2.0 bilinear,
 ScaleIntensityRanged -57..164 clipped; Activationsd softmax, Invertd, AsDiscreted argmax) and the
 same sliding window (96^3, overlap 0.5, sw_batch_size). Ours: load_series -> SegmentationPipeline.run
 -> SEG file. Both timings start from a folder of DICOM files with the model loaded from disk and end
@@ -42,8 +43,6 @@ from model_code.segmentation.reference_models import save_threshold_model
 
 REAL_SLICE = "J2K_pixelrep_mismatch.dcm"
 SLICE_GAP_MM = 2.5
-ROI = (96, 96, 96)
-OVERLAP = 0.5
 
 
 def build_series(out_dir: Path, *, slices: int, seed: int = 0) -> Path:
@@ -90,102 +89,12 @@ def run_ours(model_dir: Path, dicom_dir: Path, out_dir: Path, *, sw_batch_size: 
 
 
 def build_deploy_app(model_dir: Path, dicom_dir: Path, out_dir: Path, *, sw_batch_size: int):
-    """A MONAI Deploy App SDK app made of its stock operators (imported here: bench venv only)."""
-    from holoscan.conditions import CountCondition
-    from monai.deploy.core import AppContext, Application
-    from monai.deploy.operators.dicom_data_loader_operator import DICOMDataLoaderOperator
-    from monai.deploy.operators.dicom_seg_writer_operator import DICOMSegmentationWriterOperator, SegmentDescription
-    from monai.deploy.operators.dicom_series_selector_operator import DICOMSeriesSelectorOperator
-    from monai.deploy.operators.dicom_series_to_volume_operator import DICOMSeriesToVolumeOperator
-    from monai.deploy.operators.monai_seg_inference_operator import MonaiSegInferenceOperator
-    from monai.transforms import (
-        Activationsd,
-        AsDiscreted,
-        Compose,
-        EnsureChannelFirstd,
-        EnsureTyped,
-        Invertd,
-        LoadImaged,
-        Orientationd,
-        ScaleIntensityRanged,
-        Spacingd,
-    )
-    from pydicom.sr.codedict import codes
+    """The MONAI Deploy App SDK app of stock operators that our MAP ships (model_code/map_app), on a folder:
+    DICOM loader -> series selector -> series-to-volume -> MonaiSegInferenceOperator -> SEG writer.
+    Imported here: the SDK lives in the bench venv only."""
+    from model_code.map_app.app import SpleenSegApp
 
-    class SpleenInference(MonaiSegInferenceOperator):
-        """The stock operator with its documented hooks filled by the spleen bundle's transforms."""
-
-        def pre_process(self, img_reader, *args, **kwargs):
-            key = self.input_dataset_key
-            return Compose(
-                [
-                    LoadImaged(keys=key, reader=img_reader),
-                    EnsureChannelFirstd(keys=key),
-                    Orientationd(keys=key, axcodes="RAS"),
-                    Spacingd(keys=key, pixdim=[1.5, 1.5, 2.0], mode="bilinear"),
-                    ScaleIntensityRanged(keys=key, a_min=-57, a_max=164, b_min=0.0, b_max=1.0, clip=True),
-                    EnsureTyped(keys=key),
-                ]
-            )
-
-        def post_process(self, pre_transforms, *args, **kwargs):
-            pred = self.pred_dataset_key
-            return Compose(
-                [
-                    EnsureTyped(keys=pred),
-                    Activationsd(keys=pred, softmax=True),
-                    Invertd(
-                        keys=pred,
-                        transform=pre_transforms,
-                        orig_keys=self.input_dataset_key,
-                        nearest_interp=False,
-                        to_tensor=True,
-                    ),
-                    AsDiscreted(keys=pred, argmax=True),
-                ]
-            )
-
-    selection_rules = '{"selections": [{"name": "CT Series", "conditions": {"Modality": "(?i)CT"}}]}'
-
-    class DeploySpleenApp(Application):
-        def compose(self) -> None:
-            model_file = str(model_dir / "model.ts")
-            context = AppContext({"input": str(dicom_dir), "output": str(out_dir), "model": model_file})
-            loader = DICOMDataLoaderOperator(self, CountCondition(self, 1), input_folder=dicom_dir, name="loader")
-            selector = DICOMSeriesSelectorOperator(self, rules=selection_rules, name="selector")
-            to_volume = DICOMSeriesToVolumeOperator(self, name="to_volume")
-            inference = SpleenInference(
-                self,
-                roi_size=ROI,
-                pre_transforms=None,
-                post_transforms=None,
-                overlap=OVERLAP,
-                sw_batch_size=sw_batch_size,
-                app_context=context,
-                model_path=model_dir / "model.ts",
-                name="inference",
-            )
-            writer = DICOMSegmentationWriterOperator(
-                self,
-                segment_descriptions=[
-                    SegmentDescription(
-                        segment_label="spleen",
-                        segmented_property_category=codes.SCT.Organ,
-                        segmented_property_type=codes.SCT.Spleen,
-                        algorithm_name="spleen_ct_segmentation",
-                        algorithm_version="0.0.1-threshold",
-                    )
-                ],
-                output_folder=out_dir,
-                name="seg_writer",
-            )
-            self.add_flow(loader, selector, {("dicom_study_list", "dicom_study_list")})
-            self.add_flow(selector, to_volume, {("study_selected_series_list", "study_selected_series_list")})
-            self.add_flow(to_volume, inference, {("image", "image")})
-            self.add_flow(selector, writer, {("study_selected_series_list", "study_selected_series_list")})
-            self.add_flow(inference, writer, {("seg_image", "seg_image")})
-
-    return DeploySpleenApp()
+    return SpleenSegApp(model_dir=model_dir, output_dir=out_dir, dicom_dir=dicom_dir, sw_batch_size=sw_batch_size)
 
 
 def run_deploy(model_dir: Path, dicom_dir: Path, out_dir: Path, *, sw_batch_size: int) -> tuple[float, Path]:

@@ -28,5 +28,5 @@ test-segmentation: venv dicom-tools  ## segmentation, loader, phantom and DICOM 
 	$(PY) -m pytest tests/model_code/segmentation tests/model_code/imaging -q --durations=10
 
 # holoscan asks for a 32 MB stack; it runs with less, but warns.
-bench-segmentation: bench-venv  ## ours vs a stock MONAI Deploy app, 48x512x512 CT (BENCH_ARGS="--repeats 5")
+bench-segmentation: bench-venv  ## ours vs a MONAI Deploy app of stock operators (our MAP app), 48x512x512 CT (BENCH_ARGS="--repeats 5")
 	ulimit -s 32768 2>/dev/null; PYTHONPATH=. $(BENCH_PY) benchmarks/segmentation_pipeline.py $(BENCH_ARGS)

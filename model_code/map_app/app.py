@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from holoscan.conditions import CountCondition
 from monai.deploy.core import AppContext, Application
@@ -37,8 +37,10 @@ from monai.transforms import (
 )
 from pydicom.sr.codedict import codes
 
-from model_code.map_app.healthimaging_operator import ClientFactory, HealthImagingLoaderOperator
 from model_code.model_dir import ModelMetadata, model_file
+
+if TYPE_CHECKING:
+    from model_code.map_app.healthimaging_operator import ClientFactory
 
 # The first CT series of the study (the stock selector's rule language).
 SELECTION_RULES = '{"selections": [{"name": "CT Series", "conditions": {"Modality": "(?i)CT"}}]}'
@@ -104,6 +106,7 @@ class SpleenSegApp(Application):  # type: ignore[misc]  # the SDK is untyped her
         output_dir: Path,
         dicom_dir: Path | None = None,
         healthimaging: HealthImagingSource | None = None,
+        sw_batch_size: int | None = None,
     ) -> None:
         if (dicom_dir is None) == (healthimaging is None):
             raise ValueError("give exactly one source: dicom_dir (a folder) or healthimaging (an image set)")
@@ -111,6 +114,7 @@ class SpleenSegApp(Application):  # type: ignore[misc]  # the SDK is untyped her
         self.output_dir = Path(output_dir)
         self.dicom_dir = dicom_dir
         self.healthimaging = healthimaging
+        self.sw_batch_size = sw_batch_size
         # Read before compose so a bad model directory fails here, with the contract's message.
         self.model_metadata = ModelMetadata.load(self.model_dir)
         self.model_path = model_file(self.model_dir)
@@ -119,6 +123,10 @@ class SpleenSegApp(Application):  # type: ignore[misc]  # the SDK is untyped her
     def _loader(self) -> Any:
         once = CountCondition(self, 1)
         if self.healthimaging is not None:
+            # Imported here: the HealthImaging connector needs boto3, which a folder-only run (and the
+            # segmentation benchmark's venv) does without.
+            from model_code.map_app.healthimaging_operator import HealthImagingLoaderOperator
+
             source = self.healthimaging
             return HealthImagingLoaderOperator(
                 self,
@@ -145,7 +153,7 @@ class SpleenSegApp(Application):  # type: ignore[misc]  # the SDK is untyped her
             model_metadata=self.model_metadata,
             roi_size=tuple(inference_spec.roi_size),
             overlap=inference_spec.overlap,
-            sw_batch_size=inference_spec.sw_batch_size,
+            sw_batch_size=self.sw_batch_size or inference_spec.sw_batch_size,
             app_context=context,
             model_path=self.model_path,
             name="inference",
