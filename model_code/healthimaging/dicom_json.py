@@ -122,18 +122,25 @@ class ElementCache:
             if isinstance(shared, RawDataElement):
                 return shared
             if encodable:  # repeated for the first time: encode it once (attributes that vary never are)
-                raw = _encoded(shared)
+                raw = encoded_element(shared)
                 self._last[key] = (value, raw or shared, False)
                 if raw is not None:
                     return raw
             return _clone(shared)
-        element = DataElement(tag, vr, _value(vr, value, vrs, signed=signed, cache=self))
+        element = new_element(tag, vr, value, vrs, signed=signed, cache=self)
         if vr != "SQ":  # sequences hold datasets: always built afresh
             self._last[key] = (value, element, self._share_encoded)
         return element
 
 
-def _encoded(element: DataElement) -> RawDataElement | None:
+def new_element(
+    tag: BaseTag, vr: str, value: Any, vrs: Mapping[str, str], *, signed: bool, cache: ElementCache
+) -> DataElement:
+    """A fresh element of one document value (no sharing)."""
+    return DataElement(tag, vr, _value(vr, value, vrs, signed=signed, cache=cache))
+
+
+def encoded_element(element: DataElement) -> RawDataElement | None:
     """The element as pydicom reads it from an explicit VR little endian file, if that reads back unchanged."""
     try:
         with warnings.catch_warnings():

@@ -3,67 +3,42 @@
 The order of work, and why:
 
 1. GetImageSetMetadata, choose the series, plan its frames (document.py).
-2. Sort and validate the geometry from the headers alone, before any frame is fetched: a series that
-   cannot form a volume fails fast, and each frame's slot in the volume is known up front.
+2. Sort and validate the geometry from the headers alone (``stack_geometry``, the rules every loader
+   shares), before any frame is fetched: a series that cannot form a volume fails fast, and each frame's
+   slot in the volume is known up front.
 3. Fetch frames in a thread pool (one shared, thread-safe botocore client; one pooled connection per
    thread); the thread that fetched a frame decodes, verifies and rescales it into its slot of the
    preallocated float32 volume. ``htj2k_decode``, the CRC and the numpy rescale release the GIL, so
    decoding overlaps other threads' fetches.
-4. The same thread rebuilds the frame's DICOM header (attributes that repeat are converted once per series
-   and shared as immutable raw elements, see dicom_json.ElementCache) and attaches the uncompressed pixel
-   data.
+4. The same thread builds the frame's DICOM header (what every frame shares is converted once, see
+   headers.py) and attaches the uncompressed pixel data.
 """
 
 from __future__ import annotations
 
 import logging
+import mmap
+import os
+import queue
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from typing import Any, Generic, TypeVar, cast
 
 import numpy as np
 import pydicom
 from pydicom import DataElement
-from pydicom.dataset import FileMetaDataset
-from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID, ExplicitVRLittleEndian
 
 from model_code.healthimaging import client as service
 from model_code.healthimaging.decode import decode_frame
-from model_code.healthimaging.dicom_json import ElementCache, dataset_from_json
 from model_code.healthimaging.document import FramePlan, choose_series, plan_frames
-from model_code.imaging.errors import InvalidSeriesError
-from model_code.imaging.series import ImageSeries, series_from_datasets
+from model_code.healthimaging.headers import SeriesHeaders
+from model_code.imaging.series import ImageSeries, StackGeometry, rescale_of, stack_geometry
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 _PIXEL_DATA = 0x7FE00010
-# What series_from_datasets reads to sort and place slices; the stand-ins in _geometry carry only these.
-_GEOMETRY_KEYWORDS = (
-    "SeriesInstanceUID",
-    "SOPInstanceUID",
-    "ImageOrientationPatient",
-    "ImagePositionPatient",
-    "PixelSpacing",
-    "SliceThickness",
-    "SpacingBetweenSlices",
-)
-_ONE_PIXEL = np.zeros((1, 1), dtype=np.uint8)
-
-
-def build_dataset(plan: FramePlan, *, cache: ElementCache | None = None) -> pydicom.Dataset:
-    """The single-frame instance of one frame, header only: attributes from the document, file meta set."""
-    dataset = dataset_from_json(plan.attributes, plan.vrs, signed=plan.pixel_format.signed, cache=cache)
-    meta = FileMetaDataset()
-    # Read from the document, not the dataset: a shared attribute converts on first access (dicom_json.py).
-    meta.MediaStorageSOPClassUID = UID(str(plan.attributes.get("SOPClassUID") or ""))
-    meta.MediaStorageSOPInstanceUID = UID(str(plan.attributes.get("SOPInstanceUID") or plan.sop_instance_uid))
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
-    dataset.file_meta = meta
-    return dataset
 
 
 def pixel_data_element(pixels: np.ndarray) -> DataElement:
@@ -80,37 +55,113 @@ def fetch_frames(
     on_frame: Callable[[int, np.ndarray], T],
     *,
     max_workers: int | None = None,
+    decoders: int | None = None,
 ) -> list[T]:
     """``on_frame(i, stored_values)`` for every planned frame, results in plan order.
 
-    Each of up to ``max_workers`` threads fetches a frame, decodes and verifies it, and calls ``on_frame``.
-    The array ``on_frame`` gets is the thread's reusable decode buffer: copy what you keep. The first
-    failure cancels the frames not yet started and is raised.
-    Decoding in the fetching thread, rather than handing frames to a decode pool, saves a thread hand-off
-    (and a GIL hand-off) per frame; the OS spreads the GIL-free decodes over the cores.
+    Two stages. Up to ``max_workers`` fetch threads call GetImageFrame on the shared client and queue the
+    encoded frames; ``decoders`` threads (default: one per usable core) decode and verify them and call
+    ``on_frame``. Fetching is network waits plus botocore's Python, decoding is native code outside the GIL,
+    so the stages overlap; a fetch thread that also decoded would hold its connection idle meanwhile, and
+    every extra runnable thread adds GIL hand-offs (measured: ~15% more frames/s with the split, see
+    docs/healthimaging.md). The queue holds encoded frames only, so it never outgrows the compressed series.
+    The array ``on_frame`` gets is the decoder's reusable buffer: copy what you keep. The first failure stops
+    both stages (frames not yet fetched are not fetched) and is raised.
     """
-    workers = _fetch_workers(client, max_workers, len(plans))
-    scratch = threading.local()
+    if not plans:
+        return []
+    run = _FrameRun(plans, on_frame)
+    fetchers = _fetch_workers(client, max_workers, len(plans))
+    decoder_threads = [
+        threading.Thread(target=run.decode_queued, args=(image_set_id,), name=f"ahi-decode-{n}", daemon=True)
+        for n in range(_decoders(decoders, len(plans)))
+    ]
+    for thread in decoder_threads:
+        thread.start()
+    try:
+        with ThreadPoolExecutor(fetchers, thread_name_prefix="ahi-fetch") as pool:
+            futures = [pool.submit(run.fetch, client, datastore_id, image_set_id, index) for index in range(len(plans))]
+            wait(futures, return_when=FIRST_EXCEPTION)
+            if run.failed.is_set():
+                for future in futures:
+                    future.cancel()
+    except BaseException as error:  # KeyboardInterrupt while waiting: stop the stages, then let it through
+        run.fail(error)
+        raise
+    finally:
+        for _ in decoder_threads:
+            run.queue.put(None)
+        for thread in decoder_threads:
+            thread.join()
+    return run.results()
 
-    def fetch(index: int) -> T:
-        plan = plans[index]
-        blob = service.get_image_frame(client, datastore_id, image_set_id, plan.frame_id)
-        fmt = plan.pixel_format
-        key = (fmt.rows, fmt.cols, fmt.dtype.itemsize)
-        buffers = scratch.__dict__.setdefault("buffers", {})
-        if key not in buffers:
-            buffers[key] = np.empty(key[:2], dtype=f"u{key[2]}")
-        pixels = decode_frame(blob.data, blob.content_type, plan, image_set_id=image_set_id, out=buffers[key])
-        return on_frame(index, pixels)
 
-    with ThreadPoolExecutor(workers, thread_name_prefix="ahi-fetch") as pool:
-        futures = [pool.submit(fetch, index) for index in range(len(plans))]
+class _FrameRun(Generic[T]):
+    """The state the two stages of one :func:`fetch_frames` call share.
+
+    When frames fail, the one raised is the failure of the earliest frame in plan order, whatever the
+    threads' timing: after a failure at frame k no frame after k is fetched or decoded, but frames before
+    k still are, since one of them may fail too and its error is the one to report.
+    """
+
+    def __init__(self, plans: Sequence[FramePlan], on_frame: Callable[[int, np.ndarray], T]) -> None:
+        self.plans = plans
+        self.on_frame = on_frame
+        self.queue: queue.SimpleQueue[tuple[int, service.FrameBlob] | None] = queue.SimpleQueue()
+        self.failed = threading.Event()
+        self._failed_at = len(plans)  # index of the earliest failed frame; len(plans) while none has
+        self._error: BaseException | None = None
+        self._lock = threading.Lock()
+        self._results: list[T | None] = [None] * len(plans)
+
+    def fail(self, error: BaseException, index: int = -1) -> None:
+        """Record a failure at frame ``index`` (-1: not a frame's, e.g. an interrupt: it always wins)."""
+        with self._lock:
+            if index < self._failed_at:
+                self._failed_at, self._error = index, error
+        self.failed.set()
+
+    def _skip(self, index: int) -> bool:
+        return self.failed.is_set() and index > self._failed_at
+
+    def fetch(self, client: Any, datastore_id: str, image_set_id: str, index: int) -> None:
+        if self._skip(index):
+            return
         try:
-            return [future.result() for future in futures]
-        except BaseException:
-            for future in futures:
-                future.cancel()
+            blob = service.get_image_frame(client, datastore_id, image_set_id, self.plans[index].frame_id)
+        except BaseException as error:
+            self.fail(error, index)
             raise
+        self.queue.put((index, blob))
+
+    def decode_queued(self, image_set_id: str) -> None:
+        buffers: dict[tuple[int, int, int], np.ndarray] = {}  # this thread's decode targets, reused
+        while (item := self.queue.get()) is not None:
+            index, blob = item
+            if self._skip(index):
+                continue
+            plan = self.plans[index]
+            fmt = plan.pixel_format
+            key = (fmt.rows, fmt.cols, fmt.dtype.itemsize)
+            if key not in buffers:
+                buffers[key] = np.empty(key[:2], dtype=f"u{key[2]}")
+            try:
+                pixels = decode_frame(blob.data, blob.content_type, plan, image_set_id=image_set_id, out=buffers[key])
+                self._results[index] = self.on_frame(index, pixels)
+            except BaseException as error:
+                self.fail(error, index)
+
+    def results(self) -> list[T]:
+        if self._error is not None:
+            raise self._error
+        return cast(list[T], self._results)
+
+
+def _decoders(decoders: int | None, frames: int) -> int:
+    if decoders is not None and decoders < 1:
+        raise ValueError(f"decoders must be >= 1, got {decoders}")
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(decoders or cores, frames))
 
 
 def _fetch_workers(client: Any, max_workers: int | None, frames: int) -> int:
@@ -124,50 +175,30 @@ def _fetch_workers(client: Any, max_workers: int | None, frames: int) -> int:
     return max(1, min(wanted, pool, frames))
 
 
-@dataclass(frozen=True)
-class _Geometry:
-    order: list[int]  # order[slot] = plan index of the frame stacked at that slot
-    affine: np.ndarray
-    spacing: tuple[float, float, float]
-
-
 def _label(plan: FramePlan) -> str:
     return f"frame {plan.frame_id} ({plan.sop_instance_uid} #{plan.frame_number})"
 
 
-def _geometry(plans: Sequence[FramePlan]) -> _Geometry:
-    """Slice order, affine and spacing from the headers, by the shared rules of ``series_from_datasets``.
+def _geometry(plans: Sequence[FramePlan]) -> StackGeometry:
+    """Slice order, affine and spacing from the frames' headers, by the rules ``series_from_datasets`` uses."""
+    labels = [_label(plan) for plan in plans]
+    return stack_geometry(len(plans), lambda index, keyword: plans[index].attributes.get(keyword), labels)
 
-    It runs on stand-in datasets that carry only the geometry attributes and 1x1 pixels, so the sorting and
-    every geometry check are the shared code's, at no pixel cost. Image size is checked here because the
-    stand-ins do not carry it.
+
+def _empty_volume(shape: tuple[int, int, int]) -> np.ndarray:
+    """An uninitialised float32 volume in fresh anonymous memory, mapped a page at a time as frames land.
+
+    Not ``np.empty``: numpy asks for transparent huge pages on large arrays, and on the virtual machines
+    this project builds on, faulting those in cost about three times as much as plain 4 KiB pages, more
+    than decoding the frame (see docs/healthimaging.md). The fetch threads touch the pages as they write
+    their frames: in parallel, outside the GIL.
     """
-    first = plans[0].pixel_format
-    for plan in plans:
-        if (plan.pixel_format.rows, plan.pixel_format.cols) != (first.rows, first.cols):
-            raise InvalidSeriesError(
-                f"image size {plan.pixel_format.rows}x{plan.pixel_format.cols} differs from "
-                f"{first.rows}x{first.cols} of {_label(plans[0])}",
-                [_label(plan)],
-            )
-    cache = ElementCache(share_encoded=False)  # the stand-ins are read in full at once: plain copies are cheaper
-    stand_ins = []
-    for plan in plans:
-        attributes = {key: plan.attributes[key] for key in _GEOMETRY_KEYWORDS if key in plan.attributes}
-        stand_in = dataset_from_json({**attributes, "Rows": 1, "Columns": 1}, cache=cache)
-        stand_ins.append(stand_in)
-    placed = series_from_datasets(
-        stand_ins, names=[_label(plan) for plan in plans], pixel_arrays=[_ONE_PIXEL] * len(plans)
-    )
-    index_of = {id(stand_in): index for index, stand_in in enumerate(stand_ins)}
-    return _Geometry([index_of[id(ds)] for ds in placed.datasets], placed.affine, placed.spacing)
-
-
-def _rescale(attributes: dict[str, Any]) -> tuple[np.float32, np.float32]:
-    # The same defaults and float32 arithmetic as series_from_datasets, so volumes match bit for bit.
-    slope = float(attributes.get("RescaleSlope") or 1.0)
-    intercept = float(attributes.get("RescaleIntercept") or 0.0)
-    return np.float32(slope), np.float32(intercept)
+    size = int(np.prod(shape)) * np.dtype(np.float32).itemsize
+    if size == 0:
+        return np.empty(shape, dtype=np.float32)
+    # Private: a shared anonymous map is shared memory, whose page faults cost more again.
+    memory = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    return np.frombuffer(memory, dtype=np.float32).reshape(shape)
 
 
 def load_image_set(
@@ -202,15 +233,14 @@ def load_image_set(
     plans = plan_frames(document, choice.series_instance_uid)
     geometry = _geometry(plans)
     slot_of = {index: slot for slot, index in enumerate(geometry.order)}
-    fmt = plans[0].pixel_format
-    volume = np.empty((len(plans), fmt.rows, fmt.cols), dtype=np.float32)
-
-    cache = ElementCache()
+    volume = _empty_volume((len(plans), geometry.rows, geometry.cols))
+    rescales = [rescale_of(plan.attributes.get) for plan in plans]
+    headers = SeriesHeaders(plans)
 
     def place(index: int, pixels: np.ndarray) -> pydicom.Dataset:
         # Runs on the fetch thread that decoded the frame: the rescale releases the GIL, and building the
         # header here spreads that work over the load instead of leaving it to a starved main thread.
-        slope, intercept = _rescale(plans[index].attributes)
+        slope, intercept = rescales[index]
         out = volume[slot_of[index]]
         # Cast first, then work float32 in place: the same values as a casting ufunc (which converts
         # float32(x) too), at under half the time, since a casting ufunc goes through small buffers.
@@ -218,7 +248,7 @@ def load_image_set(
         if slope != 1:  # float32(x) * 1 is exactly float32(x): skip the pass
             np.multiply(out, slope, out=out)
         np.add(out, intercept, out=out)
-        dataset = build_dataset(plans[index], cache=cache)
+        dataset = headers.build(plans[index])
         dataset[_PIXEL_DATA] = pixel_data_element(pixels)
         return dataset
 

@@ -11,7 +11,7 @@ pipeline and the SEG writer):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,87 +73,100 @@ def _name(dataset: pydicom.Dataset, names: Sequence[str] | None, index: int) -> 
     return str(getattr(dataset, "SOPInstanceUID", f"instance #{index}"))
 
 
-def _required(dataset: pydicom.Dataset, keyword: str, name: str) -> Any:
-    value = getattr(dataset, keyword, None)
-    if value is None or value == "":
+# value(index, keyword): one header attribute of slice ``index``, None when absent. Datasets and
+# HealthImaging metadata documents both answer it, so both loaders share the geometry rules below.
+HeaderValue = Callable[[int, str], Any]
+
+
+def _required(value: HeaderValue, index: int, keyword: str, label: str) -> Any:
+    found = value(index, keyword)
+    if found is None or found == "":
         raise InvalidSeriesError(
             f"{keyword} is missing: a slice of a volume must carry it; re-export the series from the "
             "scanner or PACS with geometry attributes",
-            [name],
+            [label],
         )
-    return value
+    return found
 
 
-def slice_normal(orientation: Sequence[float] | np.ndarray) -> np.ndarray:
-    """The unit normal of ImageOrientationPatient (row direction x column direction)."""
-    row_dir = np.asarray(orientation[:3], dtype=float)
-    col_dir = np.asarray(orientation[3:], dtype=float)
-    return np.cross(row_dir, col_dir)
+def _floats(value: HeaderValue, index: int, keyword: str, label: str, count: int) -> np.ndarray:
+    found = np.asarray(_required(value, index, keyword, label), dtype=float).reshape(-1)
+    if found.shape != (count,):
+        raise InvalidSeriesError(f"{keyword} must have {count} values, has {found.size}", [label])
+    return found
 
 
-def series_from_datasets(
-    datasets: Sequence[pydicom.Dataset],
-    *,
-    names: Sequence[str] | None = None,
-    pixel_arrays: Sequence[np.ndarray] | None = None,
-    metadata: dict[str, Any] | None = None,
-) -> ImageSeries:
-    """Sort single-frame instances of one series along the slice normal and stack them.
+@dataclass(frozen=True)
+class StackGeometry:
+    """Where each slice goes: ``order[k]`` is the index of the slice stacked k-th; affine and spacing."""
 
-    ``names`` labels each dataset in error messages (file paths, frame IDs); ``pixel_arrays``
-    supplies already-decoded stored values (the HealthImaging connector decodes frames itself).
-    Raises :class:`InvalidSeriesError` naming the files that break the series.
+    order: list[int]
+    affine: np.ndarray
+    spacing: tuple[float, float, float]
+    rows: int
+    cols: int
+
+
+def _first_mismatch(values: np.ndarray, reference: np.ndarray, tolerance: float) -> int | None:
+    close = np.isclose(values, reference, atol=tolerance).all(axis=1)
+    mismatched = np.flatnonzero(~close)
+    return int(mismatched[0]) if mismatched.size else None
+
+
+def stack_geometry(count: int, value: HeaderValue, labels: Sequence[str]) -> StackGeometry:
+    """Sort ``count`` single-frame slices of one series along the slice normal, from their headers alone.
+
+    Checks that they form one regular volume: one series, one orientation, one in-plane spacing and image
+    size, no two slices at one position, evenly spaced. Raises :class:`InvalidSeriesError` naming the
+    slices that break it.
     """
-    if not datasets:
+    if count == 0:
         raise InvalidSeriesError("no image instances were given: the series is empty")
-    if names is not None and len(names) != len(datasets):
-        raise ValueError("names must label every dataset")
-    labels = [_name(ds, names, i) for i, ds in enumerate(datasets)]
-
-    series_uids = {str(getattr(ds, "SeriesInstanceUID", "")) for ds in datasets}
+    series_uids = {str(value(index, "SeriesInstanceUID") or "") for index in range(count)}
     if len(series_uids) > 1:
         raise InvalidSeriesError(
             f"instances belong to {len(series_uids)} series ({', '.join(sorted(series_uids))}): "
             "choose one SeriesInstanceUID",
-            labels,
+            list(labels),
+        )
+    orientations = np.empty((count, 6))
+    pixel_spacings = np.empty((count, 2))
+    sizes = np.empty((count, 2), dtype=np.int64)
+    positions = np.empty((count, 3))
+    for index, label in enumerate(labels):
+        orientations[index] = _floats(value, index, "ImageOrientationPatient", label, 6)
+        pixel_spacings[index] = _floats(value, index, "PixelSpacing", label, 2)
+        sizes[index] = int(_required(value, index, "Rows", label)), int(_required(value, index, "Columns", label))
+        positions[index] = _floats(value, index, "ImagePositionPatient", label, 3)
+
+    orientation, pixel_spacing = orientations[0], pixel_spacings[0]
+    rows, cols = int(sizes[0, 0]), int(sizes[0, 1])
+    tilted = _first_mismatch(orientations, orientation, _ORIENTATION_TOLERANCE)
+    if tilted is not None:
+        raise InvalidSeriesError(
+            f"ImageOrientationPatient {orientations[tilted].tolist()} differs from {orientation.tolist()} of "
+            f"{labels[0]}: a volume needs one orientation; split the series or remove the localizer",
+            [labels[tilted]],
+        )
+    spaced = _first_mismatch(pixel_spacings, pixel_spacing, _SPACING_TOLERANCE_MM)
+    if spaced is not None:
+        raise InvalidSeriesError(
+            f"PixelSpacing {pixel_spacings[spaced].tolist()} differs from {pixel_spacing.tolist()} of "
+            f"{labels[0]}: a volume needs one in-plane spacing",
+            [labels[spaced]],
+        )
+    resized = np.flatnonzero((sizes != sizes[0]).any(axis=1))
+    if resized.size:
+        other = sizes[resized[0]]
+        raise InvalidSeriesError(
+            f"image size {other[0]}x{other[1]} differs from {rows}x{cols} of {labels[0]}",
+            [labels[int(resized[0])]],
         )
 
-    first = datasets[0]
-    orientation = np.asarray(_required(first, "ImageOrientationPatient", labels[0]), dtype=float)
-    pixel_spacing = np.asarray(_required(first, "PixelSpacing", labels[0]), dtype=float)
-    rows, cols = int(_required(first, "Rows", labels[0])), int(_required(first, "Columns", labels[0]))
-    for ds, label in zip(datasets, labels, strict=True):
-        other = np.asarray(_required(ds, "ImageOrientationPatient", label), dtype=float)
-        if not np.allclose(other, orientation, atol=_ORIENTATION_TOLERANCE):
-            raise InvalidSeriesError(
-                f"ImageOrientationPatient {list(other)} differs from {list(orientation)} of {labels[0]}: "
-                "a volume needs one orientation; split the series or remove the localizer",
-                [label],
-            )
-        other_spacing = np.asarray(_required(ds, "PixelSpacing", label), dtype=float)
-        if not np.allclose(other_spacing, pixel_spacing, atol=_SPACING_TOLERANCE_MM):
-            raise InvalidSeriesError(
-                f"PixelSpacing {list(other_spacing)} differs from {list(pixel_spacing)} of {labels[0]}: "
-                "a volume needs one in-plane spacing",
-                [label],
-            )
-        if (int(ds.Rows), int(ds.Columns)) != (rows, cols):
-            raise InvalidSeriesError(
-                f"image size {ds.Rows}x{ds.Columns} differs from {rows}x{cols} of {labels[0]}",
-                [label],
-            )
-
     normal = slice_normal(orientation)
-    positions = np.asarray(
-        [
-            np.asarray(_required(ds, "ImagePositionPatient", label), dtype=float)
-            for ds, label in zip(datasets, labels, strict=True)
-        ]
-    )
     distances = positions @ normal
     order = np.argsort(distances, kind="stable")
-    sorted_distances = distances[order]
-    gaps = np.diff(sorted_distances)
+    gaps = np.diff(distances[order])
     if len(gaps):
         duplicate = np.flatnonzero(gaps < _SPACING_TOLERANCE_MM)
         if duplicate.size:
@@ -174,11 +187,54 @@ def series_from_datasets(
         step = (positions[order[-1]] - positions[order[0]]) / (len(order) - 1)
     else:
         # A single slice has no neighbour to measure against: the header's thickness stands in.
-        slice_gap = float(getattr(first, "SpacingBetweenSlices", None) or getattr(first, "SliceThickness", None) or 1.0)
+        slice_gap = float(value(0, "SpacingBetweenSlices") or value(0, "SliceThickness") or 1.0)
         step = normal * slice_gap
 
+    row_dir, col_dir = orientation[:3], orientation[3:]
+    affine = np.eye(4)
+    affine[:3, 0] = step
+    # PixelSpacing is (distance between rows, distance between columns).
+    affine[:3, 1] = col_dir * pixel_spacing[0]
+    affine[:3, 2] = row_dir * pixel_spacing[1]
+    affine[:3, 3] = positions[order[0]]
+    spacing = (float(np.linalg.norm(step)), float(pixel_spacing[0]), float(pixel_spacing[1]))
+    return StackGeometry([int(index) for index in order], affine, spacing, rows, cols)
+
+
+def slice_normal(orientation: Sequence[float] | np.ndarray) -> np.ndarray:
+    """The unit normal of ImageOrientationPatient (row direction x column direction)."""
+    row_dir = np.asarray(orientation[:3], dtype=float)
+    col_dir = np.asarray(orientation[3:], dtype=float)
+    return np.cross(row_dir, col_dir)
+
+
+def rescale_of(value: Callable[[str], Any]) -> tuple[np.float32, np.float32]:
+    """(RescaleSlope, RescaleIntercept) as float32, defaults 1 and 0: stored values * slope + intercept."""
+    slope = float(value("RescaleSlope") or 1.0)
+    intercept = float(value("RescaleIntercept") or 0.0)
+    return np.float32(slope), np.float32(intercept)
+
+
+def series_from_datasets(
+    datasets: Sequence[pydicom.Dataset],
+    *,
+    names: Sequence[str] | None = None,
+    pixel_arrays: Sequence[np.ndarray] | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> ImageSeries:
+    """Sort single-frame instances of one series along the slice normal and stack them.
+
+    ``names`` labels each dataset in error messages (file paths, frame IDs); ``pixel_arrays``
+    supplies already-decoded stored values (the HealthImaging connector decodes frames itself).
+    Raises :class:`InvalidSeriesError` naming the files that break the series.
+    """
+    if names is not None and len(names) != len(datasets):
+        raise ValueError("names must label every dataset")
+    labels = [_name(ds, names, i) for i, ds in enumerate(datasets)]
+    geometry = stack_geometry(len(datasets), lambda index, keyword: getattr(datasets[index], keyword, None), labels)
+
     slices = []
-    for index in order:
+    for index in geometry.order:
         ds, label = datasets[index], labels[index]
         if pixel_arrays is not None:
             stored = pixel_arrays[index]
@@ -189,28 +245,19 @@ def series_from_datasets(
                 stored = ds.pixel_array
             except Exception as error:  # pydicom raises many types for undecodable pixel data
                 raise InvalidSeriesError(f"pixel data cannot be decoded ({error})", [label]) from error
-        if stored.shape != (rows, cols):
+        if stored.shape != (geometry.rows, geometry.cols):
             raise InvalidSeriesError(
-                f"pixel data has shape {stored.shape}, expected ({rows}, {cols}): only single-frame "
-                "grayscale instances stack into a volume",
+                f"pixel data has shape {stored.shape}, expected ({geometry.rows}, {geometry.cols}): only "
+                "single-frame grayscale instances stack into a volume",
                 [label],
             )
-        slope = float(getattr(ds, "RescaleSlope", 1.0) or 1.0)
-        intercept = float(getattr(ds, "RescaleIntercept", 0.0) or 0.0)
-        slices.append(stored.astype(np.float32) * np.float32(slope) + np.float32(intercept))
-
-    row_dir, col_dir = orientation[:3], orientation[3:]
-    affine = np.eye(4)
-    affine[:3, 0] = step
-    # PixelSpacing is (distance between rows, distance between columns).
-    affine[:3, 1] = col_dir * pixel_spacing[0]
-    affine[:3, 2] = row_dir * pixel_spacing[1]
-    affine[:3, 3] = positions[order[0]]
+        slope, intercept = rescale_of(ds.get)
+        slices.append(stored.astype(np.float32) * slope + intercept)
 
     return ImageSeries(
         volume=np.stack(slices),
-        affine=affine,
-        spacing=(float(np.linalg.norm(step)), float(pixel_spacing[0]), float(pixel_spacing[1])),
-        datasets=[datasets[i] for i in order],
+        affine=geometry.affine,
+        spacing=geometry.spacing,
+        datasets=[datasets[i] for i in geometry.order],
         metadata=metadata or {},
     )
