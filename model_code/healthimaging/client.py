@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import boto3
-import botocore
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
@@ -32,9 +31,10 @@ SEARCH_PAGE_SIZE = 50
 # A fixed User-Agent: it names the connector in CloudTrail's userAgent field, and it spares botocore
 # rebuilding its structured one on every request, a fifth of the client's CPU per GetImageFrame call
 # (measured on the loopback server, docs/healthimaging.md). A loaded series is hundreds of calls.
+# (botocore appends its own "Botocore/<version>".)
 USER_AGENT = (
-    f"monai-imaging-platform-healthimaging/1 botocore/{botocore.__version__} "
-    f"Python/{platform.python_version()} {platform.system()}/{platform.release()}"
+    f"monai-imaging-platform-healthimaging/1 Python/{platform.python_version()} "
+    f"{platform.system()}/{platform.release()}"
 )
 
 

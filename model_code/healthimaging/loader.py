@@ -6,12 +6,12 @@ The order of work, and why:
 2. Sort and validate the geometry from the headers alone (``stack_geometry``, the rules every loader
    shares), before any frame is fetched: a series that cannot form a volume fails fast, and each frame's
    slot in the volume is known up front.
-3. Fetch frames in a thread pool (one shared, thread-safe botocore client; one pooled connection per
-   thread); the thread that fetched a frame decodes, verifies and rescales it into its slot of the
-   preallocated float32 volume. ``htj2k_decode``, the CRC and the numpy rescale release the GIL, so
-   decoding overlaps other threads' fetches.
-4. The same thread builds the frame's DICOM header (what every frame shares is converted once, see
-   headers.py) and attaches the uncompressed pixel data.
+3. Two stages (``fetch_frames``): fetch threads call GetImageFrame on the one shared, thread-safe
+   botocore client (one pooled connection per thread) and queue the encoded frames; one decode thread per
+   core decodes and verifies each frame (``htj2k_decode`` and the CRC release the GIL) and rescales it into
+   its slot of the float32 volume.
+4. The decode thread also builds the frame's DICOM dataset (what every frame shares is converted once, see
+   headers.py) with the uncompressed pixel data.
 """
 
 from __future__ import annotations
@@ -62,11 +62,11 @@ def fetch_frames(
     Two stages. Up to ``max_workers`` fetch threads call GetImageFrame on the shared client and queue the
     encoded frames; ``decoders`` threads (default: one per usable core) decode and verify them and call
     ``on_frame``. Fetching is network waits plus botocore's Python, decoding is native code outside the GIL,
-    so the stages overlap; a fetch thread that also decoded would hold its connection idle meanwhile, and
-    every extra runnable thread adds GIL hand-offs (measured: ~15% more frames/s with the split, see
-    docs/healthimaging.md). The queue holds encoded frames only, so it never outgrows the compressed series.
-    The array ``on_frame`` gets is the decoder's reusable buffer: copy what you keep. The first failure stops
-    both stages (frames not yet fetched are not fetched) and is raised.
+    so the stages overlap; a fetch thread that also decoded would hold its connection idle meanwhile
+    (measured 15-20% more frames/s than fetching and decoding in the same threads, docs/healthimaging.md).
+    The queue holds encoded frames only, so it never outgrows the compressed series. The array ``on_frame``
+    gets is the decoder's reusable buffer: copy what you keep. A failure stops both stages for the frames
+    after it; the error raised is the earliest failed frame's in plan order.
     """
     if not plans:
         return []

@@ -107,10 +107,15 @@ class StackGeometry:
     cols: int
 
 
-def _first_mismatch(values: np.ndarray, reference: np.ndarray, tolerance: float) -> int | None:
-    close = np.isclose(values, reference, atol=tolerance).all(axis=1)
+def _check_uniform(values: np.ndarray, keyword: str, tolerance: float, labels: Sequence[str], why: str) -> None:
+    """Every row of ``values`` (one per slice) must match the first slice's within ``tolerance``."""
+    close = np.isclose(values, values[0], atol=tolerance).all(axis=1)
     mismatched = np.flatnonzero(~close)
-    return int(mismatched[0]) if mismatched.size else None
+    if mismatched.size:
+        at = int(mismatched[0])
+        raise InvalidSeriesError(
+            f"{keyword} {values[at].tolist()} differs from {values[0].tolist()} of {labels[0]}: {why}", [labels[at]]
+        )
 
 
 def stack_geometry(count: int, value: HeaderValue, labels: Sequence[str]) -> StackGeometry:
@@ -141,20 +146,9 @@ def stack_geometry(count: int, value: HeaderValue, labels: Sequence[str]) -> Sta
 
     orientation, pixel_spacing = orientations[0], pixel_spacings[0]
     rows, cols = int(sizes[0, 0]), int(sizes[0, 1])
-    tilted = _first_mismatch(orientations, orientation, _ORIENTATION_TOLERANCE)
-    if tilted is not None:
-        raise InvalidSeriesError(
-            f"ImageOrientationPatient {orientations[tilted].tolist()} differs from {orientation.tolist()} of "
-            f"{labels[0]}: a volume needs one orientation; split the series or remove the localizer",
-            [labels[tilted]],
-        )
-    spaced = _first_mismatch(pixel_spacings, pixel_spacing, _SPACING_TOLERANCE_MM)
-    if spaced is not None:
-        raise InvalidSeriesError(
-            f"PixelSpacing {pixel_spacings[spaced].tolist()} differs from {pixel_spacing.tolist()} of "
-            f"{labels[0]}: a volume needs one in-plane spacing",
-            [labels[spaced]],
-        )
+    split_hint = "a volume needs one orientation; split the series or remove the localizer"
+    _check_uniform(orientations, "ImageOrientationPatient", _ORIENTATION_TOLERANCE, labels, split_hint)
+    _check_uniform(pixel_spacings, "PixelSpacing", _SPACING_TOLERANCE_MM, labels, "a volume needs one in-plane spacing")
     resized = np.flatnonzero((sizes != sizes[0]).any(axis=1))
     if resized.size:
         other = sizes[resized[0]]

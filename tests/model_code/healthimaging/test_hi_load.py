@@ -192,3 +192,14 @@ def test_frames_that_do_not_form_a_volume_fail_before_any_frame_is_fetched(stubb
     stubber.add_response("get_image_set_metadata", metadata_response(image_set), ids)  # and no frame answers
     with pytest.raises(InvalidSeriesError, match="same slice position"):
         load_image_set(client, image_set.datastore_id, image_set.image_set_id, max_workers=1)
+
+
+def test_fetch_frames_checks_its_arguments(stubbed):
+    from model_code.healthimaging.loader import fetch_frames
+
+    client, _ = stubbed
+    assert fetch_frames(client, "d", "i", [], lambda index, pixels: index) == []
+    with pytest.raises(ValueError, match="decoders must be >= 1"):
+        fetch_frames(client, "d", "i", [object()], lambda index, pixels: index, decoders=0)  # type: ignore[list-item]
+    with pytest.raises(ValueError, match="max_workers must be >= 1"):
+        fetch_frames(client, "d", "i", [object()], lambda index, pixels: index, max_workers=0)  # type: ignore[list-item]

@@ -69,3 +69,57 @@ def test_search_follows_every_page_of_one_study(in_study, page_size):
         pages = server.requests["SearchImageSets"]
     assert sorted(summary["imageSetId"] for summary in found) == [f"{i:032d}" for i in range(in_study)]
     assert pages == max(1, -(-in_study // page_size))
+
+
+def test_the_earliest_bad_frame_is_reported_whatever_the_thread_timing(ct_slices):
+    """Two corrupted frames, six fetch threads: the error names the first in plan order, every time."""
+    from model_code.healthimaging import FrameIntegrityError
+    from tests.model_code.healthimaging.test_hi_errors import _other_pixels
+
+    datasets, arrays = ct_slices
+    fake = build_image_set(datasets, pixel_arrays=arrays)
+    first_bad, second_bad = fake.frame_ids()[1], fake.frame_ids()[3]
+    fake.frames[first_bad] = _other_pixels(fake, first_bad)
+    fake.frames[second_bad] = b"\x00" * 64
+    with serve([fake]) as server:
+        client = loopback_client(server.url, max_workers=6)
+        for _ in range(3):
+            with pytest.raises(FrameIntegrityError, match="checksum") as raised:
+                load_image_set(client, fake.datastore_id, fake.image_set_id, max_workers=6)
+            assert raised.value.frame_id == first_bad
+
+
+def test_loaded_volume_is_an_ordinary_writable_array(ct_slices):
+    import pickle
+
+    datasets, arrays = ct_slices
+    fake = build_image_set(datasets, pixel_arrays=arrays)
+    with serve([fake]) as server:
+        loaded = load_image_set(loopback_client(server.url), fake.datastore_id, fake.image_set_id)
+    volume = loaded.volume
+    assert volume.dtype == np.float32
+    assert volume.flags.c_contiguous
+    assert volume.flags.writeable
+    copy = pickle.loads(pickle.dumps(volume))  # noqa: S301 - our own bytes, made one line above
+    np.testing.assert_array_equal(copy, volume)
+    volume[0, 0, 0] = 12345.0  # the caller owns it
+    assert copy[0, 0, 0] != 12345.0
+
+
+def test_requests_carry_the_connector_user_agent(ct_slices):
+    from model_code.healthimaging.client import USER_AGENT
+
+    datasets, arrays = ct_slices
+    fake = build_image_set(datasets[:1], pixel_arrays=arrays[:1])
+    agents: list[str] = []
+    with serve([fake]) as server:
+        client = loopback_client(server.url)
+        client.meta.events.register(
+            "before-send.medical-imaging", lambda request, **_: agents.append(request.headers["User-Agent"])
+        )
+        load_image_set(client, fake.datastore_id, fake.image_set_id)
+    assert len(agents) == 2  # GetImageSetMetadata, GetImageFrame
+    for agent in agents:
+        text = agent.decode() if isinstance(agent, bytes) else agent
+        assert text.startswith(USER_AGENT + " Botocore/")  # ours, then the botocore version botocore appends
+    assert USER_AGENT.startswith("monai-imaging-platform-healthimaging/")
