@@ -143,12 +143,12 @@ class _FrameRun(Generic[T]):
             plan = self.plans[index]
             fmt = plan.pixel_format
             key = (fmt.rows, fmt.cols, fmt.dtype.itemsize)
-            if key not in buffers:
-                buffers[key] = np.empty(key[:2], dtype=f"u{key[2]}")
             try:
+                if key not in buffers:
+                    buffers[key] = np.empty(key[:2], dtype=f"u{key[2]}")
                 pixels = decode_frame(blob.data, blob.content_type, plan, image_set_id=image_set_id, out=buffers[key])
                 self._results[index] = self.on_frame(index, pixels)
-            except BaseException as error:
+            except BaseException as error:  # anything, so no frame is left without a result or an error
                 self.fail(error, index)
 
     def results(self) -> list[T]:
