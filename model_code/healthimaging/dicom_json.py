@@ -78,23 +78,21 @@ def _value(vr: str, value: Any, vrs: Mapping[str, str], *, signed: bool, cache: 
 class ElementCache:
     """Converts each attribute once per series and lets every later dataset share the converted value.
 
-    The frames of a series repeat most attributes (patient, study, series, equipment): when a key's JSON
-    value equals the one last converted, the dataset gets that attribute's encoded form, a pydicom
-    ``RawDataElement`` (an immutable tuple: tag, VR and the value's little-endian bytes), instead of a new
-    element. That is how pydicom itself holds a freshly read file: the raw element becomes a ``DataElement``
-    of that dataset's own on first access, so sharing one raw element is safe where sharing a
-    ``DataElement`` is not (pydicom changes an element's value in place: ``ds.PatientName = ...`` would
-    change every dataset at once). Building a dataset then costs a comparison and a dict entry per repeated
-    attribute rather than an element copy, which matters because it holds the GIL the fetch threads need.
-    Values whose encoding would not read back identically (text outside ASCII, whose bytes depend on the
-    dataset's character set) and sequences are copied or rebuilt instead. One cache may serve several
-    threads: entries are only added or replaced whole, and raw elements never change.
+    ``headers.SeriesHeaders`` converts the attributes equal in every frame once, up front; this cache serves the
+    rest, which may still repeat from frame to frame (a window setting shared by most slices, values in sequences):
+    when a key's JSON value equals the one last converted, the dataset gets that attribute's encoded form, a pydicom
+    ``RawDataElement`` (an immutable tuple: tag, VR and the value's little-endian bytes), instead of a new element.
+    That is how pydicom itself holds a freshly read file: the raw element becomes a ``DataElement`` of that
+    dataset's own on first access, so sharing one raw element is safe where sharing a ``DataElement`` is not
+    (pydicom changes an element's value in place: ``ds.PatientName = ...`` would change every dataset at once).
+    Building a dataset then costs a comparison and a dict entry per repeated attribute rather than an element copy,
+    which matters because it holds the GIL the fetch threads need. Values whose encoding would not read back
+    identically (text outside ASCII, whose bytes depend on the dataset's character set) and sequences are copied or
+    rebuilt instead. One cache may serve several threads: entries are only added or replaced whole, and raw elements
+    never change.
     """
 
-    def __init__(self, *, share_encoded: bool = True) -> None:
-        # share_encoded=False copies elements instead: cheaper for datasets read in full straight away
-        # (the geometry stand-ins), where every shared raw element would be converted back at once.
-        self._share_encoded = share_encoded
+    def __init__(self) -> None:
         # key -> (JSON value, its element, whether encoding it is still to be tried)
         self._last: dict[str, tuple[Any, DataElement | RawDataElement, bool]] = {}
         self._resolved: dict[tuple[str, str | None, bool], tuple[BaseTag, str] | None] = {}
@@ -129,7 +127,7 @@ class ElementCache:
             return _clone(shared)
         element = new_element(tag, vr, value, vrs, signed=signed, cache=self)
         if vr != "SQ":  # sequences hold datasets: always built afresh
-            self._last[key] = (value, element, self._share_encoded)
+            self._last[key] = (value, element, True)
         return element
 
 
