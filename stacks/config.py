@@ -220,7 +220,10 @@ def resolve_document(context: Mapping[str, Any]) -> dict[str, Any]:
             node = child
         if path[-1] not in node:
             raise ConfigError(f"context key '{key}' is not a configuration key: see the README's reference")
-        node[path[-1]] = _parse_cli_value(raw)
+        # A key whose default is a string keeps the text as typed: `-c platform.account=123456789012` is an
+        # account ID, not the number JSON would make of it.
+        current = node[path[-1]]
+        node[path[-1]] = raw if isinstance(current, str) and isinstance(raw, str) else _parse_cli_value(raw)
     return document
 
 
@@ -400,10 +403,10 @@ def build_config(context: Mapping[str, Any]) -> PlatformConfig:
             f"got {stage!r}"
         )
     account = document.get("account")
-    if account is not None and (not isinstance(account, str) or not _ACCOUNT.match(account)):
+    if not isinstance(account, str) or (account and not _ACCOUNT.match(account)):
         raise ConfigError(
-            f"context key '{CONTEXT_ROOT}.account' must be a 12-digit AWS account ID or null "
-            f"(null synthesizes environment-agnostic templates), got {account!r}"
+            f"context key '{CONTEXT_ROOT}.account' must be a 12-digit AWS account ID or \"\" "
+            f"(\"\" synthesizes environment-agnostic templates), got {account!r}"
         )
     region = top.string("region")
     if region not in HEALTHIMAGING_REGIONS:
@@ -476,7 +479,7 @@ def build_config(context: Mapping[str, Any]) -> PlatformConfig:
     return PlatformConfig(
         project_name=project_name,
         stage=stage,
-        account=account,
+        account=account or None,
         region=region,
         network=network,
         data=data,

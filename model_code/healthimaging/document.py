@@ -126,8 +126,9 @@ def _first_item(attributes: Mapping[str, Any], keyword: str) -> Mapping[str, Any
 def _pixel_format(attributes: Mapping[str, Any]) -> PixelFormat:
     bits_allocated = int(attributes.get("BitsAllocated") or 16)
     return PixelFormat(
-        rows=int(attributes["Rows"]),
-        cols=int(attributes["Columns"]),
+        # A missing size reads 0 here; the geometry check then names the frame (InvalidSeriesError).
+        rows=int(attributes.get("Rows") or 0),
+        cols=int(attributes.get("Columns") or 0),
         bits_allocated=bits_allocated,
         bits_stored=int(attributes.get("BitsStored") or bits_allocated),
         signed=int(attributes.get("PixelRepresentation") or 0) == 1,

@@ -33,12 +33,14 @@ from model_code.healthimaging import client as service
 from model_code.healthimaging.decode import decode_frame
 from model_code.healthimaging.document import FramePlan, choose_series, plan_frames
 from model_code.healthimaging.headers import SeriesHeaders
+from model_code.imaging.errors import InvalidSeriesError
 from model_code.imaging.series import ImageSeries, StackGeometry, rescale_of, stack_geometry
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 _PIXEL_DATA = 0x7FE00010
+_PENDING = object()  # a frame's result slot before its decode thread fills it
 
 
 def pixel_data_element(pixels: np.ndarray) -> DataElement:
@@ -81,13 +83,14 @@ def fetch_frames(
     try:
         with ThreadPoolExecutor(fetchers, thread_name_prefix="ahi-fetch") as pool:
             futures = [pool.submit(run.fetch, client, datastore_id, image_set_id, index) for index in range(len(plans))]
-            wait(futures, return_when=FIRST_EXCEPTION)
+            try:
+                wait(futures, return_when=FIRST_EXCEPTION)
+            except BaseException as error:  # KeyboardInterrupt: stop the stages before the pool drains its queue
+                run.fail(error)
+                raise
             if run.failed.is_set():
                 for future in futures:
                     future.cancel()
-    except BaseException as error:  # KeyboardInterrupt while waiting: stop the stages, then let it through
-        run.fail(error)
-        raise
     finally:
         for _ in decoder_threads:
             run.queue.put(None)
@@ -112,7 +115,7 @@ class _FrameRun(Generic[T]):
         self._failed_at = len(plans)  # index of the earliest failed frame; len(plans) while none has
         self._error: BaseException | None = None
         self._lock = threading.Lock()
-        self._results: list[T | None] = [None] * len(plans)
+        self._results: list[Any] = [_PENDING] * len(plans)
 
     def fail(self, error: BaseException, index: int = -1) -> None:
         """Record a failure at frame ``index`` (-1: not a frame's, e.g. an interrupt: it always wins)."""
@@ -141,9 +144,9 @@ class _FrameRun(Generic[T]):
             if self._skip(index):
                 continue
             plan = self.plans[index]
-            fmt = plan.pixel_format
-            key = (fmt.rows, fmt.cols, fmt.dtype.itemsize)
             try:
+                fmt = plan.pixel_format
+                key = (fmt.rows, fmt.cols, fmt.dtype.itemsize)
                 if key not in buffers:
                     buffers[key] = np.empty(key[:2], dtype=f"u{key[2]}")
                 pixels = decode_frame(blob.data, blob.content_type, plan, image_set_id=image_set_id, out=buffers[key])
@@ -154,6 +157,9 @@ class _FrameRun(Generic[T]):
     def results(self) -> list[T]:
         if self._error is not None:
             raise self._error
+        missing = [self.plans[i].frame_id for i, result in enumerate(self._results) if result is _PENDING]
+        if missing:  # a decode thread died outside its per-frame guard: never hand back a partial series
+            raise RuntimeError(f"frames {missing[:5]} produced neither a result nor an error")
         return cast(list[T], self._results)
 
 
@@ -185,12 +191,24 @@ def _geometry(plans: Sequence[FramePlan]) -> StackGeometry:
     return stack_geometry(len(plans), lambda index, keyword: plans[index].attributes.get(keyword), labels)
 
 
+def _check_pixel_formats(plans: Sequence[FramePlan]) -> None:
+    """Single-channel 8, 16 or 32-bit frames only, checked before any frame is fetched."""
+    for plan in plans:
+        fmt = plan.pixel_format
+        if fmt.samples_per_pixel != 1 or fmt.bits_allocated not in (8, 16, 32):
+            raise InvalidSeriesError(
+                f"SamplesPerPixel {fmt.samples_per_pixel}, BitsAllocated {fmt.bits_allocated}: not a single-channel "
+                "grayscale image (a SEG or colour series?); choose the image series with series_instance_uid",
+                [_label(plan)],
+            )
+
+
 def _empty_volume(shape: tuple[int, int, int]) -> np.ndarray:
     """An uninitialised float32 volume in fresh anonymous memory, mapped a page at a time as frames land.
 
     Not ``np.empty``: numpy asks for transparent huge pages on large arrays, and on the virtual machines
     this project builds on, faulting those in cost about three times as much as plain 4 KiB pages, more
-    than decoding the frame (see docs/healthimaging.md). The fetch threads touch the pages as they write
+    than decoding the frame (see docs/healthimaging.md). The decode threads touch the pages as they write
     their frames: in parallel, outside the GIL.
     """
     size = int(np.prod(shape)) * np.dtype(np.float32).itemsize
@@ -232,13 +250,14 @@ def load_image_set(
     )
     plans = plan_frames(document, choice.series_instance_uid)
     geometry = _geometry(plans)
+    _check_pixel_formats(plans)
     slot_of = {index: slot for slot, index in enumerate(geometry.order)}
     volume = _empty_volume((len(plans), geometry.rows, geometry.cols))
     rescales = [rescale_of(plan.attributes.get) for plan in plans]
     headers = SeriesHeaders(plans)
 
     def place(index: int, pixels: np.ndarray) -> pydicom.Dataset:
-        # Runs on the fetch thread that decoded the frame: the rescale releases the GIL, and building the
+        # Runs on the decode thread that decoded the frame: the rescale releases the GIL, and building the
         # header here spreads that work over the load instead of leaving it to a starved main thread.
         slope, intercept = rescales[index]
         out = volume[slot_of[index]]

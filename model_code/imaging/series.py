@@ -219,7 +219,7 @@ def series_from_datasets(
     """Sort single-frame instances of one series along the slice normal and stack them.
 
     ``names`` labels each dataset in error messages (file paths, frame IDs); ``pixel_arrays``
-    supplies already-decoded stored values (the HealthImaging connector decodes frames itself).
+    supplies already-decoded stored values instead of decoding each dataset's PixelData.
     Raises :class:`InvalidSeriesError` naming the files that break the series.
     """
     if names is not None and len(names) != len(datasets):

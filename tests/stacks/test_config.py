@@ -37,6 +37,18 @@ def test_cli_key_overrides_stage_and_parses_json_values() -> None:
     assert config.serving.multi_model_enabled is True
 
 
+def test_cli_keys_whose_default_is_text_stay_text() -> None:
+    # An account ID or a branch named "2024" looks like a number to JSON; the default's type says it is text.
+    from stacks.config import build_pipeline_config
+
+    config = config_with(**{"platform.account": "123456789012", "platform.images.source.branch": "2024"})
+    assert config.account == "123456789012"
+    assert config.images.source.branch == "2024"
+    assert config_with().account is None  # "" is environment-agnostic
+    pipeline = build_pipeline_config({**cdk_json_context(), "platform.pipeline.account": "111111111111"})
+    assert pipeline.account == "111111111111"
+
+
 CASES = [
     # (overrides, the exact fragment the message must carry)
     ({"platform.region": "us-east-2"}, "context key 'platform.region' is 'us-east-2', where AWS HealthImaging is not available: use one of us-east-1"),
@@ -48,7 +60,7 @@ CASES = [
     ({"platform.projectName": "Monai_Imaging"}, "context key 'platform.projectName' must be 3-25 lowercase letters, digits or hyphens"),
     ({"platform.projectName": "a-project-name-far-too-long-for-aws"}, "context key 'platform.projectName' must be 3-25"),
     ({"stage": "qa"}, "context key 'stage' is 'qa', which cdk.json does not define: use one of ['dev', 'prod']"),
-    ({"platform.account": "12345"}, "context key 'platform.account' must be a 12-digit AWS account ID or null"),
+    ({"platform.account": "12345"}, "context key 'platform.account' must be a 12-digit AWS account ID or \"\""),
     ({"platform.network.natGateways": "3"}, "context key 'platform.network.natGateways' (3) must be <= 'platform.network.maxAzs' (2)"),
     ({"platform.network.cidr": "10.0.0.0/8"}, "context key 'platform.network.cidr' must be an IPv4 CIDR with a prefix between /16 and /24"),
     ({"platform.network.flowLogRetentionDays": "100"}, "context key 'platform.network.flowLogRetentionDays' must be a CloudWatch Logs retention period"),

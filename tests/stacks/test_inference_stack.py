@@ -250,3 +250,11 @@ def test_the_import_variant_passes_cfn_lint_and_checkov(import_assembly: Assembl
     assert sum(r["summary"]["passed"] for r in reports if "summary" in r) > 20, result.stdout[-2000:]
     failed = [f"{c['check_id']} {c['resource']}" for r in reports for c in r.get("results", {}).get("failed_checks", [])]
     assert failed == [], "checkov failed checks:\n" + "\n".join(failed)
+
+
+def test_a_timed_out_claim_is_stale_by_the_time_lambda_retries() -> None:
+    # Lambda retries a failed asynchronous invocation after about a minute: by then (timeout + one minute)
+    # the dead invocation's claim must count as stale, or the retry refuses and the event goes to the DLQ.
+    from stacks.inference.stack import FUNCTION_TIMEOUT
+
+    assert FUNCTION_TIMEOUT.to_seconds() < request_inference.STALE_CLAIM_SECONDS < FUNCTION_TIMEOUT.to_seconds() + 60

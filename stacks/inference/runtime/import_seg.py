@@ -42,12 +42,22 @@ DICOM_MAGIC = b"DICM"
 # StartDICOMImportJob limits (botocore service model): clientToken 1-64 of [A-Za-z0-9._-], jobName 1-64.
 CLIENT_TOKEN_LENGTH = 64
 JOB_NAME_MAX = 64
-# The request key written by request_inference: <input prefix><datastoreId>/<imageSetId>.json
-_REQUEST_KEY = re.compile(r"(?:^|/)(?P<datastore>[0-9a-z]{32})/(?P<image_set>[0-9a-z]{32})\.json$")
+# The request key written by request_inference: <input prefix><datastoreId>/<imageSetId>.json. Anchored on the
+# whole key: the success topic carries every async result, and other requests (``monai-platform segment`` writes
+# input/<datastoreId>/<imageSetId>/<32-hex id>.json) must not be read as an image set. The prefix is the data
+# stack's INFERENCE_INPUT_PREFIX (a test keeps them equal).
+REQUEST_PREFIX = "input/"
+_REQUEST_KEY = re.compile(
+    rf"^{re.escape(REQUEST_PREFIX)}(?P<datastore>[0-9a-z]{{32}})/(?P<image_set>[0-9a-z]{{32}})\.json$"
+)
 
 
 class NotificationError(ValueError):
     """The message is not a SageMaker async success notification this platform produced."""
+
+
+class NotOurRequestError(ValueError):
+    """A completed inference that the automatic flow did not request (a CLI run, a manual call): not imported."""
 
 
 class NotDicomError(ValueError):
@@ -105,10 +115,11 @@ def parse_notification(message: str) -> Result | None:
     if not isinstance(inference_id, str) or not inference_id:
         raise NotificationError("notification has no inferenceId")
     _, input_key = split_s3_uri((document.get("requestParameters") or {}).get("inputLocation"))
-    match = _REQUEST_KEY.search(input_key)
+    match = _REQUEST_KEY.match(input_key)
     if not match:
-        raise NotificationError(
-            f"request {input_key!r} was not written by the inference flow (<prefix><datastoreId>/<imageSetId>.json)"
+        raise NotOurRequestError(
+            f"request {input_key!r} was not written by the inference flow "
+            f"({REQUEST_PREFIX}<datastoreId>/<imageSetId>.json)"
         )
     bucket, key = split_s3_uri((document.get("responseParameters") or {}).get("outputLocation"))
     return Result(
@@ -179,7 +190,11 @@ def handle(event: dict[str, Any], *, s3: Any, medical_imaging: Any, settings: Se
     """An SNS event (one record per notification): import each successful result."""
     outcomes = []
     for record in event.get("Records", []):
-        result = parse_notification(record["Sns"]["Message"])
+        try:
+            result = parse_notification(record["Sns"]["Message"])
+        except NotOurRequestError as skipped:
+            outcomes.append({"status": "IGNORED", "reason": str(skipped)})
+            continue
         if result is None:
             outcomes.append({"status": "IGNORED", "reason": "not a completed inference"})
             continue

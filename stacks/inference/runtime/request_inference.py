@@ -43,8 +43,10 @@ REQUEST_CONTENT_TYPE = "application/json"
 # The container returns the DICOM SEG itself for this Accept type (model_code/serving/decoding.py).
 RESPONSE_ACCEPT = "application/dicom"
 SEG_FILENAME = "seg.dcm"
-# Longer than the function's timeout (60 s) with margin: a claim this old belongs to a dead invocation.
-STALE_CLAIM_SECONDS = 300
+# Longer than the function's timeout (60 s) with margin: a claim this old belongs to a dead invocation. Shorter
+# than Lambda's first asynchronous retry (about a minute after a failure, the second about two minutes later),
+# so the retry of a timed-out invocation takes the claim over instead of landing in the dead-letter queue.
+STALE_CLAIM_SECONDS = 90
 CLAIMED, INVOKED = "CLAIMED", "INVOKED"
 # HealthImaging IDs (botocore service model): 32 characters of [0-9a-z].
 _ID = re.compile(r"^[0-9a-z]{32}$")

@@ -181,16 +181,42 @@ def test_multi_frame_instance_is_split_into_slices(stubbed, per_frame_positions)
     assert all("PerFrameFunctionalGroupsSequence" not in ds for ds in loaded.datasets)
 
 
-def test_frames_that_do_not_form_a_volume_fail_before_any_frame_is_fetched(stubbed):
+def _instances(image_set):
+    (series,) = image_set.document["Study"]["Series"].values()
+    return [instance["DICOM"] for instance in series["Instances"].values()]
+
+
+def _same_position(image_set):
+    first, second, _ = _instances(image_set)
+    second["ImagePositionPatient"] = first["ImagePositionPatient"]  # two slices at one position
+
+
+def _no_rows(image_set):
+    del _instances(image_set)[1]["Rows"]
+
+
+def _one_bit(image_set):
+    _instances(image_set)[0]["BitsAllocated"] = 1  # a binary SEG frame in the chosen series
+
+
+@pytest.mark.parametrize(
+    ("breaker", "message"),
+    [
+        (_same_position, "same slice position"),
+        (_no_rows, "Rows is missing"),
+        (_one_bit, "not a single-channel grayscale image"),
+    ],
+)
+def test_frames_that_do_not_form_a_volume_fail_before_any_frame_is_fetched(stubbed, breaker, message):
     datasets, arrays = synthetic_series(3)
-    datasets[2].ImagePositionPatient = datasets[1].ImagePositionPatient  # two slices at one position
     image_set = build_image_set(datasets, pixel_arrays=arrays)
+    breaker(image_set)  # the document says so; no frame answer is queued, so a fetch would fail the test
     client, stubber = stubbed
     from model_code.healthimaging.testing import metadata_response
 
     ids = {"datastoreId": image_set.datastore_id, "imageSetId": image_set.image_set_id}
     stubber.add_response("get_image_set_metadata", metadata_response(image_set), ids)  # and no frame answers
-    with pytest.raises(InvalidSeriesError, match="same slice position"):
+    with pytest.raises(InvalidSeriesError, match=message):
         load_image_set(client, image_set.datastore_id, image_set.image_set_id, max_workers=1)
 
 

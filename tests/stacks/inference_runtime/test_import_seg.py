@@ -115,8 +115,6 @@ def test_an_output_that_is_not_dicom_is_not_imported(aws: Aws) -> None:
 @pytest.mark.parametrize(
     ("message", "error"),
     [
-        # A request this flow did not write: no image set can be named for the SEG.
-        (notification(input_key="uploads/manual-request.json"), "was not written by the inference flow"),
         # A request against another data store: the import role must not write there.
         (notification(input_key=f"input/{'f' * 32}/{IMAGE_SET_ID}.json"), "not the platform's"),
         ({**notification(), "inferenceId": ""}, "notification has no inferenceId"),
@@ -137,6 +135,27 @@ def test_a_failed_inference_on_the_wrong_topic_is_ignored(aws: Aws) -> None:
         {"status": "IGNORED", "reason": "not a completed inference"}
     ]
     assert aws.keys(INBOX) == []
+
+
+@pytest.mark.parametrize(
+    "input_key",
+    [
+        "uploads/manual-request.json",  # a manual InvokeEndpointAsync
+        f"input/{DATASTORE_ID}/{IMAGE_SET_ID}/{'ab' * 16}.json",  # monai-platform segment's one-off request
+    ],
+)
+def test_results_of_requests_the_flow_did_not_write_are_ignored(aws: Aws, input_key: str) -> None:
+    aws.s3.put_object(Bucket=INFERENCE, Key=OUTPUT_KEY, Body=DICOM_BYTES)
+    (outcome,) = handle(aws, sns_event(notification(input_key=input_key)))
+    assert outcome["status"] == "IGNORED"
+    assert "was not written by the inference flow" in outcome["reason"]
+    assert aws.keys(INBOX) == []
+
+
+def test_the_request_prefix_is_the_data_stacks_inference_input_prefix() -> None:
+    from stacks.data.stack import INFERENCE_INPUT_PREFIX
+
+    assert import_seg.REQUEST_PREFIX == INFERENCE_INPUT_PREFIX
 
 
 def test_the_request_key_of_request_inference_is_the_one_import_seg_parses() -> None:
