@@ -4,7 +4,7 @@ The model's ``ModelDataUrl`` is an S3 *prefix*; each model is one archive under 
 ``model_code.serving.triton_package.package_triton_model``), and a request picks one with
 ``TargetModel="<name>.tar.gz"``. SageMaker loads an archive on its first request and evicts the least recently
 used ones under memory pressure, so adding a model is copying an archive under the prefix: no endpoint update
-(``scripts/add_model_archive.py``). A real-time endpoint cannot scale to zero, so the whole construct exists
+(``monai-platform archives add``). A real-time endpoint cannot scale to zero, so the whole construct exists
 only when ``serving.multiModelEnabled`` is true: its ``multiModelMinInstances`` instances bill every hour.
 """
 
