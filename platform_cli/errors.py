@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-EXIT_OK = 0
 EXIT_FAILURE = 1  # the platform said no, or did not finish in time: the input was fine
 EXIT_USAGE = 2  # the command line or the input files are wrong (argparse uses 2 as well)
 

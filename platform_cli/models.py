@@ -1,6 +1,6 @@
 """``monai-platform models list|approve|reject``: the Model Registry group the training state machine fills.
 
-Approving a package is what deploys it (the approval-deploy rule of the training stack reacts to the change).
+Approving a package is what deploys it (the approval-deploy rule of the approval stack reacts to the change).
 """
 
 from __future__ import annotations

@@ -35,9 +35,10 @@ from monai.transforms import (
     ScaleIntensityRanged,
     Spacingd,
 )
-from pydicom.sr.codedict import codes
 
 from model_code.model_dir import ModelMetadata, model_file
+from model_code.segmentation.contract import SPLEEN_LABEL
+from model_code.segmentation.seg_writer import SPLEEN_CATEGORY, SPLEEN_TYPE
 
 if TYPE_CHECKING:
     from model_code.map_app.healthimaging_operator import ClientFactory
@@ -162,9 +163,10 @@ class SpleenSegApp(Application):  # type: ignore[misc]  # the SDK is untyped her
             self,
             segment_descriptions=[
                 SegmentDescription(
-                    segment_label=self.model_metadata.labels.get(1, "spleen"),
-                    segmented_property_category=codes.SCT.Organ,
-                    segmented_property_type=codes.SCT.Spleen,
+                    segment_label=self.model_metadata.labels.get(SPLEEN_LABEL, "spleen"),
+                    # The same codes as the platform's own SEG writer, so both SEGs say the same thing.
+                    segmented_property_category=SPLEEN_CATEGORY,
+                    segmented_property_type=SPLEEN_TYPE,
                     algorithm_name=self.model_metadata.name,
                     algorithm_version=self.model_metadata.version,
                 )

@@ -20,6 +20,9 @@ import boto3
 ENV_SUMMARY_TOPIC_ARN = "SUMMARY_TOPIC_ARN"
 
 JOB_MANIFEST_NAME = "job-output-manifest.json"
+# The batch manifest that started the job sits in the imported prefix (start_import.MANIFEST_NAME; a test keeps
+# them equal). It is not DICOM, so the service may list it as failed: that is not a failed study file.
+BATCH_MANIFEST_NAME = "manifest.json"
 SUCCESS_FILE = "SUCCESS/success.ndjson"
 FAILURE_FILE = "FAILURE/failure.ndjson"
 # An SNS message is at most 256 KiB: the summary names this many failed files and counts the rest.
@@ -105,6 +108,7 @@ def summarize(s3: Any, detail: dict[str, Any]) -> dict[str, Any]:
     failures = [
         {"file": record.get("inputFile", "unknown"), "reason": _failure_reason(record)}
         for record in read_ndjson(s3, bucket, folder + FAILURE_FILE)
+        if not str(record.get("inputFile", "")).endswith("/" + BATCH_MANIFEST_NAME)
     ]
     return {
         "jobId": job_id,

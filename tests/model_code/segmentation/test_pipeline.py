@@ -105,23 +105,25 @@ def test_untrained_unet_runs_end_to_end(tmp_path, untrained_unet_dir):
 
 
 @pytest.mark.parametrize(
-    ("device", "expected", "error"),
+    ("cuda", "device", "expected", "error"),
     [
-        ("cpu", "cpu", None),
-        ("tpu", None, "device must be cpu or cuda"),
-        pytest.param("cuda", None, "use --device cpu", marks=pytest.mark.skipif(torch.cuda.is_available(), reason="has CUDA")),
+        (False, "cpu", "cpu", None),
+        (True, "cpu", "cpu", None),  # an explicit CPU request stands on a GPU machine
+        (False, None, "cpu", None),  # the default falls back to CPU
+        (True, None, "cuda", None),  # ... and prefers CUDA where present
+        (True, "cuda", "cuda", None),
+        (False, "cuda", None, "use --device cpu"),  # asked for CUDA without CUDA: an error, not a fallback
+        (False, "tpu", None, "device must be cpu or cuda"),
     ],
 )
-def test_resolve_device(device, expected, error):
+def test_resolve_device(monkeypatch, cuda, device, expected, error):
+    # Both machines' answers on any machine: torch.device("cuda") needs no GPU until a tensor uses it.
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
     if error is None:
         assert resolve_device(device).type == expected
     else:
         with pytest.raises((ValueError, RuntimeError), match=error):
             resolve_device(device)
-
-
-def test_default_device_is_cuda_only_when_present():
-    assert resolve_device(None).type == ("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def test_sw_batch_size_must_be_positive(threshold_model_dir):

@@ -134,8 +134,8 @@ def test_bad_arguments_exit_2(tmp_path, capsys, threshold_model_dir, dicom_dir, 
     assert arguments[0] in capsys.readouterr().err
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
-def test_cuda_without_cuda_exits_2(tmp_path, capsys, threshold_model_dir, dicom_dir):
+def test_cuda_without_cuda_exits_2(monkeypatch, tmp_path, capsys, threshold_model_dir, dicom_dir):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # a CPU machine, wherever the test runs
     code = predict.main(["--model-dir", str(threshold_model_dir), "--dicom-dir", str(dicom_dir), "--output-dir", str(tmp_path),
                          "--device", "cuda"])
     assert code == predict.EXIT_BAD_INPUT

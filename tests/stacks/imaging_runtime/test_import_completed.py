@@ -79,6 +79,13 @@ SET_A, SET_B = "a" * 32, "b" * 32
             [{"file": "incoming/study-42/s3/1.dcm",
               "reason": "ValidationException: unsupported transfer syntax 1.2.840.10008.1.2.4.100"}],
         ),
+        # The batch's own manifest.json, imported with the study and refused as non-DICOM, is not a failed file.
+        (
+            [success("s1/1.dcm", SET_A)],
+            [failure("manifest.json", "ValidationException", "not a DICOM P10 file")],
+            [SET_A],
+            [],
+        ),
         # No FAILURE folder at all: nothing failed.
         ([success("s1/1.dcm", SET_A)], None, [SET_A], []),
         # Every file refused: no image set, every reason listed.
@@ -109,6 +116,12 @@ def test_the_summary_lists_image_sets_counts_and_failed_files(
     [published] = aws.published()
     assert published["message"] == summary
     assert published["subject"] == f"HealthImaging import study-42: {len(successes)} imported, {len(failed)} failed"
+
+
+def test_the_batch_manifest_name_is_the_one_start_import_waits_for() -> None:
+    from stacks.imaging.runtime import start_import
+
+    assert import_completed.BATCH_MANIFEST_NAME == start_import.MANIFEST_NAME
 
 
 def test_the_job_named_in_the_event_is_summarized_when_an_output_prefix_holds_several(aws: Aws) -> None:
