@@ -50,7 +50,7 @@ setup: venv node tools $(TEST_PREREQS)  ## everything synth and test need
 synth: venv node  ## synthesize every stack on the embedded default config, with cdk-nag (STAGE=dev)
 	@rm -rf $(CDK_OUT)
 	$(CDK) synth --quiet -c stage=$(STAGE) --output $(CDK_OUT)
-	@$(PY) scripts/synth_summary.py $(CDK_OUT)
+	@PYTHONPATH=. $(PY) scripts/synth_summary.py $(CDK_OUT)
 	@$(PY) -m scripts.idle_cost $(CDK_OUT)
 
 lint: venv  ## ruff and mypy

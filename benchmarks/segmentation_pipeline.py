@@ -1,7 +1,7 @@
 """Ours vs a stock MONAI Deploy App SDK 4 app: same TorchScript, same series, one process.
 
-    make bench-segmentation        # builds .venv-bench (MONAI Deploy + holoscan) first
-    PYTHONPATH=. .venv-bench/bin/python benchmarks/segmentation_pipeline.py [--slices 48] [--repeats 3]
+    make bench-segmentation        # builds .venv-map (MONAI Deploy + holoscan, mk/map.mk) first
+    PYTHONPATH=. .venv-map/bin/python benchmarks/segmentation_pipeline.py [--slices 48] [--repeats 3]
 
 The series is 48 slices of 512x512, built from the real CT slice pydicom ships
 (``J2K_pixelrep_mismatch.dcm``: its pixels, pixel spacing and its oblique orientation), with a

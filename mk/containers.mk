@@ -1,5 +1,6 @@
 # Serving containers (issue 6): the real serving stacks, run on 127.0.0.1 without Docker.
 # Usage and the why of each target: docs/containers.md.
+# Included by the top Makefile (-include mk/*.mk), which defines VENV, PY, PIP_NOISE, `venv` and TEST_PREREQS.
 
 SERVE_VENV ?= .venv-serve
 TRITON_VENV ?= .venv-triton
@@ -14,7 +15,7 @@ MODEL_DIR ?=
 TRITON_REPOSITORY ?=
 SERVE_REQUIREMENTS := containers/pytorch-inference/requirements-local.txt containers/pytorch-inference/requirements.txt
 TRITON_REQUIREMENTS := containers/triton-inference/requirements-local.txt containers/triton-inference/requirements.txt
-CONTAINERS_HADOLINT ?= $(or $(VENV),.venv)/bin/hadolint
+CONTAINERS_HADOLINT ?= $(VENV)/bin/hadolint
 
 .PHONY: venv-serve venv-triton serve serve-triton lint-dockerfiles test-containers bench-serving
 
@@ -25,7 +26,7 @@ TEST_PREREQS += venv-serve venv-triton
 $(SERVE_VENV)/.installed: $(SERVE_REQUIREMENTS)
 	rm -rf $(SERVE_VENV)
 	$(SERVE_BASE_PYTHON) -m venv $(SERVE_VENV)
-	$(SERVE_VENV)/bin/pip install -q --disable-pip-version-check -r containers/pytorch-inference/requirements-local.txt 2>&1 | { $(or $(PIP_NOISE),cat); }
+	$(SERVE_VENV)/bin/pip install -q --disable-pip-version-check -r containers/pytorch-inference/requirements-local.txt 2>&1 | { $(PIP_NOISE); }
 	@if $(SERVE_VENV)/bin/python -c "import importlib.util as u, sys; sys.exit(u.find_spec('mms') is None)"; then \
 		echo "multi-model-server is installed in $(SERVE_VENV): it clashes with torch-model-archiver" >&2; exit 1; fi
 	touch $@
@@ -37,7 +38,7 @@ $(TRITON_VENV)/.installed: $(TRITON_REQUIREMENTS)
 	@$(TRITON_BASE_PYTHON) -c "import ensurepip" 2>/dev/null || { apt-get update -qq && apt-get install -y -qq python3.11-venv; }
 	rm -rf $(TRITON_VENV)
 	$(TRITON_BASE_PYTHON) -m venv $(TRITON_VENV)
-	$(TRITON_VENV)/bin/pip install -q --disable-pip-version-check -r containers/triton-inference/requirements-local.txt 2>&1 | { $(or $(PIP_NOISE),cat); }
+	$(TRITON_VENV)/bin/pip install -q --disable-pip-version-check -r containers/triton-inference/requirements-local.txt 2>&1 | { $(PIP_NOISE); }
 	touch $@
 
 venv-triton: $(TRITON_VENV)/.installed  ## .venv-triton: nvidia-pytriton's tritonserver + MONAI (Debian python3.11)
@@ -52,11 +53,11 @@ serve: venv-serve  ## the PyTorch endpoint on 127.0.0.1:$(PORT) (MODEL_DIR=...; 
 serve-triton: venv-triton  ## tritonserver on 127.0.0.1:$(TRITON_PORT), explicit model control
 	$(TRITON_VENV)/bin/python containers/triton-inference/local_triton.py --port $(TRITON_PORT) $(if $(TRITON_REPOSITORY),--repository $(TRITON_REPOSITORY),$(if $(MODEL_DIR),--model-dir $(MODEL_DIR)))
 
-lint-dockerfiles:  ## hadolint every Dockerfile
+lint-dockerfiles: venv  ## hadolint every Dockerfile
 	$(CONTAINERS_HADOLINT) containers/*/Dockerfile
 
-test-containers: venv-serve venv-triton  ## container unit and integration tests only
-	$(or $(PY),.venv/bin/python) -m pytest tests/containers tests/integration -q --durations=10
+test-containers: venv venv-serve venv-triton  ## container unit and integration tests only
+	$(PY) -m pytest tests/containers tests/integration -q --durations=10
 
-bench-serving: venv-serve  ## cold start and per-request latency through TorchServe
-	$(or $(PY),.venv/bin/python) benchmarks/serving.py
+bench-serving: venv venv-serve  ## cold start and per-request latency through TorchServe
+	$(PY) benchmarks/serving.py

@@ -1,5 +1,5 @@
 # MONAI Application Package of the spleen app (issue 9 item 4): its venv, tests and packaging (docs/map.md).
-# Included by the top Makefile (-include mk/*.mk), which defines VENV, PY, `venv` and TEST_PREREQS.
+# Included by the top Makefile (-include mk/*.mk), which defines PYTHON, PIP_NOISE and TEST_PREREQS.
 
 MAP_VENV ?= .venv-map
 MAP_PY := $(MAP_VENV)/bin/python
@@ -9,19 +9,22 @@ MAP_PACKAGE_VENV ?= .venv-map-package
 MAP_TAG ?= spleen-seg-map:latest
 MAP_MODEL_DIR ?= build/map-model
 MAP_CUDA ?= 13
-# The benchmark venv's pins (mk/segmentation.mk: MONAI Deploy App SDK 4, holoscan, torch, monai) plus what the
-# HealthImaging connector and the tests need, at requirements*.txt's versions. BENCH_REQUIREMENTS is
-# expanded in the recipe, after every mk/*.mk is read.
-MAP_EXTRA_REQUIREMENTS := boto3==1.44.5 botocore==1.44.5 imagecodecs==2026.3.6 pytest==9.2.0
+# MONAI Deploy App SDK 4 pulls holoscan (and cupy, tritonclient): never in the main venv. This venv also runs the
+# segmentation benchmark (mk/segmentation.mk). Names without a version take requirements.txt's pin (-c); the
+# rest are pinned here. pytest is requirements-dev.txt's version: that file cannot be a constraints file, pip
+# refuses constraints with extras (moto[...]).
+MAP_REQUIREMENTS := monai-deploy-app-sdk==4.0.0 typeguard==4.6.0 pytest==9.2.0 \
+	torch monai numpy pydicom highdicom nibabel pillow boto3 botocore imagecodecs
 
 # tests/map_app/test_map_venv.py runs the MAP tests in this venv from the main suite (~10 s).
 TEST_PREREQS += map-venv
 
 .PHONY: map-venv test-map map-package
 
-$(MAP_VENV)/.installed: mk/map.mk mk/segmentation.mk
-	@test -x $(MAP_PY) || python3 -m venv $(MAP_VENV)
-	$(MAP_PY) -m pip install -q --disable-pip-version-check $(BENCH_REQUIREMENTS) $(MAP_EXTRA_REQUIREMENTS) 2>&1 | { $(PIP_NOISE); }
+# The pip that $(PYTHON)'s venv module bundles: an upgrade to whatever pip is newest would not be reproducible.
+$(MAP_VENV)/.installed: mk/map.mk requirements.txt
+	@test -x $(MAP_PY) || $(PYTHON) -m venv $(MAP_VENV)
+	$(MAP_PY) -m pip install -q --disable-pip-version-check -c requirements.txt $(MAP_REQUIREMENTS) 2>&1 | { $(PIP_NOISE); }
 	@touch $@
 
 map-venv: $(MAP_VENV)/.installed  ## the MAP venv: MONAI Deploy App SDK 4 + holoscan + the HealthImaging connector (~1.5 GB)
@@ -31,7 +34,7 @@ test-map: map-venv  ## the MAP app's tests in the MAP venv (phantom folder run, 
 	ulimit -s 32768 2>/dev/null; $(MAP_PY) -m pytest tests/map_app -q --durations=10 -p no:cacheprovider
 
 $(MAP_PACKAGE_VENV)/.installed: mk/map.mk
-	@test -x $(MAP_PACKAGE_VENV)/bin/python || python3 -m venv $(MAP_PACKAGE_VENV)
+	@test -x $(MAP_PACKAGE_VENV)/bin/python || $(PYTHON) -m venv $(MAP_PACKAGE_VENV)
 	$(MAP_PACKAGE_VENV)/bin/pip install -q --disable-pip-version-check holoscan-cli==3.11.0 2>&1 | { $(PIP_NOISE); }
 	@touch $@
 

@@ -2,12 +2,12 @@
 # Included by the top Makefile (-include mk/*.mk), which defines VENV, PY and `venv`.
 
 TRAINING_WORKFLOW_PATHS := stacks/training stacks/approval tests/stacks/test_training_stack.py \
-	tests/stacks/training_runtime
+	tests/stacks/approval_runtime
 
 .PHONY: test-training-workflow lint-training-workflow
 
 test-training-workflow: venv  ## training/approval stack tests + the deploy handler (moto S3, Stubber SageMaker)
-	$(PY) -m pytest tests/stacks/test_training_stack.py tests/stacks/training_runtime -q --durations=10
+	$(PY) -m pytest tests/stacks/test_training_stack.py tests/stacks/approval_runtime -q --durations=10
 
 lint-training-workflow: venv  ## ruff + mypy over the training and approval stacks and their tests
 	$(VENV)/bin/ruff check $(TRAINING_WORKFLOW_PATHS)

@@ -7,13 +7,17 @@ model directories through this module, so the file names and the metadata schema
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 MODEL_FILE = "model.ts"
 METADATA_FILE = "metadata.json"
 STATE_DICT_FILE = "model.pt"
+
+
+def _floats(values: Any) -> tuple[float, ...]:
+    return tuple(float(v) for v in values)
 
 
 class ModelDirectoryError(ValueError):
@@ -70,8 +74,10 @@ class ModelMetadata:
 
     @classmethod
     def from_json(cls, document: dict[str, Any], *, source: str = METADATA_FILE) -> ModelMetadata:
+        # Absent pre-processing and inference keys take the dataclasses' own defaults (one place for them).
+        pre_default, inf_default = Preprocessing(), InferenceSpec()
         try:
-            known = {"name", "version", "task", "network", "labels", "preprocessing", "inference", "metrics"}
+            known = {f.name for f in fields(cls)} - {"extra"}
             pre = document.get("preprocessing", {})
             inf = document.get("inference", {})
             return cls(
@@ -81,16 +87,16 @@ class ModelMetadata:
                 network=NetworkSpec(name=str(document["network"]["name"]), args=dict(document["network"]["args"])),
                 labels={int(k): str(v) for k, v in document["labels"].items()},
                 preprocessing=Preprocessing(
-                    orientation=str(pre.get("orientation", "RAS")),
-                    spacing_mm=tuple(float(v) for v in pre.get("spacing_mm", (1.5, 1.5, 2.0))),  # type: ignore[arg-type]
-                    intensity_window=tuple(float(v) for v in pre.get("intensity_window", (-57.0, 164.0))),  # type: ignore[arg-type]
-                    scaled_range=tuple(float(v) for v in pre.get("scaled_range", (0.0, 1.0))),  # type: ignore[arg-type]
-                    clip=bool(pre.get("clip", True)),
+                    orientation=str(pre.get("orientation", pre_default.orientation)),
+                    spacing_mm=_floats(pre.get("spacing_mm", pre_default.spacing_mm)),  # type: ignore[arg-type]
+                    intensity_window=_floats(pre.get("intensity_window", pre_default.intensity_window)),  # type: ignore[arg-type]
+                    scaled_range=_floats(pre.get("scaled_range", pre_default.scaled_range)),  # type: ignore[arg-type]
+                    clip=bool(pre.get("clip", pre_default.clip)),
                 ),
                 inference=InferenceSpec(
-                    roi_size=tuple(int(v) for v in inf.get("roi_size", (96, 96, 96))),  # type: ignore[arg-type]
-                    overlap=float(inf.get("overlap", 0.5)),
-                    sw_batch_size=int(inf.get("sw_batch_size", 4)),
+                    roi_size=tuple(int(v) for v in inf.get("roi_size", inf_default.roi_size)),  # type: ignore[arg-type]
+                    overlap=float(inf.get("overlap", inf_default.overlap)),
+                    sw_batch_size=int(inf.get("sw_batch_size", inf_default.sw_batch_size)),
                 ),
                 metrics={str(k): float(v) for k, v in document.get("metrics", {}).items()},
                 extra={k: v for k, v in document.items() if k not in known},

@@ -10,7 +10,6 @@ per use and listed as $0 while idle. Prices come from stacks/pricing.py only.
 
 from __future__ import annotations
 
-import json
 import sys
 from collections import Counter
 from collections.abc import Iterator, Mapping
@@ -18,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from scripts.assembly import stack_templates
 from stacks.pricing import (
     CLOUDWATCH_ALARM,
     CODEPIPELINE_V1,
@@ -169,19 +169,6 @@ def idle_cost(templates: Templates) -> IdleCost:
         if found[type_]:
             result.usage_based[f"{type_} x{found[type_]}"] = note
     return result
-
-
-def stack_templates(outdir: Path) -> dict[str, dict[str, Any]]:
-    """Stack display name -> template, from the assembly manifest (nested stages included)."""
-    manifest = json.loads((outdir / "manifest.json").read_text())
-    found: dict[str, dict[str, Any]] = {}
-    for artifact_id, artifact in manifest.get("artifacts", {}).items():
-        if artifact.get("type") == "aws:cloudformation:stack":
-            template_file = outdir / artifact["properties"]["templateFile"]
-            found[artifact.get("displayName", artifact_id)] = json.loads(template_file.read_text())
-        elif artifact.get("type") == "cdk:cloud-assembly":
-            found.update(stack_templates(outdir / artifact["properties"]["directoryName"]))
-    return found
 
 
 def render(cost: IdleCost) -> str:

@@ -63,7 +63,10 @@ def torchscript_network(path: Path, *, threads: int) -> WindowNetwork:
 
 
 class EdgeModel:
-    """Loaded once by the runner; ``segment`` is thread-safe (the network call is serialised)."""
+    """Loaded once by the runner; ``run`` is thread-safe (the network call is serialised).
+
+    ``run`` is ``SegmentationPipeline.run``'s interface, so the runner serves it through ``ServingModel``.
+    """
 
     def __init__(self, *, network: WindowNetwork, metadata: ModelMetadata, runtime: str) -> None:
         self.network = network
@@ -126,7 +129,7 @@ class EdgeModel:
         timings["postprocess"] = time.perf_counter() - start
         return mask
 
-    def segment(self, series: ImageSeries) -> EdgeResult:
+    def run(self, series: ImageSeries) -> EdgeResult:
         """Raises InvalidSeriesError for input the model cannot read."""
         from model_code.segmentation.seg_writer import build_segmentation
 

@@ -1,16 +1,17 @@
 """The offline edge runner: ``POST /invocations`` with a zip of one DICOM series, answered with the SEG.
 
 Same contract as the async endpoint (``model_code.serving``): the body is decoded by ``decode_request``,
-the series loaded by ``load_request_series``, and the answer rendered by ``handler.respond``, so bodies,
-content types and statuses are identical (400/404/406/415/422 as JSON ``{"error": {...}}``). Differences
-an offline device forces, each answered with a status of its own:
+the series loaded and segmented by ``ServingModel.predict``, and the answer rendered by ``handler.respond``,
+so bodies, content types and statuses are identical (400/404/406/415/422 as JSON ``{"error": {...}}``).
+Differences an offline device forces, each answered with a status of its own:
 
 * only ``application/zip`` bodies: a HealthImaging or S3 request needs the network (415, saying so);
 * bounded memory: a body over ``--max-request-mb`` is refused before it is read (413), and so is a zip
-  whose members expand past ``--max-series-mb``; a missing Content-Length is 411;
+  whose member headers declare more than ``--max-series-mb`` (decoding's bound, before any
+  decompression); a missing Content-Length is 411;
 * a bounded request queue: ``--workers`` requests run at once, ``--queue`` more wait, the rest get 503
   with ``Retry-After``;
-* nothing is published (no S3, no HealthImaging): the SEG travels in the response.
+* nothing leaves the device (no S3, no HealthImaging): the SEG travels in the response.
 
 Run: ``python -m model_code.edge.runner --bundle DIR --port 8080 --threads 2`` (stdlib HTTP server,
 numpy, pydicom, highdicom, onnxruntime; no torch, no network).
@@ -19,28 +20,22 @@ numpy, pydicom, highdicom, onnxruntime; no torch, no network).
 from __future__ import annotations
 
 import argparse
-import io
-import json
 import logging
 import sys
-import tempfile
 import threading
-import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-from model_code.imaging.errors import InvalidSeriesError
-from model_code.imaging.series import ImageSeries
 from model_code.serving.decoding import ZipSeriesRequest, decode_request
 from model_code.serving.encoding import JSON, encode_error, negotiate
-from model_code.serving.errors import ClientError, unusable_series
+from model_code.serving.errors import ClientError, error_body
 from model_code.serving.handler import respond
-from model_code.serving.service import Prediction, dataset_bytes
-from model_code.serving.sources import load_request_series
+from model_code.serving.service import Segmenter, ServingModel
+from model_code.serving.settings import ServingSettings
 
 logger = logging.getLogger("model_code.edge.runner")
 MIB = 1 << 20
@@ -49,10 +44,6 @@ _DRAIN_CHUNK = 64 * 1024
 # A refused body up to this many times the request bound is read and dropped (in chunks, no memory kept) so
 # the client sees the answer; a larger one gets the answer and a closed socket.
 _DRAIN_FACTOR = 4
-
-
-class Segmenter(Protocol):
-    def segment(self, series: ImageSeries) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -81,10 +72,10 @@ class _OfflineClients:
 
 
 class EdgeService:
-    """Admission (queue bound), then one request: decode, load, segment, encode. Thread-safe."""
+    """Admission (queue bound), then one request: decode, then the endpoint's own ServingModel. Thread-safe."""
 
     def __init__(self, model: Segmenter, limits: RunnerLimits) -> None:
-        self.model = model
+        self.model = ServingModel(model, settings=ServingSettings(), clients=_OfflineClients())
         self.limits = limits
         # Admitted = running + waiting; beyond that a request is turned away at once (503).
         self._admitted = threading.BoundedSemaphore(limits.workers + limits.queue)
@@ -99,51 +90,18 @@ class EdgeService:
     def handle(self, body: bytes, content_type: str | None, accept: str | None) -> tuple[bytes, str, int]:
         try:
             negotiate(accept)  # a 406 before the work, not after it
-            request = decode_request(body, content_type)
+            request = decode_request(body, content_type, max_expanded_bytes=self.limits.max_series_bytes)
             if not isinstance(request, ZipSeriesRequest):
                 raise ClientError(
                     HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
                     "the edge runner works offline and reads only application/zip (a zip of one series' DICOM "
                     "files); HealthImaging and S3 requests go to the cloud endpoint",
                 )
-            self._check_expanded_size(request.payload)
             with self._running:
-                prediction = self._predict(request)
+                prediction = self.model.predict(request)
         except ClientError as error:
             return encode_error(error)
         return respond(prediction, accept)
-
-    def _check_expanded_size(self, payload: bytes) -> None:
-        with zipfile.ZipFile(io.BytesIO(payload)) as archive:
-            expanded = sum(info.file_size for info in archive.infolist())
-        if expanded > self.limits.max_series_bytes:
-            raise ClientError(
-                HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-                f"the zip expands to {expanded} bytes, over this runner's {self.limits.max_series_bytes}: "
-                "send one series, or start the runner with a larger --max-series-mb",
-            )
-
-    def _predict(self, request: ZipSeriesRequest) -> Prediction:
-        with tempfile.TemporaryDirectory(prefix="edge-invocation-") as workdir:
-            series = load_request_series(request, workdir=Path(workdir), clients=_OfflineClients())
-            try:
-                result = self.model.segment(series)
-            except InvalidSeriesError as error:
-                raise unusable_series(f"not a usable series: {error}") from error
-        seg = result.seg_dataset
-        return Prediction(
-            seg_bytes=dataset_bytes(seg),
-            seg_sop_instance_uid=str(seg.SOPInstanceUID),
-            summary=dict(result.summary),
-            source={"zipBytes": len(request.payload), "seriesInstanceUid": series.series_instance_uid},
-            request_datastore_id=None,
-        )
-
-
-def _error_body(status: int, message: str) -> bytes:
-    return ClientError(status, message).to_json() if 400 <= status < 500 else json.dumps(
-        {"error": {"status": status, "reason": HTTPStatus(status).phrase, "message": message}}
-    ).encode()
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -189,7 +147,7 @@ class _Handler(BaseHTTPRequestHandler):
         refusal = self._refusal(self._content_length())
         if refusal is None:
             return super().handle_expect_100()
-        self._send(_error_body(*refusal), JSON, refusal[0], close=True)
+        self._send(error_body(*refusal), JSON, refusal[0], close=True)
         return False
 
     def _drain(self, length: int | None) -> None:
@@ -204,13 +162,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _refuse(self, status: int, message: str, length: int | None, extra: dict[str, str] | None = None) -> None:
         self._drain(length)
-        self._send(_error_body(status, message), JSON, status, close=True, extra=extra)
+        self._send(error_body(status, message), JSON, status, close=True, extra=extra)
 
     def do_GET(self) -> None:
         if self.path == "/ping":
             self._send(b'{"status": "healthy"}', JSON, 200)
         else:
-            self._send(_error_body(404, f"no route {self.path}: POST /invocations or GET /ping"), JSON, 404)
+            self._send(error_body(404, f"no route {self.path}: POST /invocations or GET /ping"), JSON, 404)
 
     def do_POST(self) -> None:
         service = self.server.service
@@ -231,7 +189,7 @@ class _Handler(BaseHTTPRequestHandler):
                 answer = service.handle(body, self.headers.get("Content-Type"), self.headers.get("Accept"))
             except Exception:  # an unexpected failure: logged here, never a traceback to the caller
                 logger.exception("request failed")
-                answer = (_error_body(500, "the runner failed on this request: see its log"), JSON, 500)
+                answer = (error_body(500, "the runner failed on this request: see its log"), JSON, 500)
         finally:
             service.release()
         self._send(*answer)

@@ -49,7 +49,6 @@ RUNNER_MODULES = (
     "serving/encoding.py",
     "serving/errors.py",
     "serving/handler.py",
-    "serving/outputs.py",
     "serving/service.py",
     "serving/settings.py",
     "serving/sources.py",

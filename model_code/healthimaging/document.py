@@ -19,6 +19,9 @@ from typing import Any
 import numpy as np
 from pydicom.uid import generate_uid
 
+from model_code.healthimaging.errors import SeriesNotFound
+from model_code.imaging.series import slice_normal
+
 logger = logging.getLogger(__name__)
 
 # Enhanced (multi-frame) storage classes and the single-frame class a split frame is written as.
@@ -88,7 +91,6 @@ def frame_count(series: Mapping[str, Any]) -> int:
 
 def choose_series(document: Mapping[str, Any], series_instance_uid: str | None = None) -> SeriesChoice:
     """The series to load: the one named, else the one with most frames (ties: first in the document)."""
-    from model_code.healthimaging.errors import SeriesNotFound
 
     image_set_id = str(document.get("ImageSetID", "?"))
     counts = {uid: frame_count(series) for uid, series in _series_map(document).items()}
@@ -151,7 +153,7 @@ def _split_frame(attributes: Mapping[str, Any], index: int, sop_instance_uid: st
         # Legacy multi-frame: frames are evenly spaced along the normal from the first frame's position.
         gap = float(frame.get("SpacingBetweenSlices") or frame.get("SliceThickness") or 0.0)
         orientation = np.asarray(frame.get("ImageOrientationPatient") or [1, 0, 0, 0, 1, 0], dtype=float)
-        normal = np.cross(orientation[:3], orientation[3:])
+        normal = slice_normal(orientation)
         position = np.asarray(frame["ImagePositionPatient"], dtype=float) + index * gap * normal
         frame["ImagePositionPatient"] = [f"{value:.6f}" for value in position]
     source_class = str(attributes.get("SOPClassUID", ""))

@@ -46,6 +46,7 @@ from botocore.response import StreamingBody
 from model_code.healthimaging.client import make_client
 from model_code.healthimaging.dicom_json import dataset_to_json
 from model_code.healthimaging.document import choose_series, plan_frames
+from model_code.imaging.series import slice_normal
 
 DATASTORE_ID = "0" * 31 + "1"
 HTJ2K_TRANSFER_SYNTAX = "1.2.840.10008.1.2.4.202"
@@ -453,7 +454,7 @@ def ct_series(
     series_instance_uid = series_instance_uid or str(generate_uid(entropy_srcs=[str(path), str(slices)]))
     study_instance_uid = study_instance_uid or str(source.StudyInstanceUID)
     orientation = np.asarray(source.ImageOrientationPatient, dtype=float)
-    normal = np.cross(orientation[:3], orientation[3:])
+    normal = slice_normal(orientation)
     origin = np.asarray(source.ImagePositionPatient, dtype=float)
     thickness = float(source.SliceThickness)
     datasets: list[pydicom.Dataset] = []

@@ -38,13 +38,11 @@ class HealthImagingLoaderOperator(DICOMDataLoaderOperator):  # type: ignore[misc
         image_set_id: str,
         client_factory: ClientFactory,
         series_instance_uid: str | None = None,
-        max_workers: int | None = None,
         **kwargs: Any,
     ) -> None:
         self.datastore_id = datastore_id
         self.image_set_id = image_set_id
         self.series_instance_uid = series_instance_uid
-        self.max_workers = max_workers
         self._client_factory = client_factory
         super().__init__(fragment, *args, **kwargs)
 
@@ -54,7 +52,6 @@ class HealthImagingLoaderOperator(DICOMDataLoaderOperator):  # type: ignore[misc
             self.datastore_id,
             self.image_set_id,
             series_instance_uid=self.series_instance_uid,
-            max_workers=self.max_workers,
         )
         op_output.emit(self.studies_from_datasets(series.datasets), self.output_name)
 

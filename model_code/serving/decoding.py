@@ -4,7 +4,8 @@ Accepted bodies:
 
 * ``application/json`` ``{"datastoreId": ..., "imageSetId": ..., "seriesInstanceUid"?: ...}`` (HealthImaging)
   or ``{"dicomS3Uri": "s3://bucket/prefix/", "seriesInstanceUid"?: ...}`` (a series under an S3 prefix);
-* ``application/zip``: a zip of one series' DICOM files.
+* ``application/zip``: a zip of one series' DICOM files, its members expanding to at most
+  ``max_expanded_bytes`` (413 otherwise, decided from the member headers before anything is decompressed).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from http import HTTPStatus
 from typing import Any
 
 from model_code.serving.errors import ClientError, bad_request
-from model_code.serving.settings import S3Location, parse_s3_uri
+from model_code.serving.settings import DEFAULT_MAX_EXPANDED_BYTES, S3Location, parse_s3_uri
 
 JSON = "application/json"
 ZIP = "application/zip"
@@ -30,6 +31,8 @@ _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 _HEALTHIMAGING_KEYS = {"datastoreId", "imageSetId"}
 _OPTIONAL_KEYS = {"seriesInstanceUid"}
 _USAGE = 'send {"datastoreId": "...", "imageSetId": "..."} or {"dicomS3Uri": "s3://bucket/prefix/"}'
+# One series is at most a few thousand files; a zip of millions of empty members is a bomb of another kind.
+MAX_ZIP_MEMBERS = 100_000
 
 
 @dataclass(frozen=True)
@@ -61,12 +64,17 @@ def media_type(header: str | None) -> str:
     return (header or "").split(";", 1)[0].strip().lower()
 
 
-def decode_request(body: bytes | str | bytearray | None, content_type: str | None) -> SeriesRequest:
+def decode_request(
+    body: bytes | str | bytearray | None,
+    content_type: str | None,
+    *,
+    max_expanded_bytes: int = DEFAULT_MAX_EXPANDED_BYTES,
+) -> SeriesRequest:
     kind = media_type(content_type)
     if kind == JSON:
         return _decode_json(body)
     if kind in ZIP_ALIASES:
-        return _decode_zip(body)
+        return _decode_zip(body, max_expanded_bytes=max_expanded_bytes)
     raise ClientError(
         HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
         f"content type {content_type or '(none)'!r} is not supported: send {JSON} ({_USAGE}) or {ZIP} "
@@ -131,12 +139,13 @@ def _decode_json(body: bytes | str | bytearray | None) -> SeriesRequest:
     )
 
 
-def _decode_zip(body: bytes | str | bytearray | None) -> ZipSeriesRequest:
+def _decode_zip(body: bytes | str | bytearray | None, *, max_expanded_bytes: int) -> ZipSeriesRequest:
     payload = _as_bytes(body)
     if not payload:
         raise bad_request("the request body is empty: send a zip of one series' DICOM files")
     try:
         with zipfile.ZipFile(io.BytesIO(payload)) as archive:
+            _check_expansion(archive.infolist(), max_expanded_bytes)
             # testzip reads every member and checks its CRC: a truncated upload fails here, not mid-inference.
             corrupt = archive.testzip()
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError, NotImplementedError) as error:
@@ -144,3 +153,19 @@ def _decode_zip(body: bytes | str | bytearray | None) -> ZipSeriesRequest:
     if corrupt is not None:
         raise bad_request(f"zip member {corrupt!r} is corrupt (CRC mismatch): upload the archive again")
     return ZipSeriesRequest(payload=payload)
+
+
+def _check_expansion(members: list[zipfile.ZipInfo], max_expanded_bytes: int) -> None:
+    """Refuse a zip from its central directory alone: zipfile never yields more than a member's declared
+    ``file_size`` (a member that inflates further fails its CRC), so the declared sum bounds every later read."""
+    if len(members) > MAX_ZIP_MEMBERS:
+        raise ClientError(
+            HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+            f"the zip holds {len(members)} members, over the limit of {MAX_ZIP_MEMBERS}: send one series",
+        )
+    expanded = sum(member.file_size for member in members)
+    if expanded > max_expanded_bytes:
+        raise ClientError(
+            HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+            f"the zip expands to {expanded} bytes, over this server's limit of {max_expanded_bytes}: send one series",
+        )

@@ -24,7 +24,12 @@ class ClientError(Exception):
         return HTTPStatus(self.status).phrase
 
     def to_json(self) -> bytes:
-        return json.dumps({"error": {"status": self.status, "reason": self.reason, "message": self.message}}).encode()
+        return error_body(self.status, self.message)
+
+
+def error_body(status: int, message: str) -> bytes:
+    """The JSON error document every server here answers with, 4xx or not: ``{"error": {...}}``."""
+    return json.dumps({"error": {"status": status, "reason": HTTPStatus(status).phrase, "message": message}}).encode()
 
 
 def bad_request(message: str) -> ClientError:

@@ -11,6 +11,7 @@ to any handler function declaring one parameter more than the contract's.
 
 from __future__ import annotations
 
+import functools
 import logging
 from pathlib import Path
 from typing import Any
@@ -19,17 +20,24 @@ from model_code.serving.decoding import SeriesRequest, decode_request
 from model_code.serving.encoding import DICOM, JSON, encode_error, encode_json, negotiate
 from model_code.serving.errors import ClientError
 from model_code.serving.service import Prediction, ServingModel
+from model_code.serving.settings import ServingSettings
 
 logger = logging.getLogger(__name__)
 
 
+@functools.cache
+def serving_settings() -> ServingSettings:
+    """The worker's settings, read once; input_fn needs them too, and the contract gives it no model."""
+    return ServingSettings.from_env()
+
+
 def model_fn(model_dir: str, context: Any = None) -> ServingModel:
-    return ServingModel.load(Path(model_dir))
+    return ServingModel.load(Path(model_dir), settings=serving_settings())
 
 
 def input_fn(input_data: Any, content_type: str | None, context: Any = None) -> SeriesRequest | ClientError:
     try:
-        return decode_request(input_data, content_type)
+        return decode_request(input_data, content_type, max_expanded_bytes=serving_settings().max_expanded_bytes)
     except ClientError as error:
         return error
 
@@ -53,13 +61,11 @@ def respond(result: Prediction | ClientError, accept: str | None) -> tuple[bytes
         return encode_error(error)
     if kind == DICOM:
         return result.seg_bytes, DICOM, 200
-    # Only a JSON answer publishes: a caller asking for the SEG bytes takes them itself.
-    published = result.publish().to_json()
+    # The JSON answer describes the SEG; a caller who wants its bytes asks for application/dicom.
     document = {
         "summary": result.summary,
         "source": result.source,
         "seg": {"sopInstanceUid": result.seg_sop_instance_uid, "bytes": len(result.seg_bytes)},
-        "published": published,
     }
     return encode_json(document), JSON, 200
 

@@ -5,34 +5,35 @@ from __future__ import annotations
 import dataclasses
 import io
 import tempfile
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from model_code.imaging.errors import InvalidSeriesError
+from model_code.imaging.series import ImageSeries
 from model_code.serving.clients import LazyClients, ServingClients
 from model_code.serving.decoding import HealthImagingRequest, SeriesRequest
 from model_code.serving.errors import unusable_series
-from model_code.serving.outputs import Published, publish_seg
 from model_code.serving.settings import ServingSettings
 from model_code.serving.sources import load_request_series
 
 
+class Segmenter(Protocol):
+    """Series in, a result with ``seg_dataset`` and ``summary`` out: the torch pipeline or the edge runner's
+    numpy model. Raises InvalidSeriesError for a series the model cannot use."""
+
+    def run(self, series: ImageSeries) -> Any: ...
+
+
 @dataclass(frozen=True)
 class Prediction:
-    """One request's result; ``summary`` is JSON-ready. Publishing waits for the caller's Accept."""
+    """One request's result; ``summary`` is JSON-ready. The caller takes the SEG from the answer (the platform's
+    import back into HealthImaging is the inference stack's import-seg function, not the container's job)."""
 
     seg_bytes: bytes
     seg_sop_instance_uid: str
     summary: dict[str, Any]
     source: dict[str, Any]
-    request_datastore_id: str | None
-    # Bound by the model that made it: output_fn, which alone knows the Accept type, gets no model argument.
-    publisher: Callable[[Prediction], Published] | None = field(default=None, repr=False, compare=False)
-
-    def publish(self) -> Published:
-        return self.publisher(self) if self.publisher is not None else Published()
 
 
 def dataset_bytes(dataset: Any) -> bytes:
@@ -61,7 +62,7 @@ def _describe(request: SeriesRequest) -> dict[str, Any]:
 class ServingModel:
     """Loaded once per worker (``model_fn``); ``predict`` runs every request in its own temporary directory."""
 
-    def __init__(self, pipeline: Any, *, settings: ServingSettings, clients: ServingClients) -> None:
+    def __init__(self, pipeline: Segmenter, *, settings: ServingSettings, clients: ServingClients) -> None:
         self.pipeline = pipeline
         self.settings = settings
         self.clients = clients
@@ -96,15 +97,4 @@ class ServingModel:
             seg_sop_instance_uid=str(seg.SOPInstanceUID),
             summary=_json_ready(result.summary),
             source=source,
-            request_datastore_id=request.datastore_id if isinstance(request, HealthImagingRequest) else None,
-            publisher=self.publish,
-        )
-
-    def publish(self, prediction: Prediction) -> Published:
-        return publish_seg(
-            prediction.seg_bytes,
-            sop_instance_uid=prediction.seg_sop_instance_uid,
-            request_datastore_id=prediction.request_datastore_id,
-            settings=self.settings,
-            clients=self.clients,
         )

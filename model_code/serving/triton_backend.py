@@ -9,13 +9,13 @@ Bad input answers that request with an error (HTTP 400 through Triton); other re
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from model_code.serving.decoding import ZIP, decode_request
+from model_code.serving.encoding import encode_json
 from model_code.serving.errors import ClientError
 from model_code.serving.service import ServingModel
 
@@ -46,9 +46,10 @@ class TritonPythonModel:
         self.model_name = args.get("model_name", "")
 
     def _one(self, payload: bytes) -> tuple[bytes, bytes]:
-        prediction = self.model.predict(decode_request(payload, ZIP))
+        request = decode_request(payload, ZIP, max_expanded_bytes=self.model.settings.max_expanded_bytes)
+        prediction = self.model.predict(request)
         summary = {**prediction.summary, "source": prediction.source, "model_name": self.model_name}
-        return prediction.seg_bytes, json.dumps(summary, sort_keys=True, default=str).encode()
+        return prediction.seg_bytes, encode_json(summary)
 
     def execute(self, requests: list[Any]) -> list[Any]:
         import triton_python_backend_utils as pb_utils  # only exists inside the Triton python backend stub

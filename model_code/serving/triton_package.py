@@ -8,8 +8,7 @@ S3 prefix and unpacks it into the model repository, so the archive holds exactly
     name/1/model.ts          (the model directory contract)
     name/1/metadata.json
 
-The config and model.py are rendered here, in one place; the checked-in repository under
-containers/triton-inference/model_repository/ is this rendering for the default name (a test keeps them equal).
+The config and model.py are rendered here, in one place.
 """
 
 from __future__ import annotations

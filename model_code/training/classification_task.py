@@ -36,8 +36,6 @@ def _stratified_split(
 
 
 class ClassificationTask(TrainingTask):
-    primary_metric = "val_auc"
-
     def __init__(self, config: TrainConfig) -> None:
         super().__init__(config)
         channel = read_channel(config.training_dir)

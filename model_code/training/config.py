@@ -48,10 +48,6 @@ class TrainConfig:
     local_rank: int
     world_size: int
 
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
     def hyperparameters(self) -> dict[str, Any]:
         """The knobs that shape the model, for metadata.json (paths and ranks left out)."""
         return {

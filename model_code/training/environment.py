@@ -18,7 +18,6 @@ SM_CHANNEL_TRAINING = "SM_CHANNEL_TRAINING"
 SM_CHANNEL_VALIDATION = "SM_CHANNEL_VALIDATION"
 SM_MODEL_DIR = "SM_MODEL_DIR"
 SM_OUTPUT_DATA_DIR = "SM_OUTPUT_DATA_DIR"
-SM_CURRENT_HOST = "SM_CURRENT_HOST"
 TORCHRUN_RANK = "RANK"
 TORCHRUN_LOCAL_RANK = "LOCAL_RANK"
 TORCHRUN_WORLD_SIZE = "WORLD_SIZE"
@@ -39,14 +38,9 @@ class TrainingEnvironment:
     model_dir: Path = LOCAL_MODEL_DIR
     output_dir: Path = LOCAL_OUTPUT_DIR
     hyperparameters: dict[str, Any] = field(default_factory=dict)
-    host: str = "local"
     rank: int = 0
     local_rank: int = 0
     world_size: int = 1
-
-    @property
-    def distributed(self) -> bool:
-        return self.world_size > 1
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> TrainingEnvironment:
@@ -72,7 +66,6 @@ class TrainingEnvironment:
             model_dir=Path(environ.get(SM_MODEL_DIR) or LOCAL_MODEL_DIR),
             output_dir=Path(environ.get(SM_OUTPUT_DATA_DIR) or LOCAL_OUTPUT_DIR),
             hyperparameters=hyperparameters,
-            host=environ.get(SM_CURRENT_HOST) or "local",
             rank=rank,
             local_rank=_int(environ, TORCHRUN_LOCAL_RANK, 0),
             world_size=world_size,

@@ -18,8 +18,6 @@ _KEYS = ("image", "label")
 
 
 class SegmentationTask(TrainingTask):
-    primary_metric = "val_dice"
-
     def __init__(self, config: TrainConfig) -> None:
         super().__init__(config)
         self.preprocessing = Preprocessing()  # the contract's: inference applies exactly these

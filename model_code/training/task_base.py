@@ -16,9 +16,6 @@ from model_code.training.config import TrainConfig
 class TrainingTask(ABC):
     """Data, network, loss, validation and metadata of one kind of model."""
 
-    #: the validation metric that names the model's quality (a key of evaluate()'s result)
-    primary_metric: str
-
     def __init__(self, config: TrainConfig) -> None:
         self.config = config
         self.train_items: list[dict[str, Any]] = []

@@ -7,7 +7,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from scripts.review.assembly import Template
+from scripts.assembly import Template
 from scripts.review.schemas import create_only_paths, forces_replacement
 
 # Resources whose replacement or deletion loses (or orphans) data someone stored; reviewers look at these first.

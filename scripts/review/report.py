@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from scripts.review.assembly import SynthResult
-from scripts.review.cost import StackCost, idle_costs
+from scripts.review.cost import COST_NOTE, StackCost, idle_costs
 from scripts.review.diff import PropertyChange, ResourceChange, StackDiff, StatementChange, diff_stack
 from scripts.review.schemas import is_known_type
 
@@ -86,24 +86,20 @@ def _nag_lines(stack: str, base: SynthResult, head: SynthResult) -> list[str]:
 
 
 def _money(cost: StackCost | None) -> str:
-    if cost is None:
-        return "—"
-    return f"${cost.monthly:,.2f}" if cost.monthly is not None else f"{cost.billed_resources} billed"
+    return "—" if cost is None else f"${cost.monthly:,.2f}"
 
 
 def _cost_delta(old: StackCost | None, new: StackCost | None) -> str:
-    if old is not None and new is not None and old.monthly is not None and new.monthly is not None:
-        return f"{new.monthly - old.monthly:+,.2f} $/month"
-    before = old.billed_resources if old else 0
-    after = new.billed_resources if new else 0
-    return f"{after - before:+d} billed resources"
+    # A stack that is new or removed costs nothing on the side that lacks it.
+    before = old.monthly if old is not None else 0.0
+    after = new.monthly if new is not None else 0.0
+    return f"{after - before:+,.2f} $/month"
 
 
 def render(base: SynthResult, head: SynthResult, *, base_label: str, head_label: str) -> str:
     stacks = sorted(set(base.templates) | set(head.templates))
     diffs = [diff_stack(s, base.templates.get(s), head.templates.get(s)) for s in stacks]
-    base_cost, cost_note = idle_costs(base.templates)
-    head_cost, _ = idle_costs(head.templates)
+    base_cost, head_cost = idle_costs(base.templates), idle_costs(head.templates)
     out = [f"## Infrastructure review: `{base_label}` → `{head_label}`", ""]
     for label, side in (("base", base), ("head", head)):
         if side.error:
@@ -126,7 +122,7 @@ def render(base: SynthResult, head: SynthResult, *, base_label: str, head_label:
             f"{len(diff.replaced)} | {len(diff.iam)} | {len(diff.security_groups)} | {nag_delta:+d} | "
             f"{_money(old_cost)} → {_money(new_cost)} ({_cost_delta(old_cost, new_cost)}) |"
         )
-    out += ["", f"Idle cost: {cost_note}", ""]
+    out += ["", f"Idle cost: {COST_NOTE}", ""]
     for diff in diffs:
         nag = _nag_lines(diff.stack, base, head)
         if diff.empty and not nag:

@@ -9,6 +9,7 @@ import zipfile
 import pytest
 
 from model_code.serving.decoding import (
+    MAX_ZIP_MEMBERS,
     HealthImagingRequest,
     S3SeriesRequest,
     ZipSeriesRequest,
@@ -110,6 +111,47 @@ def test_malformed_requests_are_client_errors(
     document = json.loads(caught.value.to_json())
     assert document["error"]["status"] == status
     assert message in document["error"]["message"]
+
+
+def _declaring(members: dict[str, bytes], file_size: int) -> bytes:
+    """A zip whose central directory claims ``file_size`` bytes per member while holding a few: a bomb's signature.
+
+    Its CRCs are wrong too: decompressing (testzip) would answer 400, so a 413 shows the headers decided first.
+    """
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+        for info in archive.filelist:  # written into the central directory on close
+            info.file_size = file_size
+            info.CRC ^= 1
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("payload", "limit", "message"),
+    [
+        # members whose headers declare 3 x 1 GiB: refused from the headers, under any sane limit
+        (_declaring({"a.dcm": b"x", "b.dcm": b"y", "c.dcm": b"z"}, 1 << 30), 2 << 30,
+         "the zip expands to 3221225472 bytes, over this server's limit of 2147483648"),
+        # honest headers, a limit below them
+        (_zip({"a.dcm": b"x" * 600}), 500, "the zip expands to 600 bytes, over this server's limit of 500"),
+        # more members than one series has files
+        (_zip({f"{n}.dcm": b"" for n in range(MAX_ZIP_MEMBERS + 1)}), 1 << 30,
+         f"holds {MAX_ZIP_MEMBERS + 1} members, over the limit of {MAX_ZIP_MEMBERS}"),
+    ],
+    ids=["declared-bomb", "over-limit", "too-many-members"],
+)
+def test_oversized_zips_are_413_before_decompression(payload: bytes, limit: int, message: str) -> None:
+    with pytest.raises(ClientError) as caught:
+        decode_request(payload, "application/zip", max_expanded_bytes=limit)
+    assert caught.value.status == 413
+    assert message in caught.value.message
+
+
+def test_a_zip_at_the_limit_is_accepted() -> None:
+    payload = _zip({"a.dcm": b"x" * 500})
+    assert decode_request(payload, "application/zip", max_expanded_bytes=500) == ZipSeriesRequest(payload)
 
 
 @pytest.mark.parametrize(

@@ -15,10 +15,10 @@ from typing import Any
 import boto3
 import highdicom as hd
 import pytest
-from botocore.stub import Stubber
 from moto import mock_aws
 
-from model_code.serving.handler import input_fn, model_fn, output_fn, predict_fn, respond
+from model_code.serving.errors import ClientError
+from model_code.serving.handler import input_fn, model_fn, output_fn, predict_fn, respond, serving_settings
 from model_code.serving.service import ServingModel
 from model_code.serving.settings import ServingSettings
 from model_code.serving.testing import SeriesZip, dice, seg_mask, series_zip, zip_datasets, zip_members
@@ -49,7 +49,6 @@ def aws() -> Iterator[Any]:
     with mock_aws():
         s3 = boto3.client("s3", region_name="us-east-1")
         s3.create_bucket(Bucket="studies")
-        s3.create_bucket(Bucket="outputs")
         yield s3
 
 
@@ -85,7 +84,6 @@ def test_zip_request_answers_per_accept(
         document = json.loads(body)
         assert document["source"]["seriesInstanceUid"] == phantom_zip.series_instance_uid
         assert document["summary"]["model"]["name"] == "spleen_ct_segmentation"
-        assert document["published"]["segS3Uri"] is None  # nothing configured, nothing written
 
 
 def test_output_fn_returns_body_and_type(serving_model: ServingModel, phantom_zip: SeriesZip) -> None:
@@ -133,6 +131,23 @@ def test_unusable_inputs_are_4xx_json(
     assert message in error["message"]
 
 
+@pytest.fixture
+def max_expanded_bytes(monkeypatch: pytest.MonkeyPatch) -> Iterator[int]:
+    """SERVING_MAX_EXPANDED_BYTES set for one test; the worker's cached settings re-read around it."""
+    monkeypatch.setenv("SERVING_MAX_EXPANDED_BYTES", "1000")
+    serving_settings.cache_clear()
+    yield 1000
+    monkeypatch.undo()
+    serving_settings.cache_clear()
+
+
+def test_input_fn_bounds_zip_expansion_by_the_setting(phantom_zip: SeriesZip, max_expanded_bytes: int) -> None:
+    error = input_fn(phantom_zip.payload, "application/zip")
+    assert isinstance(error, ClientError)
+    assert error.status == 413
+    assert f"over this server's limit of {max_expanded_bytes}" in error.message
+
+
 def _text_zip() -> bytes:
     import zipfile
 
@@ -153,57 +168,17 @@ def _merge(*payloads: bytes) -> bytes:
     return buffer.getvalue()
 
 
-def test_s3_series_is_segmented_and_published(serving_model: ServingModel, phantom_zip: SeriesZip, aws: Any) -> None:
+def test_s3_series_is_segmented(serving_model: ServingModel, phantom_zip: SeriesZip, aws: Any) -> None:
     for name, data in zip_members(phantom_zip.payload).items():
         aws.put_object(Bucket="studies", Key=f"study-1/{name}", Body=data)
     aws.put_object(Bucket="studies", Key="study-1/", Body=b"")  # a console folder marker is skipped
-    settings = ServingSettings.from_env({"SEG_OUTPUT_S3_URI": "s3://outputs/segs/"})
-    model = ServingModel(serving_model.pipeline, settings=settings, clients=InjectedClients(s3=aws))
+    model = ServingModel(serving_model.pipeline, settings=ServingSettings(), clients=InjectedClients(s3=aws))
 
-    body, _, status = _invoke(model, json.dumps({"dicomS3Uri": "s3://studies/study-1/"}), "application/json", None)
-    assert status == 200
-    document = json.loads(body)
-    sop_uid = document["seg"]["sopInstanceUid"]
-    assert document["published"]["segS3Uri"] == f"s3://outputs/segs/{sop_uid}/seg.dcm"
-    written = aws.get_object(Bucket="outputs", Key=f"segs/{sop_uid}/seg.dcm")["Body"].read()
-    _check_seg(written, phantom_zip)
-
-
-def test_seg_is_imported_back_into_healthimaging(
-    serving_model: ServingModel, phantom_zip: SeriesZip, aws: Any
-) -> None:
-    medical_imaging = boto3.client("medical-imaging", region_name="us-east-1")
-    settings = ServingSettings.from_env(
-        {
-            "SEG_OUTPUT_S3_URI": "s3://outputs/segs/",
-            "HEALTHIMAGING_IMPORT_ROLE_ARN": ROLE,
-            "HEALTHIMAGING_IMPORT_DATASTORE_ID": "d" * 32,
-            "HEALTHIMAGING_IMPORT_OUTPUT_S3_URI": "s3://outputs/import-reports/",
-        }
+    body, answered_type, status = _invoke(
+        model, json.dumps({"dicomS3Uri": "s3://studies/study-1/"}), "application/json", "application/dicom"
     )
-    model = ServingModel(
-        serving_model.pipeline, settings=settings, clients=InjectedClients(s3=aws, medical_imaging=medical_imaging)
-    )
-    prediction = predict_fn(input_fn(phantom_zip.payload, "application/zip"), model)
-    sop_uid = prediction.seg_sop_instance_uid  # type: ignore[union-attr]
-    with Stubber(medical_imaging) as stubber:
-        # The Stubber checks the parameters against the real service model, and these exact values.
-        stubber.add_response(
-            "start_dicom_import_job",
-            {"datastoreId": "d" * 32, "jobId": "j" * 32, "jobStatus": "SUBMITTED", "submittedAt": 0},
-            {
-                "jobName": f"seg-{sop_uid}"[:64],
-                "datastoreId": "d" * 32,
-                "dataAccessRoleArn": ROLE,
-                "clientToken": sop_uid[-64:],
-                "inputS3Uri": f"s3://outputs/segs/{sop_uid}/",
-                "outputS3Uri": "s3://outputs/import-reports/",
-            },
-        )
-        body, _, status = respond(prediction, "application/json")
-        stubber.assert_no_pending_responses()
-    assert status == 200
-    assert json.loads(body)["published"]["importJobId"] == "j" * 32
+    assert (status, answered_type) == (200, "application/dicom")
+    _check_seg(body, phantom_zip)
 
 
 def test_healthimaging_image_set_is_segmented(serving_model: ServingModel, phantom_zip: SeriesZip) -> None:

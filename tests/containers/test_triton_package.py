@@ -1,4 +1,4 @@
-"""The Triton model repository and the per-model archives a multi-model endpoint loads.
+"""The Triton model config and the per-model archives a multi-model endpoint loads.
 
 Every config.pbtxt is parsed with tritonclient's ModelConfig protobuf (what tritonserver itself reads).
 """
@@ -12,35 +12,11 @@ import pytest
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
-from model_code.serving.triton_package import (
-    DEFAULT_MODEL_NAME,
-    MAX_BATCH_SIZE,
-    MODEL_PY,
-    package_triton_model,
-    render_config,
-)
-
-REPOSITORY = Path(__file__).resolve().parents[2] / "containers" / "triton-inference" / "model_repository"
+from model_code.serving.triton_package import MAX_BATCH_SIZE, MODEL_PY, package_triton_model, render_config
 
 
 def parse(text: str) -> model_config_pb2.ModelConfig:
     return text_format.Parse(text, model_config_pb2.ModelConfig())
-
-
-@pytest.mark.parametrize(
-    "config_path",
-    sorted(REPOSITORY.glob("*/config.pbtxt")),
-    ids=lambda path: path.parent.name,
-)
-def test_checked_in_configs_parse_and_match_the_rendering(config_path: Path) -> None:
-    config = parse(config_path.read_text())
-    assert config.name == config_path.parent.name
-    assert config_path.read_text() == render_config(config.name)
-    assert (config_path.parent / "1" / "model.py").read_text() == MODEL_PY
-
-
-def test_repository_holds_the_spleen_model() -> None:
-    assert (REPOSITORY / DEFAULT_MODEL_NAME / "config.pbtxt").is_file()
 
 
 def test_config_declares_io_and_dynamic_batching() -> None:
@@ -62,6 +38,7 @@ def test_archive_holds_one_model_folder_named_like_the_archive(threshold_model_d
     with tarfile.open(archive) as opened:
         names = sorted(opened.getnames())
         config_text = opened.extractfile("spleen-v2/config.pbtxt").read().decode()  # type: ignore[union-attr]
+        model_py = opened.extractfile("spleen-v2/1/model.py").read().decode()  # type: ignore[union-attr]
     assert names == [
         "spleen-v2",
         "spleen-v2/1",
@@ -71,6 +48,7 @@ def test_archive_holds_one_model_folder_named_like_the_archive(threshold_model_d
         "spleen-v2/config.pbtxt",
     ]
     assert parse(config_text).name == "spleen-v2"
+    assert model_py == MODEL_PY
 
 
 @pytest.mark.parametrize(

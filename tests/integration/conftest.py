@@ -29,9 +29,8 @@ from model_code.serving.testing import (
 def ensure_venv(venv: Path, target: str) -> None:
     if (venv / ".installed").is_file():
         return
-    makefile = ["-f", "Makefile"] if (REPO_ROOT / "Makefile").is_file() else ["-f", "mk/containers.mk"]
     completed = subprocess.run(
-        ["make", "--no-print-directory", "-C", str(REPO_ROOT), *makefile, target],
+        ["make", "--no-print-directory", "-C", str(REPO_ROOT), target],
         capture_output=True,
         text=True,
         check=False,

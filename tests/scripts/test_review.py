@@ -9,6 +9,7 @@ Each side is synthesized once, by the real CDK CLI, for the whole module.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -18,6 +19,7 @@ import pytest
 from scripts.review.__main__ import main
 from scripts.review.diff import diff_stack, property_changes
 from scripts.review.schemas import forces_replacement
+from stacks.pricing import NAT_GATEWAY, PUBLIC_IPV4
 from tests.stacks.assembly import PROJECT_ROOT
 
 INBOX_NAME = "monai-imaging-dev-dicom-inbox-renamed"
@@ -116,9 +118,13 @@ def test_summary_counts_and_idle_cost_delta(report: str) -> None:
     (network_row,) = [line for line in summary.splitlines() if line.startswith("| Network |")]
     cells = [c.strip() for c in network_row.strip("|").split("|")]
     assert int(cells[1]) > 0  # added
-    assert cells[-1].endswith("$/month)") or "billed resources" in cells[-1]
-    assert "+0.00 $/month" not in cells[-1]
-    assert "+0 billed" not in cells[-1]
+    # The NAT gateway and its public IPv4 address are all that the head adds which is billed while idle.
+    nat_monthly = NAT_GATEWAY.monthly + PUBLIC_IPV4.monthly
+    cost = re.fullmatch(r"\$([\d,]+\.\d\d) → \$([\d,]+\.\d\d) \(\+([\d,]+\.\d\d) \$/month\)", cells[-1])
+    assert cost is not None, cells[-1]
+    before, after, delta = (float(figure.replace(",", "")) for figure in cost.groups())
+    assert delta == pytest.approx(nat_monthly, abs=0.005)
+    assert after == pytest.approx(before + nat_monthly, abs=0.01)
     (serving_row,) = [line for line in summary.splitlines() if line.startswith("| Serving |")]
     assert serving_row.split("|")[2].strip() == "0"  # nothing added to an untouched stack
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,9 +16,61 @@ from stacks.platform import build_platform
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
+# The configurations tests/stacks/conftest.py synthesizes besides cdk.json's, each once per session.
+# Non-default values of the switches users flip most, synthesized together to keep the suite fast.
+VARIANT_OVERRIDES = {
+    "platform.network.natGateways": "2",
+    "platform.data.noncurrentVersionExpirationDays": "400",
+    "platform.data.inferenceOutputExpirationDays": "14",
+}
+CONNECTION_ARN = "arn:aws:codeconnections:us-east-1:123456789012:connection/0a1b2c3d-4e5f"
+# The CodeStar source, NAT (builds in the VPC) and an instance type without local storage (volume KMS key).
+CODESTAR_OVERRIDES = {
+    "platform.images.source.kind": "codestar",
+    "platform.images.source.connectionArn": CONNECTION_ARN,
+    "platform.images.source.repository": "example-org/monai-platform",
+    "platform.images.source.branch": "release",
+    "platform.network.natGateways": "2",
+    "platform.serving.asyncInstanceType": "ml.m5.xlarge",
+    "platform.notificationEmails": '["imaging-ops@example.org"]',
+}
+MULTI_MODEL_OVERRIDES = {
+    "platform.serving.multiModelEnabled": "true",
+    "platform.serving.multiModelMaxInstances": "3",
+}
+MME_NAME = "monai-imaging-dev-triton-mme"  # the endpoint MULTI_MODEL_OVERRIDES adds
+# importSegBack on, thresholds and an e-mail address changed: every switch of the inference and monitoring stacks.
+INFERENCE_OVERRIDES = {
+    "platform.serving.importSegBack": "true",
+    "platform.monitoring.backlogSizeThreshold": "5",
+    "platform.monitoring.backlogAgeMinutes": "15",
+    "platform.monitoring.modelLatencySeconds": "120",
+    "platform.monitoring.errorThreshold": "3",
+    "platform.notificationEmails": '["imaging-ops@example.org"]',
+}
+
 
 def cdk_json_context() -> dict[str, Any]:
     return dict(json.loads((PROJECT_ROOT / "cdk.json").read_text())["context"])
+
+
+def one_resource(template: Mapping[str, Any], type_: str, prefix: str = "") -> dict[str, Any]:
+    """The one ``type_`` resource of ``template`` whose logical ID starts with ``prefix``; fails on none or several."""
+    matches = [k for k, v in template["Resources"].items() if v["Type"] == type_ and k.startswith(prefix)]
+    assert len(matches) == 1, f"expected one {type_} named {prefix}*, found {matches}"
+    return dict(template["Resources"][matches[0]])
+
+
+def output_name(value: Any) -> str:
+    """The output of another stack that a cross-stack value reads (CDK's weak references use Fn::GetStackOutput)."""
+    assert isinstance(value, dict), f"not a cross-stack reference: {value}"
+    assert "Fn::GetStackOutput" in value, f"not a cross-stack reference: {value}"
+    return str(value["Fn::GetStackOutput"]["OutputName"])
+
+
+def as_list(value: Any) -> list[Any]:
+    """An IAM statement's Action or Resource, which CloudFormation takes as one value or a list."""
+    return value if isinstance(value, list) else [value]
 
 
 @dataclass(frozen=True)
@@ -27,8 +78,25 @@ class Assembly:
     outdir: Path
     templates: dict[str, dict[str, Any]]
 
+    @classmethod
+    def read(cls, outdir: Path) -> Assembly:
+        """The top-level stack templates of the cloud assembly in ``outdir``, by stack ID."""
+        templates = {
+            path.name.removesuffix(".template.json"): json.loads(path.read_text())
+            for path in outdir.glob("*.template.json")
+        }
+        return cls(outdir=outdir, templates=templates)
+
+    def template_files(self, *stacks: str) -> list[Path]:
+        """The template files of ``stacks``, or of every top-level stack when none is named."""
+        return [self.outdir / f"{stack}.template.json" for stack in stacks or sorted(self.templates)]
+
     def resources(self, stack: str, type_: str) -> dict[str, dict[str, Any]]:
         return {k: v for k, v in self.templates[stack]["Resources"].items() if v["Type"] == type_}
+
+    def one(self, stack: str, type_: str, prefix: str = "") -> dict[str, Any]:
+        """The one ``type_`` resource of ``stack`` whose logical ID starts with ``prefix``."""
+        return one_resource(self.templates[stack], type_, prefix)
 
     def all_resources(self) -> Iterator[tuple[str, str, dict[str, Any]]]:
         for stack, template in self.templates.items():
@@ -51,22 +119,4 @@ def synthesize(outdir: Path, overrides: Mapping[str, Any] | None = None) -> Asse
     build_platform(app, build_config(app.node.get_all_context()))
     add_compliance_checks(app)
     app.synth()
-    templates = {
-        path.name.removesuffix(".template.json"): json.loads(path.read_text())
-        for path in outdir.glob("*.template.json")
-    }
-    return Assembly(outdir=outdir, templates=templates)
-
-
-_VARIANTS: dict[str, tuple[dict[str, Any], Assembly]] = {}
-
-
-def synthesize_variant(name: str, overrides: Mapping[str, Any]) -> Assembly:
-    """``overrides`` synthesized once per process under ``name``, whichever test module asks first: the slow
-    synths are shared between modules (pytest's session fixtures would tie them to one conftest)."""
-    if name not in _VARIANTS:
-        outdir = Path(tempfile.mkdtemp(prefix=f"cdk-out-{name}-"))
-        _VARIANTS[name] = (dict(overrides), synthesize(outdir, overrides))
-    synthesized_with, assembly = _VARIANTS[name]
-    assert synthesized_with == dict(overrides), f"variant {name!r} was synthesized with other overrides"
-    return assembly
+    return Assembly.read(outdir)

@@ -1,8 +1,17 @@
+"""The synthesized assemblies every module under tests/stacks shares: each synthesized once, when first asked for."""
+
 from __future__ import annotations
 
 import pytest
 
-from tests.stacks.assembly import Assembly, synthesize
+from tests.stacks.assembly import (
+    CODESTAR_OVERRIDES,
+    INFERENCE_OVERRIDES,
+    MULTI_MODEL_OVERRIDES,
+    VARIANT_OVERRIDES,
+    Assembly,
+    synthesize,
+)
 
 
 @pytest.fixture(scope="session")
@@ -11,15 +20,25 @@ def assembly(tmp_path_factory: pytest.TempPathFactory) -> Assembly:
     return synthesize(tmp_path_factory.mktemp("cdk-out-default"))
 
 
-# Non-default values of the switches users flip most, synthesized together to keep the suite fast.
-VARIANT_OVERRIDES = {
-    "platform.network.natGateways": "2",
-    "platform.data.noncurrentVersionExpirationDays": "400",
-    "platform.data.inferenceOutputExpirationDays": "14",
-}
-
-
 @pytest.fixture(scope="session")
 def variant_assembly(tmp_path_factory: pytest.TempPathFactory) -> Assembly:
     """The same app with NAT gateways on and other lifecycle periods (see VARIANT_OVERRIDES)."""
     return synthesize(tmp_path_factory.mktemp("cdk-out-variant"), VARIANT_OVERRIDES)
+
+
+@pytest.fixture(scope="session")
+def codestar_assembly(tmp_path_factory: pytest.TempPathFactory) -> Assembly:
+    """A CodeStar image source, NAT on and asyncInstanceType ml.m5.xlarge (see CODESTAR_OVERRIDES)."""
+    return synthesize(tmp_path_factory.mktemp("cdk-out-codestar"), CODESTAR_OVERRIDES)
+
+
+@pytest.fixture(scope="session")
+def mme_assembly(tmp_path_factory: pytest.TempPathFactory) -> Assembly:
+    """serving.multiModelEnabled: the Triton multi-model endpoint and its alarms (see MULTI_MODEL_OVERRIDES)."""
+    return synthesize(tmp_path_factory.mktemp("cdk-out-mme"), MULTI_MODEL_OVERRIDES)
+
+
+@pytest.fixture(scope="session")
+def import_assembly(tmp_path_factory: pytest.TempPathFactory) -> Assembly:
+    """serving.importSegBack on, monitoring thresholds changed and an e-mail subscriber (see INFERENCE_OVERRIDES)."""
+    return synthesize(tmp_path_factory.mktemp("cdk-out-import"), INFERENCE_OVERRIDES)

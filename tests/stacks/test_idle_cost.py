@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from scripts.idle_cost import COMPUTE, INFRASTRUCTURE, idle_cost, main, stack_templates
+from scripts.assembly import stack_templates
+from scripts.idle_cost import COMPUTE, INFRASTRUCTURE, idle_cost, main
 from stacks.pricing import (
     HOURS_PER_MONTH,
     INTERFACE_ENDPOINT_AZ,
@@ -19,8 +20,7 @@ from stacks.pricing import (
     Price,
     UnknownPriceError,
 )
-from tests.stacks.assembly import Assembly, synthesize_variant
-from tests.stacks.test_serving_stack import MULTI_MODEL_OVERRIDES
+from tests.stacks.assembly import Assembly
 
 G4DN = SAGEMAKER_HOSTING["ml.g4dn.xlarge"].usd
 
@@ -119,12 +119,12 @@ def test_nat_variant_adds_gateways_and_addresses_but_no_compute(variant_assembly
     assert "2 public IPv4 address(es)" in infrastructure
 
 
-def test_multi_model_variant_bills_its_minimum_instance() -> None:
-    mme = synthesize_variant("mme", MULTI_MODEL_OVERRIDES)
-    cost = idle_cost(mme.templates)
+def test_multi_model_variant_bills_its_minimum_instance(mme_assembly: Assembly) -> None:
+    cost = idle_cost(mme_assembly.templates)
     assert cost.hourly(COMPUTE) == pytest.approx(G4DN)  # multiModelMinInstances 1 x ml.g4dn.xlarge
     assert cost.monthly(COMPUTE) == pytest.approx(G4DN * 730)
-    assert any("monai-imaging-dev-triton-mme" in line and ": 1 x ml.g4dn.xlarge" in line for line in items(mme, COMPUTE))
+    compute = items(mme_assembly, COMPUTE)
+    assert any("monai-imaging-dev-triton-mme" in line and ": 1 x ml.g4dn.xlarge" in line for line in compute)
 
 
 def test_make_synth_prints_compute_and_infrastructure_separately(

@@ -8,35 +8,13 @@ from typing import Any
 import pytest
 
 from stacks.images.names import IMAGES, image_uri_parameter_name
-from tests.stacks.assembly import PROJECT_ROOT, Assembly, synthesize_variant
+from tests.stacks.assembly import CONNECTION_ARN, PROJECT_ROOT, Assembly
 
-CONNECTION_ARN = "arn:aws:codeconnections:us-east-1:123456789012:connection/0a1b2c3d-4e5f"
-# One extra synth, shared by this module and test_serving_stack: the CodeStar source, NAT (builds in the VPC)
-# and an instance type without local storage (volume KMS key), all non-defaults.
-CODESTAR_OVERRIDES = {
-    "platform.images.source.kind": "codestar",
-    "platform.images.source.connectionArn": CONNECTION_ARN,
-    "platform.images.source.repository": "example-org/monai-platform",
-    "platform.images.source.branch": "release",
-    "platform.network.natGateways": "2",
-    "platform.serving.asyncInstanceType": "ml.m5.xlarge",
-    "platform.notificationEmails": '["imaging-ops@example.org"]',
-}
-
-
-@pytest.fixture
-def codestar_assembly() -> Assembly:
-    return synthesize_variant("codestar", CODESTAR_OVERRIDES)
-
-
-def only(assembly: Assembly, type_: str, stack: str = "Images") -> dict[str, Any]:
-    resources = assembly.resources(stack, type_)
-    assert len(resources) == 1, f"expected one {type_}, found {list(resources)}"
-    return next(iter(resources.values()))
+STACK = "Images"
 
 
 def project(assembly: Assembly, name: str) -> dict[str, Any]:
-    matches = [v for v in assembly.resources("Images", "AWS::CodeBuild::Project").values()
+    matches = [v for v in assembly.resources(STACK, "AWS::CodeBuild::Project").values()
                if v["Properties"]["Name"].endswith(name)]
     assert len(matches) == 1, name
     return matches[0]
@@ -53,7 +31,7 @@ def test_images_match_what_the_buildspec_builds() -> None:
 
 
 def test_one_repository_per_image_scanned_immutable_kms_and_retained(assembly: Assembly) -> None:
-    repositories = assembly.resources("Images", "AWS::ECR::Repository")
+    repositories = assembly.resources(STACK, "AWS::ECR::Repository")
     names = {r["Properties"]["RepositoryName"] for r in repositories.values()}
     assert names == {f"monai-imaging-dev/{image}" for image in IMAGES}
     for logical_id, repository in repositories.items():
@@ -75,7 +53,7 @@ def test_one_repository_per_image_scanned_immutable_kms_and_retained(assembly: A
 )
 def test_pipeline_source_follows_configuration(request: pytest.FixtureRequest, fixture: str, kind: str) -> None:
     assembly: Assembly = request.getfixturevalue(fixture)
-    pipeline = only(assembly, "AWS::CodePipeline::Pipeline")["Properties"]
+    pipeline = assembly.one(STACK, "AWS::CodePipeline::Pipeline")["Properties"]
     (source_stage,) = [s for s in pipeline["Stages"] if s["Name"] == "Source"]
     (action,) = source_stage["Actions"]
     assert action["ActionTypeId"]["Provider"] == kind
@@ -92,24 +70,24 @@ def test_pipeline_source_follows_configuration(request: pytest.FixtureRequest, f
 
 def test_source_bucket_exists_only_for_the_s3_source(assembly: Assembly, codestar_assembly: Assembly) -> None:
     def bucket_ids(a: Assembly) -> set[str]:
-        return {k.rstrip("0123456789ABCDEF") for k in a.resources("Images", "AWS::S3::Bucket")}
+        return {k.rstrip("0123456789ABCDEF") for k in a.resources(STACK, "AWS::S3::Bucket")}
 
     assert bucket_ids(assembly) == {"SourceBucket", "PipelineArtifactsBucket"}
     assert bucket_ids(codestar_assembly) == {"PipelineArtifactsBucket"}
 
 
 def test_pipeline_buckets_are_kms_encrypted_and_tls_only(assembly: Assembly) -> None:
-    for logical_id, bucket in assembly.resources("Images", "AWS::S3::Bucket").items():
+    for logical_id, bucket in assembly.resources(STACK, "AWS::S3::Bucket").items():
         default = bucket["Properties"]["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]
         assert default["ServerSideEncryptionByDefault"]["SSEAlgorithm"] == "aws:kms", logical_id
-    policies = assembly.resources("Images", "AWS::S3::BucketPolicy").values()
+    policies = assembly.resources(STACK, "AWS::S3::BucketPolicy").values()
     secured = {
         p["Properties"]["Bucket"]["Ref"]
         for p in policies
         if any(s.get("Condition") == {"Bool": {"aws:SecureTransport": "false"}} and s["Effect"] == "Deny"
                for s in p["Properties"]["PolicyDocument"]["Statement"])
     }
-    assert secured == set(assembly.resources("Images", "AWS::S3::Bucket"))
+    assert secured == set(assembly.resources(STACK, "AWS::S3::Bucket"))
 
 
 def test_build_project_is_privileged_encrypted_logged_and_runs_the_buildspec(assembly: Assembly) -> None:
@@ -126,7 +104,7 @@ def test_build_project_is_privileged_encrypted_logged_and_runs_the_buildspec(ass
 
 
 def test_build_log_group_uses_the_logs_key(assembly: Assembly) -> None:
-    group = only(assembly, "AWS::Logs::LogGroup")
+    group = assembly.one(STACK, "AWS::Logs::LogGroup")
     assert "KmsKeyId" in group["Properties"]
     assert group["Properties"]["RetentionInDays"] == 365
 
@@ -137,7 +115,7 @@ def test_record_step_is_unprivileged_and_can_write_only_the_image_parameters(ass
     variables = {v["Name"]: v["Value"] for v in props["Environment"]["EnvironmentVariables"]}
     assert variables == {"IMAGES": " ".join(IMAGES), "PARAMETER_PREFIX": "/monai-imaging-dev/images"}
     statements = [
-        s for p in assembly.resources("Images", "AWS::IAM::Policy").values()
+        s for p in assembly.resources(STACK, "AWS::IAM::Policy").values()
         for s in p["Properties"]["PolicyDocument"]["Statement"] if "ssm:PutParameter" in str(s["Action"])
     ]
     (statement,) = statements
@@ -161,19 +139,19 @@ def test_build_runs_in_the_vpc_only_when_it_has_nat(request: pytest.FixtureReque
 
 
 def test_failed_executions_are_published_to_an_encrypted_topic(codestar_assembly: Assembly) -> None:
-    topic = only(codestar_assembly, "AWS::SNS::Topic")
+    topic = codestar_assembly.one(STACK, "AWS::SNS::Topic")
     assert topic["Properties"]["KmsMasterKeyId"]["Fn::GetAtt"][0].startswith("ImagesKey")
-    rule = only(codestar_assembly, "AWS::Events::Rule")["Properties"]
+    rule = codestar_assembly.one(STACK, "AWS::Events::Rule")["Properties"]
     assert rule["EventPattern"]["detail"]["state"] == ["FAILED"]
     assert rule["EventPattern"]["detail-type"] == ["CodePipeline Pipeline Execution State Change"]
     (target,) = rule["Targets"]
     assert target["Arn"]["Ref"].startswith("PipelineFailures")
-    subscription = only(codestar_assembly, "AWS::SNS::Subscription")["Properties"]
+    subscription = codestar_assembly.one(STACK, "AWS::SNS::Subscription")["Properties"]
     assert subscription == {**subscription, "Protocol": "email", "Endpoint": "imaging-ops@example.org"}
 
 
 def test_events_may_use_the_images_key_but_logs_may_not(assembly: Assembly) -> None:
-    key = only(assembly, "AWS::KMS::Key")
+    key = assembly.one(STACK, "AWS::KMS::Key")
     principals = [str(s.get("Principal")) for s in key["Properties"]["KeyPolicy"]["Statement"]]
     assert any("events.amazonaws.com" in p for p in principals)
     assert not any("logs." in p for p in principals)
@@ -181,7 +159,7 @@ def test_events_may_use_the_images_key_but_logs_may_not(assembly: Assembly) -> N
 
 
 def test_no_role_has_a_managed_full_access_policy(assembly: Assembly) -> None:
-    for logical_id, role in assembly.resources("Images", "AWS::IAM::Role").items():
+    for logical_id, role in assembly.resources(STACK, "AWS::IAM::Role").items():
         assert "FullAccess" not in str(role["Properties"].get("ManagedPolicyArns", [])), logical_id
 
 

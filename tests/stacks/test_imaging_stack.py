@@ -8,42 +8,25 @@ from typing import Any
 import pytest
 
 from stacks.imaging.stack import IMAGE_SET_CREATED, IMPORT_JOB_COMPLETED, IMPORT_JOB_FAILED
-from tests.stacks.assembly import Assembly
+from tests.stacks.assembly import Assembly, as_list, output_name
 
 STACK = "Imaging"
-
-
-def one(assembly: Assembly, type_: str, prefix: str, stack: str = STACK) -> dict[str, Any]:
-    matches = [v for k, v in assembly.resources(stack, type_).items() if k.startswith(prefix)]
-    assert len(matches) == 1, f"expected one {type_} named {prefix}*, found {len(matches)}"
-    return matches[0]
-
-
-def cross_stack(value: Any) -> str:
-    """The Data-stack output a cross-stack value reads (CDK's weak references use Fn::GetStackOutput)."""
-    assert isinstance(value, dict), f"not a cross-stack reference: {value}"
-    assert "Fn::GetStackOutput" in value, f"not a cross-stack reference: {value}"
-    return str(value["Fn::GetStackOutput"]["OutputName"])
 
 
 def statements(policy: dict[str, Any]) -> list[dict[str, Any]]:
     return list(policy["Properties"]["PolicyDocument"]["Statement"])
 
 
-def as_list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else [value]
-
-
 def test_the_datastore_is_encrypted_with_the_platform_data_key(assembly: Assembly) -> None:
-    datastore = one(assembly, "AWS::HealthImaging::Datastore", "Datastore")
-    assert "KeysDataKey" in cross_stack(datastore["Properties"]["KmsKeyArn"])
+    datastore = assembly.one(STACK, "AWS::HealthImaging::Datastore", "Datastore")
+    assert "KeysDataKey" in output_name(datastore["Properties"]["KmsKeyArn"])
     assert datastore["Properties"]["DatastoreName"] == "monai-imaging-dev-dicom"
     # Must not: the logs key (or an AWS-owned key, i.e. no KmsKeyArn) on patient images.
-    assert "LogsKey" not in cross_stack(datastore["Properties"]["KmsKeyArn"])
+    assert "LogsKey" not in output_name(datastore["Properties"]["KmsKeyArn"])
 
 
 def test_the_import_role_is_trusted_only_by_healthimaging_of_this_account(assembly: Assembly) -> None:
-    role = one(assembly, "AWS::IAM::Role", "ImportRole")
+    role = assembly.one(STACK, "AWS::IAM::Role", "ImportRole")
     [trust] = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
     assert trust["Principal"] == {"Service": "medical-imaging.amazonaws.com"}
     assert trust["Action"] == "sts:AssumeRole"
@@ -60,7 +43,7 @@ def test_no_function_role_trusts_healthimaging(assembly: Assembly) -> None:
 
 
 def import_role_statements(assembly: Assembly) -> dict[str, dict[str, Any]]:
-    policy = one(assembly, "AWS::IAM::Policy", "ImportRoleDefaultPolicy")
+    policy = assembly.one(STACK, "AWS::IAM::Policy", "ImportRoleDefaultPolicy")
     return {s["Sid"]: s for s in statements(policy)}
 
 
@@ -69,11 +52,11 @@ def test_the_import_role_reads_only_the_inbox_incoming_prefix(assembly: Assembly
     read = by_sid["ReadInboxIncoming"]
     assert read["Action"] == "s3:GetObject"
     inbox_arn, suffix = read["Resource"]["Fn::Join"][1]
-    assert "DicomInbox" in cross_stack(inbox_arn)
+    assert "DicomInbox" in output_name(inbox_arn)
     assert suffix == "/incoming/*"
     listing = by_sid["ListInboxIncoming"]
     assert listing["Condition"] == {"StringLike": {"s3:prefix": ["incoming/*"]}}
-    assert "DicomInbox" in cross_stack(listing["Resource"])
+    assert "DicomInbox" in output_name(listing["Resource"])
 
 
 def test_the_import_role_writes_only_the_import_output_bucket(assembly: Assembly) -> None:
@@ -81,7 +64,7 @@ def test_the_import_role_writes_only_the_import_output_bucket(assembly: Assembly
     write = by_sid["WriteImportOutput"]
     assert write["Action"] == "s3:PutObject"
     output_arn, suffix = write["Resource"]["Fn::Join"][1]
-    assert "ImportOutput" in cross_stack(output_arn)
+    assert "ImportOutput" in output_name(output_arn)
     assert suffix == "/*"
 
 
@@ -96,34 +79,34 @@ def test_the_import_role_has_no_wildcard_resource_or_action_and_nothing_else(ass
         rendered = json.dumps(statement["Resource"])
         # Must not: the training, model or inference buckets.
         assert not any(name in rendered for name in ("TrainingData", "ModelArtifacts", "Inference")), sid
-    assert "KeysDataKey" in cross_stack(by_sid["UseDataKeyForBuckets"]["Resource"])
+    assert "KeysDataKey" in output_name(by_sid["UseDataKeyForBuckets"]["Resource"])
 
 
 @pytest.mark.parametrize("name", ["StartImport", "ImportCompleted"])
 def test_functions_run_in_the_vpc_with_a_dlq_encrypted_logs_and_reserved_concurrency(
     assembly: Assembly, name: str
 ) -> None:
-    function = one(assembly, "AWS::Lambda::Function", name)["Properties"]
+    function = assembly.one(STACK, "AWS::Lambda::Function", name)["Properties"]
     assert function["Runtime"] == "python3.13"
     assert "S3Key" in function["Code"]  # a plain asset folder, not inline code
     assert function["VpcConfig"]["SubnetIds"]
     assert function["VpcConfig"]["SecurityGroupIds"]
     assert function["DeadLetterConfig"]["TargetArn"]["Fn::GetAtt"][0].startswith("DeadLetterQueue")
     assert function["ReservedConcurrentExecutions"] >= 1
-    assert "KeysDataKey" in cross_stack(function["KmsKeyArn"])
+    assert "KeysDataKey" in output_name(function["KmsKeyArn"])
     log_group_id = function["LoggingConfig"]["LogGroup"]["Ref"]
     log_group = assembly.templates[STACK]["Resources"][log_group_id]
-    assert "KeysLogsKey" in cross_stack(log_group["Properties"]["KmsKeyId"])
+    assert "KeysLogsKey" in output_name(log_group["Properties"]["KmsKeyId"])
     assert log_group["DeletionPolicy"] == "Retain"
 
 
 def test_the_dead_letter_queue_and_topics_are_kms_encrypted_and_tls_only(assembly: Assembly) -> None:
-    queue = one(assembly, "AWS::SQS::Queue", "DeadLetterQueue")
-    assert "KeysDataKey" in cross_stack(queue["Properties"]["KmsMasterKeyId"])
+    queue = assembly.one(STACK, "AWS::SQS::Queue", "DeadLetterQueue")
+    assert "KeysDataKey" in output_name(queue["Properties"]["KmsMasterKeyId"])
     topics = assembly.resources(STACK, "AWS::SNS::Topic")
     assert len(topics) == 3
     for logical_id, topic in topics.items():
-        assert "KeysDataKey" in cross_stack(topic["Properties"]["KmsMasterKeyId"]), logical_id
+        assert "KeysDataKey" in output_name(topic["Properties"]["KmsMasterKeyId"]), logical_id
     denies_http = [
         policy for policy in [*assembly.resources(STACK, "AWS::SNS::TopicPolicy").values(),
                               *assembly.resources(STACK, "AWS::SQS::QueuePolicy").values()]
@@ -169,25 +152,25 @@ def test_only_a_manifest_in_a_batch_folder_of_the_inbox_starts_an_import(assembl
     assert pattern["detail-type"] == ["Object Created"]
     assert pattern["detail"]["object"] == {"key": [{"wildcard": "incoming/*/manifest.json"}]}
     [bucket_name] = pattern["detail"]["bucket"]["name"]
-    assert "DicomInbox" in cross_stack(bucket_name)
+    assert "DicomInbox" in output_name(bucket_name)
 
 
 @pytest.mark.parametrize(("bucket", "enabled"), [("DicomInbox", True), ("ImportOutput", False), ("Inference", False)])
 def test_only_the_inbox_sends_its_object_events_to_eventbridge(assembly: Assembly, bucket: str, enabled: bool) -> None:
-    properties = one(assembly, "AWS::S3::Bucket", bucket, stack="Data")["Properties"]
+    properties = assembly.one("Data", "AWS::S3::Bucket", bucket)["Properties"]
     notifications = properties.get("NotificationConfiguration", {})
     assert notifications.get("EventBridgeConfiguration", {}).get("EventBridgeEnabled", False) is enabled
 
 
 def test_the_start_function_may_pass_only_the_import_role_and_only_to_healthimaging(assembly: Assembly) -> None:
-    policy = one(assembly, "AWS::IAM::Policy", "StartImportServiceRoleDefaultPolicy")
+    policy = assembly.one(STACK, "AWS::IAM::Policy", "StartImportServiceRoleDefaultPolicy")
     [pass_role] = [s for s in statements(policy) if s["Action"] == "iam:PassRole"]
     assert pass_role["Resource"]["Fn::GetAtt"][0].startswith("ImportRole")
     assert pass_role["Condition"] == {"StringEquals": {"iam:PassedToService": "medical-imaging.amazonaws.com"}}
     [start] = [s for s in statements(policy) if s["Action"] == "medical-imaging:StartDICOMImportJob"]
     assert start["Resource"] == {"Fn::GetAtt": ["Datastore", "DatastoreArn"]}
     # Must not: the completion function starts nothing and passes no role.
-    completed = one(assembly, "AWS::IAM::Policy", "ImportCompletedServiceRoleDefaultPolicy")
+    completed = assembly.one(STACK, "AWS::IAM::Policy", "ImportCompletedServiceRoleDefaultPolicy")
     actions = {a for s in statements(completed) for a in as_list(s["Action"])}
     assert not actions & {"iam:PassRole", "medical-imaging:StartDICOMImportJob"}
 

@@ -3,59 +3,21 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from stacks.inference.runtime import import_seg, request_inference
 from stacks.inference.stack import SEG_IMPORT_PREFIX
-from tests.stacks.assembly import PROJECT_ROOT, Assembly, synthesize_variant
-from tests.stacks.test_compliance import CFN_LINT_IGNORED
+from tests.stacks.assembly import Assembly, as_list, output_name
+from tests.stacks.lint import assert_cfn_lint_clean, assert_checkov_clean
 
 STACK = "Inference"
-# importSegBack on, thresholds and an e-mail address changed: every switch of the inference and monitoring stacks.
-INFERENCE_OVERRIDES = {
-    "platform.serving.importSegBack": "true",
-    "platform.monitoring.backlogSizeThreshold": "5",
-    "platform.monitoring.backlogAgeMinutes": "15",
-    "platform.monitoring.modelLatencySeconds": "120",
-    "platform.monitoring.errorThreshold": "3",
-    "platform.notificationEmails": '["imaging-ops@example.org"]',
-}
-
-
-@pytest.fixture
-def import_assembly() -> Assembly:
-    return synthesize_variant("inference", INFERENCE_OVERRIDES)
-
-
-def named(assembly: Assembly, type_: str, prefix: str, stack: str = STACK) -> list[dict[str, Any]]:
-    return [v["Properties"] for k, v in assembly.resources(stack, type_).items() if k.startswith(prefix)]
-
-
-def one(assembly: Assembly, type_: str, prefix: str, stack: str = STACK) -> dict[str, Any]:
-    matches = named(assembly, type_, prefix, stack)
-    assert len(matches) == 1, f"expected one {type_} named {prefix}*, found {len(matches)}"
-    return matches[0]
-
-
-def output_name(value: Any) -> str:
-    """The output of another stack that a weak cross-stack reference reads."""
-    assert isinstance(value, dict), f"not a cross-stack reference: {value}"
-    assert "Fn::GetStackOutput" in value, f"not a cross-stack reference: {value}"
-    return str(value["Fn::GetStackOutput"]["OutputName"])
 
 
 def statements(assembly: Assembly, role_prefix: str) -> list[dict[str, Any]]:
-    policy = one(assembly, "AWS::IAM::Policy", f"{role_prefix}ServiceRoleDefaultPolicy")
+    policy = assembly.one(STACK, "AWS::IAM::Policy", f"{role_prefix}ServiceRoleDefaultPolicy")["Properties"]
     return list(policy["PolicyDocument"]["Statement"])
-
-
-def as_list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else [value]
 
 
 def actions(statement: dict[str, Any]) -> list[str]:
@@ -63,7 +25,7 @@ def actions(statement: dict[str, Any]) -> list[str]:
 
 
 def test_the_rule_sends_image_sets_created_in_our_data_store_to_the_request_function(assembly: Assembly) -> None:
-    rule = one(assembly, "AWS::Events::Rule", "ImageSetCreatedRule")
+    rule = assembly.one(STACK, "AWS::Events::Rule", "ImageSetCreatedRule")["Properties"]
     pattern = rule["EventPattern"]
     assert (pattern["source"], pattern["detail-type"]) == (["aws.medical-imaging"], ["Image Set Created"])
     (datastore,) = pattern["detail"]["datastoreId"]
@@ -75,7 +37,7 @@ def test_the_rule_sends_image_sets_created_in_our_data_store_to_the_request_func
 
 
 def test_the_request_function_is_configured_for_the_endpoint_and_the_input_prefix(assembly: Assembly) -> None:
-    function = one(assembly, "AWS::Lambda::Function", "RequestInference")
+    function = assembly.one(STACK, "AWS::Lambda::Function", "RequestInference")["Properties"]
     env = function["Environment"]["Variables"]
     assert env[request_inference.ENV_ENDPOINT_NAME] == "monai-imaging-dev-spleen-async"
     assert env[request_inference.ENV_INPUT_PREFIX] == "input/"
@@ -86,13 +48,13 @@ def test_the_request_function_is_configured_for_the_endpoint_and_the_input_prefi
 
 @pytest.mark.parametrize("prefix", ["RequestInference", "ImportSeg"])
 def test_functions_are_hardened_like_the_ingestion_functions(import_assembly: Assembly, prefix: str) -> None:
-    function = one(import_assembly, "AWS::Lambda::Function", prefix)
+    function = import_assembly.one(STACK, "AWS::Lambda::Function", prefix)["Properties"]
     assert function["Runtime"] == "python3.13"
     assert function["ReservedConcurrentExecutions"] == 5
     assert function["DeadLetterConfig"]["TargetArn"]["Fn::GetAtt"][0].startswith("DeadLetterQueue")
     assert "KeysDataKey" in output_name(function["KmsKeyArn"])
     assert len(function["VpcConfig"]["SubnetIds"]) == 2
-    log_group = one(import_assembly, "AWS::Logs::LogGroup", f"{prefix}Logs")
+    log_group = import_assembly.one(STACK, "AWS::Logs::LogGroup", f"{prefix}Logs")["Properties"]
     assert "KmsKeyId" in log_group
     assert log_group["RetentionInDays"] == 365
 
@@ -134,7 +96,8 @@ def test_the_import_function_exists_and_is_subscribed_only_when_import_is_on(
     request: pytest.FixtureRequest, fixture: str, imports: bool
 ) -> None:
     assembly: Assembly = request.getfixturevalue(fixture)
-    assert len(named(assembly, "AWS::Lambda::Function", "ImportSeg")) == int(imports)
+    functions = assembly.resources(STACK, "AWS::Lambda::Function")
+    assert len([k for k in functions if k.startswith("ImportSeg")]) == int(imports)
     lambda_subscriptions = [
         s for s in assembly.resources(STACK, "AWS::SNS::Subscription").values() if s["Properties"]["Protocol"] == "lambda"
     ]
@@ -147,7 +110,7 @@ def test_the_import_function_exists_and_is_subscribed_only_when_import_is_on(
 
 
 def test_the_import_function_is_configured_for_the_inbox_seg_prefix(import_assembly: Assembly) -> None:
-    env = one(import_assembly, "AWS::Lambda::Function", "ImportSeg")["Environment"]["Variables"]
+    env = import_assembly.one(STACK, "AWS::Lambda::Function", "ImportSeg")["Properties"]["Environment"]["Variables"]
     assert env[import_seg.ENV_SEG_PREFIX] == SEG_IMPORT_PREFIX == "incoming/inference-seg/"
     assert "DicomInbox" in output_name(env[import_seg.ENV_INBOX_BUCKET])
     assert "ImportOutput" in output_name(env[import_seg.ENV_IMPORT_OUTPUT_BUCKET])
@@ -182,7 +145,7 @@ def test_endpoint_failures_are_kept_in_an_encrypted_failure_queue(assembly: Asse
     assert subscription["Endpoint"]["Fn::GetAtt"][0].startswith("FailureQueue")
     assert subscription["RawMessageDelivery"] is True  # the queue holds SageMaker's JSON, not an SNS envelope
     for prefix in ("FailureQueue", "DeadLetterQueue"):
-        queue = one(assembly, "AWS::SQS::Queue", prefix)
+        queue = assembly.one(STACK, "AWS::SQS::Queue", prefix)["Properties"]
         assert queue["KmsMasterKeyId"]["Fn::GetAtt"][0].startswith("QueueKey")
         assert queue["MessageRetentionPeriod"] == 14 * 24 * 3600
 
@@ -198,7 +161,7 @@ def test_services_use_the_queue_key_only_for_their_own_sources(
     request: pytest.FixtureRequest, fixture: str, sns_sources: list[str]
 ) -> None:
     assembly: Assembly = request.getfixturevalue(fixture)
-    key = one(assembly, "AWS::KMS::Key", "QueueKey")
+    key = assembly.one(STACK, "AWS::KMS::Key", "QueueKey")["Properties"]
     assert key["EnableKeyRotation"] is True
     by_service: dict[str, list[dict[str, Any]]] = {}
     for statement in key["KeyPolicy"]["Statement"]:
@@ -229,27 +192,9 @@ def test_no_inference_role_trusts_anything_but_lambda_or_holds_a_managed_full_ac
 def test_the_import_variant_passes_cfn_lint_and_checkov(import_assembly: Assembly) -> None:
     # test_compliance covers the default and variant assemblies; this covers the import function's resources
     # (nag already ran: an unacknowledged finding fails the synth of this variant).
-    templates = [str(import_assembly.outdir / f"{stack}.template.json") for stack in (STACK, "Monitoring")]
-    lint = subprocess.run(
-        [str(Path(sys.executable).parent / "cfn-lint"), "--ignore-checks", *CFN_LINT_IGNORED, "--", *templates],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert lint.returncode == 0, f"cfn-lint found problems:\n{lint.stdout}{lint.stderr}"
-    checkov = PROJECT_ROOT / ".venv-tools" / "bin" / "checkov"
-    assert checkov.exists(), "checkov is missing: run `make tools` (make test does it)"
-    files = [arg for template in templates for arg in ("-f", template)]
-    result = subprocess.run(
-        [str(checkov), *files, "--framework", "cloudformation", "--skip-download", "--quiet", "--compact",
-         "--output", "json"],
-        capture_output=True, text=True, check=False,
-    )
-    reports = json.loads(result.stdout)
-    reports = reports if isinstance(reports, list) else [reports]
-    assert sum(r["summary"]["passed"] for r in reports if "summary" in r) > 20, result.stdout[-2000:]
-    failed = [f"{c['check_id']} {c['resource']}" for r in reports for c in r.get("results", {}).get("failed_checks", [])]
-    assert failed == [], "checkov failed checks:\n" + "\n".join(failed)
+    templates = import_assembly.template_files(STACK, "Monitoring")
+    assert_cfn_lint_clean(templates)
+    assert_checkov_clean(templates, min_passed=20)
 
 
 def test_a_timed_out_claim_is_stale_by_the_time_lambda_retries() -> None:

@@ -6,25 +6,11 @@ from typing import Any
 
 import pytest
 
-from tests.stacks.assembly import Assembly, synthesize_variant
-from tests.stacks.test_inference_stack import INFERENCE_OVERRIDES
-from tests.stacks.test_serving_stack import MME_NAME, MULTI_MODEL_OVERRIDES
+from tests.stacks.assembly import MME_NAME, Assembly, output_name
 
 STACK = "Monitoring"
 ENDPOINT = {"Name": "EndpointName", "Value": "monai-imaging-dev-spleen-async"}
 VARIANT = {"Name": "VariantName", "Value": "AllTraffic"}
-
-
-@pytest.fixture
-def mme_assembly() -> Assembly:
-    """serving.multiModelEnabled: the same named variant test_serving_stack and test_idle_cost synthesize."""
-    return synthesize_variant("mme", MULTI_MODEL_OVERRIDES)
-
-
-@pytest.fixture
-def tuned_assembly() -> Assembly:
-    """Thresholds changed and an e-mail address set: see test_inference_stack.INFERENCE_OVERRIDES."""
-    return synthesize_variant("inference", INFERENCE_OVERRIDES)
 
 
 def alarms(assembly: Assembly) -> dict[str, dict[str, Any]]:
@@ -36,12 +22,6 @@ def alarms(assembly: Assembly) -> dict[str, dict[str, Any]]:
 def topic_id(assembly: Assembly) -> str:
     (logical_id,) = assembly.resources(STACK, "AWS::SNS::Topic")
     return logical_id
-
-
-def output_name(value: Any) -> str:
-    assert isinstance(value, dict), f"not a cross-stack reference: {value}"
-    assert "Fn::GetStackOutput" in value, f"not a cross-stack reference: {value}"
-    return str(value["Fn::GetStackOutput"]["OutputName"])
 
 
 # (alarm, namespace, metric, statistic, dimensions or the stack output the single dimension reads)
@@ -114,8 +94,8 @@ def test_every_alarm_notifies_the_one_topic_and_stays_quiet_without_data(assembl
         # cdk.json defaults: 20 queued, 60 minutes, 900 s (ModelLatency is in microseconds), 1 error
         ("assembly", {"BacklogSize": 20, "BacklogAge": 3600, "ModelLatency": 900_000_000, "InvocationFailures": 1,
                       "Invocation4XXErrors": 1, "Invocation5XXErrors": 1}),
-        # monitoring.* overridden: 5 queued, 15 minutes, 120 s, 3 errors
-        ("tuned_assembly", {"BacklogSize": 5, "BacklogAge": 900, "ModelLatency": 120_000_000, "InvocationFailures": 3,
+        # monitoring.* overridden (INFERENCE_OVERRIDES): 5 queued, 15 minutes, 120 s, 3 errors
+        ("import_assembly", {"BacklogSize": 5, "BacklogAge": 900, "ModelLatency": 120_000_000, "InvocationFailures": 3,
                             "Invocation4XXErrors": 3, "Invocation5XXErrors": 3}),
     ],
 )
@@ -144,7 +124,7 @@ def test_the_topic_is_encrypted_with_a_key_cloudwatch_of_this_account_may_use(as
     ("fixture", "emails"),
     [
         ("assembly", []),  # notificationEmails empty by default: no subscription to confirm
-        ("tuned_assembly", ["imaging-ops@example.org"]),
+        ("import_assembly", ["imaging-ops@example.org"]),
     ],
 )
 def test_notification_emails_subscribe_to_the_topic(

@@ -1,7 +1,7 @@
 """The release pipeline (`-c pipeline=true`): stage order, synth step, image builds, approval, cross-account, compliance.
 
 Synthesized once per session with a cross-account layout (pipeline in one account, prod in another, dev in the
-pipeline's), the way a team would configure it; the compliance checks are test_compliance's, reused.
+pipeline's), the way a team would configure it; the compliance checks are tests/stacks/lint.py's, as in test_compliance.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ import copy
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +19,8 @@ import pytest
 from stacks.compliance import add_compliance_checks
 from stacks.config import ConfigError, build_pipeline_config, pipeline_enabled
 from stacks.pipeline.stack import SYNTH_COMMANDS, build_release_pipeline
-from tests.stacks import test_compliance as compliance
 from tests.stacks.assembly import PROJECT_ROOT, Assembly, cdk_json_context
+from tests.stacks.lint import CFN_LINT_IGNORED, acknowledgment_listing, assert_cfn_lint_clean, assert_checkov_clean
 
 PIPELINE_ACCOUNT = "111111111111"
 PROD_ACCOUNT = "222222222222"
@@ -48,8 +47,7 @@ def pipeline_assembly(tmp_path_factory: pytest.TempPathFactory) -> Assembly:
     build_release_pipeline(app, app.node.get_all_context())
     add_compliance_checks(app)
     app.synth()
-    templates = {p.name.removesuffix(".template.json"): json.loads(p.read_text()) for p in outdir.glob("*.template.json")}
-    return Assembly(outdir=outdir, templates=templates)
+    return Assembly.read(outdir)
 
 
 def pipeline_stages(assembly: Assembly) -> dict[str, list[dict[str, Any]]]:
@@ -166,18 +164,18 @@ def test_pipeline_synth_has_no_unacknowledged_nag_finding(pipeline_assembly: Ass
 
 
 def test_pipeline_acknowledgments_are_scoped_and_reasoned(pipeline_assembly: Assembly) -> None:
-    compliance.test_every_acknowledgment_is_scoped_to_a_resource_and_has_a_reason(pipeline_assembly)
+    assert any(entry.startswith("/Pipeline/Pipeline/") for entry in acknowledgment_listing(pipeline_assembly))
 
 
 @pytest.mark.compliance
-def test_pipeline_template_passes_cfn_lint(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(compliance, "CFN_LINT_IGNORED", {**compliance.CFN_LINT_IGNORED, **PIPELINE_CFN_LINT_IGNORED})
-    compliance.test_cfn_lint_reports_nothing(request, "pipeline_assembly")
+def test_pipeline_template_passes_cfn_lint(pipeline_assembly: Assembly) -> None:
+    assert_cfn_lint_clean(pipeline_assembly.template_files(), {**CFN_LINT_IGNORED, **PIPELINE_CFN_LINT_IGNORED})
 
 
 @pytest.mark.compliance
-def test_pipeline_templates_pass_checkov(request: pytest.FixtureRequest) -> None:
-    compliance.test_checkov_reports_no_failed_check(request, "pipeline_assembly")
+def test_pipeline_templates_pass_checkov(pipeline_assembly: Assembly) -> None:
+    # The folder, not the top-level template: checkov also scans the stages' nested assemblies under it.
+    assert_checkov_clean([pipeline_assembly.outdir], min_passed=50)
 
 
 @pytest.mark.parametrize(
@@ -345,9 +343,4 @@ def test_cross_account_images_template_passes_cfn_lint(pipeline_assembly: Assemb
     # The compliance test lints the top-level templates only; the stages' are nested assemblies.
     template = tmp_path / "images.template.json"
     template.write_text(json.dumps(stage_template(pipeline_assembly, "Prod", "Images")))
-    cfn_lint = Path(sys.executable).parent / "cfn-lint"
-    result = subprocess.run(
-        [str(cfn_lint), "--ignore-checks", *compliance.CFN_LINT_IGNORED, "--", str(template)],
-        capture_output=True, text=True, check=False,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert_cfn_lint_clean([template])

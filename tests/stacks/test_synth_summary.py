@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from scripts.synth_summary import main, owning_stack
+from scripts.assembly import owning_stack
+from scripts.synth_summary import main
 from tests.stacks.assembly import Assembly
 
 

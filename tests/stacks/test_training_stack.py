@@ -18,7 +18,7 @@ from stacks.config import PlatformConfig, build_config
 from stacks.data.stack import DataStack
 from stacks.network.stack import NetworkStack
 from stacks.training.stack import TrainingStack
-from tests.stacks.assembly import Assembly, cdk_json_context
+from tests.stacks.assembly import Assembly, as_list, cdk_json_context, one_resource
 
 TRAINING, APPROVAL = "Training", "Approval"
 
@@ -41,26 +41,15 @@ def flatten(node: Any) -> Any:
     return node
 
 
-def only(resources: dict[str, dict[str, Any]], prefix: str = "") -> tuple[str, dict[str, Any]]:
-    matches = [(k, v) for k, v in resources.items() if k.startswith(prefix)]
-    assert len(matches) == 1, f"expected one resource named {prefix}*, found {[k for k, _ in matches]}"
-    return matches[0]
-
-
+# Template dicts, not assemblies: the variant below builds the training stack alone.
 def definition_of(template: dict[str, Any]) -> dict[str, Any]:
-    machines = {k: v for k, v in template["Resources"].items() if v["Type"] == "AWS::StepFunctions::StateMachine"}
-    _, machine = only(machines)
+    machine = one_resource(template, "AWS::StepFunctions::StateMachine")
     return dict(json.loads(flatten(machine["Properties"]["DefinitionString"])))
 
 
 def statements(template: dict[str, Any], policy_prefix: str) -> list[dict[str, Any]]:
-    policies = {k: v for k, v in template["Resources"].items() if v["Type"] == "AWS::IAM::Policy"}
-    _, policy = only(policies, policy_prefix)
+    policy = one_resource(template, "AWS::IAM::Policy", policy_prefix)
     return list(flatten(policy["Properties"]["PolicyDocument"]["Statement"]))
-
-
-def as_list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else [value]
 
 
 @pytest.fixture(scope="module")
@@ -152,17 +141,16 @@ def test_failures_are_published_to_the_encrypted_topic(assembly: Assembly, state
     notify = states["NotifyFailure"]
     assert "TrainingNotifications" in notify["Parameters"]["TopicArn"]
     assert notify["Next"] == "Failed"
-    topics = assembly.resources(TRAINING, "AWS::SNS::Topic")
-    _, topic = only(topics, "TrainingNotifications")
+    topic = assembly.one(TRAINING, "AWS::SNS::Topic", "TrainingNotifications")
     assert "KeysDataKey" in flatten(topic["Properties"]["KmsMasterKeyId"])
 
 
 def test_the_state_machine_logs_to_an_encrypted_group_and_traces(assembly: Assembly) -> None:
-    _, machine = only(assembly.resources(TRAINING, "AWS::StepFunctions::StateMachine"))
+    machine = assembly.one(TRAINING, "AWS::StepFunctions::StateMachine")
     props = machine["Properties"]
     assert props["TracingConfiguration"] == {"Enabled": True}
     assert props["LoggingConfiguration"]["Level"] == "ALL"
-    _, group = only(assembly.resources(TRAINING, "AWS::Logs::LogGroup"), "StateMachineLogs")
+    group = assembly.one(TRAINING, "AWS::Logs::LogGroup", "StateMachineLogs")
     assert "LogsKey" in flatten(group["Properties"]["KmsKeyId"])
 
 
@@ -170,7 +158,7 @@ def test_the_state_machine_logs_to_an_encrypted_group_and_traces(assembly: Assem
 
 
 def test_the_training_role_is_trusted_by_sagemaker_of_this_account_only(assembly: Assembly) -> None:
-    _, role = only(assembly.resources(TRAINING, "AWS::IAM::Role"), "TrainingJobRole")
+    role = assembly.one(TRAINING, "AWS::IAM::Role", "TrainingJobRole")
     [trust] = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
     assert trust["Principal"] == {"Service": "sagemaker.amazonaws.com"}
     assert trust["Condition"] == {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}
@@ -201,10 +189,9 @@ def test_the_workflow_passes_only_the_training_role_to_sagemaker(assembly: Assem
 
 
 def test_the_training_security_group_admits_only_its_own_instances(assembly: Assembly) -> None:
-    _, group = only(assembly.resources(TRAINING, "AWS::EC2::SecurityGroup"), "TrainingSecurityGroup")
+    group = assembly.one(TRAINING, "AWS::EC2::SecurityGroup", "TrainingSecurityGroup")
     assert "SecurityGroupIngress" not in group["Properties"]  # must not: no CIDR ingress at all
-    ingress = assembly.resources(TRAINING, "AWS::EC2::SecurityGroupIngress")
-    _, rule = only(ingress)
+    rule = assembly.one(TRAINING, "AWS::EC2::SecurityGroupIngress")
     assert rule["Properties"]["SourceSecurityGroupId"] == rule["Properties"]["GroupId"]  # must: self only
 
 
@@ -270,7 +257,7 @@ def test_on_demand_multi_instance_jobs_encrypt_their_volume(variant_states: dict
 
 
 def test_the_rule_sends_only_approvals_of_our_group_to_the_function(assembly: Assembly) -> None:
-    _, rule = only(assembly.resources(APPROVAL, "AWS::Events::Rule"), "PackageApprovedRule")
+    rule = assembly.one(APPROVAL, "AWS::Events::Rule", "PackageApprovedRule")
     assert rule["Properties"]["EventPattern"] == {
         "source": ["aws.sagemaker"],
         "detail-type": ["SageMaker Model Package State Change"],
@@ -282,7 +269,7 @@ def test_the_rule_sends_only_approvals_of_our_group_to_the_function(assembly: As
 
 
 def test_the_deploy_function_is_in_the_vpc_serialized_and_configured(assembly: Assembly) -> None:
-    _, function = only(assembly.resources(APPROVAL, "AWS::Lambda::Function"), "DeployApproved")
+    function = assembly.one(APPROVAL, "AWS::Lambda::Function", "DeployApproved")
     props = function["Properties"]
     assert props["VpcConfig"]["SubnetIds"]
     assert "DeadLetterQueue" in flatten(props["DeadLetterConfig"]["TargetArn"])
@@ -313,7 +300,7 @@ def test_the_deploy_function_writes_only_where_endpoints_read(assembly: Assembly
 
 
 def test_the_endpoint_role_may_read_exactly_the_rollback_alarms(assembly: Assembly) -> None:
-    _, policy = only(assembly.resources(APPROVAL, "AWS::IAM::Policy"), "EndpointReadsRollbackAlarms")
+    policy = assembly.one(APPROVAL, "AWS::IAM::Policy", "EndpointReadsRollbackAlarms")
     [role] = policy["Properties"]["Roles"]
     assert "EndpointRole" in flatten(role)  # must: the serving stack's endpoint role, imported
     [statement] = flatten(policy["Properties"]["PolicyDocument"]["Statement"])

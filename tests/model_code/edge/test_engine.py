@@ -32,7 +32,7 @@ def test_masks_agree_with_the_torch_pipeline(edge_model, pooled_model_dir, band,
     phantom = make_phantom(shape=(20, 56, 48), spacing=spacing, orientation=orientation, descending=descending)
     write_dicom_series(phantom.volume_hu, phantom.affine, tmp_path)
     series = load_series(tmp_path)
-    ours = edge_model.segment(series).mask
+    ours = edge_model.run(series).mask
     theirs = SegmentationPipeline.from_model_dir(pooled_model_dir, device="cpu").run(series).mask
     differ = ours != theirs
     assert differ.mean() <= MAX_DIFFERING_FRACTION
@@ -44,7 +44,7 @@ def test_a_non_ct_series_is_refused(edge_model, tmp_path) -> None:
     phantom = make_phantom(shape=(6, 24, 24))
     write_dicom_series(phantom.volume_hu, phantom.affine, tmp_path, modality="MR")
     with pytest.raises(InvalidSeriesError, match="reads CT"):
-        edge_model.segment(load_series(tmp_path))
+        edge_model.run(load_series(tmp_path))
 
 
 @pytest.mark.parametrize(

@@ -91,12 +91,11 @@ def test_json_answer_is_the_endpoint_summary(url, tmp_path) -> None:
     answer = post(f"{url}/invocations", payload, content_type=ZIP, accept=JSON)
     assert answer.status == 200
     document = json.loads(answer.body)
-    assert set(document) == {"summary", "source", "seg", "published"}  # handler.respond's keys
+    assert set(document) == {"summary", "source", "seg"}  # handler.respond's keys
     assert document["summary"]["series_instance_uid"] == sources[0].SeriesInstanceUID
     assert document["summary"]["runtime"] == "onnx"
     assert document["summary"]["spleen_volume_ml"] == pytest.approx(phantom.organ_volume_ml, rel=0.2)
     assert document["source"] == {"zipBytes": len(payload), "seriesInstanceUid": sources[0].SeriesInstanceUID}
-    assert document["published"]["segS3Uri"] is None  # offline: nothing published
 
 
 def _decode_error(body: bytes, content_type: str | None, accept: str | None) -> ClientError:
@@ -190,7 +189,7 @@ def test_a_zip_expanding_past_the_series_bound_is_refused(edge_model, tmp_path) 
     with serve(edge_model, RunnerLimits(max_series_bytes=10_000)) as base:
         answer = post(f"{base}/invocations", payload, content_type=ZIP)
     assert answer.status == 413
-    assert "--max-series-mb" in json.loads(answer.body)["error"]["message"]
+    assert "over this server's limit of 10000" in json.loads(answer.body)["error"]["message"]
 
 
 class _GatedModel:
@@ -201,10 +200,10 @@ class _GatedModel:
         self.entered = threading.Event()
         self.gate = threading.Event()
 
-    def segment(self, series):
+    def run(self, series):
         self.entered.set()
         assert self.gate.wait(timeout=120)
-        return self.model.segment(series)
+        return self.model.run(series)
 
 
 def test_a_full_queue_answers_503_and_the_admitted_request_completes(edge_model, tmp_path) -> None:

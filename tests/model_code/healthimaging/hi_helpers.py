@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
+import imagecodecs
 import numpy as np
 import pydicom
 from pydicom.uid import generate_uid
@@ -68,3 +69,11 @@ def shuffled(items: list[Any], seed: int = 7) -> list[Any]:
     copy = list(items)
     random.Random(seed).shuffle(copy)
     return copy
+
+
+def other_pixels(image_set, frame_id, *, shape=None):
+    """A valid HTJ2K frame whose pixels differ from the stored one (same size unless ``shape`` is given)."""
+    original = imagecodecs.htj2k_decode(image_set.frames[frame_id])
+    changed = np.zeros(shape, original.dtype) if shape else original.copy()
+    changed.flat[0] += 1
+    return bytes(imagecodecs.htj2k_encode(changed, reversible=True))

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import imagecodecs
-import numpy as np
 import pytest
 
 from model_code.healthimaging import FrameIntegrityError, ImageSetNotFound, load_image_set
 from model_code.healthimaging.testing import build_image_set, stub_load
-from tests.model_code.healthimaging.hi_helpers import synthetic_series
+from tests.model_code.healthimaging.hi_helpers import other_pixels, synthetic_series
 
 MISSING_SET = "f" * 32
 
@@ -41,14 +39,6 @@ def test_resource_not_found_names_both_ids(stubbed, operation):
     assert (raised.value.datastore_id, raised.value.image_set_id) == (image_set.datastore_id, MISSING_SET)
 
 
-def _other_pixels(image_set, frame_id, *, shape=None):
-    """A valid HTJ2K frame whose pixels differ from the stored one (same size unless ``shape`` is given)."""
-    original = imagecodecs.htj2k_decode(image_set.frames[frame_id])
-    changed = np.zeros(shape, original.dtype) if shape else original.copy()
-    changed.flat[0] += 1
-    return bytes(imagecodecs.htj2k_encode(changed, reversible=True))
-
-
 @pytest.mark.parametrize(
     ("corruption", "message"),
     [
@@ -66,8 +56,8 @@ def test_bad_frame_raises_frame_integrity_error_naming_the_frame(stubbed, corrup
     bad = {
         "truncated": data[: len(data) // 2],
         "garbage": b"\x00" * 64,
-        "one pixel off": _other_pixels(image_set, bad_id) if corruption == "one pixel off" else b"",
-        "wrong size": _other_pixels(image_set, bad_id, shape=(4, 4)) if corruption == "wrong size" else b"",
+        "one pixel off": other_pixels(image_set, bad_id) if corruption == "one pixel off" else b"",
+        "wrong size": other_pixels(image_set, bad_id, shape=(4, 4)) if corruption == "wrong size" else b"",
     }[corruption]
     client, stubber = stubbed
     stub_load(stubber, image_set, frames={bad_id: bad}, stop_after=bad_id)  # the load stops at the bad frame
@@ -94,7 +84,7 @@ def test_checksum_is_verified_where_present(stubbed, checksums, fails):
     bad_id = image_set.frame_ids()[0]
     client, stubber = stubbed
     stub_load(
-        stubber, image_set, frames={bad_id: _other_pixels(image_set, bad_id)}, stop_after=bad_id if fails else None
+        stubber, image_set, frames={bad_id: other_pixels(image_set, bad_id)}, stop_after=bad_id if fails else None
     )
     if fails:
         with pytest.raises(FrameIntegrityError, match="checksum"):

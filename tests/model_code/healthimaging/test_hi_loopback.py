@@ -8,7 +8,7 @@ import pytest
 from model_code.healthimaging import ImageSetNotFound, load_image_set, search_image_sets
 from model_code.healthimaging.client import get_image_set, get_image_set_metadata
 from model_code.healthimaging.testing import build_image_set, loopback_client, serve
-from tests.model_code.healthimaging.hi_helpers import shuffled, synthetic_series
+from tests.model_code.healthimaging.hi_helpers import other_pixels, shuffled, synthetic_series
 
 
 @pytest.mark.parametrize(
@@ -74,12 +74,11 @@ def test_search_follows_every_page_of_one_study(in_study, page_size):
 def test_the_earliest_bad_frame_is_reported_whatever_the_thread_timing(ct_slices):
     """Two corrupted frames, six fetch threads: the error names the first in plan order, every time."""
     from model_code.healthimaging import FrameIntegrityError
-    from tests.model_code.healthimaging.test_hi_errors import _other_pixels
 
     datasets, arrays = ct_slices
     fake = build_image_set(datasets, pixel_arrays=arrays)
     first_bad, second_bad = fake.frame_ids()[1], fake.frame_ids()[3]
-    fake.frames[first_bad] = _other_pixels(fake, first_bad)
+    fake.frames[first_bad] = other_pixels(fake, first_bad)
     fake.frames[second_bad] = b"\x00" * 64
     with serve([fake]) as server:
         client = loopback_client(server.url, max_workers=6)

@@ -15,7 +15,6 @@ SAGEMAKER = {
     "SM_CHANNEL_VALIDATION": "/opt/ml/input/data/validation",
     "SM_MODEL_DIR": "/opt/ml/model",
     "SM_OUTPUT_DATA_DIR": "/opt/ml/output/data",
-    "SM_CURRENT_HOST": "algo-2",
 }
 
 
@@ -38,9 +37,8 @@ SAGEMAKER = {
         # a flag wins over SM_CHANNEL_TRAINING too (a local rerun of a SageMaker command)
         (SAGEMAKER, ["--train-channel", "/data/x", "--checkpoint-dir", "/tmp/c"],
          {"training_dir": Path("/data/x"), "checkpoint_dir": Path("/tmp/c")}),
-        # torchrun's variables give the rank; only rank 0 is main
-        ({"RANK": "1", "LOCAL_RANK": "1", "WORLD_SIZE": "2"}, [], {"rank": 1, "local_rank": 1, "world_size": 2,
-                                                                     "is_main": False}),
+        # torchrun's variables give the rank
+        ({"RANK": "1", "LOCAL_RANK": "1", "WORLD_SIZE": "2"}, [], {"rank": 1, "local_rank": 1, "world_size": 2}),
         # an empty variable is the same as an absent one
         ({"SM_CHANNEL_VALIDATION": "", "SM_HPS": ""}, [], {"validation_dir": None, "epochs": 10}),
     ],

@@ -12,7 +12,7 @@ from botocore.stub import ANY
 
 from model_code.serving.triton_package import DEFAULT_MODEL_NAME, MODEL_PY, package_triton_model, render_config
 from stacks.approval.runtime import deploy_approved as runtime
-from tests.stacks.training_runtime.conftest import ARTIFACTS, Aws, contract_members, model_archive
+from tests.stacks.approval_runtime.conftest import ARTIFACTS, Aws, contract_members, model_archive
 
 ENDPOINT = "monai-imaging-dev-spleen-async"
 GROUP = "monai-imaging-dev-spleen"
