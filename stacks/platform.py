@@ -11,6 +11,7 @@ from stacks.approval.stack import ApprovalStack
 from stacks.config import PlatformConfig
 from stacks.data.stack import DataStack
 from stacks.edge.stack import EdgeStack
+from stacks.images.names import PYTORCH_INFERENCE, TRAINING, TRITON_INFERENCE
 from stacks.images.stack import ImagesStack
 from stacks.imaging.stack import ImagingStack
 from stacks.inference.stack import InferenceStack
@@ -35,11 +36,14 @@ class Platform:
     edge: EdgeStack | None = None
 
 
-def build_platform(scope: Construct, config: PlatformConfig, *, pipeline_account: str | None = None) -> Platform:
-    """Instantiate the stacks of ``config.stage`` under ``scope`` (an App today, a pipeline Stage later).
+def build_platform(
+    scope: Construct, config: PlatformConfig, *, pipeline_account: str | None = None, build_images: bool = True
+) -> Platform:
+    """Instantiate the stacks of ``config.stage`` under ``scope`` (an App, or a stage of the release pipeline).
 
     ``pipeline_account``: the release pipeline's account; when it differs from the stage's, the Images stack
-    lets it push images and record their URIs.
+    lets it push images and record their URIs. ``build_images``: False in the release pipeline, whose own step
+    builds the images; the Images stack then has no pipeline of its own and monitoring no build alarms.
     """
     env = cdk.Environment(account=config.account, region=config.region)
     tags = {"project": config.project_name, "stage": config.stage}
@@ -77,6 +81,7 @@ def build_platform(scope: Construct, config: PlatformConfig, *, pipeline_account
         vpc=network.vpc,
         workload_subnets=network.workload_subnets,
         pipeline_account=pipeline_account,
+        build_images=build_images,
         **stack_props("Images"),  # type: ignore[arg-type]
     )
     # Reads the inference image URI that the images pipeline writes to SSM: deploy after its first run.
@@ -86,8 +91,8 @@ def build_platform(scope: Construct, config: PlatformConfig, *, pipeline_account
         config=config,
         data=data,
         network=network,
-        inference_image_repository=images.repositories["pytorch-inference"],
-        triton_image_repository=images.repositories["triton-inference"],
+        inference_image_repository=images.repositories[PYTORCH_INFERENCE],
+        triton_image_repository=images.repositories[TRITON_INFERENCE],
         **stack_props("Serving"),  # type: ignore[arg-type]
     )
     # Reads the training and inference image URIs from SSM, like serving: deploy after the pipeline's first run.
@@ -98,7 +103,7 @@ def build_platform(scope: Construct, config: PlatformConfig, *, pipeline_account
         data=data,
         network=network,
         logs_key=data.keys.logs_key,
-        training_image_repository=images.repositories["training"],
+        training_image_repository=images.repositories[TRAINING],
         **stack_props("Training"),  # type: ignore[arg-type]
     )
     # An approved model package in the training stack's group -> guarded update of the serving endpoint.

@@ -27,9 +27,11 @@ from stacks.components.platform_function import acknowledge_function_role, encry
 from stacks.components.security_group import https_egress_security_group
 from stacks.config import PlatformConfig
 from stacks.data.stack import DataStack
+from stacks.imaging.stack import EVENT_RETRY_ATTEMPTS
 from stacks.network.stack import NetworkStack
 from stacks.serving.multi_model import MULTI_MODEL_PREFIX
 from stacks.serving.stack import VARIANT_NAME, ServingStack
+from stacks.training.roles import SAGEMAKER_SERVICE
 from stacks.training.stack import OUTPUT_PREFIX, TrainingStack
 
 RUNTIME_DIR = str(Path(__file__).resolve().parent / "runtime")
@@ -37,7 +39,6 @@ SAGEMAKER_SOURCE = "aws.sagemaker"
 MODEL_PACKAGE_STATE_CHANGE = "SageMaker Model Package State Change"
 # One deployment at a time: two approvals racing would each start an UpdateEndpoint on the same endpoint.
 FUNCTION_RESERVED_CONCURRENCY = 1
-EVENT_RETRY_ATTEMPTS = 4
 # (alarm id, metric, dimensions beyond EndpointName): any failure while a traffic step bakes rolls it back.
 ROLLBACK_METRICS: tuple[tuple[str, str, dict[str, str]], ...] = (
     ("InvocationFailures", "InvocationFailures", {}),
@@ -98,13 +99,8 @@ class ApprovalStack(Stack):
             )
             for alarm_id, metric, dimensions in ROLLBACK_METRICS
         ]
-        # A rollback is news for whoever approved the model: the alarms also go to the workflow's topic, whose
-        # data key must let CloudWatch (of this account) encrypt the message.
-        cloudwatch_principal = iam.PrincipalWithConditions(
-            iam.ServicePrincipal("cloudwatch.amazonaws.com"),
-            {"StringEquals": {"aws:SourceAccount": Stack.of(data_key).account}},
-        )
-        data_key.grant(cloudwatch_principal, "kms:Decrypt", "kms:GenerateDataKey*")
+        # A rollback is news for whoever approved the model: the alarms also go to the workflow's topic (the data
+        # key's policy lets CloudWatch of this account encrypt for it, stacks/components/keys.py).
         for alarm in self.rollback_alarms:
             alarm.add_alarm_action(cloudwatch_actions.SnsAction(training.notification_topic))
         stack = Stack.of(self)
@@ -188,12 +184,6 @@ class ApprovalStack(Stack):
             data=data,
         )
 
-        # EventBridge encrypts with the data key when it delivers to the dead-letter queue.
-        events_principal = iam.PrincipalWithConditions(
-            iam.ServicePrincipal("events.amazonaws.com"),
-            {"StringEquals": {"aws:SourceAccount": Stack.of(data_key).account}},
-        )
-        data_key.grant(events_principal, "kms:Decrypt", "kms:GenerateDataKey*")
         self.rule = events.Rule(
             self,
             "PackageApprovedRule",
@@ -217,8 +207,7 @@ class ApprovalStack(Stack):
         CfnOutput(self, "DeadLetterQueueUrl", value=self.dead_letter_queue.queue_url)
 
     def _sagemaker_arn(self, resource_type: str, name: str) -> str:
-        stack = Stack.of(self)
-        return f"arn:{stack.partition}:sagemaker:{stack.region}:{stack.account}:{resource_type}/{name}"
+        return Stack.of(self).format_arn(service="sagemaker", resource=resource_type, resource_name=name)
 
     def _grant(
         self,
@@ -276,7 +265,7 @@ class ApprovalStack(Stack):
                 sid="PassEndpointRole",
                 actions=["iam:PassRole"],
                 resources=[endpoint_role_arn],
-                conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
+                conditions={"StringEquals": {"iam:PassedToService": SAGEMAKER_SERVICE}},
             )
         )
         acknowledge_function_role(function, IAM5_REASON)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
@@ -24,6 +26,23 @@ def rotating_key(scope: Construct, id_: str, *, alias: str, description: str) ->
     )
 
 
+def allow_service(key: kms.IKey, service: str, actions: Sequence[str], *, sid: str) -> None:
+    """Let the AWS service ``service`` use ``key`` on behalf of the key's own account only.
+
+    The aws:SourceAccount condition is the confused-deputy guard: without it, the service would use the key for
+    any account's resources (another account's rule, alarm or topic).
+    """
+    key.add_to_resource_policy(
+        iam.PolicyStatement(
+            sid=sid,
+            principals=[iam.ServicePrincipal(service)],
+            actions=list(actions),
+            resources=["*"],
+            conditions={"StringEquals": {"aws:SourceAccount": Stack.of(key).account}},
+        )
+    )
+
+
 class PlatformKeys(Construct):
     """``data_key`` encrypts buckets, datastores, volumes and topics; ``logs_key`` encrypts log groups."""
 
@@ -41,6 +60,21 @@ class PlatformKeys(Construct):
             "LogsKey",
             alias=f"alias/{alias_prefix}/logs",
             description="Encrypts CloudWatch Logs log groups (flow logs, functions, training and endpoints)",
+        )
+        # EventBridge itself (not a target role) encrypts what it redrives into the data-key dead-letter queues of
+        # the imaging and approval rules; CloudWatch encrypts the approval stack's rollback alarms on their way to
+        # the training notification topic.
+        allow_service(
+            self.data_key,
+            "events.amazonaws.com",
+            ["kms:Decrypt", "kms:GenerateDataKey*"],
+            sid="AllowEventBridgeDeadLettersOfThisAccount",
+        )
+        allow_service(
+            self.data_key,
+            "cloudwatch.amazonaws.com",
+            ["kms:Decrypt", "kms:GenerateDataKey*"],
+            sid="AllowCloudWatchAlarmsOfThisAccount",
         )
         # CloudWatch Logs uses the key on behalf of log groups of this account and region only.
         self.logs_key.add_to_resource_policy(

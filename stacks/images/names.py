@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+PYTORCH_INFERENCE = "pytorch-inference"  # the asynchronous endpoint's handler; what training registers to serve
+TRITON_INFERENCE = "triton-inference"  # the multi-model endpoint
+TRAINING = "training"
 # One ECR repository per folder with a Dockerfile under containers/ (a test keeps the two in step), in the
 # order containers/buildspec.yml builds them.
-IMAGES: tuple[str, ...] = ("pytorch-inference", "triton-inference", "training")
+IMAGES: tuple[str, ...] = (PYTORCH_INFERENCE, TRITON_INFERENCE, TRAINING)
 
 
 def repository_name(prefix: str, image: str) -> str:

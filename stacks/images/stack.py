@@ -3,6 +3,9 @@
 Source (S3 archive or a CodeStar connection) -> CodeBuild runs containers/buildspec.yml (docker build, tag with
 the commit, push) -> a second, unprivileged CodeBuild step writes each pushed URI to SSM, where the serving and
 training stacks read it at deploy time. A failed execution is published to an encrypted SNS topic.
+
+With ``build_images=False`` (a stage of the release pipeline, whose own BuildImages step builds into these
+repositories) the stack keeps only the repositories, their key and the cross-account grants.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
+from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
@@ -83,7 +87,12 @@ PIPELINE_PUSH_ACTIONS = [
 
 
 class ImagesStack(Stack):
-    """``repositories`` (image name -> repository) is what the serving and training stacks grant pulls on."""
+    """``repositories`` (image name -> repository) is what the serving and training stacks grant pulls on.
+
+    ``build_images``: whether this stack builds the images itself (its own pipeline, build projects and failure
+    rule). The release pipeline passes False: its BuildImages step pushes to the same immutable tags, so a second
+    build of the same commit would fail, and an S3 source here would poll a bucket nobody fills.
+    """
 
     def __init__(
         self,
@@ -96,10 +105,10 @@ class ImagesStack(Stack):
         vpc: ec2.IVpc,
         workload_subnets: ec2.SubnetSelection,
         pipeline_account: str | None = None,
+        build_images: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, id_, **kwargs)
-        cfg = config.images
         self.key = rotating_key(
             self,
             "ImagesKey",
@@ -118,7 +127,8 @@ class ImagesStack(Stack):
                 encryption_key=self.key,
                 lifecycle_rules=[
                     ecr.LifecycleRule(
-                        description=f"keep the last {cfg.keep_images} images", max_image_count=cfg.keep_images
+                        description=f"keep the last {config.images.keep_images} images",
+                        max_image_count=config.images.keep_images,
                     )
                 ],
                 # An endpoint or training job may still reference any retained tag.
@@ -126,6 +136,34 @@ class ImagesStack(Stack):
             )
             for image in IMAGES
         }
+
+        # Set only when a release pipeline in another account pushes here (see _allow_pipeline_account).
+        self.image_uri_writer: iam.Role | None = None
+        if pipeline_account is not None and pushes_cross_account(pipeline_account, config.account):
+            self.image_uri_writer = self._allow_pipeline_account(config, pipeline_account)
+
+        # None when build_images is False; the monitoring stack alarms on these only when they exist.
+        self.pipeline_failed_rule: events.Rule | None = None
+        self.build_project: codebuild.PipelineProject | None = None
+        self.record_project: codebuild.PipelineProject | None = None
+        if build_images:
+            self._build_pipeline(config, access_logs_bucket=access_logs_bucket, logs_key=logs_key, vpc=vpc,
+                                 workload_subnets=workload_subnets)
+
+        for image, repository in self.repositories.items():
+            CfnOutput(self, f"{repository.node.id}Uri", value=repository.repository_uri, description=image)
+
+    def _build_pipeline(
+        self,
+        config: PlatformConfig,
+        *,
+        access_logs_bucket: s3.IBucket,
+        logs_key: kms.IKey,
+        vpc: ec2.IVpc,
+        workload_subnets: ec2.SubnetSelection,
+    ) -> None:
+        """The stage's own image pipeline: source -> build and push -> record the URIs, failures to a topic."""
+        cfg = config.images
 
         def bucket(id_: str) -> s3.Bucket:
             return SecureBucket(
@@ -136,25 +174,20 @@ class ImagesStack(Stack):
                 lifecycle_rules=[noncurrent_version_rule(30)],
             ).bucket
 
-        # Set only when a release pipeline in another account pushes here (see _allow_pipeline_account).
-        self.image_uri_writer: iam.Role | None = None
-        if pipeline_account is not None and pushes_cross_account(pipeline_account, config.account):
-            self.image_uri_writer = self._allow_pipeline_account(config, pipeline_account)
-
-        self.artifacts_bucket = bucket("PipelineArtifacts")
-        self.log_group = encrypted_log_group(self, "BuildLogs", key=logs_key, retention_days=cfg.log_retention_days)
-        self.build_project = self._build_project(config, vpc=vpc, workload_subnets=workload_subnets)
-        self.record_project = self._record_project(config)
+        artifacts_bucket = bucket("PipelineArtifacts")
+        log_group = encrypted_log_group(self, "BuildLogs", key=logs_key, retention_days=cfg.log_retention_days)
+        build_project = self._build_project(config, log_group=log_group, vpc=vpc, workload_subnets=workload_subnets)
+        record_project = self._record_project(config, log_group=log_group)
 
         source_output = codepipeline.Artifact("Source")
         build_output = codepipeline.Artifact("ImageUris")
-        self.source_bucket: s3.Bucket | None = None
+        source_bucket: s3.Bucket | None = None
         source_action: codepipeline.IAction
         if cfg.source.kind == "s3":
-            self.source_bucket = bucket("Source")
+            source_bucket = bucket("Source")
             source_action = actions.S3SourceAction(
                 action_name="Source",
-                bucket=self.source_bucket,
+                bucket=source_bucket,
                 bucket_key=cfg.source.bucket_key or "",
                 output=source_output,
                 # EVENTS would need a CloudTrail trail with data events on this bucket; polling needs nothing.
@@ -171,12 +204,12 @@ class ImagesStack(Stack):
                 output=source_output,
             )
 
-        self.pipeline = codepipeline.Pipeline(
+        pipeline = codepipeline.Pipeline(
             self,
             "Pipeline",
             pipeline_name=f"{config.prefix}-images",
             pipeline_type=codepipeline.PipelineType.V2,
-            artifact_bucket=self.artifacts_bucket,
+            artifact_bucket=artifacts_bucket,
             cross_account_keys=False,
             restart_execution_on_update=False,
             stages=[
@@ -185,7 +218,7 @@ class ImagesStack(Stack):
                     stage_name="Build",
                     actions=[
                         actions.CodeBuildAction(
-                            action_name="BuildAndPush", project=self.build_project, input=source_output,
+                            action_name="BuildAndPush", project=build_project, input=source_output,
                             outputs=[build_output],
                         )
                     ],
@@ -194,30 +227,32 @@ class ImagesStack(Stack):
                     stage_name="Record",
                     actions=[
                         actions.CodeBuildAction(
-                            action_name="RecordImageUris", project=self.record_project, input=build_output
+                            action_name="RecordImageUris", project=record_project, input=build_output
                         )
                     ],
                 ),
             ],
         )
-        self.failure_topic = self._failure_topic(config)
+        self.pipeline_failed_rule = self._failure_rule(config, pipeline)
+        self.build_project = build_project
+        self.record_project = record_project
 
         # After the last grant: the pipeline adds artifact-bucket and key grants to every role it binds.
-        roles: list[IConstruct] = [self.build_project.role, self.record_project.role, self.pipeline.role]  # type: ignore[list-item]
+        roles: list[IConstruct] = [build_project.role, record_project.role, pipeline.role]  # type: ignore[list-item]
         for stage in ("Source", "Build", "Record"):
-            for action in self.pipeline.node.find_child(stage).node.children:
+            for action in pipeline.node.find_child(stage).node.children:
                 action_role = action.node.try_find_child("CodePipelineActionRole")
                 if action_role is not None:
                     roles.append(action_role)
+        # EventBridge publishes to the encrypted failure topic with its own role (granted by the target).
+        roles.append(self.pipeline_failed_rule.node.find_child("EventsRole"))
         for role in roles:
             acknowledge_grant_policy(role)
             acknowledge_wildcards(role.node.find_child("DefaultPolicy"), GRANT_WILDCARDS_REASON)
 
-        for image, repository in self.repositories.items():
-            CfnOutput(self, f"{repository.node.id}Uri", value=repository.repository_uri, description=image)
-        CfnOutput(self, "PipelineName", value=self.pipeline.pipeline_name)
-        if self.source_bucket is not None:
-            CfnOutput(self, "SourceBucketName", value=self.source_bucket.bucket_name)
+        CfnOutput(self, "PipelineName", value=pipeline.pipeline_name)
+        if source_bucket is not None:
+            CfnOutput(self, "SourceBucketName", value=source_bucket.bucket_name)
 
     def _allow_pipeline_account(self, config: PlatformConfig, pipeline_account: str) -> iam.Role:
         """Let the release pipeline's image step, in ``pipeline_account``, push here and record the URIs.
@@ -263,7 +298,7 @@ class ImagesStack(Stack):
         return role
 
     def _build_project(
-        self, config: PlatformConfig, *, vpc: ec2.IVpc, workload_subnets: ec2.SubnetSelection
+        self, config: PlatformConfig, *, log_group: logs.ILogGroup, vpc: ec2.IVpc, workload_subnets: ec2.SubnetSelection
     ) -> codebuild.PipelineProject:
         stack = Stack.of(self)
         in_vpc = config.network.nat_gateways > 0
@@ -294,7 +329,7 @@ class ImagesStack(Stack):
                 "ECR_REPOSITORY_PREFIX": codebuild.BuildEnvironmentVariable(value=config.prefix),
             },
             encryption_key=self.key,
-            logging=codebuild.LoggingOptions(cloud_watch=codebuild.CloudWatchLoggingOptions(log_group=self.log_group)),
+            logging=codebuild.LoggingOptions(cloud_watch=codebuild.CloudWatchLoggingOptions(log_group=log_group)),
             timeout=Duration.hours(2),
             vpc=vpc if in_vpc else None,
             subnet_selection=workload_subnets if in_vpc else None,
@@ -324,7 +359,7 @@ class ImagesStack(Stack):
         acknowledge(project, ["HIPAA.Security-CodeBuildProjectSourceRepoUrl"], PIPELINE_SOURCE_REASON)
         return project
 
-    def _record_project(self, config: PlatformConfig) -> codebuild.PipelineProject:
+    def _record_project(self, config: PlatformConfig, *, log_group: logs.ILogGroup) -> codebuild.PipelineProject:
         stack = Stack.of(self)
         parameter_prefix = image_uri_parameter_prefix(config.prefix)
         project = codebuild.PipelineProject(
@@ -343,7 +378,7 @@ class ImagesStack(Stack):
                 "PARAMETER_PREFIX": codebuild.BuildEnvironmentVariable(value=parameter_prefix),
             },
             encryption_key=self.key,
-            logging=codebuild.LoggingOptions(cloud_watch=codebuild.CloudWatchLoggingOptions(log_group=self.log_group)),
+            logging=codebuild.LoggingOptions(cloud_watch=codebuild.CloudWatchLoggingOptions(log_group=log_group)),
             timeout=Duration.minutes(10),
         )
         project.add_to_role_policy(
@@ -365,18 +400,8 @@ class ImagesStack(Stack):
         acknowledge(project, ["HIPAA.Security-CodeBuildProjectSourceRepoUrl"], PIPELINE_SOURCE_REASON)
         return project
 
-    def _failure_topic(self, config: PlatformConfig) -> sns.Topic:
-        # EventBridge publishes to the KMS-encrypted topic, so the images key must let it encrypt.
-        self.key.add_to_resource_policy(
-            iam.PolicyStatement(
-                sid="AllowEventBridgeToPublishEncrypted",
-                principals=[iam.ServicePrincipal("events.amazonaws.com")],
-                actions=["kms:GenerateDataKey*", "kms:Decrypt"],
-                resources=["*"],
-                # Only on behalf of this account's rules.
-                conditions={"StringEquals": {"aws:SourceAccount": self.account}},
-            )
-        )
+    def _failure_rule(self, config: PlatformConfig, pipeline: codepipeline.Pipeline) -> events.Rule:
+        """Failed executions of ``pipeline`` -> an SNS topic encrypted with the images key."""
         topic = sns.Topic(
             self,
             "PipelineFailures",
@@ -387,15 +412,16 @@ class ImagesStack(Stack):
         )
         for email in config.notification_emails:
             topic.add_subscription(subscriptions.EmailSubscription(email))
-        events.Rule(
+        return events.Rule(
             self,
             "PipelineFailed",
             description="An image pipeline execution failed",
             event_pattern=events.EventPattern(
                 source=["aws.codepipeline"],
                 detail_type=["CodePipeline Pipeline Execution State Change"],
-                detail={"pipeline": [self.pipeline.pipeline_name], "state": ["FAILED"]},
+                detail={"pipeline": [pipeline.pipeline_name], "state": ["FAILED"]},
             ),
-            targets=[targets.SnsTopic(topic)],
+            # Published with a role of this stack, granted on the topic and its key: without it, CDK would let
+            # events.amazonaws.com (any account's rules) use the images key.
+            targets=[targets.SnsTopic(topic, authorize_using_role=True)],
         )
-        return topic

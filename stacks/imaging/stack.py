@@ -47,6 +47,10 @@ IAM5_FUNCTION_REASON = (
     "Wildcards here come from CDK grants scoped to one bucket (object keys under one prefix) and from KMS "
     "actions such as kms:GenerateDataKey* on the single data key; no statement spans other resources."
 )
+IAM5_TOPIC_RULE_REASON = (
+    "The rule's events role publishes to one topic; kms:GenerateDataKey* is the topic grant's action family on "
+    "the single data key that encrypts that topic, not a wildcard over keys or topics."
+)
 IAM5_IMPORT_ROLE_REASON = (
     "HealthImaging reads every object of a batch and writes result files it names itself, so object ARNs end "
     "in a wildcard; reads are limited to the inbox incoming/ prefix and writes to the import-output bucket."
@@ -80,13 +84,6 @@ class ImagingStack(Stack):
         self.datastore_id = self.datastore.attr_datastore_id
         self.import_role = self._import_role(inbox_bucket=inbox_bucket, output_bucket=output_bucket)
 
-        # EventBridge encrypts with the data key when it delivers to these topics and to the dead-letter queue.
-        # Only on behalf of this account's rules (the key lives in the data stack: read the account there).
-        events_principal = iam.PrincipalWithConditions(
-            iam.ServicePrincipal("events.amazonaws.com"),
-            {"StringEquals": {"aws:SourceAccount": Stack.of(data_key).account}},
-        )
-        data_key.grant(events_principal, "kms:Decrypt", "kms:GenerateDataKey*")
         self.import_summary_topic = self._topic("ImportSummaryTopic", "HealthImaging import job summaries", config)
         self.import_alarm_topic = self._topic(
             "ImportAlarmTopic", "HealthImaging import failures and rejected batch manifests", config
@@ -187,6 +184,11 @@ class ImagingStack(Stack):
             targets=[self._topic_target(self.image_set_created_topic)],
         )
 
+        for topic_rule in (self.import_failed_rule, self.image_set_created_rule):
+            events_role = topic_rule.node.find_child("EventsRole")
+            acknowledge_grant_policy(events_role)
+            acknowledge_wildcards(events_role.node.find_child("DefaultPolicy"), IAM5_TOPIC_RULE_REASON)
+
         for name, value in {
             "DatastoreId": self.datastore_id,
             "ImportRoleArn": self.import_role.role_arn,
@@ -283,7 +285,15 @@ class ImagingStack(Stack):
         )
 
     def _topic_target(self, topic: sns.ITopic) -> targets.SnsTopic:
-        return targets.SnsTopic(topic, dead_letter_queue=self.dead_letter_queue, retry_attempts=EVENT_RETRY_ATTEMPTS)
+        # Published with a role of this stack, granted on the topic and the data key: without it, CDK would let
+        # events.amazonaws.com (any account's rules) use the data key. Dead letters still go through EventBridge
+        # itself, which the data stack's key policy admits for this account only (stacks/components/keys.py).
+        return targets.SnsTopic(
+            topic,
+            authorize_using_role=True,
+            dead_letter_queue=self.dead_letter_queue,
+            retry_attempts=EVENT_RETRY_ATTEMPTS,
+        )
 
     def _healthimaging_pattern(self, detail_type: str) -> events.EventPattern:
         return events.EventPattern(

@@ -23,7 +23,7 @@ from aws_cdk import aws_sns_subscriptions as subscriptions
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from stacks.components.keys import rotating_key
+from stacks.components.keys import allow_service, rotating_key
 from stacks.components.platform_function import acknowledge_function_role, encrypted_queue, platform_function
 from stacks.components.security_group import https_egress_security_group
 from stacks.config import PlatformConfig
@@ -76,12 +76,12 @@ class InferenceStack(Stack):
             alias=f"alias/{config.prefix}/inference-queues",
             description="Encrypts the inference dead-letter and failure queues (image set and inference IDs)",
         )
-        self.queue_key.grant(
-            iam.PrincipalWithConditions(
-                iam.ServicePrincipal("events.amazonaws.com"), {"StringEquals": {"aws:SourceAccount": self.account}}
-            ),
-            "kms:Decrypt",
-            "kms:GenerateDataKey*",
+        # EventBridge encrypts what it redrives into the dead-letter queue.
+        allow_service(
+            self.queue_key,
+            "events.amazonaws.com",
+            ["kms:Decrypt", "kms:GenerateDataKey*"],
+            sid="AllowEventBridgeDeadLettersOfThisAccount",
         )
         self.dead_letter_queue = self._queue(
             "DeadLetterQueue",

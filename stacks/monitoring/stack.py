@@ -15,13 +15,12 @@ from aws_cdk import CfnOutput, Duration, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
 from aws_cdk import aws_events as events
-from aws_cdk import aws_iam as iam
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from stacks.components.keys import rotating_key
+from stacks.components.keys import allow_service, rotating_key
 from stacks.config import PlatformConfig
 from stacks.images.stack import ImagesStack
 from stacks.imaging.stack import ImagingStack
@@ -35,8 +34,6 @@ PERIOD = Duration.minutes(5)
 MICROSECONDS_PER_SECOND = 1_000_000
 # Alarm IDs of the multi-model endpoint's variant alarms start with this (MultiModelInvocation5XXErrors, ...).
 MULTI_MODEL_ID_PREFIX = "MultiModel"
-# The images stack's EventBridge rule on failed pipeline executions (stacks/images/stack.py, _failure_topic).
-PIPELINE_FAILED_RULE_ID = "PipelineFailed"
 
 
 @dataclass(frozen=True)
@@ -119,14 +116,9 @@ class MonitoringStack(Stack):
             description="Encrypts the platform's alarm notifications (they name endpoints, queues and rules)",
         )
         # CloudWatch encrypts with the key when an alarm of this account publishes to the topic.
-        key.add_to_resource_policy(
-            iam.PolicyStatement(
-                sid="AllowCloudWatchAlarmsOfThisAccount",
-                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
-                actions=["kms:Decrypt", "kms:GenerateDataKey*"],
-                resources=["*"],
-                conditions={"StringEquals": {"aws:SourceAccount": self.account}},
-            )
+        allow_service(
+            key, "cloudwatch.amazonaws.com", ["kms:Decrypt", "kms:GenerateDataKey*"],
+            sid="AllowCloudWatchAlarmsOfThisAccount",
         )
         self.notification_topic = sns.Topic(
             self,
@@ -166,16 +158,11 @@ class MonitoringStack(Stack):
             )
             for name, queue in failure_queues.items()
         ]
-        pipeline_failed = images.node.try_find_child(PIPELINE_FAILED_RULE_ID)
-        if not isinstance(pipeline_failed, events.Rule):
-            raise ValueError(
-                f"{images.node.path} has no EventBridge rule {PIPELINE_FAILED_RULE_ID!r}: update "
-                "stacks/monitoring/stack.py to the images stack's pipeline-failure rule"
-            )
-        build_specs = [
+        # The images stack's own build exists only outside the release pipeline, which watches its BuildImages step.
+        build_specs = [] if images.pipeline_failed_rule is None else [
             AlarmSpec(
                 "ImagePipelineFailures",
-                self._rule_metric(pipeline_failed),
+                self._rule_metric(images.pipeline_failed_rule),
                 1,
                 "An execution of the image pipeline failed: open it in CodePipeline and read the failed action",
             ),
@@ -187,6 +174,7 @@ class MonitoringStack(Stack):
                     f"A {project.node.id} build failed: read its log in the build log group",
                 )
                 for project in (images.build_project, images.record_project)
+                if project is not None
             ),
         ]
         self.alarms = {
@@ -319,7 +307,7 @@ class MonitoringStack(Stack):
             graph("Import job failures", [import_spec]),
         )
         dashboard.add_widgets(
-            graph("Image pipeline and build failures", build_specs),
+            *([graph("Image pipeline and build failures", build_specs)] if build_specs else []),
             cloudwatch.GraphWidget(
                 title="Inference function errors",
                 left=[f.metric_errors(period=PERIOD) for f in functions],

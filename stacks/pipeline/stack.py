@@ -4,7 +4,8 @@ Synthesized only with ``-c pipeline=true``; the default ``cdk synth`` keeps prod
 synth step runs ``make test`` and ``make synth`` on a CodeBuild standard image (Python 3.11, Node 20), so the
 pipeline deploys exactly what the suite checked. Every stage is :class:`PlatformStage` in the account and region
 of that stage's configuration; container images are built (containers/buildspec.yml) right after each stage's
-Images stack and before its Serving stack, which reads the image URI from SSM.
+Images stack and before its Serving stack, which reads the image URI from SSM. That step is the stage's only
+image build: the stages' Images stacks have no pipeline of their own (``PlatformStage``, ``build_images=False``).
 """
 
 from __future__ import annotations

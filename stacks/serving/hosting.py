@@ -1,8 +1,9 @@
 """What the async endpoint and the multi-model endpoint are both built from: the model's place in the workload
-subnets, and the variant's scalable target."""
+subnets, and the variant's scalable target and its cooldowns."""
 
 from __future__ import annotations
 
+from aws_cdk import Duration
 from aws_cdk import aws_applicationautoscaling as appscaling
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_sagemaker as sagemaker
@@ -11,6 +12,9 @@ from constructs import Construct, IConstruct
 from stacks.network.stack import WORKLOAD_SUBNET_GROUP, NetworkStack
 
 VARIANT_NAME = "AllTraffic"
+# Scale in slowly (a GPU instance takes minutes to start), out quickly (requests wait for capacity meanwhile).
+SCALE_IN_COOLDOWN = Duration.minutes(10)
+SCALE_OUT_COOLDOWN = Duration.minutes(2)
 
 
 def workload_vpc_config(

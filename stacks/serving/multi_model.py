@@ -10,7 +10,7 @@ only when ``serving.multiModelEnabled`` is true: its ``multiModelMinInstances`` 
 
 from __future__ import annotations
 
-from aws_cdk import Duration, Stack
+from aws_cdk import Stack
 from aws_cdk import aws_applicationautoscaling as appscaling
 from aws_cdk import aws_ecr as ecr
 from aws_cdk import aws_sagemaker as sagemaker
@@ -20,20 +20,23 @@ from constructs import Construct
 from stacks.components.security_group import https_egress_security_group
 from stacks.config import PlatformConfig
 from stacks.data.stack import DataStack
-from stacks.images.names import image_uri_parameter_name
+from stacks.images.names import TRITON_INFERENCE, image_uri_parameter_name
 from stacks.network.stack import NetworkStack
-from stacks.serving.hosting import VARIANT_NAME, variant_scalable_target, workload_vpc_config
+from stacks.serving.hosting import (
+    SCALE_IN_COOLDOWN,
+    SCALE_OUT_COOLDOWN,
+    VARIANT_NAME,
+    variant_scalable_target,
+    workload_vpc_config,
+)
 from stacks.serving.roles import multi_model_role
 from stacks.serving.volume import acknowledge_instance_storage, volume_key_arn
 
-TRITON_IMAGE = "triton-inference"
 # Archives live here in the model-artifacts bucket, apart from the asynchronous endpoint's models/spleen/.
 MULTI_MODEL_PREFIX = "models/triton/"
 # SageMakerVariantInvocationsPerInstance counts requests per instance per minute. A segmentation takes seconds
 # on a GPU, so about five a minute keeps each instance busy without queueing callers for long.
 INVOCATIONS_PER_INSTANCE_TARGET = 5
-SCALE_IN_COOLDOWN = Duration.minutes(10)  # a GPU instance takes minutes to start: give back capacity slowly
-SCALE_OUT_COOLDOWN = Duration.minutes(2)
 
 _MIB = 1024 * 1024
 # Read by the SageMaker Triton image's `serve` script. SAGEMAKER_TRITON_DEFAULT_MODEL_NAME is deliberately
@@ -90,7 +93,7 @@ class MultiModelEndpoint(Construct):
         )
 
         image_uri = ssm.StringParameter.value_for_string_parameter(
-            Stack.of(self), image_uri_parameter_name(config.prefix, TRITON_IMAGE)
+            Stack.of(self), image_uri_parameter_name(config.prefix, TRITON_INFERENCE)
         )
         model = sagemaker.CfnModel(
             self,

@@ -1,8 +1,7 @@
-"""Execution roles of the endpoints, least privilege from the resources each touches, and instance-type facts."""
+"""Execution roles of the endpoints, least privilege from the resources each touches."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
 from aws_cdk import Stack
@@ -20,10 +19,6 @@ from stacks.nag_wildcards import acknowledge_wildcards
 # SageMaker writes its own endpoint metrics; the container may add some under these namespaces only.
 METRIC_NAMESPACES = ("AWS/SageMaker", "/aws/sagemaker/Endpoints")
 
-# Families with local NVMe instance storage: SageMaker refuses a volume KmsKeyId for them ("d" variants such as
-# g4dn, m5d, p4d, and the families whose only storage is NVMe). Read from the SageMaker instance-type tables.
-_INSTANCE_STORAGE_FAMILY = re.compile(r"^([a-z]+\d+[a-z]*d[a-z]*|g5|g6|g6e|p5|p5e|p5en|inf2|trn1|trn1n)$")
-
 WILDCARDS_REASON = (
     "Wildcards are scoped to this endpoint: objects under the model key prefix and the inference input, output "
     "and failure prefixes, KMS actions on the data key only, its own log group's streams, ECR's token call (no "
@@ -34,11 +29,6 @@ MULTI_MODEL_WILDCARDS_REASON = (
     "is a model it may load), KMS decrypt on the data key only, its own log group's streams, ECR's token call (no "
     "resource-level form) and ENI calls (EC2 has no resource-level describe)."
 )
-
-
-def has_instance_storage(instance_type: str) -> bool:
-    """Whether ``ml.<family>.<size>`` has local NVMe storage (and so cannot take a volume KMS key)."""
-    return bool(_INSTANCE_STORAGE_FAMILY.match(instance_type.split(".")[1]))
 
 
 def _base_role(scope: Construct, id_: str, *, endpoint_name: str, repository: ecr.IRepository) -> iam.Role:

@@ -25,20 +25,22 @@ from stacks.compliance import skip_checkov
 from stacks.components.security_group import https_egress_security_group
 from stacks.config import PlatformConfig
 from stacks.data.stack import INFERENCE_FAILURE_PREFIX, INFERENCE_OUTPUT_PREFIX, DataStack
-from stacks.images.names import image_uri_parameter_name
+from stacks.images.names import PYTORCH_INFERENCE, image_uri_parameter_name
 from stacks.network.stack import NetworkStack
-from stacks.serving.hosting import VARIANT_NAME, variant_scalable_target, workload_vpc_config
+from stacks.serving.hosting import (
+    SCALE_IN_COOLDOWN,
+    SCALE_OUT_COOLDOWN,
+    VARIANT_NAME,
+    variant_scalable_target,
+    workload_vpc_config,
+)
 from stacks.serving.multi_model import MultiModelEndpoint
 from stacks.serving.roles import endpoint_role
 from stacks.serving.volume import acknowledge_instance_storage, volume_key_arn
 
-INFERENCE_IMAGE = "pytorch-inference"
 # SageMaker's metrics for asynchronous endpoints (namespace AWS/SageMaker, dimension EndpointName).
 BACKLOG_PER_INSTANCE = "ApproximateBacklogSizePerInstance"
 BACKLOG_WITHOUT_CAPACITY = "HasBacklogWithoutCapacity"
-# Scale in slowly (a GPU instance takes minutes to start), out quickly (requests wait in the queue).
-SCALE_IN_COOLDOWN = Duration.minutes(10)
-SCALE_OUT_COOLDOWN = Duration.minutes(2)
 
 NETWORK_ISOLATION_REASON = (
     "The handler fetches image frames from AWS HealthImaging and reads DICOM from S3 at request time, which "
@@ -97,7 +99,7 @@ class ServingStack(Stack):
 
         # Resolved by CloudFormation at deploy time (the image pipeline writes it): synth needs no lookup.
         image_uri = ssm.StringParameter.value_for_string_parameter(
-            self, image_uri_parameter_name(config.prefix, INFERENCE_IMAGE)
+            self, image_uri_parameter_name(config.prefix, PYTORCH_INFERENCE)
         )
         model = sagemaker.CfnModel(
             self,

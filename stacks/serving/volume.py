@@ -10,7 +10,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sagemaker as sagemaker
 
 from stacks.compliance import acknowledge, skip_checkov
-from stacks.serving.roles import has_instance_storage
+from stacks.components.instance_types import has_instance_storage
 
 INSTANCE_STORAGE_REASON = (
     "The configured instance type has local NVMe instance storage, where SageMaker rejects a volume KmsKeyId; "

@@ -10,8 +10,8 @@ import json
 from typing import Any
 
 from model_code.training.metrics import METRIC_DEFINITIONS
+from stacks.components.instance_types import has_instance_storage
 from stacks.config import PlatformConfig
-from stacks.serving.roles import has_instance_storage
 
 CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"  # model_code.training.environment.DEFAULT_CHECKPOINT_DIR
 TRAINING_CHANNEL = "training"  # SM_CHANNEL_TRAINING

@@ -35,7 +35,7 @@ from stacks.components.log_group import encrypted_log_group
 from stacks.components.security_group import https_egress_security_group
 from stacks.config import PlatformConfig
 from stacks.data.stack import DataStack
-from stacks.images.names import image_uri_parameter_name
+from stacks.images.names import PYTORCH_INFERENCE, TRAINING, image_uri_parameter_name
 from stacks.nag_wildcards import acknowledge_wildcards
 from stacks.network.stack import WORKLOAD_SUBNET_GROUP, NetworkStack
 from stacks.training.job import (
@@ -47,8 +47,6 @@ from stacks.training.job import (
 )
 from stacks.training.roles import SAGEMAKER_SERVICE, training_job_role
 
-TRAINING_IMAGE = "training"
-SERVING_IMAGE = "pytorch-inference"
 # Everything a training job writes lives under this prefix of the model-artifacts bucket.
 ARTIFACTS_PREFIX = "training/"
 OUTPUT_PREFIX = f"{ARTIFACTS_PREFIX}output/"
@@ -126,10 +124,10 @@ class TrainingStack(Stack):
 
         # Resolved by CloudFormation at deploy time from what the image pipeline wrote: synth needs no lookup.
         training_image = ssm.StringParameter.value_for_string_parameter(
-            self, image_uri_parameter_name(config.prefix, TRAINING_IMAGE)
+            self, image_uri_parameter_name(config.prefix, TRAINING)
         )
         serving_image = ssm.StringParameter.value_for_string_parameter(
-            self, image_uri_parameter_name(config.prefix, SERVING_IMAGE)
+            self, image_uri_parameter_name(config.prefix, PYTORCH_INFERENCE)
         )
         subnet_ids = network.vpc.select_subnets(subnet_group_name=WORKLOAD_SUBNET_GROUP).subnet_ids
 
@@ -156,7 +154,11 @@ class TrainingStack(Stack):
             "RegisterModelPackage",
             service="sagemaker",
             action="createModelPackage",
-            iam_resources=[self._arn("model-package", f"{self.model_package_group_name}/*")],
+            iam_resources=[
+                self.format_arn(
+                    service="sagemaker", resource="model-package", resource_name=f"{self.model_package_group_name}/*"
+                )
+            ],
             parameters={
                 "ModelPackageGroupName": self.model_package_group_name,
                 "ModelPackageDescription.$": "States.Format('Trained by SageMaker job {}', $.training.TrainingJobName)",
@@ -328,10 +330,6 @@ class TrainingStack(Stack):
 
     # -- IAM for the raw training state -----------------------------------------------------------------------
 
-    def _arn(self, resource_type: str, name: str) -> str:
-        stack = Stack.of(self)
-        return f"arn:{stack.partition}:sagemaker:{stack.region}:{stack.account}:{resource_type}/{name}"
-
     def _grant_training(self, state_machine: sfn.StateMachine) -> None:
         """What the optimized ``createTrainingJob.sync`` integration calls (Step Functions' IAM page for it)."""
         stack = Stack.of(self)
@@ -344,7 +342,11 @@ class TrainingStack(Stack):
                     "sagemaker:StopTrainingJob",
                     "sagemaker:AddTags",
                 ],
-                resources=[self._arn("training-job", f"{self.job_name_prefix}-*")],
+                resources=[
+                    self.format_arn(
+                        service="sagemaker", resource="training-job", resource_name=f"{self.job_name_prefix}-*"
+                    )
+                ],
             )
         )
         state_machine.add_to_role_policy(

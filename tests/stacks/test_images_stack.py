@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -150,12 +151,21 @@ def test_failed_executions_are_published_to_an_encrypted_topic(codestar_assembly
     assert subscription == {**subscription, "Protocol": "email", "Endpoint": "imaging-ops@example.org"}
 
 
-def test_events_may_use_the_images_key_but_logs_may_not(assembly: Assembly) -> None:
-    key = assembly.one(STACK, "AWS::KMS::Key")
-    principals = [str(s.get("Principal")) for s in key["Properties"]["KeyPolicy"]["Statement"]]
-    assert any("events.amazonaws.com" in p for p in principals)
-    assert not any("logs." in p for p in principals)
+def test_only_the_failure_rules_role_may_use_the_images_key_for_the_topic(assembly: Assembly) -> None:
+    ((key_id, key),) = assembly.resources(STACK, "AWS::KMS::Key").items()
     assert key["Properties"]["EnableKeyRotation"] is True
+    # Must not: a service principal (events, logs) on the key; events.amazonaws.com would admit any account's rules.
+    assert not any("Service" in s["Principal"] for s in key["Properties"]["KeyPolicy"]["Statement"])
+    # Must: EventBridge publishes with the rule's own role, granted on the topic and this key.
+    (target,) = assembly.one(STACK, "AWS::Events::Rule")["Properties"]["Targets"]
+    role_id = target["RoleArn"]["Fn::GetAtt"][0]
+    (policy,) = [p for p in assembly.resources(STACK, "AWS::IAM::Policy").values()
+                 if {"Ref": role_id} in p["Properties"]["Roles"]]
+    statements = {json.dumps(s["Resource"]): s["Action"] for s in policy["Properties"]["PolicyDocument"]["Statement"]}
+    assert statements == {
+        json.dumps(target["Arn"]): "sns:Publish",
+        json.dumps({"Fn::GetAtt": [key_id, "Arn"]}): ["kms:Decrypt", "kms:GenerateDataKey*"],
+    }
 
 
 def test_no_role_has_a_managed_full_access_policy(assembly: Assembly) -> None:

@@ -33,13 +33,15 @@ def test_the_import_role_is_trusted_only_by_healthimaging_of_this_account(assemb
     assert trust["Condition"] == {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}
 
 
-def test_no_function_role_trusts_healthimaging(assembly: Assembly) -> None:
+def test_no_other_role_trusts_healthimaging(assembly: Assembly) -> None:
     # Must-not twin: only the import role may be assumed by the service.
     for logical_id, role in assembly.resources(STACK, "AWS::IAM::Role").items():
         if logical_id.startswith("ImportRole"):
             continue
         principals = [s["Principal"] for s in role["Properties"]["AssumeRolePolicyDocument"]["Statement"]]
-        assert principals == [{"Service": "lambda.amazonaws.com"}], logical_id
+        # Function roles trust Lambda; the topic rules' publishing roles trust EventBridge.
+        expected = "events" if "EventsRole" in logical_id else "lambda"
+        assert principals == [{"Service": f"{expected}.amazonaws.com"}], logical_id
 
 
 def import_role_statements(assembly: Assembly) -> dict[str, dict[str, Any]]:
@@ -145,6 +147,41 @@ def test_rules_deliver_to_the_right_targets_with_a_dead_letter_queue(assembly: A
     assert targets[IMPORT_JOB_COMPLETED].startswith("ImportCompleted")
     assert targets[IMPORT_JOB_FAILED].startswith("ImportAlarmTopic")
     assert targets[IMAGE_SET_CREATED].startswith("ImageSetCreatedTopic")
+
+
+@pytest.mark.parametrize(
+    ("detail_type", "with_role"),
+    [
+        (IMPORT_JOB_FAILED, True),  # a data-key topic: published with the rule's own role
+        (IMAGE_SET_CREATED, True),  # likewise
+        (IMPORT_JOB_COMPLETED, False),  # a function: invoked through its resource policy, no role
+    ],
+)
+def test_topic_rules_publish_with_their_own_role(assembly: Assembly, detail_type: str, with_role: bool) -> None:
+    [rule] = [r for r in assembly.resources(STACK, "AWS::Events::Rule").values()
+              if r["Properties"]["EventPattern"].get("detail-type") == [detail_type]]
+    [target] = rule["Properties"]["Targets"]
+    assert ("RoleArn" in target) is with_role
+    if with_role:
+        role_id = target["RoleArn"]["Fn::GetAtt"][0]
+        [policy] = [p for p in assembly.resources(STACK, "AWS::IAM::Policy").values()
+                    if {"Ref": role_id} in p["Properties"]["Roles"]]
+        [kms] = [s for s in statements(policy) if "kms:GenerateDataKey*" in as_list(s["Action"])]
+        assert "KeysDataKey" in output_name(kms["Resource"])
+
+
+def test_services_may_use_the_data_key_only_for_this_account(assembly: Assembly) -> None:
+    data_key = assembly.one("Data", "AWS::KMS::Key", "KeysDataKey")
+    by_service = {
+        s["Principal"]["Service"]: s for s in data_key["Properties"]["KeyPolicy"]["Statement"]
+        if "Service" in s["Principal"]
+    }
+    # Must: EventBridge (dead letters of the imaging and approval rules) and CloudWatch (rollback alarms).
+    assert set(by_service) == {"events.amazonaws.com", "cloudwatch.amazonaws.com"}
+    for statement in by_service.values():
+        assert sorted(statement["Action"]) == ["kms:Decrypt", "kms:GenerateDataKey*"]
+        # Must not: a statement without the confused-deputy guard (CDK's own for an SNS target had none).
+        assert statement["Condition"] == {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}
 
 
 def test_only_a_manifest_in_a_batch_folder_of_the_inbox_starts_an_import(assembly: Assembly) -> None:

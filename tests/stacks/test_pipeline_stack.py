@@ -338,6 +338,39 @@ def test_same_or_unknown_account_stages_get_no_cross_account_access(
     assert "ssm:PutParameter" in policy
 
 
+# The stage's Images stack builds nothing itself: the release pipeline's BuildImages-<stage> step does, and a
+# second build of one commit would collide on the immutable tags.
+STAGE_BUILD_ALARMS = {"ImagePipelineFailures", "BuildImagesFailures", "RecordImageUrisFailures"}
+
+
+@pytest.mark.parametrize("stage", ["Dev", "Prod"])
+def test_stage_images_stack_keeps_the_repositories_but_has_no_pipeline_or_builds(
+    pipeline_assembly: Assembly, stage: str
+) -> None:
+    template = stage_template(pipeline_assembly, stage, "Images")
+    assert len(of_type(template, "AWS::ECR::Repository")) == 3  # must: the step pushes into these
+    assert len(of_type(template, "AWS::KMS::Key")) == 1
+    for type_ in ("AWS::CodePipeline::Pipeline", "AWS::CodeBuild::Project", "AWS::S3::Bucket", "AWS::SNS::Topic",
+                  "AWS::Events::Rule", "AWS::Logs::LogGroup"):
+        assert of_type(template, type_) == [], type_
+
+
+def test_default_images_stack_builds_its_own_images(assembly: Assembly) -> None:
+    # The must case beside the stage's must-not: without the release pipeline, the stack's pipeline builds.
+    assert len(assembly.resources("Images", "AWS::CodePipeline::Pipeline")) == 1
+    assert len(assembly.resources("Images", "AWS::CodeBuild::Project")) == 2
+
+
+@pytest.mark.parametrize("stage", ["Dev", "Prod"])
+def test_stage_monitoring_has_no_build_alarms_but_every_other(pipeline_assembly: Assembly, stage: str) -> None:
+    names = {
+        a["Properties"]["AlarmName"].removeprefix(f"monai-imaging-{stage.lower()}-")
+        for a in of_type(stage_template(pipeline_assembly, stage, "Monitoring"), "AWS::CloudWatch::Alarm")
+    }
+    assert not names & STAGE_BUILD_ALARMS
+    assert {"BacklogSize", "ImportJobFailures", "InferenceDeadLettersDepth"} <= names
+
+
 @pytest.mark.compliance
 def test_cross_account_images_template_passes_cfn_lint(pipeline_assembly: Assembly, tmp_path: Path) -> None:
     # The compliance test lints the top-level templates only; the stages' are nested assemblies.

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from stacks.serving.roles import has_instance_storage
+from stacks.components.instance_types import has_instance_storage
 from tests.stacks.assembly import MME_NAME, Assembly, as_list
 from tests.stacks.lint import assert_cfn_lint_clean, assert_checkov_clean
 
