@@ -19,7 +19,7 @@ from botocore.exceptions import ClientError as AwsClientError
 from platform_cli import outputs
 from platform_cli.errors import UsageError
 from platform_cli.runtime import Runtime
-from stacks.imaging.runtime.import_completed import split_s3_uri
+from stacks.healthimaging.runtime.import_completed import split_s3_uri
 
 ARCHIVE_SUFFIX = ".tar.gz"  # model_code.serving.triton_package.ARCHIVE_SUFFIX (imported lazily, where used)
 

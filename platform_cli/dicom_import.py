@@ -19,7 +19,7 @@ from platform_cli import outputs
 from platform_cli.errors import CommandFailedError, UsageError
 from platform_cli.polling import wait_for
 from platform_cli.runtime import Runtime
-from stacks.imaging.runtime import import_completed, start_import
+from stacks.healthimaging.runtime import import_completed, start_import
 
 # stacks/data/stack.py INBOX_INCOMING_PREFIX (a test keeps them equal; importing the stack would load aws_cdk).
 INBOX_INCOMING_PREFIX = "incoming/"

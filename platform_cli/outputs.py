@@ -25,7 +25,7 @@ class OutputRef:
 # stacks/data/stack.py
 DICOM_INBOX_BUCKET = OutputRef("Data", "DicomInboxBucketName")
 INFERENCE_BUCKET = OutputRef("Data", "InferenceBucketName")
-# stacks/imaging/stack.py
+# stacks/healthimaging/stack.py
 DATASTORE_ID = OutputRef("Imaging", "DatastoreId")
 IMPORT_ALARM_TOPIC = OutputRef("Imaging", "ImportAlarmTopicArn")
 # stacks/serving/stack.py

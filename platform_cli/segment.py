@@ -23,7 +23,7 @@ from platform_cli.dicom_import import DICOM_MAGIC, DICOM_MAGIC_OFFSET
 from platform_cli.errors import CommandFailedError, UsageError
 from platform_cli.polling import wait_for
 from platform_cli.runtime import Runtime
-from stacks.imaging.runtime.import_completed import split_s3_uri
+from stacks.healthimaging.runtime.import_completed import split_s3_uri
 
 # stacks/data/stack.py INFERENCE_INPUT_PREFIX (a test keeps them equal).
 INFERENCE_INPUT_PREFIX = "input/"

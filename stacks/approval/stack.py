@@ -15,7 +15,6 @@ from aws_cdk import CfnOutput, Duration, Size, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
 from aws_cdk import aws_events as events
-from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from constructs import Construct
@@ -23,16 +22,19 @@ from constructs import Construct
 from model_code.serving.triton_package import DEFAULT_MODEL_NAME, MODEL_PY, render_config
 from stacks.approval.runtime import deploy_approved as runtime
 from stacks.compliance import acknowledge
-from stacks.components.platform_function import acknowledge_function_role, encrypted_queue, platform_function
+from stacks.components.platform_function import (
+    acknowledge_function_role,
+    encrypted_queue,
+    function_target,
+    platform_function,
+)
 from stacks.components.security_group import https_egress_security_group
 from stacks.config import PlatformConfig
-from stacks.data.stack import DataStack
-from stacks.imaging.stack import EVENT_RETRY_ATTEMPTS
-from stacks.network.stack import NetworkStack
+from stacks.props import AsyncEndpoint, ModelRegistry, ModelStore, PlatformKeys, WorkloadNetwork
+from stacks.serving.hosting import VARIANT_NAME
 from stacks.serving.multi_model import MULTI_MODEL_PREFIX
-from stacks.serving.stack import VARIANT_NAME, ServingStack
 from stacks.training.roles import SAGEMAKER_SERVICE
-from stacks.training.stack import OUTPUT_PREFIX, TrainingStack
+from stacks.training.stack import OUTPUT_PREFIX
 
 RUNTIME_DIR = str(Path(__file__).resolve().parent / "runtime")
 SAGEMAKER_SOURCE = "aws.sagemaker"
@@ -58,7 +60,7 @@ def rollback_alarm_name(endpoint_name: str, alarm_id: str) -> str:
 
 
 class ApprovalStack(Stack):
-    """``function``, ``rule`` and ``rollback_alarms`` are public."""
+    """``function``, ``rule``, ``rollback_alarms`` and ``dead_letter_queue`` are public."""
 
     def __init__(
         self,
@@ -66,17 +68,17 @@ class ApprovalStack(Stack):
         id_: str,
         *,
         config: PlatformConfig,
-        data: DataStack,
-        network: NetworkStack,
-        serving: ServingStack,
-        training: TrainingStack,
-        logs_key: kms.IKey,
+        keys: PlatformKeys,
+        network: WorkloadNetwork,
+        model_store: ModelStore,
+        endpoint: AsyncEndpoint,
+        registry: ModelRegistry,
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, id_, **kwargs)
-        data_key = data.keys.data_key
-        artifacts = data.model_artifacts_bucket
-        endpoint_name = serving.endpoint_name
+        data_key = keys.data_key
+        artifacts = model_store.bucket
+        endpoint_name = endpoint.name
 
         self.rollback_alarms = [
             cloudwatch.Alarm(
@@ -102,7 +104,7 @@ class ApprovalStack(Stack):
         # A rollback is news for whoever approved the model: the alarms also go to the workflow's topic (the data
         # key's policy lets CloudWatch of this account encrypt for it, stacks/components/keys.py).
         for alarm in self.rollback_alarms:
-            alarm.add_alarm_action(cloudwatch_actions.SnsAction(training.notification_topic))
+            alarm.add_alarm_action(cloudwatch_actions.SnsAction(registry.notification_topic))
         stack = Stack.of(self)
         alarm_arns = [
             f"arn:{stack.partition}:cloudwatch:{stack.region}:{stack.account}:alarm:"
@@ -114,7 +116,7 @@ class ApprovalStack(Stack):
         self.endpoint_alarms_policy = iam.Policy(
             self,
             "EndpointReadsRollbackAlarms",
-            roles=[serving.role],
+            roles=[endpoint.role],
             statements=[
                 iam.PolicyStatement(sid="DescribeRollbackAlarms", actions=["cloudwatch:DescribeAlarms"],
                                     resources=alarm_arns)
@@ -149,7 +151,7 @@ class ApprovalStack(Stack):
             description="Deploys an approved spleen model package to the async endpoint and the Triton prefix",
             environment={
                 runtime.ENV_ENDPOINT_NAME: endpoint_name,
-                runtime.ENV_MODEL_PACKAGE_GROUP: training.model_package_group_name,
+                runtime.ENV_MODEL_PACKAGE_GROUP: registry.model_package_group_name,
                 runtime.ENV_ARTIFACTS_BUCKET: artifacts.bucket_name,
                 runtime.ENV_SERVING_MODEL_KEY: config.serving.model_data_key,
                 runtime.ENV_MULTI_MODEL_PREFIX: MULTI_MODEL_PREFIX,
@@ -163,25 +165,26 @@ class ApprovalStack(Stack):
                 ),
             },
             environment_key=data_key,
-            logs_key=logs_key,
+            logs_key=keys.logs_key,
             timeout=Duration.minutes(5),
             memory_size=1024,
             # The model archive and its Triton repackaging are written under /tmp.
             ephemeral_storage_size=Size.gibibytes(2),
             reserved_concurrency=FUNCTION_RESERVED_CONCURRENCY,
             vpc=network.vpc,
-            subnets=network.workload_subnets,
+            subnets=network.subnets,
             security_group=self.security_group,
             dead_letter_queue=self.dead_letter_queue,
         )
         self._grant(
             endpoint_name=endpoint_name,
-            model_package_group=training.model_package_group_name,
-            endpoint_role_arn=serving.role.role_arn,
+            model_package_group=registry.model_package_group_name,
+            endpoint_role_arn=endpoint.role.role_arn,
             # The async endpoint's role reads this prefix (the folder of serving.modelDataKey).
             serving_prefix=config.serving.model_data_key.rsplit("/", 1)[0] + "/",
             alarm_arns=alarm_arns,
-            data=data,
+            model_store=model_store,
+            data_key=data_key,
         )
 
         self.rule = events.Rule(
@@ -192,15 +195,11 @@ class ApprovalStack(Stack):
                 source=[SAGEMAKER_SOURCE],
                 detail_type=[MODEL_PACKAGE_STATE_CHANGE],
                 detail={
-                    "ModelPackageGroupName": [training.model_package_group_name],
+                    "ModelPackageGroupName": [registry.model_package_group_name],
                     "ModelApprovalStatus": [runtime.APPROVED],
                 },
             ),
-            targets=[
-                targets.LambdaFunction(
-                    self.function, dead_letter_queue=self.dead_letter_queue, retry_attempts=EVENT_RETRY_ATTEMPTS
-                )
-            ],
+            targets=[function_target(self.function, dead_letter_queue=self.dead_letter_queue)],
         )
 
         CfnOutput(self, "DeployFunctionName", value=self.function.function_name)
@@ -217,15 +216,16 @@ class ApprovalStack(Stack):
         endpoint_role_arn: str,
         serving_prefix: str,
         alarm_arns: list[str],
-        data: DataStack,
+        model_store: ModelStore,
+        data_key: kms.IKey,
     ) -> None:
         function = self.function
-        artifacts = data.model_artifacts_bucket
+        artifacts = model_store.bucket
         # Reads what training wrote; writes only where the endpoints read (versions and the serving key).
         artifacts.grant_read(function, f"{OUTPUT_PREFIX}*")
         artifacts.grant_put(function, f"{serving_prefix}*")
         artifacts.grant_put(function, f"{MULTI_MODEL_PREFIX}*")
-        data.keys.data_key.grant_encrypt_decrypt(function)
+        data_key.grant_encrypt_decrypt(function)
         function.add_to_role_policy(
             iam.PolicyStatement(
                 sid="ReadApprovedPackages",

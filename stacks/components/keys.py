@@ -9,6 +9,8 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from constructs import Construct
 
+from stacks.props import PlatformKeys
+
 
 def rotating_key(scope: Construct, id_: str, *, alias: str, description: str) -> kms.Key:
     """A customer-managed key with yearly rotation, kept when its stack is deleted.
@@ -43,8 +45,11 @@ def allow_service(key: kms.IKey, service: str, actions: Sequence[str], *, sid: s
     )
 
 
-class PlatformKeys(Construct):
-    """``data_key`` encrypts buckets, datastores, volumes and topics; ``logs_key`` encrypts log groups."""
+class DataAndLogsKeys(Construct):
+    """``data_key`` encrypts buckets, datastores, volumes and topics; ``logs_key`` encrypts log groups.
+
+    ``keys`` is what other stacks take (stacks.props.PlatformKeys).
+    """
 
     def __init__(self, scope: Construct, id_: str, *, alias_prefix: str) -> None:
         super().__init__(scope, id_)
@@ -92,3 +97,4 @@ class PlatformKeys(Construct):
                 },
             )
         )
+        self.keys = PlatformKeys(data_key=self.data_key, logs_key=self.logs_key)

@@ -2,8 +2,9 @@
 KMS-encrypted dead-letter queue, reserved concurrency, an encrypted log group, and the nag acknowledgments that
 always come with them.
 
-Each stack keeps its own runtime folder (one Lambda asset each) and its own construct IDs; this module only holds
-what every platform function is built from (the security group: stacks.components.security_group).
+Each stack keeps its own runtime folder (one Lambda asset each, with the shared modules copied in:
+stacks.components.function_code) and its own construct IDs; this module only holds what every platform function
+is built from (the security group: stacks.components.security_group).
 """
 
 from __future__ import annotations
@@ -12,15 +13,19 @@ from collections.abc import Mapping
 
 from aws_cdk import Duration, Size
 from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from stacks.compliance import acknowledge, acknowledge_grant_policy
+from stacks.components.function_code import function_code
 from stacks.components.log_group import encrypted_log_group
 from stacks.nag_wildcards import acknowledge_wildcards
 
+# EventBridge retries a failed delivery to a function this often before it goes to the dead-letter queue.
+EVENT_RETRY_ATTEMPTS = 4
 # Function logs carry object keys and identifiers: kept as long as the audit trail of the buckets.
 FUNCTION_LOG_RETENTION_DAYS = 365
 DEAD_LETTER_RETENTION = Duration.days(14)
@@ -71,7 +76,8 @@ def platform_function(
     dead_letter_queue: sqs.IQueue,
     ephemeral_storage_size: Size | None = None,
 ) -> lambda_.Function:
-    """A Python function built from ``runtime_dir`` as is, in ``subnets``, failing into ``dead_letter_queue``.
+    """A Python function built from ``runtime_dir`` and the shared modules, in ``subnets``, failing into
+    ``dead_letter_queue``.
 
     The log group is ``<id_>Logs``. Call ``acknowledge_function_role`` once the stack has added its own statements
     to the function's role.
@@ -83,7 +89,7 @@ def platform_function(
         runtime=lambda_.Runtime.PYTHON_3_13,
         handler=handler,
         # A plain folder: the handlers need only boto3, which the runtime ships. No bundling at synth.
-        code=lambda_.Code.from_asset(runtime_dir, exclude=["__pycache__", "*.pyc"]),
+        code=function_code(runtime_dir),
         environment=dict(environment),
         environment_encryption=environment_key,
         timeout=timeout,
@@ -98,6 +104,11 @@ def platform_function(
     )
     dead_letter_queue.grant_send_messages(function)
     return function
+
+
+def function_target(function: lambda_.IFunction, *, dead_letter_queue: sqs.IQueue) -> targets.LambdaFunction:
+    """An EventBridge rule's target: ``function``, retried, then the event kept in ``dead_letter_queue``."""
+    return targets.LambdaFunction(function, dead_letter_queue=dead_letter_queue, retry_attempts=EVENT_RETRY_ATTEMPTS)
 
 
 def acknowledge_function_role(function: lambda_.Function, wildcards_reason: str) -> None:

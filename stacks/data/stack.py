@@ -8,7 +8,7 @@ from aws_cdk import CfnOutput, Stack
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from stacks.components.keys import PlatformKeys
+from stacks.components.keys import DataAndLogsKeys
 from stacks.components.secure_bucket import (
     SecureBucket,
     access_logs_bucket,
@@ -17,6 +17,7 @@ from stacks.components.secure_bucket import (
     noncurrent_version_rule,
 )
 from stacks.config import PlatformConfig
+from stacks.props import ModelStore
 
 # Prefixes inside the buckets, shared by the stacks and functions that read and write them.
 INBOX_INCOMING_PREFIX = "incoming/"
@@ -31,12 +32,12 @@ ACCESS_LOG_ENCRYPTION_REASON = (
 
 
 class DataStack(Stack):
-    """Keys and buckets. Public attributes are what other stacks grant on."""
+    """Keys and buckets. ``keys``, ``model_store`` and the ``*_bucket`` attributes are what other stacks take."""
 
     def __init__(self, scope: Construct, id_: str, *, config: PlatformConfig, **kwargs: Any) -> None:
         super().__init__(scope, id_, **kwargs)
         data = config.data
-        self.keys = PlatformKeys(self, "Keys", alias_prefix=config.prefix)
+        self.keys = DataAndLogsKeys(self, "Keys", alias_prefix=config.prefix).keys
 
         self.access_logs_bucket = access_logs_bucket(
             self,
@@ -61,12 +62,13 @@ class DataStack(Stack):
         self.dicom_inbox_bucket = bucket("DicomInbox", infrequent_access_rule(ia_days))
         # The imaging stack starts imports from the inbox's "Object Created" events on EventBridge; the L1
         # property avoids the notification custom resource (and its Lambda) that the L2 option would add.
-        self.dicom_inbox_bucket.node.default_child.add_property_override(  # type: ignore[union-attr]
-            "NotificationConfiguration.EventBridgeConfiguration.EventBridgeEnabled", True
-        )
+        inbox = self.dicom_inbox_bucket.node.default_child
+        assert isinstance(inbox, s3.CfnBucket)  # an L2 Bucket's default child is its CfnBucket
+        inbox.add_property_override("NotificationConfiguration.EventBridgeConfiguration.EventBridgeEnabled", True)
         self.import_output_bucket = bucket("ImportOutput", infrequent_access_rule(ia_days))
         self.training_data_bucket = bucket("TrainingData", infrequent_access_rule(ia_days))
         self.model_artifacts_bucket = bucket("ModelArtifacts")
+        self.model_store = ModelStore(bucket=self.model_artifacts_bucket, key=self.keys.data_key)
         self.inference_bucket = bucket(
             "Inference",
             expiration_rule(data.inference_output_expiration_days, prefix=INFERENCE_INPUT_PREFIX),

@@ -11,12 +11,11 @@ from typing import Any
 from aws_cdk import CfnOutput, Stack
 from aws_cdk import aws_greengrassv2 as greengrass
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_kms as kms
-from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from stacks.config import PlatformConfig
 from stacks.edge.recipe import RunnerSettings, artifact_key, build_recipe
+from stacks.props import ModelStore
 
 
 def component_name(config: PlatformConfig) -> str:
@@ -32,12 +31,12 @@ class EdgeStack(Stack):
         id_: str,
         *,
         config: PlatformConfig,
-        model_artifacts_bucket: s3.IBucket,
-        data_key: kms.IKey,
+        model_store: ModelStore,
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, id_, **kwargs)
         edge = config.edge
+        model_artifacts_bucket = model_store.bucket
         key = artifact_key(edge.artifact_prefix, edge.component_version)
         artifact_uri = f"s3://{model_artifacts_bucket.bucket_name}/{key}"
         name = component_name(config)
@@ -63,7 +62,7 @@ class EdgeStack(Stack):
                 iam.PolicyStatement(actions=["s3:GetObject"], resources=[model_artifacts_bucket.arn_for_objects(key)]),
                 iam.PolicyStatement(
                     actions=["kms:Decrypt"],
-                    resources=[data_key.key_arn],
+                    resources=[model_store.key.key_arn],
                     conditions={"StringEquals": {"kms:ViaService": f"s3.{self.region}.amazonaws.com"}},
                 ),
             ],

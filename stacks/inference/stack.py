@@ -16,22 +16,26 @@ from typing import Any
 
 from aws_cdk import CfnOutput, Duration, Stack
 from aws_cdk import aws_events as events
-from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from stacks.components.keys import allow_service, rotating_key
-from stacks.components.platform_function import acknowledge_function_role, encrypted_queue, platform_function
+from stacks.components.platform_function import (
+    acknowledge_function_role,
+    encrypted_queue,
+    function_target,
+    platform_function,
+)
 from stacks.components.security_group import https_egress_security_group
 from stacks.config import PlatformConfig
-from stacks.data.stack import INBOX_INCOMING_PREFIX, INFERENCE_INPUT_PREFIX, INFERENCE_OUTPUT_PREFIX, DataStack
-from stacks.imaging.stack import EVENT_RETRY_ATTEMPTS, HEALTHIMAGING_SERVICE, ImagingStack
+from stacks.data.stack import INBOX_INCOMING_PREFIX, INFERENCE_INPUT_PREFIX, INFERENCE_OUTPUT_PREFIX
+from stacks.healthimaging.stack import HEALTHIMAGING_SERVICE
 from stacks.inference.runtime import import_seg, request_inference
-from stacks.network.stack import NetworkStack
-from stacks.serving.stack import ServingStack
+from stacks.props import AsyncEndpoint, DicomStore, PlatformKeys, WorkloadNetwork
 
 RUNTIME_DIR = str(Path(__file__).resolve().parent / "runtime")
 # Inbox prefix the SEG imports read: under incoming/ (the import role's only readable prefix), never holding a
@@ -49,7 +53,8 @@ IAM5_REASON = (
 
 
 class InferenceStack(Stack):
-    """``request_function``, ``import_seg_function`` (None when off), ``dead_letter_queue`` and ``failure_queue``."""
+    """``request_function``, ``import_seg_function`` (None when off), ``functions`` (those that exist),
+    ``dead_letter_queue`` and ``failure_queue``."""
 
     def __init__(
         self,
@@ -57,17 +62,18 @@ class InferenceStack(Stack):
         id_: str,
         *,
         config: PlatformConfig,
-        data: DataStack,
-        network: NetworkStack,
-        imaging: ImagingStack,
-        serving: ServingStack,
+        keys: PlatformKeys,
+        network: WorkloadNetwork,
+        inference_bucket: s3.IBucket,
+        inbox_bucket: s3.IBucket,
+        import_output_bucket: s3.IBucket,
+        dicom_store: DicomStore,
+        endpoint: AsyncEndpoint,
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, id_, **kwargs)
-        self._data_key = data.keys.data_key
-        self._logs_key = data.keys.logs_key
-        self._vpc = network.vpc
-        self._subnets = network.workload_subnets
+        self._keys = keys
+        self._network = network
         # The queues' own key: SNS and EventBridge deliver into them with it, and its policy names this stack's
         # topics and rules; the data stack's key cannot reference them without a cycle (serving depends on data).
         self.queue_key = rotating_key(
@@ -93,7 +99,7 @@ class InferenceStack(Stack):
             "This queue only keeps the endpoint's failure notifications for inspection; nothing consumes it, so "
             "no message can fail processing and need a dead-letter queue.",
         )
-        serving.error_topic.add_subscription(
+        endpoint.error_topic.add_subscription(
             subscriptions.SqsSubscription(self.failure_queue, raw_message_delivery=True)
         )
 
@@ -104,17 +110,17 @@ class InferenceStack(Stack):
             description="Inference functions - HTTPS out to the VPC endpoints of AWS services only",
         )
 
-        bucket = data.inference_bucket
-        datastore_arn = imaging.datastore.attr_datastore_arn
+        bucket = inference_bucket
+        datastore_arn = dicom_store.datastore_arn
         self.request_function = self._function(
             "RequestInference",
             handler="request_inference.handler",
             description="Requests the segmentation of each image set created in the platform's data store",
             environment={
-                request_inference.ENV_ENDPOINT_NAME: serving.endpoint_name,
+                request_inference.ENV_ENDPOINT_NAME: endpoint.name,
                 request_inference.ENV_BUCKET: bucket.bucket_name,
                 request_inference.ENV_INPUT_PREFIX: INFERENCE_INPUT_PREFIX,
-                request_inference.ENV_DATASTORE_ID: imaging.datastore_id,
+                request_inference.ENV_DATASTORE_ID: dicom_store.datastore_id,
             },
         )
         # Requests and claims are written, read back (claims) and deleted (a released claim) under input/ only.
@@ -124,12 +130,12 @@ class InferenceStack(Stack):
                 resources=[bucket.arn_for_objects(f"{INFERENCE_INPUT_PREFIX}*")],
             )
         )
-        self._data_key.grant_encrypt_decrypt(self.request_function)
+        keys.data_key.grant_encrypt_decrypt(self.request_function)
         self.request_function.add_to_role_policy(
             iam.PolicyStatement(
                 actions=["sagemaker:InvokeEndpointAsync"],
                 resources=[
-                    self.format_arn(service="sagemaker", resource="endpoint", resource_name=serving.endpoint_name)
+                    self.format_arn(service="sagemaker", resource="endpoint", resource_name=endpoint.name)
                 ],
             )
         )
@@ -143,62 +149,71 @@ class InferenceStack(Stack):
             self,
             "ImageSetCreatedRule",
             description="Requests a segmentation for each image set created in the platform's data store",
-            event_pattern=imaging.image_set_created_pattern,
-            targets=[
-                targets.LambdaFunction(
-                    self.request_function, dead_letter_queue=self.dead_letter_queue, retry_attempts=EVENT_RETRY_ATTEMPTS
-                )
-            ],
+            event_pattern=dicom_store.image_set_created_pattern,
+            targets=[function_target(self.request_function, dead_letter_queue=self.dead_letter_queue)],
         )
 
         self.import_seg_function: lambda_.Function | None = None
         if config.serving.import_seg_back:
-            self.import_seg_function = self._import_seg_function(data=data, imaging=imaging, serving=serving)
+            self.import_seg_function = self._import_seg_function(
+                inference_bucket=inference_bucket,
+                inbox_bucket=inbox_bucket,
+                import_output_bucket=import_output_bucket,
+                dicom_store=dicom_store,
+                endpoint=endpoint,
+            )
 
-        functions = [f for f in (self.request_function, self.import_seg_function) if f is not None]
-        for function in functions:
+        # What the monitoring stack graphs.
+        self.functions = tuple(f for f in (self.request_function, self.import_seg_function) if f is not None)
+        for function in self.functions:
             acknowledge_function_role(function, IAM5_REASON)
 
         CfnOutput(self, "DeadLetterQueueUrl", value=self.dead_letter_queue.queue_url)
         CfnOutput(self, "FailureQueueUrl", value=self.failure_queue.queue_url)
 
     def _import_seg_function(
-        self, *, data: DataStack, imaging: ImagingStack, serving: ServingStack
+        self,
+        *,
+        inference_bucket: s3.IBucket,
+        inbox_bucket: s3.IBucket,
+        import_output_bucket: s3.IBucket,
+        dicom_store: DicomStore,
+        endpoint: AsyncEndpoint,
     ) -> lambda_.Function:
         function = self._function(
             "ImportSeg",
             handler="import_seg.handler",
             description="Imports each segmentation the async endpoint produced back into HealthImaging",
             environment={
-                import_seg.ENV_DATASTORE_ID: imaging.datastore_id,
-                import_seg.ENV_IMPORT_ROLE_ARN: imaging.import_role.role_arn,
-                import_seg.ENV_INBOX_BUCKET: data.dicom_inbox_bucket.bucket_name,
+                import_seg.ENV_DATASTORE_ID: dicom_store.datastore_id,
+                import_seg.ENV_IMPORT_ROLE_ARN: dicom_store.import_role.role_arn,
+                import_seg.ENV_INBOX_BUCKET: inbox_bucket.bucket_name,
                 import_seg.ENV_SEG_PREFIX: SEG_IMPORT_PREFIX,
-                import_seg.ENV_IMPORT_OUTPUT_BUCKET: data.import_output_bucket.bucket_name,
+                import_seg.ENV_IMPORT_OUTPUT_BUCKET: import_output_bucket.bucket_name,
             },
         )
-        data.inference_bucket.grant_read(function, f"{INFERENCE_OUTPUT_PREFIX}*")
-        data.dicom_inbox_bucket.grant_put(function, f"{SEG_IMPORT_PREFIX}*")
+        inference_bucket.grant_read(function, f"{INFERENCE_OUTPUT_PREFIX}*")
+        inbox_bucket.grant_put(function, f"{SEG_IMPORT_PREFIX}*")
         function.add_to_role_policy(
             iam.PolicyStatement(
-                actions=["medical-imaging:StartDICOMImportJob"], resources=[imaging.datastore.attr_datastore_arn]
+                actions=["medical-imaging:StartDICOMImportJob"], resources=[dicom_store.datastore_arn]
             )
         )
         function.add_to_role_policy(
             iam.PolicyStatement(
                 actions=["iam:PassRole"],
-                resources=[imaging.import_role.role_arn],
+                resources=[dicom_store.import_role.role_arn],
                 conditions={"StringEquals": {"iam:PassedToService": HEALTHIMAGING_SERVICE}},
             )
         )
-        serving.success_topic.add_subscription(
+        endpoint.success_topic.add_subscription(
             subscriptions.LambdaSubscription(function, dead_letter_queue=self.dead_letter_queue)
         )
         # SNS encrypts what it redrives into the dead-letter queue; only for this topic's deliveries.
         self.queue_key.grant(
             iam.PrincipalWithConditions(
                 iam.ServicePrincipal("sns.amazonaws.com"),
-                {"ArnEquals": {"aws:SourceArn": serving.success_topic.topic_arn}},
+                {"ArnEquals": {"aws:SourceArn": endpoint.success_topic.topic_arn}},
             ),
             "kms:Decrypt",
             "kms:GenerateDataKey*",
@@ -218,13 +233,13 @@ class InferenceStack(Stack):
             handler=handler,
             description=description,
             environment=environment,
-            environment_key=self._data_key,
-            logs_key=self._logs_key,
+            environment_key=self._keys.data_key,
+            logs_key=self._keys.logs_key,
             timeout=FUNCTION_TIMEOUT,
             memory_size=512,  # GetImageSetMetadata documents of large CT series are decompressed in memory
             reserved_concurrency=FUNCTION_RESERVED_CONCURRENCY,
-            vpc=self._vpc,
-            subnets=self._subnets,
+            vpc=self._network.vpc,
+            subnets=self._network.subnets,
             security_group=self.security_group,
             dead_letter_queue=self.dead_letter_queue,
         )

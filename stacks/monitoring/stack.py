@@ -7,7 +7,7 @@ quiet queue or rule publishes no datapoints; silence is health here, not an outa
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +15,7 @@ from aws_cdk import CfnOutput, Duration, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
 from aws_cdk import aws_events as events
+from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from aws_cdk import aws_sqs as sqs
@@ -22,10 +23,8 @@ from constructs import Construct
 
 from stacks.components.keys import allow_service, rotating_key
 from stacks.config import PlatformConfig
-from stacks.images.stack import ImagesStack
-from stacks.imaging.stack import ImagingStack
-from stacks.inference.stack import InferenceStack
-from stacks.serving.stack import VARIANT_NAME, ServingStack
+from stacks.props import ImageBuild
+from stacks.serving.hosting import VARIANT_NAME
 
 SAGEMAKER_NAMESPACE = "AWS/SageMaker"
 EVENTS_NAMESPACE = "AWS/Events"
@@ -90,8 +89,11 @@ def variant_specs(
 class MonitoringStack(Stack):
     """``notification_topic``, ``alarms`` (by construct ID) and ``dashboard`` are public.
 
-    ``failure_queues`` names every queue whose messages are failures (dead-letter queues, the inference failure
-    queue): a stack that adds one passes it here in build_platform, and it gets an alarm and a graph line.
+    What it watches: the async endpoint ``endpoint_name`` and the multi-model one (``multi_model_endpoint_name``,
+    None when disabled), the rule matching failed imports, the stage's own image build (None in the release
+    pipeline, which watches its BuildImages step), the inference functions, and ``failure_queues``: every queue
+    whose messages are failures (dead-letter queues, the inference failure queue). A stack that adds one passes it
+    here in build_platform, and it gets an alarm and a graph line.
     """
 
     def __init__(
@@ -100,11 +102,12 @@ class MonitoringStack(Stack):
         id_: str,
         *,
         config: PlatformConfig,
-        serving: ServingStack,
-        imaging: ImagingStack,
-        images: ImagesStack,
-        inference: InferenceStack,
+        endpoint_name: str,
+        multi_model_endpoint_name: str | None,
+        import_failed_rule: events.IRule,
+        image_build: ImageBuild | None,
         failure_queues: Mapping[str, sqs.IQueue],
+        inference_functions: Sequence[lambda_.IFunction],
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, id_, **kwargs)
@@ -131,17 +134,17 @@ class MonitoringStack(Stack):
         for email in config.notification_emails:
             self.notification_topic.add_subscription(subscriptions.EmailSubscription(email))
 
-        endpoint_specs = self._endpoint_specs(config, serving.endpoint_name)
+        endpoint_specs = self._endpoint_specs(config, endpoint_name)
         # The real-time Triton endpoint exists only with serving.multiModelEnabled; it has no queue to alarm on.
-        multi_model_specs = [] if serving.multi_model is None else variant_specs(
+        multi_model_specs = [] if multi_model_endpoint_name is None else variant_specs(
             config,
-            endpoint_name=serving.multi_model.endpoint_name,
+            endpoint_name=multi_model_endpoint_name,
             rejected_because="a request names an archive that is not under the model prefix, or a malformed study",
             id_prefix=MULTI_MODEL_ID_PREFIX,
         )
         import_spec = AlarmSpec(
             "ImportJobFailures",
-            self._rule_metric(imaging.import_failed_rule),
+            self._rule_metric(import_failed_rule),
             1,
             "A HealthImaging import job of the platform's data store failed: read the job's failure.ndjson in the "
             "import-output bucket (the import alarm topic has the event)",
@@ -159,10 +162,10 @@ class MonitoringStack(Stack):
             for name, queue in failure_queues.items()
         ]
         # The images stack's own build exists only outside the release pipeline, which watches its BuildImages step.
-        build_specs = [] if images.pipeline_failed_rule is None else [
+        build_specs = [] if image_build is None else [
             AlarmSpec(
                 "ImagePipelineFailures",
-                self._rule_metric(images.pipeline_failed_rule),
+                self._rule_metric(image_build.pipeline_failed_rule),
                 1,
                 "An execution of the image pipeline failed: open it in CodePipeline and read the failed action",
             ),
@@ -173,8 +176,7 @@ class MonitoringStack(Stack):
                     1,
                     f"A {project.node.id} build failed: read its log in the build log group",
                 )
-                for project in (images.build_project, images.record_project)
-                if project is not None
+                for project in image_build.projects
             ),
         ]
         self.alarms = {
@@ -183,9 +185,9 @@ class MonitoringStack(Stack):
         }
         self.dashboard = self._dashboard(
             endpoint_specs=endpoint_specs, multi_model_specs=multi_model_specs,
-            multi_model_endpoint_name=None if serving.multi_model is None else serving.multi_model.endpoint_name,
+            multi_model_endpoint_name=multi_model_endpoint_name,
             import_spec=import_spec, queue_specs=queue_specs, build_specs=build_specs,
-            functions=[f for f in (inference.request_function, inference.import_seg_function) if f is not None],
+            functions=list(inference_functions),
         )
         CfnOutput(self, "NotificationTopicArn", value=self.notification_topic.topic_arn)
         CfnOutput(self, "DashboardName", value=self.dashboard.dashboard_name)
@@ -261,7 +263,7 @@ class MonitoringStack(Stack):
         import_spec: AlarmSpec,
         queue_specs: list[AlarmSpec],
         build_specs: list[AlarmSpec],
-        functions: list[Any],
+        functions: list[lambda_.IFunction],
     ) -> cloudwatch.Dashboard:
         def graph(
             title: str, specs: list[AlarmSpec], *, unalarmed: tuple[cloudwatch.IMetric, ...] = ()

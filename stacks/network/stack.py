@@ -12,6 +12,7 @@ from constructs import Construct
 from stacks.compliance import acknowledge, acknowledge_grant_policy, skip_checkov_on_cdk_provider
 from stacks.components.log_group import encrypted_log_group
 from stacks.config import PlatformConfig
+from stacks.props import WorkloadNetwork
 
 # Every subnet group that runs platform workloads carries this name, with or without NAT.
 WORKLOAD_SUBNET_GROUP = "Private"
@@ -34,7 +35,7 @@ INTERFACE_ENDPOINTS: dict[str, ec2.InterfaceVpcEndpointAwsService] = {
 
 
 class NetworkStack(Stack):
-    """``vpc`` and ``workload_subnets`` are what other stacks place functions, jobs and endpoints in."""
+    """``workload`` (the VPC and its workload subnets) is what other stacks place functions, jobs and endpoints in."""
 
     def __init__(
         self, scope: Construct, id_: str, *, config: PlatformConfig, logs_key: kms.IKey, **kwargs: Any
@@ -67,7 +68,7 @@ class NetworkStack(Stack):
             restrict_default_security_group=True,
         )
         skip_checkov_on_cdk_provider(self, "Custom::VpcRestrictDefaultSGCustomResourceProvider")
-        self.workload_subnets = ec2.SubnetSelection(subnet_group_name=WORKLOAD_SUBNET_GROUP)
+        self.workload = WorkloadNetwork(vpc=self.vpc, subnet_group_name=WORKLOAD_SUBNET_GROUP)
 
         self.flow_log_group = encrypted_log_group(
             self, "FlowLogs", key=logs_key, retention_days=net.flow_log_retention_days
@@ -80,7 +81,7 @@ class NetworkStack(Stack):
         acknowledge_grant_policy(flow_log.node.find_child("IAMRole"))
 
         self.vpc.add_gateway_endpoint(
-            "S3", service=ec2.GatewayVpcEndpointAwsService.S3, subnets=[self.workload_subnets]
+            "S3", service=ec2.GatewayVpcEndpointAwsService.S3, subnets=[self.workload.subnets]
         )
         self.endpoint_security_group = ec2.SecurityGroup(
             self,
@@ -96,7 +97,7 @@ class NetworkStack(Stack):
             name: self.vpc.add_interface_endpoint(
                 name,
                 service=service,
-                subnets=self.workload_subnets,
+                subnets=self.workload.subnets,
                 private_dns_enabled=True,
                 security_groups=[self.endpoint_security_group],
                 open=False,

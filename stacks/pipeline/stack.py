@@ -33,8 +33,17 @@ from stacks.config import (
     build_config,
     build_pipeline_config,
 )
-from stacks.images.names import IMAGES, image_uri_parameter_prefix, image_uri_writer_role_name, pushes_cross_account
-from stacks.images.stack import BASE_IMAGE_REPOSITORIES, BUILDSPEC_PATH, RECORD_COMMANDS
+from stacks.container_images.build_pipeline import BUILDSPEC_PATH, RECORD_COMMANDS
+from stacks.container_images.names import (
+    BASE_IMAGE_REPOSITORIES,
+    ECR_PUSH_ACTIONS,
+    IMAGES,
+    image_uri_parameter_arns,
+    image_uri_parameter_prefix,
+    image_uri_writer_role_name,
+    pushes_cross_account,
+    repository_arns,
+)
 from stacks.pipeline.generated import acknowledge_generated_resources
 from stacks.pipeline.stage import PlatformStage
 
@@ -196,7 +205,7 @@ class PipelineStack(Stack):
             config = stage_configs[name]
             stage = PlatformStage(self, name.title(), config=config, pipeline_account=pipeline_config.account)
             self.stages[name] = stage
-            images = stage.platform.images
+            images = stage.platform.container_images
             for consumer in image_uri_readers(stage, config):
                 # CDK Pipelines runs Images' post steps before Images' dependents: this orders the image build
                 # before every stack that resolves an image URI from SSM at deploy time.
@@ -234,10 +243,8 @@ class PipelineStack(Stack):
             else iam.PolicyStatement(
                 sid="RecordImageUris",
                 actions=["ssm:PutParameter"],
-                resources=[
-                    f"arn:{partition}:ssm:{region}:{account}:parameter{parameter_prefix}/{image}/uri"
-                    for image in IMAGES
-                ],
+                resources=image_uri_parameter_arns(partition=partition, region=region, account=account,
+                                                   prefix=config.prefix),
             )
         )
         return pipelines.CodeBuildStep(
@@ -259,13 +266,10 @@ class PipelineStack(Stack):
             role_policy_statements=[
                 iam.PolicyStatement(
                     sid="PushStageImages",
-                    actions=[
-                        "ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:CompleteLayerUpload",
-                        "ecr:GetDownloadUrlForLayer", "ecr:InitiateLayerUpload", "ecr:PutImage", "ecr:UploadLayerPart",
-                    ],
-                    resources=[
-                        f"arn:{partition}:ecr:{region}:{account}:repository/{config.prefix}/{image}" for image in IMAGES
-                    ],
+                    actions=ECR_PUSH_ACTIONS,
+                    resources=repository_arns(
+                        partition=partition, region=region, account=account, prefix=config.prefix
+                    ),
                 ),
                 iam.PolicyStatement(
                     sid="PullSageMakerBaseImages",

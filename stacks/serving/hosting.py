@@ -9,7 +9,7 @@ from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct, IConstruct
 
-from stacks.network.stack import WORKLOAD_SUBNET_GROUP, NetworkStack
+from stacks.props import WorkloadNetwork
 
 VARIANT_NAME = "AllTraffic"
 # Scale in slowly (a GPU instance takes minutes to start), out quickly (requests wait for capacity meanwhile).
@@ -18,12 +18,11 @@ SCALE_OUT_COOLDOWN = Duration.minutes(2)
 
 
 def workload_vpc_config(
-    network: NetworkStack, security_group: ec2.ISecurityGroup
+    network: WorkloadNetwork, security_group: ec2.ISecurityGroup
 ) -> sagemaker.CfnModel.VpcConfigProperty:
     """The model's containers in the workload (isolated) subnets behind ``security_group``."""
     return sagemaker.CfnModel.VpcConfigProperty(
-        security_group_ids=[security_group.security_group_id],
-        subnets=network.vpc.select_subnets(subnet_group_name=WORKLOAD_SUBNET_GROUP).subnet_ids,
+        security_group_ids=[security_group.security_group_id], subnets=network.subnet_ids
     )
 
 

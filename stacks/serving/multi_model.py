@@ -13,15 +13,15 @@ from __future__ import annotations
 from aws_cdk import Stack
 from aws_cdk import aws_applicationautoscaling as appscaling
 from aws_cdk import aws_ecr as ecr
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sagemaker as sagemaker
 from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
 from stacks.components.security_group import https_egress_security_group
 from stacks.config import PlatformConfig
-from stacks.data.stack import DataStack
-from stacks.images.names import TRITON_INFERENCE, image_uri_parameter_name
-from stacks.network.stack import NetworkStack
+from stacks.container_images.names import TRITON_INFERENCE, image_uri_parameter_name
+from stacks.props import ModelStore, WorkloadNetwork
 from stacks.serving.hosting import (
     SCALE_IN_COOLDOWN,
     SCALE_OUT_COOLDOWN,
@@ -64,13 +64,14 @@ class MultiModelEndpoint(Construct):
         id_: str,
         *,
         config: PlatformConfig,
-        data: DataStack,
-        network: NetworkStack,
+        data_key: kms.IKey,
+        model_store: ModelStore,
+        network: WorkloadNetwork,
         repository: ecr.IRepository,
     ) -> None:
         super().__init__(scope, id_)
         srv = config.serving
-        bucket = data.model_artifacts_bucket
+        bucket = model_store.bucket
         self.endpoint_name = f"{config.prefix}-triton-mme"
         self.model_prefix = MULTI_MODEL_PREFIX
         self.model_prefix_url = bucket.s3_url_for_object(MULTI_MODEL_PREFIX)
@@ -124,7 +125,7 @@ class MultiModelEndpoint(Construct):
                     initial_variant_weight=1.0,
                 )
             ],
-            kms_key_id=volume_key_arn(srv.multi_model_instance_type, data.keys.data_key),
+            kms_key_id=volume_key_arn(srv.multi_model_instance_type, data_key),
         )
         acknowledge_instance_storage(endpoint_config, srv.multi_model_instance_type)
 

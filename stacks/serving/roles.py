@@ -7,14 +7,16 @@ from collections.abc import Sequence
 from aws_cdk import Stack
 from aws_cdk import aws_ecr as ecr
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from stacks.compliance import acknowledge_grant_policy
 from stacks.components.sagemaker_role import allow_logs_and_metrics, allow_vpc_network_interfaces
-from stacks.data.stack import INFERENCE_FAILURE_PREFIX, INFERENCE_INPUT_PREFIX, INFERENCE_OUTPUT_PREFIX, DataStack
+from stacks.data.stack import INFERENCE_FAILURE_PREFIX, INFERENCE_INPUT_PREFIX, INFERENCE_OUTPUT_PREFIX
 from stacks.nag_wildcards import acknowledge_wildcards
+from stacks.props import ModelStore
 
 # SageMaker writes its own endpoint metrics; the container may add some under these namespaces only.
 METRIC_NAMESPACES = ("AWS/SageMaker", "/aws/sagemaker/Endpoints")
@@ -59,7 +61,9 @@ def endpoint_role(
     id_: str,
     *,
     endpoint_name: str,
-    data: DataStack,
+    model_store: ModelStore,
+    inference_bucket: s3.IBucket,
+    data_key: kms.IKey,
     repository: ecr.IRepository,
     model_data_key: str,
     topics: Sequence[sns.ITopic],
@@ -68,11 +72,11 @@ def endpoint_role(
     stack = Stack.of(scope)
     role = _base_role(scope, id_, endpoint_name=endpoint_name, repository=repository)
     model_prefix = model_data_key.rsplit("/", 1)[0]
-    data.model_artifacts_bucket.grant_read(role, f"{model_prefix}/*")
-    data.inference_bucket.grant_read(role, f"{INFERENCE_INPUT_PREFIX}*")
+    model_store.bucket.grant_read(role, f"{model_prefix}/*")
+    inference_bucket.grant_read(role, f"{INFERENCE_INPUT_PREFIX}*")
     for prefix in (INFERENCE_OUTPUT_PREFIX, INFERENCE_FAILURE_PREFIX):
-        data.inference_bucket.grant_put(role, f"{prefix}*")
-    data.keys.data_key.grant_encrypt_decrypt(role)
+        inference_bucket.grant_put(role, f"{prefix}*")
+    data_key.grant_encrypt_decrypt(role)
     for topic in topics:
         topic.grant_publish(role)
     # The handler reads the study it segments from HealthImaging (requests name a datastore and image set).

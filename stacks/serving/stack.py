@@ -16,6 +16,7 @@ from aws_cdk import aws_applicationautoscaling as appscaling
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
 from aws_cdk import aws_ecr as ecr
+from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sagemaker as sagemaker
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_ssm as ssm
@@ -24,9 +25,9 @@ from constructs import Construct
 from stacks.compliance import skip_checkov
 from stacks.components.security_group import https_egress_security_group
 from stacks.config import PlatformConfig
-from stacks.data.stack import INFERENCE_FAILURE_PREFIX, INFERENCE_OUTPUT_PREFIX, DataStack
-from stacks.images.names import PYTORCH_INFERENCE, image_uri_parameter_name
-from stacks.network.stack import NetworkStack
+from stacks.container_images.names import PYTORCH_INFERENCE, image_uri_parameter_name
+from stacks.data.stack import INFERENCE_FAILURE_PREFIX, INFERENCE_OUTPUT_PREFIX
+from stacks.props import AsyncEndpoint, ModelStore, PlatformKeys, WorkloadNetwork
 from stacks.serving.hosting import (
     SCALE_IN_COOLDOWN,
     SCALE_OUT_COOLDOWN,
@@ -49,8 +50,8 @@ NETWORK_ISOLATION_REASON = (
 
 
 class ServingStack(Stack):
-    """``endpoint_name``, ``success_topic`` and ``error_topic`` are what event-driven inference builds on;
-    ``multi_model`` is the multi-model endpoint, or None when it is disabled."""
+    """``endpoint`` (name, role, success and error topics) is what event-driven inference, approval and monitoring
+    build on; ``multi_model`` is the multi-model endpoint, or None when it is disabled."""
 
     def __init__(
         self,
@@ -58,15 +59,17 @@ class ServingStack(Stack):
         id_: str,
         *,
         config: PlatformConfig,
-        data: DataStack,
-        network: NetworkStack,
+        keys: PlatformKeys,
+        network: WorkloadNetwork,
+        model_store: ModelStore,
+        inference_bucket: s3.IBucket,
         inference_image_repository: ecr.IRepository,
         triton_image_repository: ecr.IRepository,
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, id_, **kwargs)
         srv = config.serving
-        data_key = data.keys.data_key
+        data_key = keys.data_key
         self.endpoint_name = f"{config.prefix}-spleen-async"
 
         self.success_topic = sns.Topic(
@@ -91,7 +94,9 @@ class ServingStack(Stack):
             self,
             "EndpointRole",
             endpoint_name=self.endpoint_name,
-            data=data,
+            model_store=model_store,
+            inference_bucket=inference_bucket,
+            data_key=data_key,
             repository=inference_image_repository,
             model_data_key=srv.model_data_key,
             topics=(self.success_topic, self.error_topic),
@@ -108,7 +113,7 @@ class ServingStack(Stack):
             primary_container=sagemaker.CfnModel.ContainerDefinitionProperty(
                 image=image_uri,
                 # The handler picks CUDA when the instance has a GPU (model_code/serving/settings.py).
-                model_data_url=data.model_artifacts_bucket.s3_url_for_object(srv.model_data_key),
+                model_data_url=model_store.bucket.s3_url_for_object(srv.model_data_key),
             ),
             vpc_config=workload_vpc_config(network, self.security_group),
             enable_network_isolation=False,
@@ -116,7 +121,7 @@ class ServingStack(Stack):
         model.node.add_dependency(self.role)
         skip_checkov(model, {"CKV_AWS_370": NETWORK_ISOLATION_REASON})
 
-        bucket = data.inference_bucket
+        bucket = inference_bucket
         endpoint_config = sagemaker.CfnEndpointConfig(
             self,
             "EndpointConfig",
@@ -159,12 +164,21 @@ class ServingStack(Stack):
         CfnOutput(self, "EndpointName", value=endpoint.attr_endpoint_name)
         CfnOutput(self, "SuccessTopicArn", value=self.success_topic.topic_arn)
         CfnOutput(self, "ErrorTopicArn", value=self.error_topic.topic_arn)
+        self.endpoint = AsyncEndpoint(
+            name=self.endpoint_name, role=self.role, success_topic=self.success_topic, error_topic=self.error_topic
+        )
 
         # The interactive path, only when enabled: a real-time endpoint bills its minimum instances every hour.
         self.multi_model: MultiModelEndpoint | None = None
         if srv.multi_model_enabled:
             self.multi_model = MultiModelEndpoint(
-                self, "MultiModel", config=config, data=data, network=network, repository=triton_image_repository
+                self,
+                "MultiModel",
+                config=config,
+                data_key=data_key,
+                model_store=model_store,
+                network=network,
+                repository=triton_image_repository,
             )
             CfnOutput(self, "MultiModelEndpointName", value=self.multi_model.endpoint.attr_endpoint_name)
             CfnOutput(self, "MultiModelArchivePrefix", value=self.multi_model.model_prefix_url)

@@ -20,7 +20,7 @@ from aws_cdk import CfnOutput, Duration, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecr as ecr
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_kms as kms
+from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sagemaker as sagemaker
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
@@ -34,10 +34,9 @@ from stacks.compliance import acknowledge_grant_policy
 from stacks.components.log_group import encrypted_log_group
 from stacks.components.security_group import https_egress_security_group
 from stacks.config import PlatformConfig
-from stacks.data.stack import DataStack
-from stacks.images.names import PYTORCH_INFERENCE, TRAINING, image_uri_parameter_name
+from stacks.container_images.names import PYTORCH_INFERENCE, TRAINING, image_uri_parameter_name
 from stacks.nag_wildcards import acknowledge_wildcards
-from stacks.network.stack import WORKLOAD_SUBNET_GROUP, NetworkStack
+from stacks.props import ModelRegistry, ModelStore, PlatformKeys, WorkloadNetwork
 from stacks.training.job import (
     job_name_expression,
     metric_key,
@@ -63,7 +62,8 @@ STATE_MACHINE_WILDCARDS_REASON = (
 
 
 class TrainingStack(Stack):
-    """``state_machine``, ``model_package_group_name`` and ``notification_topic`` are public for later stacks."""
+    """``registry`` (the model package group and the notification topic) is what the approval stack takes;
+    ``state_machine`` is public."""
 
     def __init__(
         self,
@@ -71,18 +71,19 @@ class TrainingStack(Stack):
         id_: str,
         *,
         config: PlatformConfig,
-        data: DataStack,
-        network: NetworkStack,
-        logs_key: kms.IKey,
+        keys: PlatformKeys,
+        network: WorkloadNetwork,
+        training_data_bucket: s3.IBucket,
+        model_store: ModelStore,
         training_image_repository: ecr.IRepository,
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, id_, **kwargs)
         trn = config.training
-        data_key = data.keys.data_key
+        data_key = keys.data_key
         self.job_name_prefix = f"{config.prefix}-train"
         self.model_package_group_name = f"{config.prefix}-spleen"
-        artifacts = data.model_artifacts_bucket
+        artifacts = model_store.bucket
 
         self.notification_topic = sns.Topic(
             self,
@@ -115,7 +116,7 @@ class TrainingStack(Stack):
             self,
             "TrainingJobRole",
             job_name_prefix=self.job_name_prefix,
-            training_data_bucket=data.training_data_bucket,
+            training_data_bucket=training_data_bucket,
             artifacts_bucket=artifacts,
             artifacts_prefix=ARTIFACTS_PREFIX,
             data_key=data_key,
@@ -129,10 +130,10 @@ class TrainingStack(Stack):
         serving_image = ssm.StringParameter.value_for_string_parameter(
             self, image_uri_parameter_name(config.prefix, PYTORCH_INFERENCE)
         )
-        subnet_ids = network.vpc.select_subnets(subnet_group_name=WORKLOAD_SUBNET_GROUP).subnet_ids
+        subnet_ids = network.subnet_ids
 
         prepare = self._prepare(
-            config, data_bucket=data.training_data_bucket.bucket_name, artifacts_bucket=artifacts.bucket_name
+            config, data_bucket=training_data_bucket.bucket_name, artifacts_bucket=artifacts.bucket_name
         )
         train = sfn.CustomState(
             self,
@@ -204,7 +205,7 @@ class TrainingStack(Stack):
         register.next(registered).next(sfn.Succeed(self, "Registered"))
 
         self.log_group = encrypted_log_group(
-            self, "StateMachineLogs", key=logs_key, retention_days=STATE_MACHINE_LOG_RETENTION_DAYS
+            self, "StateMachineLogs", key=keys.logs_key, retention_days=STATE_MACHINE_LOG_RETENTION_DAYS
         )
         max_wait = stopping_condition(config)["MaxWaitTimeInSeconds" if trn.use_spot else "MaxRuntimeInSeconds"]
         self.state_machine = sfn.StateMachine(
@@ -226,6 +227,10 @@ class TrainingStack(Stack):
         role = self.state_machine.role
         acknowledge_grant_policy(role)
         acknowledge_wildcards(role.node.find_child("DefaultPolicy"), STATE_MACHINE_WILDCARDS_REASON)
+
+        self.registry = ModelRegistry(
+            model_package_group_name=self.model_package_group_name, notification_topic=self.notification_topic
+        )
 
         CfnOutput(self, "StateMachineArn", value=self.state_machine.state_machine_arn)
         CfnOutput(self, "ModelPackageGroupName", value=self.model_package_group_name)

@@ -11,7 +11,7 @@ from typing import Any
 import pydicom.data
 import pytest
 
-from stacks.imaging.runtime.start_import import parse_manifest
+from stacks.healthimaging.runtime.start_import import parse_manifest
 from tests.platform_cli.fakes import DATASTORE_ID, IMPORT_ALARM_TOPIC, Platform
 
 BATCH = "study-1"

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from model_code.serving.decoding import HealthImagingRequest, decode_request
-from stacks.imaging.runtime.import_completed import split_s3_uri
+from stacks.healthimaging.runtime.import_completed import split_s3_uri
 from tests.platform_cli.fakes import DATASTORE_ID, ENDPOINT, Platform
 
 IMAGE_SET = "f" * 32

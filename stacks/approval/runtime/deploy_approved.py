@@ -20,17 +20,22 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import tarfile
 import tempfile
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
-from urllib.parse import urlparse
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import boto3
 from botocore.exceptions import ClientError
+
+if TYPE_CHECKING:  # mypy reads the repository's modules; the function's asset has copies at its top level
+    from model_code.core.s3_uri import parse_s3_uri
+    from stacks.components.function_shared.function_settings import EnvironmentSettings
+else:
+    from function_settings import EnvironmentSettings
+    from s3_uri import parse_s3_uri
 
 ENV_ENDPOINT_NAME = "ENDPOINT_NAME"
 ENV_MODEL_PACKAGE_GROUP = "MODEL_PACKAGE_GROUP"
@@ -70,7 +75,21 @@ class DeploymentError(RuntimeError):
 
 
 @dataclass(frozen=True)
-class Settings:
+class Settings(EnvironmentSettings):
+    VARIABLES: ClassVar = {
+        "endpoint_name": ENV_ENDPOINT_NAME,
+        "model_package_group": ENV_MODEL_PACKAGE_GROUP,
+        "artifacts_bucket": ENV_ARTIFACTS_BUCKET,
+        "serving_model_key": ENV_SERVING_MODEL_KEY,
+        "multi_model_prefix": ENV_MULTI_MODEL_PREFIX,
+        "triton_model_name": ENV_TRITON_MODEL_NAME,
+        "triton_config": ENV_TRITON_CONFIG,
+        "triton_model_py": ENV_TRITON_MODEL_PY,
+        "deployment_strategy": ENV_DEPLOYMENT_STRATEGY,
+        "rollback_alarms": ENV_ROLLBACK_ALARMS,
+    }
+    DEPLOYED_BY: ClassVar = "approval"
+
     endpoint_name: str
     model_package_group: str
     artifacts_bucket: str
@@ -83,30 +102,11 @@ class Settings:
     rollback_alarms: tuple[str, ...]
 
     @classmethod
-    def from_environment(cls, environ: dict[str, str] | os._Environ[str] = os.environ) -> Settings:
-        names = (ENV_ENDPOINT_NAME, ENV_MODEL_PACKAGE_GROUP, ENV_ARTIFACTS_BUCKET, ENV_SERVING_MODEL_KEY,
-                 ENV_MULTI_MODEL_PREFIX, ENV_TRITON_MODEL_NAME, ENV_TRITON_CONFIG, ENV_TRITON_MODEL_PY,
-                 ENV_DEPLOYMENT_STRATEGY, ENV_ROLLBACK_ALARMS)
-        missing = [name for name in names if not environ.get(name)]
-        if missing:
-            raise RuntimeError(
-                f"environment variables {missing} are not set: deploy this function with the approval stack"
-            )
-        strategy = environ[ENV_DEPLOYMENT_STRATEGY]
+    def parse(cls, values: dict[str, str]) -> dict[str, Any]:
+        strategy = values["deployment_strategy"]
         if strategy not in STRATEGIES:
             raise RuntimeError(f"{ENV_DEPLOYMENT_STRATEGY} must be one of {list(STRATEGIES)}, got {strategy!r}")
-        return cls(
-            endpoint_name=environ[ENV_ENDPOINT_NAME],
-            model_package_group=environ[ENV_MODEL_PACKAGE_GROUP],
-            artifacts_bucket=environ[ENV_ARTIFACTS_BUCKET],
-            serving_model_key=environ[ENV_SERVING_MODEL_KEY],
-            multi_model_prefix=environ[ENV_MULTI_MODEL_PREFIX],
-            triton_model_name=environ[ENV_TRITON_MODEL_NAME],
-            triton_config=environ[ENV_TRITON_CONFIG],
-            triton_model_py=environ[ENV_TRITON_MODEL_PY],
-            deployment_strategy=strategy,
-            rollback_alarms=tuple(a for a in environ[ENV_ROLLBACK_ALARMS].split(",") if a),
-        )
+        return {**values, "rollback_alarms": tuple(a for a in values["rollback_alarms"].split(",") if a)}
 
 
 @dataclass(frozen=True)
@@ -149,11 +149,15 @@ def describe_package(sagemaker: Any, arn: str) -> Package:
     )
 
 
-def split_s3_url(url: str) -> tuple[str, str]:
-    parsed = urlparse(url)
-    if parsed.scheme != "s3" or not parsed.netloc or not parsed.path.strip("/"):
-        raise DeploymentError(f"{url!r} is not an s3://bucket/key URL")
-    return parsed.netloc, parsed.path.lstrip("/")
+def model_location(package: Package) -> tuple[str, str]:
+    """(bucket, key) of the package's model archive."""
+    try:
+        location = parse_s3_uri(package.model_data_url, what=f"the ModelDataUrl of {package.arn}")
+    except ValueError as error:
+        raise DeploymentError(str(error)) from error
+    if not location.prefix.strip("/"):
+        raise DeploymentError(f"the ModelDataUrl of {package.arn} names no object: {package.model_data_url!r}")
+    return location.bucket, location.prefix
 
 
 def versioned_key(settings: Settings, version: int) -> str:
@@ -206,7 +210,7 @@ def build_triton_archive(model_archive: Path, out_path: Path, *, settings: Setti
 
 def publish_artifacts(s3: Any, settings: Settings, package: Package) -> dict[str, str]:
     """Copy the model where the endpoint reads it and publish its Triton archive; returns the S3 URLs."""
-    bucket, key = split_s3_url(package.model_data_url)
+    bucket, key = model_location(package)
     if bucket != settings.artifacts_bucket:
         raise DeploymentError(
             f"{package.arn} points at s3://{bucket}/, outside the model-artifacts bucket {settings.artifacts_bucket} "

@@ -1,4 +1,10 @@
-"""Lambda handler code deployed as a plain asset folder (boto3 from the runtime, no bundling).
+"""Lambda handlers of the inference stack (boto3 only, no bundling).
 
-Each handler module is self-contained: Lambda loads it as a top-level module, the tests as a package module.
+Lambda loads each handler as a top-level module of the function's asset, which holds this folder and the shared
+modules (function_settings.py, s3_uri.py) beside it (stacks/components/function_code.py). Imported from the
+repository as this package, the handlers find the same modules under the same names through this import.
 """
+
+from stacks.components.function_shared import expose_shared_modules
+
+expose_shared_modules()

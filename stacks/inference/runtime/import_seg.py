@@ -18,13 +18,19 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 from dataclasses import dataclass
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import boto3
+
+if TYPE_CHECKING:  # mypy reads the repository's modules; the function's asset has copies at its top level
+    from model_code.core.s3_uri import parse_s3_uri
+    from stacks.components.function_shared.function_settings import EnvironmentSettings
+else:
+    from function_settings import EnvironmentSettings
+    from s3_uri import parse_s3_uri
 
 ENV_DATASTORE_ID = "DATASTORE_ID"
 ENV_IMPORT_ROLE_ARN = "IMPORT_ROLE_ARN"
@@ -65,22 +71,21 @@ class NotDicomError(ValueError):
 
 
 @dataclass(frozen=True)
-class Settings:
+class Settings(EnvironmentSettings):
+    VARIABLES: ClassVar = {
+        "datastore_id": ENV_DATASTORE_ID,
+        "import_role_arn": ENV_IMPORT_ROLE_ARN,
+        "inbox_bucket": ENV_INBOX_BUCKET,
+        "seg_prefix": ENV_SEG_PREFIX,
+        "import_output_bucket": ENV_IMPORT_OUTPUT_BUCKET,
+    }
+    DEPLOYED_BY: ClassVar = "inference"
+
     datastore_id: str
     import_role_arn: str
     inbox_bucket: str
     seg_prefix: str
     import_output_bucket: str
-
-    @classmethod
-    def from_environment(cls, environ: dict[str, str] | os._Environ[str] = os.environ) -> Settings:
-        names = (ENV_DATASTORE_ID, ENV_IMPORT_ROLE_ARN, ENV_INBOX_BUCKET, ENV_SEG_PREFIX, ENV_IMPORT_OUTPUT_BUCKET)
-        missing = [name for name in names if not environ.get(name)]
-        if missing:
-            raise RuntimeError(
-                f"environment variables {missing} are not set: deploy this function with the inference stack"
-            )
-        return cls(*(environ[name] for name in names))
 
 
 @dataclass(frozen=True)
@@ -92,13 +97,15 @@ class Result:
     output_key: str
 
 
-def split_s3_uri(uri: Any) -> tuple[str, str]:
-    if not isinstance(uri, str) or not uri.startswith("s3://"):
-        raise NotificationError(f"{uri!r} is not an s3:// URI")
-    bucket, _, key = uri.removeprefix("s3://").partition("/")
-    if not bucket or not key:
-        raise NotificationError(f"{uri!r} names no object")
-    return bucket, key
+def object_location(uri: Any, *, what: str) -> tuple[str, str]:
+    """(bucket, key) of the object a notification names at ``what``."""
+    try:
+        location = parse_s3_uri(uri, what=what)
+    except ValueError as error:
+        raise NotificationError(str(error)) from error
+    if not location.prefix:
+        raise NotificationError(f"{what} {uri!r} names no object")
+    return location.bucket, location.prefix
 
 
 def parse_notification(message: str) -> Result | None:
@@ -114,14 +121,18 @@ def parse_notification(message: str) -> Result | None:
     inference_id = document.get("inferenceId")
     if not isinstance(inference_id, str) or not inference_id:
         raise NotificationError("notification has no inferenceId")
-    _, input_key = split_s3_uri((document.get("requestParameters") or {}).get("inputLocation"))
+    _, input_key = object_location(
+        (document.get("requestParameters") or {}).get("inputLocation"), what="requestParameters.inputLocation"
+    )
     match = _REQUEST_KEY.match(input_key)
     if not match:
         raise NotOurRequestError(
             f"request {input_key!r} was not written by the inference flow "
             f"({REQUEST_PREFIX}<datastoreId>/<imageSetId>.json)"
         )
-    bucket, key = split_s3_uri((document.get("responseParameters") or {}).get("outputLocation"))
+    bucket, key = object_location(
+        (document.get("responseParameters") or {}).get("outputLocation"), what="responseParameters.outputLocation"
+    )
     return Result(
         inference_id=inference_id,
         datastore_id=match["datastore"],

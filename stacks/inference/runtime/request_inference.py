@@ -22,15 +22,19 @@ from __future__ import annotations
 import contextlib
 import gzip
 import json
-import os
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import boto3
 from botocore.exceptions import ClientError
+
+if TYPE_CHECKING:  # mypy reads the repository's module; the function's asset has a copy at its top level
+    from stacks.components.function_shared.function_settings import EnvironmentSettings
+else:
+    from function_settings import EnvironmentSettings
 
 ENV_ENDPOINT_NAME = "ENDPOINT_NAME"
 ENV_BUCKET = "INFERENCE_BUCKET"
@@ -57,21 +61,19 @@ class ClaimInProgressError(RuntimeError):
 
 
 @dataclass(frozen=True)
-class Settings:
+class Settings(EnvironmentSettings):
+    VARIABLES: ClassVar = {
+        "endpoint_name": ENV_ENDPOINT_NAME,
+        "bucket": ENV_BUCKET,
+        "input_prefix": ENV_INPUT_PREFIX,
+        "datastore_id": ENV_DATASTORE_ID,
+    }
+    DEPLOYED_BY: ClassVar = "inference"
+
     endpoint_name: str
     bucket: str
     input_prefix: str
     datastore_id: str
-
-    @classmethod
-    def from_environment(cls, environ: dict[str, str] | os._Environ[str] = os.environ) -> Settings:
-        names = (ENV_ENDPOINT_NAME, ENV_BUCKET, ENV_INPUT_PREFIX, ENV_DATASTORE_ID)
-        missing = [name for name in names if not environ.get(name)]
-        if missing:
-            raise RuntimeError(
-                f"environment variables {missing} are not set: deploy this function with the inference stack"
-            )
-        return cls(*(environ[name] for name in names))
 
 
 @dataclass(frozen=True)

@@ -118,7 +118,7 @@ def test_an_output_that_is_not_dicom_is_not_imported(aws: Aws) -> None:
         # A request against another data store: the import role must not write there.
         (notification(input_key=f"input/{'f' * 32}/{IMAGE_SET_ID}.json"), "not the platform's"),
         ({**notification(), "inferenceId": ""}, "notification has no inferenceId"),
-        ({**notification(), "responseParameters": {"outputLocation": "output/seg.dcm"}}, "is not an s3:// URI"),
+        ({**notification(), "responseParameters": {"outputLocation": "output/seg.dcm"}}, "responseParameters.outputLocation must look like s3://bucket/prefix/"),
     ],
 )
 def test_notifications_the_flow_did_not_produce_are_refused(

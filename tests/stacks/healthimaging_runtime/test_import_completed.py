@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from stacks.imaging.runtime import import_completed
-from tests.stacks.imaging_runtime.conftest import OUTPUT, Aws
+from stacks.healthimaging.runtime import import_completed
+from tests.stacks.healthimaging_runtime.conftest import OUTPUT, Aws
 
 DATASTORE_ID = "0123456789abcdef0123456789abcdef"
 JOB_ID = "5d08d05d6aab2a27922d6260926077d4"
@@ -119,7 +119,7 @@ def test_the_summary_lists_image_sets_counts_and_failed_files(
 
 
 def test_the_batch_manifest_name_is_the_one_start_import_waits_for() -> None:
-    from stacks.imaging.runtime import start_import
+    from stacks.healthimaging.runtime import start_import
 
     assert import_completed.BATCH_MANIFEST_NAME == start_import.MANIFEST_NAME
 

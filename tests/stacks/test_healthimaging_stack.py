@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from stacks.imaging.stack import IMAGE_SET_CREATED, IMPORT_JOB_COMPLETED, IMPORT_JOB_FAILED
+from stacks.healthimaging.stack import IMAGE_SET_CREATED, IMPORT_JOB_COMPLETED, IMPORT_JOB_FAILED
 from tests.stacks.assembly import Assembly, as_list, output_name
 
 STACK = "Imaging"

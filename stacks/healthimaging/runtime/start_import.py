@@ -17,14 +17,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 from dataclasses import dataclass
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import unquote_plus
 
 import boto3
+
+if TYPE_CHECKING:  # mypy reads the repository's module; the function's asset has a copy at its top level
+    from stacks.components.function_shared.function_settings import EnvironmentSettings
+else:
+    from function_settings import EnvironmentSettings
 
 ENV_DATASTORE_ID = "DATASTORE_ID"
 ENV_IMPORT_ROLE_ARN = "IMPORT_ROLE_ARN"
@@ -48,23 +52,21 @@ class ManifestError(ValueError):
 
 
 @dataclass(frozen=True)
-class Settings:
+class Settings(EnvironmentSettings):
+    VARIABLES: ClassVar = {
+        "datastore_id": ENV_DATASTORE_ID,
+        "import_role_arn": ENV_IMPORT_ROLE_ARN,
+        "output_bucket": ENV_OUTPUT_BUCKET,
+        "incoming_prefix": ENV_INCOMING_PREFIX,
+        "notification_topic_arn": ENV_NOTIFICATION_TOPIC_ARN,
+    }
+    DEPLOYED_BY: ClassVar = "HealthImaging"
+
     datastore_id: str
     import_role_arn: str
     output_bucket: str
     incoming_prefix: str
     notification_topic_arn: str
-
-    @classmethod
-    def from_environment(cls, environ: dict[str, str] | os._Environ[str] = os.environ) -> Settings:
-        names = (ENV_DATASTORE_ID, ENV_IMPORT_ROLE_ARN, ENV_OUTPUT_BUCKET, ENV_INCOMING_PREFIX,
-                 ENV_NOTIFICATION_TOPIC_ARN)
-        missing = [name for name in names if not environ.get(name)]
-        if missing:
-            raise RuntimeError(
-                f"environment variables {missing} are not set: deploy this function with the imaging stack"
-            )
-        return cls(*(environ[name] for name in names))
 
 
 @dataclass(frozen=True)

@@ -9,13 +9,19 @@ have failed files, so the summary always lists both.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import boto3
+
+if TYPE_CHECKING:  # mypy reads the repository's modules; the function's asset has copies at its top level
+    from model_code.core.s3_uri import parse_s3_uri
+    from stacks.components.function_shared.function_settings import EnvironmentSettings
+else:
+    from function_settings import EnvironmentSettings
+    from s3_uri import parse_s3_uri
 
 ENV_SUMMARY_TOPIC_ARN = "SUMMARY_TOPIC_ARN"
 
@@ -35,23 +41,20 @@ class OutputNotFoundError(RuntimeError):
 
 
 @dataclass(frozen=True)
-class Settings:
-    summary_topic_arn: str
+class Settings(EnvironmentSettings):
+    VARIABLES: ClassVar = {"summary_topic_arn": ENV_SUMMARY_TOPIC_ARN}
+    DEPLOYED_BY: ClassVar = "HealthImaging"
 
-    @classmethod
-    def from_environment(cls, environ: dict[str, str] | os._Environ[str] = os.environ) -> Settings:
-        if not environ.get(ENV_SUMMARY_TOPIC_ARN):
-            raise RuntimeError(
-                f"environment variable {ENV_SUMMARY_TOPIC_ARN} is not set: deploy with the imaging stack"
-            )
-        return cls(summary_topic_arn=environ[ENV_SUMMARY_TOPIC_ARN])
+    summary_topic_arn: str
 
 
 def split_s3_uri(uri: str) -> tuple[str, str]:
-    if not uri.startswith("s3://"):
-        raise ValueError(f"{uri!r} is not an s3:// URI")
-    bucket, _, key = uri.removeprefix("s3://").partition("/")
-    return bucket, key
+    """(bucket, key) of an ``s3://`` URI, read by the platform's one parser (s3_uri, copied beside this module).
+
+    The CLI reads its stack outputs' URIs through this too (platform_cli/archives.py, segment.py).
+    """
+    location = parse_s3_uri(uri, what="an S3 location")
+    return location.bucket, location.prefix
 
 
 def find_job_manifest(s3: Any, *, output_uri: str, job_id: str) -> tuple[str, str]:

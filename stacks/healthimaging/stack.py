@@ -1,4 +1,4 @@
-"""Imaging stack: the HealthImaging data store, its import role, and event-driven ingestion.
+"""HealthImaging stack: the HealthImaging data store, its import role, and event-driven ingestion.
 
 Flow: a ``manifest.json`` uploaded under ``incoming/<batch>/`` in the inbox -> S3 "Object Created" on
 EventBridge -> ``StartImport`` function -> ``StartDICOMImportJob``. HealthImaging then emits events on the
@@ -12,12 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from aws_cdk import CfnOutput, Duration, Stack
-from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_healthimaging as healthimaging
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sns as sns
@@ -25,12 +23,19 @@ from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct
 
 from stacks.compliance import acknowledge_grant_policy
-from stacks.components.platform_function import acknowledge_function_role, encrypted_queue, platform_function
+from stacks.components.platform_function import (
+    EVENT_RETRY_ATTEMPTS,
+    acknowledge_function_role,
+    encrypted_queue,
+    function_target,
+    platform_function,
+)
 from stacks.components.security_group import https_egress_security_group
 from stacks.config import PlatformConfig
 from stacks.data.stack import INBOX_INCOMING_PREFIX
-from stacks.imaging.runtime import import_completed, start_import
+from stacks.healthimaging.runtime import import_completed, start_import
 from stacks.nag_wildcards import acknowledge_wildcards
+from stacks.props import DicomStore, PlatformKeys, WorkloadNetwork
 
 RUNTIME_DIR = str(Path(__file__).resolve().parent / "runtime")
 HEALTHIMAGING_SERVICE = "medical-imaging.amazonaws.com"
@@ -41,7 +46,6 @@ IMAGE_SET_CREATED = "Image Set Created"
 MANIFEST_KEY_PATTERN = f"{INBOX_INCOMING_PREFIX}*/{start_import.MANIFEST_NAME}"
 # An ingestion burst must not exhaust the account's concurrency; imports are asynchronous anyway.
 FUNCTION_RESERVED_CONCURRENCY = 5
-EVENT_RETRY_ATTEMPTS = 4
 
 IAM5_FUNCTION_REASON = (
     "Wildcards here come from CDK grants scoped to one bucket (object keys under one prefix) and from KMS "
@@ -57,8 +61,9 @@ IAM5_IMPORT_ROLE_REASON = (
 )
 
 
-class ImagingStack(Stack):
-    """``datastore``, ``import_role``, the topics and ``image_set_created_pattern`` are public for later stacks."""
+class HealthImagingStack(Stack):
+    """``dicom_store`` (data store, import role, image-set-created pattern) is what the inference flow takes;
+    ``import_failed_rule`` and ``dead_letter_queue`` are what monitoring alarms on."""
 
     def __init__(
         self,
@@ -66,17 +71,16 @@ class ImagingStack(Stack):
         id_: str,
         *,
         config: PlatformConfig,
+        keys: PlatformKeys,
+        network: WorkloadNetwork,
         inbox_bucket: s3.IBucket,
         output_bucket: s3.IBucket,
-        data_key: kms.IKey,
-        logs_key: kms.IKey,
-        vpc: ec2.IVpc,
-        subnets: ec2.SubnetSelection,
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, id_, **kwargs)
-        self._data_key = data_key
-        self._logs_key = logs_key
+        data_key = keys.data_key
+        self._keys = keys
+        self._network = network
 
         self.datastore = healthimaging.CfnDatastore(
             self, "Datastore", datastore_name=f"{config.prefix}-dicom", kms_key_arn=data_key.key_arn
@@ -100,7 +104,7 @@ class ImagingStack(Stack):
         self.security_group = https_egress_security_group(
             self,
             "FunctionSecurityGroup",
-            vpc=vpc,
+            vpc=network.vpc,
             description="Ingestion functions: HTTPS out to the VPC endpoints of AWS services only",
         )
 
@@ -115,8 +119,6 @@ class ImagingStack(Stack):
                 start_import.ENV_INCOMING_PREFIX: INBOX_INCOMING_PREFIX,
                 start_import.ENV_NOTIFICATION_TOPIC_ARN: self.import_alarm_topic.topic_arn,
             },
-            vpc=vpc,
-            subnets=subnets,
         )
         inbox_bucket.grant_read(self.start_import_function, f"{INBOX_INCOMING_PREFIX}*")
         self.import_alarm_topic.grant_publish(self.start_import_function)
@@ -138,8 +140,6 @@ class ImagingStack(Stack):
             handler="import_completed.handler",
             description="Publishes the summary of a completed HealthImaging import job",
             environment={import_completed.ENV_SUMMARY_TOPIC_ARN: self.import_summary_topic.topic_arn},
-            vpc=vpc,
-            subnets=subnets,
         )
         output_bucket.grant_read(self.import_completed_function)
         self.import_summary_topic.grant_publish(self.import_completed_function)
@@ -158,14 +158,14 @@ class ImagingStack(Stack):
                     "object": {"key": events.Match.wildcard(MANIFEST_KEY_PATTERN)},
                 },
             ),
-            targets=[self._function_target(self.start_import_function)],
+            targets=[function_target(self.start_import_function, dead_letter_queue=self.dead_letter_queue)],
         )
         self.import_completed_rule = events.Rule(
             self,
             "ImportJobCompletedRule",
             description="Summarizes completed HealthImaging import jobs of this data store",
             event_pattern=self._healthimaging_pattern(IMPORT_JOB_COMPLETED),
-            targets=[self._function_target(self.import_completed_function)],
+            targets=[function_target(self.import_completed_function, dead_letter_queue=self.dead_letter_queue)],
         )
         self.import_failed_rule = events.Rule(
             self,
@@ -182,6 +182,12 @@ class ImagingStack(Stack):
             description="Publishes image sets created in this data store for the inference flow",
             event_pattern=self.image_set_created_pattern,
             targets=[self._topic_target(self.image_set_created_topic)],
+        )
+        self.dicom_store = DicomStore(
+            datastore_id=self.datastore_id,
+            datastore_arn=self.datastore.attr_datastore_arn,
+            import_role=self.import_role,
+            image_set_created_pattern=self.image_set_created_pattern,
         )
 
         for topic_rule in (self.import_failed_rule, self.image_set_created_rule):
@@ -238,7 +244,7 @@ class ImagingStack(Stack):
             iam.PolicyStatement(
                 sid="UseDataKeyForBuckets",
                 actions=["kms:Decrypt", "kms:GenerateDataKey", "kms:DescribeKey"],
-                resources=[self._data_key.key_arn],
+                resources=[self._keys.data_key.key_arn],
             )
         )
         acknowledge_grant_policy(role)
@@ -246,7 +252,7 @@ class ImagingStack(Stack):
         return role
 
     def _topic(self, id_: str, display_name: str, config: PlatformConfig) -> sns.Topic:
-        topic = sns.Topic(self, id_, display_name=display_name, master_key=self._data_key, enforce_ssl=True)
+        topic = sns.Topic(self, id_, display_name=display_name, master_key=self._keys.data_key, enforce_ssl=True)
         for email in config.notification_emails:
             topic.add_subscription(subscriptions.EmailSubscription(email))
         return topic
@@ -258,8 +264,6 @@ class ImagingStack(Stack):
         handler: str,
         description: str,
         environment: dict[str, str],
-        vpc: ec2.IVpc,
-        subnets: ec2.SubnetSelection,
     ) -> lambda_.Function:
         return platform_function(
             self,
@@ -268,20 +272,15 @@ class ImagingStack(Stack):
             handler=handler,
             description=description,
             environment=environment,
-            environment_key=self._data_key,
-            logs_key=self._logs_key,
+            environment_key=self._keys.data_key,
+            logs_key=self._keys.logs_key,
             timeout=Duration.seconds(60),
             memory_size=256,
             reserved_concurrency=FUNCTION_RESERVED_CONCURRENCY,
-            vpc=vpc,
-            subnets=subnets,
+            vpc=self._network.vpc,
+            subnets=self._network.subnets,
             security_group=self.security_group,
             dead_letter_queue=self.dead_letter_queue,
-        )
-
-    def _function_target(self, function: lambda_.IFunction) -> targets.LambdaFunction:
-        return targets.LambdaFunction(
-            function, dead_letter_queue=self.dead_letter_queue, retry_attempts=EVENT_RETRY_ATTEMPTS
         )
 
     def _topic_target(self, topic: sns.ITopic) -> targets.SnsTopic:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from stacks.images.names import IMAGES, image_uri_parameter_name
+from stacks.container_images.names import IMAGES, image_uri_parameter_name
 from tests.stacks.assembly import CONNECTION_ARN, PROJECT_ROOT, Assembly
 
 STACK = "Images"

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from stacks.imaging.runtime import start_import
-from tests.stacks.imaging_runtime.conftest import INBOX, OUTPUT, Aws
+from stacks.healthimaging.runtime import start_import
+from tests.stacks.healthimaging_runtime.conftest import INBOX, OUTPUT, Aws
 
 DATASTORE_ID = "0123456789abcdef0123456789abcdef"
 ROLE_ARN = "arn:aws:iam::123456789012:role/monai-imaging-dev-import"

@@ -1,0 +1,267 @@
+"""One frozen type per section of the configuration, each field's context key and validation beside it.
+
+``field(metadata=setting("maxAzs", Integer(minimum=2, maximum=6)))`` reads ``platform.network.maxAzs``; rules
+that span fields live in the section's ``check``. The reader is stacks/config/fields.py.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, replace
+from typing import Any, Self
+
+from stacks.config.fields import (
+    ConfigError,
+    Flag,
+    Integer,
+    Nested,
+    RetentionDays,
+    Rules,
+    Section,
+    Text,
+    Value,
+    empty_is_none,
+    one_of,
+    setting,
+)
+
+_SAGEMAKER_INSTANCE = re.compile(r"^ml\.[a-z0-9]+[a-z0-9-]*\.[a-z0-9]+$")
+_CIDR = re.compile(r"^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})/(\d{1,2})$")
+_CONNECTION_ARN = re.compile(
+    r"^arn:aws[a-z-]*:(codestar-connections|codeconnections):[a-z0-9-]+:\d{12}:connection/[\w-]+$"
+)
+_GIT_REPOSITORY = re.compile(r"^[\w.-]+/[\w.-]+$")
+_SEMVER = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)$")
+_ARTIFACT_PREFIX = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]*/$")
+_THING_GROUP_ARN = re.compile(r"^arn:aws[a-z-]*:iot:[a-z0-9-]+:\d{12}:thinggroup/[A-Za-z0-9:_-]{1,128}$")
+
+SOURCE_KINDS = ("s3", "codestar")
+DEPLOYMENT_STRATEGIES = ("canary", "linear", "rolling")
+
+INSTANCE_TYPE = Text(
+    expected="a SageMaker instance type such as 'ml.m5.xlarge' (with the 'ml.' prefix)",
+    valid=lambda value: bool(_SAGEMAKER_INSTANCE.match(value)),
+)
+
+
+def _is_cidr(value: str) -> bool:
+    match = _CIDR.match(value)
+    if match is None:
+        return False
+    return all(int(octet) <= 255 for octet in match.groups()[:4]) and 16 <= int(match.group(5)) <= 24
+
+
+@dataclass(frozen=True)
+class NetworkConfig(Rules):
+    cidr: str = field(metadata=setting("cidr", Text(
+        expected="an IPv4 CIDR with a prefix between /16 and /24 (room for the subnets of every AZ)", valid=_is_cidr
+    )))
+    max_azs: int = field(metadata=setting("maxAzs", Integer(minimum=2, maximum=6)))
+    nat_gateways: int = field(metadata=setting("natGateways", Integer(minimum=0, maximum=6)))
+    flow_log_retention_days: int = field(metadata=setting("flowLogRetentionDays", RetentionDays()))
+
+    def check(self, section: Section) -> Self:
+        section.require_at_most(("natGateways", self.nat_gateways), ("maxAzs", self.max_azs),
+                                "one NAT gateway per AZ at most")
+        return self
+
+
+@dataclass(frozen=True)
+class DataConfig(Rules):
+    noncurrent_version_expiration_days: int = field(
+        metadata=setting("noncurrentVersionExpirationDays", Integer(minimum=1))
+    )
+    infrequent_access_transition_days: int = field(
+        metadata=setting("infrequentAccessTransitionDays", Integer(minimum=30))
+    )
+    inference_output_expiration_days: int = field(metadata=setting("inferenceOutputExpirationDays", Integer(minimum=1)))
+    access_log_expiration_days: int = field(metadata=setting("accessLogExpirationDays", Integer(minimum=90)))
+
+
+def _is_model_data_key(value: str) -> bool:
+    return value.endswith(".tar.gz") and not value.startswith("/") and "/" in value
+
+
+CAPACITY_FIX = "raise the maximum or lower the minimum"
+
+
+@dataclass(frozen=True)
+class ServingConfig(Rules):
+    async_instance_type: str = field(metadata=setting("asyncInstanceType", INSTANCE_TYPE))
+    # The async endpoint scales to zero; its maximum must allow one instance.
+    async_min_instances: int = field(metadata=setting("asyncMinInstances", Integer(minimum=0)))
+    async_max_instances: int = field(metadata=setting("asyncMaxInstances", Integer(minimum=1)))
+    max_concurrent_invocations_per_instance: int = field(
+        metadata=setting("maxConcurrentInvocationsPerInstance", Integer(minimum=1))
+    )
+    multi_model_enabled: bool = field(metadata=setting("multiModelEnabled", Flag()))
+    multi_model_instance_type: str = field(metadata=setting("multiModelInstanceType", INSTANCE_TYPE))
+    # A real-time endpoint cannot scale to zero.
+    multi_model_min_instances: int = field(metadata=setting("multiModelMinInstances", Integer(minimum=1)))
+    multi_model_max_instances: int = field(metadata=setting("multiModelMaxInstances", Integer(minimum=1)))
+    # Key of the approved model archive (model.tar.gz) in the model-artifacts bucket.
+    model_data_key: str = field(metadata=setting("modelDataKey", Text(
+        expected="an S3 key 'prefix/.../model.tar.gz' in the model-artifacts bucket (no leading '/'; the endpoint "
+        "may read only its prefix)",
+        valid=_is_model_data_key,
+    )))
+    # Target of ApproximateBacklogSizePerInstance: queued requests per instance before scaling out.
+    async_backlog_per_instance_target: int = field(
+        metadata=setting("asyncBacklogPerInstanceTarget", Integer(minimum=1))
+    )
+    # Import each SEG the async endpoint writes back into HealthImaging (stacks/inference); off by default.
+    import_seg_back: bool = field(metadata=setting("importSegBack", Flag()))
+
+    def check(self, section: Section) -> Self:
+        section.require_at_most(("asyncMinInstances", self.async_min_instances),
+                                ("asyncMaxInstances", self.async_max_instances), CAPACITY_FIX)
+        section.require_at_most(("multiModelMinInstances", self.multi_model_min_instances),
+                                ("multiModelMaxInstances", self.multi_model_max_instances), CAPACITY_FIX)
+        return self
+
+
+def _is_s3(read: Any) -> bool:
+    return bool(read["kind"] == "s3")
+
+
+def _is_codestar(read: Any) -> bool:
+    return bool(read["kind"] == "codestar")
+
+
+@dataclass(frozen=True)
+class ImageSourceConfig(Rules):
+    """Where the image pipeline (and the release pipeline) read the platform's source: ``platform.images.source``."""
+
+    kind: str = field(metadata=setting("kind", Text(
+        expected="'s3' or 'codestar' (CodeCommit is closed to new customers)", valid=lambda kind: kind in SOURCE_KINDS
+    )))
+    # kind "s3": the zip archive's key in the source bucket the images stack creates.
+    bucket_key: str | None = field(metadata=setting("bucketKey", Value(
+        expected="an S3 key ending in '.zip' without a leading '/' when source.kind is 's3' (CodePipeline's S3 source "
+        "reads a zip archive)",
+        valid=lambda key: isinstance(key, str) and key.endswith(".zip") and not key.startswith("/"),
+    ), when=_is_s3))
+    # kind "codestar": a CodeStar (CodeConnections) connection to a Git host, "owner/name" and a branch.
+    connection_arn: str | None = field(metadata=setting("connectionArn", Value(
+        expected="a CodeStar connection ARN (arn:<partition>:codeconnections:<region>:<account>:connection/<id>) when "
+        "source.kind is 'codestar'",
+        valid=lambda arn: isinstance(arn, str) and bool(_CONNECTION_ARN.match(arn)),
+        fix=": create the connection in the Developer Tools console and paste its ARN",
+    ), when=_is_codestar))
+    repository: str | None = field(metadata=setting("repository", Value(
+        expected="'owner/name' of the Git repository when source.kind is 'codestar'",
+        valid=lambda name: isinstance(name, str) and bool(_GIT_REPOSITORY.match(name)),
+    ), when=_is_codestar))
+    branch: str = field(metadata=setting("branch", Text()))
+
+
+@dataclass(frozen=True)
+class ImagesConfig(Rules):
+    keep_images: int = field(metadata=setting("keepImages", Integer(minimum=1, maximum=1000)))
+    log_retention_days: int = field(metadata=setting("logRetentionDays", RetentionDays()))
+    source: ImageSourceConfig = field(metadata=setting("source", Nested(ImageSourceConfig)))
+
+
+def approvable_metrics() -> list[str]:
+    """The trainer's validation metrics (higher is better): what auto-approval may compare with a threshold."""
+    # Imported here: the trainer's module is the one source of metric names (it imports nothing heavy).
+    from model_code.training.metrics import METRIC_DEFINITIONS
+
+    return [d["Name"] for d in METRIC_DEFINITIONS if d["Name"].startswith("validation:")]
+
+
+@dataclass(frozen=True)
+class AutoApproveMetric:
+    """``""`` (auto-approval off, read as None) or one of :func:`approvable_metrics`."""
+
+    def read(self, section: Section, name: str) -> str | None:
+        metric = section.raw(name)
+        approvable = approvable_metrics()
+        if not isinstance(metric, str) or (metric and metric not in approvable):
+            raise section.invalid(
+                name, f"\"\" (every model waits for manual approval) or one of the trainer's validation metrics "
+                f"{approvable}", metric
+            )
+        return metric or None
+
+
+@dataclass(frozen=True)
+class TrainingConfig(Rules):
+    instance_type: str = field(metadata=setting("instanceType", INSTANCE_TYPE))
+    instance_count: int = field(metadata=setting("instanceCount", Integer(minimum=1, maximum=32)))
+    use_spot: bool = field(metadata=setting("useSpot", Flag()))
+    # SageMaker caps a training job's MaxRuntimeInSeconds at 28 days.
+    max_runtime_hours: int = field(metadata=setting("maxRuntimeHours", Integer(minimum=1, maximum=28 * 24)))
+    # A package whose final value of this metric (a "validation:*" name of the trainer's METRIC_DEFINITIONS,
+    # higher is better) is >= the threshold is registered Approved; None: every package waits for a reviewer.
+    auto_approve_metric: str | None = field(metadata=setting("autoApproveMetric", AutoApproveMetric()))
+    auto_approve_threshold: float | None = field(metadata=setting("autoApproveThreshold", Value(
+        expected="a number between 0 and 1 (validation metrics are fractions)",
+        valid=lambda value: not isinstance(value, bool) and isinstance(value, int | float) and 0 <= value <= 1,
+        convert=float,
+    )))
+    # How an approved package replaces the async endpoint's model (UpdateEndpoint's DeploymentConfig).
+    deployment_strategy: str = field(metadata=setting("deploymentStrategy", one_of(DEPLOYMENT_STRATEGIES)))
+
+    def check(self, section: Section) -> Self:
+        # Without a metric there is nothing to compare: the threshold is not part of the configuration then.
+        if self.auto_approve_metric is None:
+            return replace(self, auto_approve_threshold=None)
+        return self
+
+
+@dataclass(frozen=True)
+class MonitoringConfig(Rules):
+    """Alarm thresholds (stacks/monitoring): what a team tunes to its case volume and instance type."""
+
+    # Requests queued at the async endpoint (ApproximateBacklogSize) before someone is told.
+    backlog_size_threshold: int = field(metadata=setting("backlogSizeThreshold", Integer(minimum=1)))
+    # Age of the oldest queued request (ApproximateAgeOfOldestRequest), in minutes. Async requests live at most
+    # 6 hours in the queue (InvokeEndpointAsync RequestTTLSeconds <= 21600).
+    backlog_age_minutes: int = field(metadata=setting("backlogAgeMinutes", Integer(minimum=1, maximum=360)))
+    # Average model latency (ModelLatency) per 5 minutes, in seconds. An async invocation runs at most one hour
+    # (InvocationTimeoutSeconds <= 3600).
+    model_latency_seconds: int = field(metadata=setting("modelLatencySeconds", Integer(minimum=1, maximum=3600)))
+    # Failed invocations, 4xx or 5xx responses per 5 minutes.
+    error_threshold: int = field(metadata=setting("errorThreshold", Integer(minimum=1)))
+
+
+@dataclass(frozen=True)
+class EdgeConfig(Rules):
+    """The offline edge runner as a Greengrass v2 component (stacks/edge, docs/edge.md)."""
+
+    # false: no Edge stack at all.
+    enabled: bool = field(metadata=setting("enabled", Flag()))
+    # Semantic version of the component; a new bundle needs a new version (component versions are immutable).
+    component_version: str = field(metadata=setting("componentVersion", Value(
+        expected="a semantic version MAJOR.MINOR.PATCH such as '1.0.0' (Greengrass component versions)",
+        valid=lambda version: bool(_SEMVER.match(version)),
+        # `-c platform.edge.componentVersion=1.0` arrives as the number 1.0: judge it as the text the user typed.
+        prepare=str,
+    )))
+    # Key prefix of the bundles in the model-artifacts bucket: <prefix><version>/bundle.zip.
+    artifact_prefix: str = field(metadata=setting("artifactPrefix", Text(
+        expected="an S3 key prefix ending in '/' without a leading '/', such as 'edge/spleen/' (devices may read "
+        "only below it)",
+        valid=lambda prefix: bool(_ARTIFACT_PREFIX.match(prefix)) and "//" not in prefix,
+    )))
+    # Unprivileged ports only: the component runs as the Greengrass user, not root.
+    port: int = field(metadata=setting("port", Integer(minimum=1024, maximum=65535)))
+    threads: int = field(metadata=setting("threads", Integer(minimum=1, maximum=64)))
+    queue: int = field(metadata=setting("queue", Integer(minimum=0, maximum=64)))
+    max_request_mb: int = field(metadata=setting("maxRequestMb", Integer(minimum=1, maximum=4096)))
+    # Deploy the component to this IoT thing group; None: the component is published, not deployed.
+    thing_group_arn: str | None = field(metadata=setting("thingGroupArn", Value(
+        expected="\"\" (publish the component, deploy nothing) or an IoT thing group ARN "
+        "'arn:<partition>:iot:<region>:<account>:thinggroup/<name>'",
+        valid=lambda arn: isinstance(arn, str) and (not arn or bool(_THING_GROUP_ARN.match(arn))),
+        convert=empty_is_none,
+    )))
+
+    def check(self, section: Section) -> Self:
+        if self.thing_group_arn is not None and not self.enabled:
+            raise ConfigError(
+                f"context key '{section.key('thingGroupArn')}' is set but '{section.key('enabled')}' is false: "
+                "enable the edge stack or clear the thing group"
+            )
+        return self
