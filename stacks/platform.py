@@ -50,6 +50,16 @@ class StackProps(TypedDict):
     termination_protection: bool
 
 
+def stack_props(config: PlatformConfig, name: str) -> StackProps:
+    """The stage's environment, ``<prefix>-<name>`` as the CloudFormation stack name, and prod's protection."""
+    return {
+        "env": cdk.Environment(account=config.account, region=config.region),
+        "stack_name": f"{config.prefix}-{name.lower()}",
+        "description": f"MONAI Imaging Platform ({config.stage}): {name.lower()} stack",
+        "termination_protection": config.stage == "prod",
+    }
+
+
 def build_platform(
     scope: Construct, config: PlatformConfig, *, pipeline_account: str | None = None, build_images: bool = True
 ) -> Platform:
@@ -60,23 +70,14 @@ def build_platform(
     step builds the images; the container-images stack then has no pipeline of its own and monitoring no build
     alarms.
     """
-    env = cdk.Environment(account=config.account, region=config.region)
     tags = {"project": config.project_name, "stage": config.stage}
-
-    def stack_props(name: str) -> StackProps:
-        return {
-            "env": env,
-            "stack_name": f"{config.prefix}-{name.lower()}",
-            "description": f"MONAI Imaging Platform ({config.stage}): {name.lower()} stack",
-            "termination_protection": config.stage == "prod",
-        }
 
     # The construct IDs below ("Imaging", "Images", ...) are the deployed stacks' identity: they name the
     # CloudFormation stacks (<prefix>-imaging, <prefix>-images) and every logical ID inside them. The classes were
     # renamed (HealthImagingStack, ContainerImagesStack); the IDs stay, or a deploy would replace whole stacks.
-    data = DataStack(scope, "Data", config=config, **stack_props("Data"))
+    data = DataStack(scope, "Data", config=config, **stack_props(config, "Data"))
     keys = data.keys
-    network = NetworkStack(scope, "Network", config=config, logs_key=keys.logs_key, **stack_props("Network"))
+    network = NetworkStack(scope, "Network", config=config, logs_key=keys.logs_key, **stack_props(config, "Network"))
     workload = network.workload
     healthimaging = HealthImagingStack(
         scope,
@@ -86,7 +87,7 @@ def build_platform(
         network=workload,
         inbox_bucket=data.dicom_inbox_bucket,
         output_bucket=data.import_output_bucket,
-        **stack_props("Imaging"),
+        **stack_props(config, "Imaging"),
     )
     container_images = ContainerImagesStack(
         scope,
@@ -97,7 +98,7 @@ def build_platform(
         network=workload,
         pipeline_account=pipeline_account,
         build_images=build_images,
-        **stack_props("Images"),
+        **stack_props(config, "Images"),
     )
     repositories = container_images.repositories
     # Reads the inference image URI that the images pipeline writes to SSM: deploy after its first run.
@@ -111,7 +112,7 @@ def build_platform(
         inference_bucket=data.inference_bucket,
         inference_image_repository=repositories[PYTORCH_INFERENCE],
         triton_image_repository=repositories[TRITON_INFERENCE],
-        **stack_props("Serving"),
+        **stack_props(config, "Serving"),
     )
     # Reads the training and inference image URIs from SSM, like serving: deploy after the pipeline's first run.
     training = TrainingStack(
@@ -123,7 +124,7 @@ def build_platform(
         training_data_bucket=data.training_data_bucket,
         model_store=data.model_store,
         training_image_repository=repositories[TRAINING],
-        **stack_props("Training"),
+        **stack_props(config, "Training"),
     )
     # An approved model package in the training stack's group -> guarded update of the serving endpoint.
     approval = ApprovalStack(
@@ -135,7 +136,7 @@ def build_platform(
         model_store=data.model_store,
         endpoint=serving.endpoint,
         registry=training.registry,
-        **stack_props("Approval"),
+        **stack_props(config, "Approval"),
     )
     # Image sets created in the data store -> the async endpoint; results optionally imported back.
     inference = InferenceStack(
@@ -149,7 +150,7 @@ def build_platform(
         import_output_bucket=data.import_output_bucket,
         dicom_store=healthimaging.dicom_store,
         endpoint=serving.endpoint,
-        **stack_props("Inference"),
+        **stack_props(config, "Inference"),
     )
     # Last: alarms read the endpoint, rules, queues and builds of the stacks above.
     monitoring = MonitoringStack(
@@ -168,11 +169,11 @@ def build_platform(
             "InferenceFailures": inference.failure_queue,
         },
         inference_functions=inference.functions,
-        **stack_props("Monitoring"),
+        **stack_props(config, "Monitoring"),
     )
     # Offline sites: the edge runner as a Greengrass v2 component, its bundle read from the model-artifacts bucket.
     edge = (
-        EdgeStack(scope, "Edge", config=config, model_store=data.model_store, **stack_props("Edge"))
+        EdgeStack(scope, "Edge", config=config, model_store=data.model_store, **stack_props(config, "Edge"))
         if config.edge.enabled
         else None
     )

@@ -18,10 +18,13 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 # The configurations tests/stacks/conftest.py synthesizes besides cdk.json's, each once per session.
 # Non-default values of the switches users flip most, synthesized together to keep the suite fast.
+THING_GROUP_ARN = "arn:aws:iot:us-east-1:123456789012:thinggroup/clinic-a"
 VARIANT_OVERRIDES = {
     "platform.network.natGateways": "2",
     "platform.data.noncurrentVersionExpirationDays": "400",
     "platform.data.inferenceOutputExpirationDays": "14",
+    # The edge component deployed to a thing group (the Edge stack's optional deployment).
+    "platform.edge.thingGroupArn": THING_GROUP_ARN,
 }
 CONNECTION_ARN = "arn:aws:codeconnections:us-east-1:123456789012:connection/0a1b2c3d-4e5f"
 # The CodeStar source, NAT (builds in the VPC) and an instance type without local storage (volume KMS key).
@@ -71,6 +74,30 @@ def output_name(value: Any) -> str:
 def as_list(value: Any) -> list[Any]:
     """An IAM statement's Action or Resource, which CloudFormation takes as one value or a list."""
     return value if isinstance(value, list) else [value]
+
+
+def flatten(node: Any) -> Any:
+    """Intrinsics as readable markers, so a rendered definition or ARN can be parsed and compared."""
+    if isinstance(node, dict):
+        if "Fn::Join" in node:
+            delimiter, items = node["Fn::Join"]
+            return delimiter.join(str(flatten(item)) for item in items)
+        if "Fn::GetStackOutput" in node:
+            return f"<output:{node['Fn::GetStackOutput']['OutputName']}>"
+        if "Fn::GetAtt" in node:
+            return f"<{node['Fn::GetAtt'][0]}.{node['Fn::GetAtt'][1]}>"
+        if "Ref" in node:
+            return f"<{node['Ref']}>"
+        return {key: flatten(value) for key, value in node.items()}
+    if isinstance(node, list):
+        return [flatten(item) for item in node]
+    return node
+
+
+def statements(template: Mapping[str, Any], policy_prefix: str) -> list[dict[str, Any]]:
+    """The statements of the one IAM policy of ``template`` whose logical ID starts with ``policy_prefix``."""
+    policy = one_resource(template, "AWS::IAM::Policy", policy_prefix)
+    return list(flatten(policy["Properties"]["PolicyDocument"]["Statement"]))
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,14 @@ from stacks.compliance import acknowledge, add_compliance_checks, skip_checkov
 from tests.stacks.assembly import Assembly
 from tests.stacks.lint import NAG_PACKS, acknowledgment_listing, assert_cfn_lint_clean, assert_checkov_clean
 
+# Every configuration the suite synthesizes as a whole platform (tests/stacks/conftest.py): each stack's own tests
+# build it from its props alone, without cdk-nag, so the packs run over every variant here.
+PLATFORM_VARIANTS = ["assembly", "variant_assembly", "codestar_assembly", "mme_assembly", "import_assembly"]
 
-def test_nag_report_has_no_unacknowledged_findings(assembly: Assembly) -> None:
+
+@pytest.mark.parametrize("fixture", PLATFORM_VARIANTS)
+def test_nag_report_has_no_unacknowledged_findings(request: pytest.FixtureRequest, fixture: str) -> None:
+    assembly: Assembly = request.getfixturevalue(fixture)
     report = json.loads((assembly.outdir / "validation-report.json").read_text())
     packs = {plugin["pluginName"]: plugin for plugin in report["pluginReports"]}
     # A pack appears in the report only when it has findings or acknowledgments to list.
@@ -68,3 +74,12 @@ def test_cfn_lint_reports_nothing(request: pytest.FixtureRequest, fixture: str) 
 @pytest.mark.parametrize("fixture", ["assembly", "variant_assembly"])
 def test_checkov_reports_no_failed_check(request: pytest.FixtureRequest, fixture: str) -> None:
     assert_checkov_clean([request.getfixturevalue(fixture).outdir], min_passed=50)
+
+
+@pytest.mark.compliance
+def test_the_import_variant_passes_cfn_lint_and_checkov(import_assembly: Assembly) -> None:
+    # The default and variant assemblies are covered above; this covers the import function's resources and the
+    # monitoring stack that graphs it.
+    templates = import_assembly.template_files("Inference", "Monitoring")
+    assert_cfn_lint_clean(templates)
+    assert_checkov_clean(templates, min_passed=20)

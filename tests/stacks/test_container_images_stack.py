@@ -1,4 +1,5 @@
-"""Images stack: one locked-down ECR repository per container, a pipeline that builds, pushes and records them."""
+"""Container-images stack: one locked-down ECR repository per container, a pipeline that builds, pushes and records
+them (absent with build_images=False)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,30 @@ from typing import Any
 import pytest
 
 from stacks.container_images.names import IMAGES, image_uri_parameter_name
-from tests.stacks.assembly import CONNECTION_ARN, PROJECT_ROOT, Assembly
+from stacks.container_images.stack import ContainerImagesStack
+from stacks.platform import stack_props
+from tests.stacks.assembly import CODESTAR_OVERRIDES, CONNECTION_ARN, PROJECT_ROOT, Assembly
+from tests.stacks.scaffold import Scaffold, alone
 
-STACK = "Images"
+STACK = "Images"  # the platform's construct ID for the container-images stack
+
+
+def build(scaffold: Scaffold, *, build_images: bool = True) -> None:
+    ContainerImagesStack(
+        scaffold.app,
+        STACK,
+        config=scaffold.config,
+        logs_key=scaffold.keys.logs_key,
+        access_logs_bucket=scaffold.access_logs_bucket,
+        network=scaffold.network,
+        build_images=build_images,
+        **stack_props(scaffold.config, STACK),
+    )
+
+
+assembly = alone(build)
+codestar_assembly = alone(build, CODESTAR_OVERRIDES)
+repositories_only = alone(lambda scaffold: build(scaffold, build_images=False))
 
 
 def project(assembly: Assembly, name: str) -> dict[str, Any]:
@@ -171,6 +193,20 @@ def test_only_the_failure_rules_role_may_use_the_images_key_for_the_topic(assemb
 def test_no_role_has_a_managed_full_access_policy(assembly: Assembly) -> None:
     for logical_id, role in assembly.resources(STACK, "AWS::IAM::Role").items():
         assert "FullAccess" not in str(role["Properties"].get("ManagedPolicyArns", [])), logical_id
+
+
+def test_without_its_own_build_the_stack_keeps_the_repositories_and_their_key_only(
+    repositories_only: Assembly, assembly: Assembly
+) -> None:
+    # The release pipeline's stages: their BuildImages step pushes into these repositories.
+    kinds = {r["Type"] for r in repositories_only.templates[STACK]["Resources"].values()}
+    assert kinds == {"AWS::ECR::Repository", "AWS::KMS::Key", "AWS::KMS::Alias"}
+    assert set(repositories_only.templates[STACK]["Outputs"]) == {
+        f"Repository{''.join(p.title() for p in image.split('-'))}Uri" for image in IMAGES
+    }
+    # Must: with its own build, the pipeline, both projects and the failure rule are there too.
+    full = {r["Type"] for r in assembly.templates[STACK]["Resources"].values()}
+    assert {"AWS::CodePipeline::Pipeline", "AWS::CodeBuild::Project", "AWS::Events::Rule"} <= full
 
 
 def test_unknown_image_has_no_parameter_name() -> None:

@@ -6,9 +6,21 @@ from typing import Any
 
 import pytest
 
-from tests.stacks.assembly import Assembly
+from stacks.data.stack import DataStack
+from stacks.platform import stack_props
+from tests.stacks.assembly import VARIANT_OVERRIDES, Assembly
+from tests.stacks.scaffold import Scaffold, alone
 
 PATIENT_DATA_BUCKETS = {"DicomInbox", "ImportOutput", "TrainingData", "ModelArtifacts", "Inference"}
+
+
+def build(scaffold: Scaffold) -> None:
+    # The data stack takes only the configuration.
+    DataStack(scaffold.app, "Data", config=scaffold.config, **stack_props(scaffold.config, "Data"))
+
+
+assembly = alone(build)
+variant_assembly = alone(build, VARIANT_OVERRIDES)
 
 
 def buckets(assembly: Assembly) -> dict[str, dict[str, Any]]:
@@ -136,3 +148,24 @@ def test_logs_key_admits_cloudwatch_logs_of_this_account_only(assembly: Assembly
     # Must not: the data key is not usable by the logs service.
     (data_key,) = [v for k, v in assembly.resources("Data", "AWS::KMS::Key").items() if k.startswith("KeysDataKey")]
     assert not any("logs" in str(s.get("Principal")) for s in data_key["Properties"]["KeyPolicy"]["Statement"])
+
+
+def test_services_may_use_the_data_key_only_for_this_account(assembly: Assembly) -> None:
+    data_key = assembly.one("Data", "AWS::KMS::Key", "KeysDataKey")
+    by_service = {
+        s["Principal"]["Service"]: s for s in data_key["Properties"]["KeyPolicy"]["Statement"]
+        if "Service" in s["Principal"]
+    }
+    # Must: EventBridge (dead letters of the HealthImaging and approval rules) and CloudWatch (rollback alarms).
+    assert set(by_service) == {"events.amazonaws.com", "cloudwatch.amazonaws.com"}
+    for statement in by_service.values():
+        assert sorted(statement["Action"]) == ["kms:Decrypt", "kms:GenerateDataKey*"]
+        # Must not: a statement without the confused-deputy guard (CDK's own for an SNS target had none).
+        assert statement["Condition"] == {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}
+
+
+@pytest.mark.parametrize(("bucket", "enabled"), [("DicomInbox", True), ("ImportOutput", False), ("Inference", False)])
+def test_only_the_inbox_sends_its_object_events_to_eventbridge(assembly: Assembly, bucket: str, enabled: bool) -> None:
+    properties = assembly.one("Data", "AWS::S3::Bucket", bucket)["Properties"]
+    notifications = properties.get("NotificationConfiguration", {})
+    assert notifications.get("EventBridgeConfiguration", {}).get("EventBridgeEnabled", False) is enabled

@@ -3,22 +3,30 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
-import aws_cdk as cdk
 import pytest
 
-from stacks.compliance import add_compliance_checks
 from stacks.config import build_config
-from stacks.data.stack import DataStack
 from stacks.edge.recipe import RunnerSettings, artifact_key, build_recipe
 from stacks.edge.stack import EdgeStack, component_name
-from stacks.platform import build_platform
-from tests.stacks.assembly import Assembly, cdk_json_context
+from stacks.platform import stack_props
+from tests.stacks.assembly import THING_GROUP_ARN, Assembly, cdk_json_context
+from tests.stacks.scaffold import Scaffold, alone
 
-GROUP = "arn:aws:iot:us-east-1:123456789012:thinggroup/clinic-a"
 TOKEN = "<token>"
+
+
+def build(scaffold: Scaffold) -> None:
+    EdgeStack(scaffold.app, "Edge", config=scaffold.config, model_store=scaffold.model_store,
+              **stack_props(scaffold.config, "Edge"))
+
+
+assembly = alone(build)
+# A thing group, another version and port (the platform's VARIANT_OVERRIDES carry the thing group too, so
+# cdk-nag, cfn-lint and checkov see the deployment: tests/stacks/test_compliance.py).
+deployed_assembly = alone(build, {"platform.edge.thingGroupArn": THING_GROUP_ARN,
+                                  "platform.edge.componentVersion": "1.2.3", "platform.edge.port": "9000"})
 
 
 def _recipe(template: dict[str, Any]) -> dict[str, Any]:
@@ -28,18 +36,6 @@ def _recipe(template: dict[str, Any]) -> dict[str, Any]:
     if isinstance(value, dict):
         value = "".join(part if isinstance(part, str) else TOKEN for part in value["Fn::Join"][1])
     return json.loads(value)
-
-
-def _synth_edge(tmp_path: Path, **overrides: str) -> dict[str, Any]:
-    """Data + Edge only, nag packs on: the variants without synthesizing the whole platform again."""
-    app = cdk.App(context={**cdk_json_context(), **overrides}, outdir=str(tmp_path))
-    config = build_config(app.node.get_all_context())
-    data = DataStack(app, "Data", config=config)
-    EdgeStack(app, "Edge", config=config, model_artifacts_bucket=data.model_artifacts_bucket,
-              data_key=data.keys.data_key)
-    add_compliance_checks(app)  # an unacknowledged finding fails this synth
-    app.synth()
-    return json.loads((tmp_path / "Edge.template.json").read_text())
 
 
 def test_component_recipe_runs_the_bundle_from_the_model_artifacts_bucket(assembly: Assembly) -> None:
@@ -76,12 +72,11 @@ def test_device_policy_reads_only_this_bundle_and_decrypts_only_via_s3(assembly:
     assert {"ComponentArn", "BundleS3Uri", "DevicePolicyArn"} <= {k.split("Export")[0] for k in outputs}
 
 
-def test_a_thing_group_gets_a_deployment_of_this_version(tmp_path: Path) -> None:
-    template = _synth_edge(tmp_path, **{"platform.edge.thingGroupArn": GROUP,
-                                        "platform.edge.componentVersion": "1.2.3", "platform.edge.port": "9000"})
+def test_a_thing_group_gets_a_deployment_of_this_version(deployed_assembly: Assembly) -> None:
+    template = deployed_assembly.templates["Edge"]
     (deployment,) = [r for r in template["Resources"].values() if r["Type"] == "AWS::GreengrassV2::Deployment"]
     properties = deployment["Properties"]
-    assert properties["TargetArn"] == GROUP
+    assert properties["TargetArn"] == THING_GROUP_ARN
     ((name, spec),) = properties["Components"].items()
     assert name == _recipe(template)["ComponentName"]
     assert spec["ComponentVersion"] == {"Fn::GetAtt": ["Component", "ComponentVersion"]}
@@ -89,14 +84,6 @@ def test_a_thing_group_gets_a_deployment_of_this_version(tmp_path: Path) -> None
     assert recipe["ComponentVersion"] == "1.2.3"
     assert recipe["ComponentConfiguration"]["DefaultConfiguration"]["port"] == 9000
     assert recipe["Manifests"][0]["Artifacts"][0]["Uri"].endswith("/edge/spleen/1.2.3/bundle.zip")
-
-
-def test_edge_disabled_builds_no_edge_stack() -> None:
-    context = {**cdk_json_context(), "platform.edge.enabled": "false"}
-    app = cdk.App(context=context)
-    platform = build_platform(app, build_config(app.node.get_all_context()))
-    assert platform.edge is None
-    assert app.node.try_find_child("Edge") is None
 
 
 @pytest.mark.parametrize(

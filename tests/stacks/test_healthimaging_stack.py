@@ -7,10 +7,34 @@ from typing import Any
 
 import pytest
 
-from stacks.healthimaging.stack import IMAGE_SET_CREATED, IMPORT_JOB_COMPLETED, IMPORT_JOB_FAILED
-from tests.stacks.assembly import Assembly, as_list, output_name
+from stacks.healthimaging.stack import (
+    IMAGE_SET_CREATED,
+    IMPORT_JOB_COMPLETED,
+    IMPORT_JOB_FAILED,
+    HealthImagingStack,
+)
+from stacks.platform import stack_props
+from tests.stacks.assembly import VARIANT_OVERRIDES, Assembly, as_list, output_name
+from tests.stacks.scaffold import Scaffold, alone
 
-STACK = "Imaging"
+STACK = "Imaging"  # the platform's construct ID for the HealthImaging stack
+
+
+def build(scaffold: Scaffold) -> None:
+    HealthImagingStack(
+        scaffold.app,
+        STACK,
+        config=scaffold.config,
+        keys=scaffold.keys,
+        network=scaffold.network,
+        inbox_bucket=scaffold.buckets["DicomInbox"],
+        output_bucket=scaffold.buckets["ImportOutput"],
+        **stack_props(scaffold.config, STACK),
+    )
+
+
+assembly = alone(build)
+variant_assembly = alone(build, VARIANT_OVERRIDES)
 
 
 def statements(policy: dict[str, Any]) -> list[dict[str, Any]]:
@@ -170,33 +194,12 @@ def test_topic_rules_publish_with_their_own_role(assembly: Assembly, detail_type
         assert "KeysDataKey" in output_name(kms["Resource"])
 
 
-def test_services_may_use_the_data_key_only_for_this_account(assembly: Assembly) -> None:
-    data_key = assembly.one("Data", "AWS::KMS::Key", "KeysDataKey")
-    by_service = {
-        s["Principal"]["Service"]: s for s in data_key["Properties"]["KeyPolicy"]["Statement"]
-        if "Service" in s["Principal"]
-    }
-    # Must: EventBridge (dead letters of the imaging and approval rules) and CloudWatch (rollback alarms).
-    assert set(by_service) == {"events.amazonaws.com", "cloudwatch.amazonaws.com"}
-    for statement in by_service.values():
-        assert sorted(statement["Action"]) == ["kms:Decrypt", "kms:GenerateDataKey*"]
-        # Must not: a statement without the confused-deputy guard (CDK's own for an SNS target had none).
-        assert statement["Condition"] == {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}
-
-
 def test_only_a_manifest_in_a_batch_folder_of_the_inbox_starts_an_import(assembly: Assembly) -> None:
     [pattern] = [p for p in rule_patterns(assembly) if p["source"] == ["aws.s3"]]
     assert pattern["detail-type"] == ["Object Created"]
     assert pattern["detail"]["object"] == {"key": [{"wildcard": "incoming/*/manifest.json"}]}
     [bucket_name] = pattern["detail"]["bucket"]["name"]
     assert "DicomInbox" in output_name(bucket_name)
-
-
-@pytest.mark.parametrize(("bucket", "enabled"), [("DicomInbox", True), ("ImportOutput", False), ("Inference", False)])
-def test_only_the_inbox_sends_its_object_events_to_eventbridge(assembly: Assembly, bucket: str, enabled: bool) -> None:
-    properties = assembly.one("Data", "AWS::S3::Bucket", bucket)["Properties"]
-    notifications = properties.get("NotificationConfiguration", {})
-    assert notifications.get("EventBridgeConfiguration", {}).get("EventBridgeEnabled", False) is enabled
 
 
 def test_the_start_function_may_pass_only_the_import_role_and_only_to_healthimaging(assembly: Assembly) -> None:

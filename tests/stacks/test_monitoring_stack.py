@@ -6,9 +6,34 @@ from typing import Any
 
 import pytest
 
-from tests.stacks.assembly import MME_NAME, Assembly, output_name
+from stacks.monitoring.stack import MonitoringStack
+from stacks.platform import stack_props
+from tests.stacks.assembly import INFERENCE_OVERRIDES, MME_NAME, MULTI_MODEL_OVERRIDES, Assembly, output_name
+from tests.stacks.scaffold import Scaffold, alone
 
 STACK = "Monitoring"
+
+
+def build(scaffold: Scaffold, *, own_image_build: bool = True) -> None:
+    MonitoringStack(
+        scaffold.app,
+        STACK,
+        config=scaffold.config,
+        endpoint_name=scaffold.endpoint.name,
+        multi_model_endpoint_name=scaffold.multi_model_endpoint_name,
+        import_failed_rule=scaffold.import_failed_rule,
+        image_build=scaffold.image_build if own_image_build else None,
+        failure_queues=scaffold.failure_queues,
+        inference_functions=scaffold.inference_functions,
+        **stack_props(scaffold.config, STACK),
+    )
+
+
+assembly = alone(build)
+import_assembly = alone(build, INFERENCE_OVERRIDES)  # thresholds changed and an e-mail subscriber
+mme_assembly = alone(build, MULTI_MODEL_OVERRIDES)
+# A stage of the release pipeline: its images are built by the pipeline's own step, which it watches itself.
+pipeline_stage_assembly = alone(lambda scaffold: build(scaffold, own_image_build=False))
 ENDPOINT = {"Name": "EndpointName", "Value": "monai-imaging-dev-spleen-async"}
 VARIANT = {"Name": "VariantName", "Value": "AllTraffic"}
 
@@ -62,19 +87,10 @@ def test_each_alarm_watches_its_metric(
         assert dimensions in output_name(dimension["Value"])
 
 
-def test_the_dead_letter_alarms_watch_the_queues_of_every_stack_that_has_one(assembly: Assembly) -> None:
-    by_name = alarms(assembly)
-    stacks = {
-        name: by_name[name]["Dimensions"][0]["Value"]["Fn::GetStackOutput"]["StackName"]
-        for name in by_name
-        if name.endswith("Depth")
-    }
-    assert stacks == {
-        "ImagingDeadLettersDepth": "monai-imaging-dev-imaging",
-        "ApprovalDeadLettersDepth": "monai-imaging-dev-approval",
-        "InferenceDeadLettersDepth": "monai-imaging-dev-inference",
-        "InferenceFailuresDepth": "monai-imaging-dev-inference",
-    }
+def test_without_an_image_build_of_its_own_there_are_no_build_alarms(pipeline_stage_assembly: Assembly) -> None:
+    builds = {"ImagePipelineFailures", "BuildImagesFailures", "RecordImageUrisFailures"}
+    assert set(alarms(pipeline_stage_assembly)) == {name for name, *_ in EXPECTED_ALARMS} - builds
+    assert '"AWS/CodeBuild"' not in dashboard_body(pipeline_stage_assembly)
 
 
 def test_every_alarm_notifies_the_one_topic_and_stays_quiet_without_data(assembly: Assembly) -> None:

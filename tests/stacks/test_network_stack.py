@@ -6,7 +6,10 @@ from typing import Any
 
 import pytest
 
-from tests.stacks.assembly import Assembly
+from stacks.network.stack import NetworkStack
+from stacks.platform import stack_props
+from tests.stacks.assembly import VARIANT_OVERRIDES, Assembly
+from tests.stacks.scaffold import Scaffold, alone
 
 EXPECTED_INTERFACE_SERVICES = {
     "sagemaker.api",
@@ -21,6 +24,15 @@ EXPECTED_INTERFACE_SERVICES = {
     "medical-imaging",
     "runtime-medical-imaging",
 }
+
+
+def build(scaffold: Scaffold) -> None:
+    NetworkStack(scaffold.app, "Network", config=scaffold.config, logs_key=scaffold.keys.logs_key,
+                 **stack_props(scaffold.config, "Network"))
+
+
+assembly = alone(build)
+variant_assembly = alone(build, VARIANT_OVERRIDES)
 
 
 def interface_services(assembly: Assembly) -> dict[str, dict[str, Any]]:

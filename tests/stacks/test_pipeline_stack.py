@@ -205,7 +205,7 @@ def test_default_pipeline_config_deploys_dev_then_prod_from_the_embedded_config(
 
 
 def test_image_build_spec_is_the_containers_buildspec_plus_the_ssm_record() -> None:
-    from stacks.container_images.stack import RECORD_COMMANDS
+    from stacks.container_images.build_pipeline import RECORD_COMMANDS
     from stacks.pipeline.stack import image_build_spec
 
     spec = image_build_spec()

@@ -1,55 +1,40 @@
-"""Training workflow and approval deploys: the state machine's training job, registration, roles and rules."""
+"""Training workflow: the state machine's training job, registration, roles and notifications."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
-import aws_cdk as cdk
 import pytest
-from aws_cdk import aws_ecr as ecr
-from aws_cdk.assertions import Template
 
-from model_code.serving.triton_package import render_config
 from model_code.training.environment import DEFAULT_CHECKPOINT_DIR
 from model_code.training.metrics import METRIC_DEFINITIONS
-from stacks.approval.runtime.deploy_approved import TRITON_NAME_PLACEHOLDER
-from stacks.config import PlatformConfig, build_config
-from stacks.data.stack import DataStack
-from stacks.network.stack import NetworkStack
+from stacks.container_images.names import TRAINING as TRAINING_IMAGE
+from stacks.platform import stack_props
 from stacks.training.stack import TrainingStack
-from tests.stacks.assembly import Assembly, as_list, cdk_json_context, one_resource
+from tests.stacks.assembly import Assembly, as_list, flatten, one_resource, statements
+from tests.stacks.scaffold import Scaffold, alone
 
-TRAINING, APPROVAL = "Training", "Approval"
-
-
-def flatten(node: Any) -> Any:
-    """Intrinsics as readable markers, so a rendered definition or ARN can be parsed and compared."""
-    if isinstance(node, dict):
-        if "Fn::Join" in node:
-            delimiter, items = node["Fn::Join"]
-            return delimiter.join(str(flatten(item)) for item in items)
-        if "Fn::GetStackOutput" in node:
-            return f"<output:{node['Fn::GetStackOutput']['OutputName']}>"
-        if "Fn::GetAtt" in node:
-            return f"<{node['Fn::GetAtt'][0]}.{node['Fn::GetAtt'][1]}>"
-        if "Ref" in node:
-            return f"<{node['Ref']}>"
-        return {key: flatten(value) for key, value in node.items()}
-    if isinstance(node, list):
-        return [flatten(item) for item in node]
-    return node
+TRAINING = "Training"
 
 
-# Template dicts, not assemblies: the variant below builds the training stack alone.
+def build(scaffold: Scaffold) -> None:
+    TrainingStack(
+        scaffold.app,
+        TRAINING,
+        config=scaffold.config,
+        keys=scaffold.keys,
+        network=scaffold.network,
+        training_data_bucket=scaffold.buckets["TrainingData"],
+        model_store=scaffold.model_store,
+        training_image_repository=scaffold.repositories[TRAINING_IMAGE],
+        **stack_props(scaffold.config, TRAINING),
+    )
+
+
 def definition_of(template: dict[str, Any]) -> dict[str, Any]:
     machine = one_resource(template, "AWS::StepFunctions::StateMachine")
     return dict(json.loads(flatten(machine["Properties"]["DefinitionString"])))
-
-
-def statements(template: dict[str, Any], policy_prefix: str) -> list[dict[str, Any]]:
-    policy = one_resource(template, "AWS::IAM::Policy", policy_prefix)
-    return list(flatten(policy["Properties"]["PolicyDocument"]["Statement"]))
 
 
 @pytest.fixture(scope="module")
@@ -198,25 +183,6 @@ def test_the_training_security_group_admits_only_its_own_instances(assembly: Ass
 # -- variants: auto-approval, no spot, a volume key -----------------------------------------------------------
 
 
-def _training_template(config: PlatformConfig) -> dict[str, Any]:
-    """The training stack alone (data and network beside it, no nag): enough for its definition."""
-    app = cdk.App(context=cdk_json_context())
-    env = cdk.Environment(account=config.account, region=config.region)
-    data = DataStack(app, "Data", config=config, env=env)
-    network = NetworkStack(app, "Network", config=config, logs_key=data.keys.logs_key, env=env)
-    training = TrainingStack(
-        app,
-        "Training",
-        config=config,
-        data=data,
-        network=network,
-        logs_key=data.keys.logs_key,
-        training_image_repository=ecr.Repository.from_repository_name(data, "Training", "x/training"),
-        env=env,
-    )
-    return dict(Template.from_stack(training).to_json())
-
-
 VARIANT = {
     "platform.training.instanceType": "ml.m5.xlarge",  # EBS-only: takes the data key on its volume
     "platform.training.instanceCount": "3",
@@ -226,10 +192,13 @@ VARIANT = {
 }
 
 
+assembly = alone(build)
+variant_assembly = alone(build, VARIANT)
+
+
 @pytest.fixture(scope="module")
-def variant_states() -> dict[str, Any]:
-    config = build_config({**cdk_json_context(), **VARIANT})
-    return dict(definition_of(_training_template(config))["States"])
+def variant_states(variant_assembly: Assembly) -> dict[str, Any]:
+    return dict(definition_of(variant_assembly.templates[TRAINING])["States"])
 
 
 def test_auto_approval_compares_the_configured_metric_with_the_threshold(variant_states: dict[str, Any]) -> None:
@@ -251,61 +220,3 @@ def test_on_demand_multi_instance_jobs_encrypt_their_volume(variant_states: dict
     assert "EnableManagedSpotTraining" not in params
     assert "CheckpointConfig" not in params
     assert "MaxWaitTimeInSeconds" not in params["StoppingCondition"]
-
-
-# -- approval deploys ----------------------------------------------------------------------------------------
-
-
-def test_the_rule_sends_only_approvals_of_our_group_to_the_function(assembly: Assembly) -> None:
-    rule = assembly.one(APPROVAL, "AWS::Events::Rule", "PackageApprovedRule")
-    assert rule["Properties"]["EventPattern"] == {
-        "source": ["aws.sagemaker"],
-        "detail-type": ["SageMaker Model Package State Change"],
-        "detail": {"ModelPackageGroupName": ["monai-imaging-dev-spleen"], "ModelApprovalStatus": ["Approved"]},
-    }
-    [target] = rule["Properties"]["Targets"]
-    assert "DeployApproved" in flatten(target["Arn"])
-    assert "DeadLetterQueue" in flatten(target["DeadLetterConfig"]["Arn"])
-
-
-def test_the_deploy_function_is_in_the_vpc_serialized_and_configured(assembly: Assembly) -> None:
-    function = assembly.one(APPROVAL, "AWS::Lambda::Function", "DeployApproved")
-    props = function["Properties"]
-    assert props["VpcConfig"]["SubnetIds"]
-    assert "DeadLetterQueue" in flatten(props["DeadLetterConfig"]["TargetArn"])
-    assert props["ReservedConcurrentExecutions"] == 1
-    env = props["Environment"]["Variables"]
-    assert env["DEPLOYMENT_STRATEGY"] == "canary"
-    assert env["TRITON_CONFIG"] == render_config(TRITON_NAME_PLACEHOLDER)
-    alarms = {a["Properties"]["AlarmName"] for a in assembly.resources(APPROVAL, "AWS::CloudWatch::Alarm").values()}
-    assert set(env["ROLLBACK_ALARMS"].split(",")) == alarms == {
-        "monai-imaging-dev-spleen-async-deploy-invocationfailures",
-        "monai-imaging-dev-spleen-async-deploy-modelerrors",
-    }
-
-
-def test_the_deploy_function_writes_only_where_endpoints_read(assembly: Assembly) -> None:
-    policy = statements(assembly.templates[APPROVAL], "DeployApprovedServiceRole")
-    puts = [r for s in policy if "s3:PutObject" in as_list(s["Action"]) for r in as_list(s["Resource"])]
-    assert sorted(r.split(">", 1)[1] for r in puts) == ["/models/spleen/*", "/models/triton/*"]
-    by_sid = {s.get("Sid"): s for s in policy}
-    assert by_sid["PassEndpointRole"]["Condition"] == {
-        "StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}
-    }
-    assert "EndpointRole" in flatten(by_sid["PassEndpointRole"]["Resource"])
-    creates = as_list(by_sid["CreateVersionedModels"]["Resource"])
-    assert all(r.endswith("/monai-imaging-dev-spleen-async-v*") for r in creates)
-    # Must not: any service-wide SageMaker or S3 action.
-    assert not {a for s in policy for a in as_list(s["Action"])} & {"sagemaker:*", "s3:*", "iam:*"}
-
-
-def test_the_endpoint_role_may_read_exactly_the_rollback_alarms(assembly: Assembly) -> None:
-    policy = assembly.one(APPROVAL, "AWS::IAM::Policy", "EndpointReadsRollbackAlarms")
-    [role] = policy["Properties"]["Roles"]
-    assert "EndpointRole" in flatten(role)  # must: the serving stack's endpoint role, imported
-    [statement] = flatten(policy["Properties"]["PolicyDocument"]["Statement"])
-    assert statement["Action"] == "cloudwatch:DescribeAlarms"
-    assert sorted(r.rsplit(":alarm:", 1)[1] for r in statement["Resource"]) == [
-        "monai-imaging-dev-spleen-async-deploy-invocationfailures",
-        "monai-imaging-dev-spleen-async-deploy-modelerrors",
-    ]

@@ -310,3 +310,19 @@ def test_settings_refuse_a_broken_environment(environ: dict[str, str], message: 
         runtime.Settings.from_environment(given)
     # Must: the complete environment parses, alarms split into names.
     assert runtime.Settings.from_environment(complete).rollback_alarms == ALARMS
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("https://bucket/model.tar.gz", "the ModelDataUrl of arn:p must look like s3://bucket/prefix/"),  # not S3
+        ("s3://model-artifacts-bucket/", "the ModelDataUrl of arn:p names no object"),  # a bucket, no archive
+    ],
+)
+def test_a_package_whose_model_is_not_an_s3_object_is_refused(url: str, message: str) -> None:
+    package = runtime.Package(arn="arn:p", version=1, image="i", model_data_url=url)
+    with pytest.raises(runtime.DeploymentError, match=message):
+        runtime.model_location(package)
+    # Must: an archive in a bucket is read as (bucket, key) by the platform's one parser.
+    good = runtime.Package(arn="arn:p", version=1, image="i", model_data_url="s3://b-1/training/output/model.tar.gz")
+    assert runtime.model_location(good) == ("b-1", "training/output/model.tar.gz")

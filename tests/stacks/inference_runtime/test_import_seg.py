@@ -119,6 +119,7 @@ def test_an_output_that_is_not_dicom_is_not_imported(aws: Aws) -> None:
         (notification(input_key=f"input/{'f' * 32}/{IMAGE_SET_ID}.json"), "not the platform's"),
         ({**notification(), "inferenceId": ""}, "notification has no inferenceId"),
         ({**notification(), "responseParameters": {"outputLocation": "output/seg.dcm"}}, "responseParameters.outputLocation must look like s3://bucket/prefix/"),
+        ({**notification(), "responseParameters": {"outputLocation": "s3://inference-bucket"}}, "responseParameters.outputLocation 's3://inference-bucket' names no object"),
     ],
 )
 def test_notifications_the_flow_did_not_produce_are_refused(
