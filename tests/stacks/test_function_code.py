@@ -10,12 +10,18 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
+from stacks.approval.runtime import deploy_approved
 from stacks.components.function_code import shared_module_files, stage_function_code
 from stacks.components.function_shared import SHARED_MODULES, expose_shared_modules
+from stacks.healthimaging.runtime import import_completed, start_import
+from stacks.inference.runtime import import_seg, request_inference
 from tests.stacks.assembly import PROJECT_ROOT, Assembly
+
+HANDLER_MODULES = [start_import, import_completed, request_inference, import_seg, deploy_approved]
 
 RUNTIMES = {
     "healthimaging": ["import_completed.py", "start_import.py"],
@@ -82,3 +88,12 @@ def test_a_foreign_module_under_a_shared_name_is_refused(monkeypatch: pytest.Mon
     monkeypatch.setitem(sys.modules, "s3_uri", type(sys)("s3_uri"))
     with pytest.raises(ImportError, match="a module named 's3_uri' is already imported"):
         expose_shared_modules()
+
+
+@pytest.mark.parametrize("module", HANDLER_MODULES, ids=lambda m: m.__name__.rsplit(".", 1)[1])
+def test_the_variables_a_stack_sets_are_the_ones_the_settings_read(module: ModuleType) -> None:
+    # The stack writes the ENV_* names; the settings read each field from its name in upper case.
+    written = {value for name, value in vars(module).items() if name.startswith("ENV_")}
+    assert written == set(module.Settings.variables().values())
+    with pytest.raises(RuntimeError, match=r"are not set: deploy this function with the \w+ stack"):
+        module.Settings.from_environment({})

@@ -25,17 +25,15 @@ import tempfile
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import boto3
 from botocore.exceptions import ClientError
 
-if TYPE_CHECKING:  # mypy reads the repository's modules; the function's asset has copies at its top level
-    from model_code.core.s3_uri import parse_s3_uri
-    from stacks.components.function_shared.function_settings import EnvironmentSettings
-else:
-    from function_settings import EnvironmentSettings
-    from s3_uri import parse_s3_uri
+# Beside this module in the function's asset (stacks/components/function_shared: the settings helper and the
+# platform's one S3-URI parser, model_code/core/s3_uri.py).
+from function_settings import EnvironmentSettings
+from s3_uri import parse_s3_uri
 
 ENV_ENDPOINT_NAME = "ENDPOINT_NAME"
 ENV_MODEL_PACKAGE_GROUP = "MODEL_PACKAGE_GROUP"
@@ -76,19 +74,7 @@ class DeploymentError(RuntimeError):
 
 @dataclass(frozen=True)
 class Settings(EnvironmentSettings):
-    VARIABLES: ClassVar = {
-        "endpoint_name": ENV_ENDPOINT_NAME,
-        "model_package_group": ENV_MODEL_PACKAGE_GROUP,
-        "artifacts_bucket": ENV_ARTIFACTS_BUCKET,
-        "serving_model_key": ENV_SERVING_MODEL_KEY,
-        "multi_model_prefix": ENV_MULTI_MODEL_PREFIX,
-        "triton_model_name": ENV_TRITON_MODEL_NAME,
-        "triton_config": ENV_TRITON_CONFIG,
-        "triton_model_py": ENV_TRITON_MODEL_PY,
-        "deployment_strategy": ENV_DEPLOYMENT_STRATEGY,
-        "rollback_alarms": ENV_ROLLBACK_ALARMS,
-    }
-    DEPLOYED_BY: ClassVar = "approval"
+    DEPLOYED_BY: ClassVar[str] = "approval"
 
     endpoint_name: str
     model_package_group: str

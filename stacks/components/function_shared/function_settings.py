@@ -8,28 +8,34 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, ClassVar, Self
 
 
 @dataclass(frozen=True)
 class EnvironmentSettings:
-    """Base of a handler's ``Settings``: a frozen dataclass whose ``VARIABLES`` maps each field to its environment
-    variable (in field order) and whose ``DEPLOYED_BY`` names the stack that sets them."""
+    """Base of a handler's ``Settings``: a frozen dataclass whose every field is read from the environment variable
+    of its name in upper case (``datastore_id`` from ``DATASTORE_ID``); ``DEPLOYED_BY`` names the stack that sets
+    them. The handler's ``ENV_*`` constants, which the stack writes, are those names (a test keeps them equal)."""
 
-    VARIABLES: ClassVar[Mapping[str, str]] = {}
     DEPLOYED_BY: ClassVar[str] = ""
+
+    @classmethod
+    def variables(cls) -> dict[str, str]:
+        """Field name -> environment variable, in field order."""
+        return {field.name: field.name.upper() for field in fields(cls)}
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] | None = None) -> Self:
         """Every variable at once; a missing or empty one raises RuntimeError naming all of them."""
         env = os.environ if environ is None else environ
-        missing = [name for name in cls.VARIABLES.values() if not env.get(name)]
+        variables = cls.variables()
+        missing = [name for name in variables.values() if not env.get(name)]
         if missing:
             raise RuntimeError(
                 f"environment variables {missing} are not set: deploy this function with the {cls.DEPLOYED_BY} stack"
             )
-        return cls(**cls.parse({field: env[name] for field, name in cls.VARIABLES.items()}))
+        return cls(**cls.parse({field: env[name] for field, name in variables.items()}))
 
     @classmethod
     def parse(cls, values: dict[str, str]) -> dict[str, Any]:

@@ -12,16 +12,14 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import boto3
 
-if TYPE_CHECKING:  # mypy reads the repository's modules; the function's asset has copies at its top level
-    from model_code.core.s3_uri import parse_s3_uri
-    from stacks.components.function_shared.function_settings import EnvironmentSettings
-else:
-    from function_settings import EnvironmentSettings
-    from s3_uri import parse_s3_uri
+# Beside this module in the function's asset (stacks/components/function_shared: the settings helper and the
+# platform's one S3-URI parser, model_code/core/s3_uri.py).
+from function_settings import EnvironmentSettings
+from s3_uri import parse_s3_uri
 
 ENV_SUMMARY_TOPIC_ARN = "SUMMARY_TOPIC_ARN"
 
@@ -42,8 +40,7 @@ class OutputNotFoundError(RuntimeError):
 
 @dataclass(frozen=True)
 class Settings(EnvironmentSettings):
-    VARIABLES: ClassVar = {"summary_topic_arn": ENV_SUMMARY_TOPIC_ARN}
-    DEPLOYED_BY: ClassVar = "HealthImaging"
+    DEPLOYED_BY: ClassVar[str] = "HealthImaging"
 
     summary_topic_arn: str
 

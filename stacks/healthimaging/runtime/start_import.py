@@ -20,15 +20,13 @@ import json
 import re
 from dataclasses import dataclass
 from functools import cache
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 from urllib.parse import unquote_plus
 
 import boto3
 
-if TYPE_CHECKING:  # mypy reads the repository's module; the function's asset has a copy at its top level
-    from stacks.components.function_shared.function_settings import EnvironmentSettings
-else:
-    from function_settings import EnvironmentSettings
+# Beside this module in the function's asset (stacks/components/function_shared).
+from function_settings import EnvironmentSettings
 
 ENV_DATASTORE_ID = "DATASTORE_ID"
 ENV_IMPORT_ROLE_ARN = "IMPORT_ROLE_ARN"
@@ -53,14 +51,7 @@ class ManifestError(ValueError):
 
 @dataclass(frozen=True)
 class Settings(EnvironmentSettings):
-    VARIABLES: ClassVar = {
-        "datastore_id": ENV_DATASTORE_ID,
-        "import_role_arn": ENV_IMPORT_ROLE_ARN,
-        "output_bucket": ENV_OUTPUT_BUCKET,
-        "incoming_prefix": ENV_INCOMING_PREFIX,
-        "notification_topic_arn": ENV_NOTIFICATION_TOPIC_ARN,
-    }
-    DEPLOYED_BY: ClassVar = "HealthImaging"
+    DEPLOYED_BY: ClassVar[str] = "HealthImaging"
 
     datastore_id: str
     import_role_arn: str

@@ -21,16 +21,14 @@ import json
 import re
 from dataclasses import dataclass
 from functools import cache
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import boto3
 
-if TYPE_CHECKING:  # mypy reads the repository's modules; the function's asset has copies at its top level
-    from model_code.core.s3_uri import parse_s3_uri
-    from stacks.components.function_shared.function_settings import EnvironmentSettings
-else:
-    from function_settings import EnvironmentSettings
-    from s3_uri import parse_s3_uri
+# Beside this module in the function's asset (stacks/components/function_shared: the settings helper and the
+# platform's one S3-URI parser, model_code/core/s3_uri.py).
+from function_settings import EnvironmentSettings
+from s3_uri import parse_s3_uri
 
 ENV_DATASTORE_ID = "DATASTORE_ID"
 ENV_IMPORT_ROLE_ARN = "IMPORT_ROLE_ARN"
@@ -72,19 +70,12 @@ class NotDicomError(ValueError):
 
 @dataclass(frozen=True)
 class Settings(EnvironmentSettings):
-    VARIABLES: ClassVar = {
-        "datastore_id": ENV_DATASTORE_ID,
-        "import_role_arn": ENV_IMPORT_ROLE_ARN,
-        "inbox_bucket": ENV_INBOX_BUCKET,
-        "seg_prefix": ENV_SEG_PREFIX,
-        "import_output_bucket": ENV_IMPORT_OUTPUT_BUCKET,
-    }
-    DEPLOYED_BY: ClassVar = "inference"
+    DEPLOYED_BY: ClassVar[str] = "inference"
 
     datastore_id: str
     import_role_arn: str
     inbox_bucket: str
-    seg_prefix: str
+    seg_import_prefix: str
     import_output_bucket: str
 
 
@@ -148,7 +139,7 @@ def client_token(result: Result) -> str:
 
 
 def seg_prefix(settings: Settings, result: Result) -> str:
-    return f"{settings.seg_prefix}{result.image_set_id}/"
+    return f"{settings.seg_import_prefix}{result.image_set_id}/"
 
 
 def import_seg(*, s3: Any, medical_imaging: Any, settings: Settings, result: Result) -> dict[str, Any]:

@@ -26,15 +26,13 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import boto3
 from botocore.exceptions import ClientError
 
-if TYPE_CHECKING:  # mypy reads the repository's module; the function's asset has a copy at its top level
-    from stacks.components.function_shared.function_settings import EnvironmentSettings
-else:
-    from function_settings import EnvironmentSettings
+# Beside this module in the function's asset (stacks/components/function_shared).
+from function_settings import EnvironmentSettings
 
 ENV_ENDPOINT_NAME = "ENDPOINT_NAME"
 ENV_BUCKET = "INFERENCE_BUCKET"
@@ -62,16 +60,10 @@ class ClaimInProgressError(RuntimeError):
 
 @dataclass(frozen=True)
 class Settings(EnvironmentSettings):
-    VARIABLES: ClassVar = {
-        "endpoint_name": ENV_ENDPOINT_NAME,
-        "bucket": ENV_BUCKET,
-        "input_prefix": ENV_INPUT_PREFIX,
-        "datastore_id": ENV_DATASTORE_ID,
-    }
-    DEPLOYED_BY: ClassVar = "inference"
+    DEPLOYED_BY: ClassVar[str] = "inference"
 
     endpoint_name: str
-    bucket: str
+    inference_bucket: str
     input_prefix: str
     datastore_id: str
 
@@ -157,7 +149,7 @@ def request_inference(
     if not found & set(MODALITIES):
         return {"status": "SKIPPED", "imageSetId": ref.image_set_id, "reason": f"modalities {sorted(found)}"}
 
-    bucket, prefix = settings.bucket, settings.input_prefix
+    bucket, prefix = settings.inference_bucket, settings.input_prefix
     marker = claim_key(prefix, ref)
     if claim(s3, bucket=bucket, key=marker, now=now) is None:
         return {"status": "DUPLICATE", "imageSetId": ref.image_set_id}

@@ -28,7 +28,7 @@ SETTINGS = import_seg.Settings(
     datastore_id=DATASTORE_ID,
     import_role_arn=ROLE_ARN,
     inbox_bucket=INBOX,
-    seg_prefix="incoming/inference-seg/",
+    seg_import_prefix="incoming/inference-seg/",
     import_output_bucket=IMPORT_OUTPUT,
 )
 

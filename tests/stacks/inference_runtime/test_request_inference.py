@@ -17,7 +17,7 @@ ENDPOINT = "monai-imaging-dev-spleen-async"
 REQUEST_KEY = f"input/{DATASTORE_ID}/{IMAGE_SET_ID}.json"
 CLAIM_KEY = f"input/{DATASTORE_ID}/{IMAGE_SET_ID}.invocation.json"
 SETTINGS = request_inference.Settings(
-    endpoint_name=ENDPOINT, bucket=INFERENCE, input_prefix="input/", datastore_id=DATASTORE_ID
+    endpoint_name=ENDPOINT, inference_bucket=INFERENCE, input_prefix="input/", datastore_id=DATASTORE_ID
 )
 
 
