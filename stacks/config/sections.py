@@ -135,7 +135,7 @@ class ImageSourceConfig(Rules):
     kind: str = field(metadata=setting("kind", Text(
         expected="'s3' or 'codestar' (CodeCommit is closed to new customers)", valid=lambda kind: kind in SOURCE_KINDS
     )))
-    # kind "s3": the zip archive's key in the source bucket the images stack creates.
+    # kind "s3": the zip archive's key in the source bucket the container-images stack creates.
     bucket_key: str | None = field(metadata=setting("bucketKey", Value(
         expected="an S3 key ending in '.zip' without a leading '/' when source.kind is 's3' (CodePipeline's S3 source "
         "reads a zip archive)",

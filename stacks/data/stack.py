@@ -60,7 +60,7 @@ class DataStack(Stack):
 
         ia_days = data.infrequent_access_transition_days
         self.dicom_inbox_bucket = bucket("DicomInbox", infrequent_access_rule(ia_days))
-        # The imaging stack starts imports from the inbox's "Object Created" events on EventBridge; the L1
+        # The HealthImaging stack starts imports from the inbox's "Object Created" events on EventBridge; the L1
         # property avoids the notification custom resource (and its Lambda) that the L2 option would add.
         inbox = self.dicom_inbox_bucket.node.default_child
         assert isinstance(inbox, s3.CfnBucket)  # an L2 Bucket's default child is its CfnBucket

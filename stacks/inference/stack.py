@@ -1,10 +1,10 @@
 """Inference stack: image sets created in HealthImaging are segmented by the async endpoint, automatically.
 
-Flow: "Image Set Created" (the imaging stack's pattern, filtered to the platform's data store) -> EventBridge
+Flow: "Image Set Created" (the HealthImaging stack's pattern, filtered to the platform's data store) -> EventBridge
 rule -> ``RequestInference`` (request JSON under ``input/`` + InvokeEndpointAsync, idempotent) -> the endpoint
 writes the SEG under ``output/`` and notifies the serving stack's success or error topic.
 Success topic -> ``ImportSeg`` (only when ``serving.importSegBack``) -> SEG copied into the inbox's
-``incoming/inference-seg/`` prefix and imported with the imaging stack's import role.
+``incoming/inference-seg/`` prefix and imported with the HealthImaging stack's import role.
 Error topic -> ``failure_queue`` (kept 14 days for inspection; the monitoring stack alarms on its depth).
 Undeliverable events and failed function invocations -> ``dead_letter_queue`` (alarmed too).
 """
@@ -39,7 +39,7 @@ from stacks.props import AsyncEndpoint, DicomStore, PlatformKeys, WorkloadNetwor
 
 RUNTIME_DIR = str(Path(__file__).resolve().parent / "runtime")
 # Inbox prefix the SEG imports read: under incoming/ (the import role's only readable prefix), never holding a
-# manifest.json, so the batch-import rule of the imaging stack does not fire for it.
+# manifest.json, so the batch-import rule of the HealthImaging stack does not fire for it.
 SEG_IMPORT_PREFIX = f"{INBOX_INCOMING_PREFIX}inference-seg/"
 # Each request wakes a GPU instance at most; a burst of image sets queues in the endpoint, not in Lambda.
 FUNCTION_RESERVED_CONCURRENCY = 5

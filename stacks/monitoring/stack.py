@@ -161,7 +161,8 @@ class MonitoringStack(Stack):
             )
             for name, queue in failure_queues.items()
         ]
-        # The images stack's own build exists only outside the release pipeline, which watches its BuildImages step.
+        # The container-images stack's own build exists only outside the release pipeline, which watches its
+        # BuildImages step.
         build_specs = [] if image_build is None else [
             AlarmSpec(
                 "ImagePipelineFailures",

@@ -77,7 +77,7 @@ def assume_writer_commands(role_arn: str, region: str) -> list[str]:
 
 
 def image_build_spec(writer_role_arn: str | None = None, region: str | None = None) -> dict[str, Any]:
-    """containers/buildspec.yml, plus the images stack's SSM record commands once the images are pushed.
+    """containers/buildspec.yml, plus the container-images stack's SSM record commands once the images are pushed.
 
     The file stays the one description of an image build; its artifacts section is dropped because this step
     hands nothing on. With ``writer_role_arn`` (a stage in another account) the record commands run under that
@@ -106,7 +106,7 @@ def image_uri_readers(stage: Stage, config: PlatformConfig) -> list[Stack]:
 
 
 def _source(source: ImageSourceConfig, bucket: s3.IBucket | None) -> pipelines.CodePipelineSource:
-    # The images stack's source configuration is the one description of where the platform's code lives.
+    # The container-images stack's source configuration is the one description of where the platform's code lives.
     if source.kind == "s3":
         if bucket is None:
             raise ValueError("an S3 source needs the pipeline's source bucket")

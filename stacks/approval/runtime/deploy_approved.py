@@ -138,12 +138,9 @@ def describe_package(sagemaker: Any, arn: str) -> Package:
 def model_location(package: Package) -> tuple[str, str]:
     """(bucket, key) of the package's model archive."""
     try:
-        location = parse_s3_uri(package.model_data_url, what=f"the ModelDataUrl of {package.arn}")
+        return parse_s3_uri(package.model_data_url, what=f"the ModelDataUrl of {package.arn}", require_key=True)
     except ValueError as error:
         raise DeploymentError(str(error)) from error
-    if not location.prefix.strip("/"):
-        raise DeploymentError(f"the ModelDataUrl of {package.arn} names no object: {package.model_data_url!r}")
-    return location.bucket, location.prefix
 
 
 def versioned_key(settings: Settings, version: int) -> str:

@@ -46,17 +46,14 @@ class Settings(EnvironmentSettings):
 
 
 def split_s3_uri(uri: str) -> tuple[str, str]:
-    """(bucket, key) of an ``s3://`` URI, read by the platform's one parser (s3_uri, copied beside this module).
-
-    The CLI reads its stack outputs' URIs through this too (platform_cli/archives.py, segment.py).
-    """
-    location = parse_s3_uri(uri, what="an S3 location")
-    return location.bucket, location.prefix
+    """(bucket, key) of an ``s3://`` URI, read by the platform's one parser; what the CLI reads its stack outputs'
+    URIs with (platform_cli/archives.py, segment.py)."""
+    return parse_s3_uri(uri, what="an S3 location")
 
 
 def find_job_manifest(s3: Any, *, output_uri: str, job_id: str) -> tuple[str, str]:
     """(bucket, key) of the job's output manifest: the one under ``output_uri`` whose path names the job."""
-    bucket, prefix = split_s3_uri(output_uri)
+    bucket, prefix = parse_s3_uri(output_uri, what="the event's outputS3Uri")
     keys = [
         item["Key"]
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)

@@ -91,12 +91,9 @@ class Result:
 def object_location(uri: Any, *, what: str) -> tuple[str, str]:
     """(bucket, key) of the object a notification names at ``what``."""
     try:
-        location = parse_s3_uri(uri, what=what)
+        return parse_s3_uri(uri, what=what, require_key=True)
     except ValueError as error:
         raise NotificationError(str(error)) from error
-    if not location.prefix:
-        raise NotificationError(f"{what} {uri!r} names no object")
-    return location.bucket, location.prefix
 
 
 def parse_notification(message: str) -> Result | None:

@@ -315,8 +315,8 @@ def test_settings_refuse_a_broken_environment(environ: dict[str, str], message: 
 @pytest.mark.parametrize(
     ("url", "message"),
     [
-        ("https://bucket/model.tar.gz", "the ModelDataUrl of arn:p must look like s3://bucket/prefix/"),  # not S3
-        ("s3://model-artifacts-bucket/", "the ModelDataUrl of arn:p names no object"),  # a bucket, no archive
+        ("https://bucket/model.tar.gz", r"the ModelDataUrl of arn:p must look like s3://bucket/key \(an object\)"),  # not S3
+        ("s3://model-artifacts-bucket/", r"the ModelDataUrl of arn:p must name an object \(s3://bucket/key\)"),  # a bucket
     ],
 )
 def test_a_package_whose_model_is_not_an_s3_object_is_refused(url: str, message: str) -> None:

@@ -92,7 +92,7 @@ def test_a_completed_inference_copies_the_seg_to_the_inbox_and_imports_it(aws: A
     assert outcome["sourceImageSetId"] == IMAGE_SET_ID
     assert aws.keys(INBOX) == [SEG_KEY]
     assert aws.s3.get_object(Bucket=INBOX, Key=SEG_KEY)["Body"].read() == DICOM_BYTES
-    # Must not: a manifest.json, which would make the imaging stack's batch rule import the prefix a second time.
+    # Must not: a manifest.json, which would make the HealthImaging stack's batch rule import the prefix a second time.
     assert not any(key.endswith("manifest.json") for key in aws.keys(INBOX))
 
 
@@ -118,8 +118,8 @@ def test_an_output_that_is_not_dicom_is_not_imported(aws: Aws) -> None:
         # A request against another data store: the import role must not write there.
         (notification(input_key=f"input/{'f' * 32}/{IMAGE_SET_ID}.json"), "not the platform's"),
         ({**notification(), "inferenceId": ""}, "notification has no inferenceId"),
-        ({**notification(), "responseParameters": {"outputLocation": "output/seg.dcm"}}, "responseParameters.outputLocation must look like s3://bucket/prefix/"),
-        ({**notification(), "responseParameters": {"outputLocation": "s3://inference-bucket"}}, "responseParameters.outputLocation 's3://inference-bucket' names no object"),
+        ({**notification(), "responseParameters": {"outputLocation": "output/seg.dcm"}}, r"responseParameters.outputLocation must look like s3://bucket/key \(an object\)"),
+        ({**notification(), "responseParameters": {"outputLocation": "s3://inference-bucket"}}, r"responseParameters.outputLocation must name an object \(s3://bucket/key\), got 's3://inference-bucket'"),
     ],
 )
 def test_notifications_the_flow_did_not_produce_are_refused(
