@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aws_cdk as cdk
 import pytest
@@ -46,6 +46,7 @@ from stacks.props import (
 from tests.stacks.assembly import Assembly, cdk_json_context
 
 SCAFFOLD = "Scaffold"
+S = TypeVar("S", bound=cdk.Stack)
 REASON = "A stand-in of the scaffold stack that tests build one platform stack against; it is never deployed."
 
 
@@ -119,11 +120,19 @@ class Scaffold:
                 ("InferenceFailures", "InferenceFailureQueue"),
             )
         }
-        self.inference_functions = tuple(
+        self.inference_functions: tuple[lambda_.IFunction, ...] = tuple(
             lambda_.Function(stack, name, runtime=lambda_.Runtime.PYTHON_3_13, handler="index.handler",
                              code=lambda_.Code.from_inline("def handler(event, context):\n    return None\n"))
             for name in ("RequestInference", *(["ImportSeg"] if config.serving.import_seg_back else []))
         )
+
+
+    def add(self, stack_type: type[S], construct_id: str, **props: Any) -> S:
+        """The stack under test, in the scaffold's app, with the configuration, ``props`` and the platform's
+        stack settings (environment, name) for ``construct_id``."""
+        # Every platform stack takes ``config``; cdk.Stack itself does not, hence the one mapping.
+        arguments: dict[str, Any] = {"config": self.config, **props, **stack_props(self.config, construct_id)}
+        return stack_type(self.app, construct_id, **arguments)
 
 
 def synthesize_alone(

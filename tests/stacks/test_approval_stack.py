@@ -6,7 +6,6 @@ from __future__ import annotations
 from model_code.serving.triton_package import render_config
 from stacks.approval.runtime.deploy_approved import TRITON_NAME_PLACEHOLDER
 from stacks.approval.stack import ApprovalStack
-from stacks.platform import stack_props
 from tests.stacks.assembly import Assembly, as_list, flatten, statements
 from tests.stacks.scaffold import Scaffold, alone
 
@@ -14,16 +13,14 @@ APPROVAL = "Approval"
 
 
 def build(scaffold: Scaffold) -> None:
-    ApprovalStack(
-        scaffold.app,
+    scaffold.add(
+        ApprovalStack,
         APPROVAL,
-        config=scaffold.config,
         keys=scaffold.keys,
         network=scaffold.network,
         model_store=scaffold.model_store,
         endpoint=scaffold.endpoint,
         registry=scaffold.registry,
-        **stack_props(scaffold.config, APPROVAL),
     )
 
 

@@ -11,7 +11,6 @@ import pytest
 
 from stacks.container_images.names import IMAGES, image_uri_parameter_name
 from stacks.container_images.stack import ContainerImagesStack
-from stacks.platform import stack_props
 from tests.stacks.assembly import CODESTAR_OVERRIDES, CONNECTION_ARN, PROJECT_ROOT, Assembly
 from tests.stacks.scaffold import Scaffold, alone
 
@@ -19,15 +18,13 @@ STACK = "Images"  # the platform's construct ID for the container-images stack
 
 
 def build(scaffold: Scaffold, *, build_images: bool = True) -> None:
-    ContainerImagesStack(
-        scaffold.app,
+    scaffold.add(
+        ContainerImagesStack,
         STACK,
-        config=scaffold.config,
         logs_key=scaffold.keys.logs_key,
         access_logs_bucket=scaffold.access_logs_bucket,
         network=scaffold.network,
         build_images=build_images,
-        **stack_props(scaffold.config, STACK),
     )
 
 

@@ -7,7 +7,6 @@ from typing import Any
 import pytest
 
 from stacks.data.stack import DataStack
-from stacks.platform import stack_props
 from tests.stacks.assembly import VARIANT_OVERRIDES, Assembly
 from tests.stacks.scaffold import Scaffold, alone
 
@@ -16,7 +15,7 @@ PATIENT_DATA_BUCKETS = {"DicomInbox", "ImportOutput", "TrainingData", "ModelArti
 
 def build(scaffold: Scaffold) -> None:
     # The data stack takes only the configuration.
-    DataStack(scaffold.app, "Data", config=scaffold.config, **stack_props(scaffold.config, "Data"))
+    scaffold.add(DataStack, "Data")
 
 
 assembly = alone(build)

@@ -10,7 +10,6 @@ import pytest
 from stacks.config import build_config
 from stacks.edge.recipe import RunnerSettings, artifact_key, build_recipe
 from stacks.edge.stack import EdgeStack, component_name
-from stacks.platform import stack_props
 from tests.stacks.assembly import THING_GROUP_ARN, Assembly, cdk_json_context
 from tests.stacks.scaffold import Scaffold, alone
 
@@ -18,8 +17,7 @@ TOKEN = "<token>"
 
 
 def build(scaffold: Scaffold) -> None:
-    EdgeStack(scaffold.app, "Edge", config=scaffold.config, model_store=scaffold.model_store,
-              **stack_props(scaffold.config, "Edge"))
+    scaffold.add(EdgeStack, "Edge", model_store=scaffold.model_store)
 
 
 assembly = alone(build)

@@ -13,7 +13,6 @@ from stacks.healthimaging.stack import (
     IMPORT_JOB_FAILED,
     HealthImagingStack,
 )
-from stacks.platform import stack_props
 from tests.stacks.assembly import VARIANT_OVERRIDES, Assembly, as_list, output_name
 from tests.stacks.scaffold import Scaffold, alone
 
@@ -21,15 +20,13 @@ STACK = "Imaging"  # the platform's construct ID for the HealthImaging stack
 
 
 def build(scaffold: Scaffold) -> None:
-    HealthImagingStack(
-        scaffold.app,
+    scaffold.add(
+        HealthImagingStack,
         STACK,
-        config=scaffold.config,
         keys=scaffold.keys,
         network=scaffold.network,
         inbox_bucket=scaffold.buckets["DicomInbox"],
         output_bucket=scaffold.buckets["ImportOutput"],
-        **stack_props(scaffold.config, STACK),
     )
 
 

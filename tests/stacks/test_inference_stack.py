@@ -9,7 +9,6 @@ import pytest
 
 from stacks.inference.runtime import import_seg, request_inference
 from stacks.inference.stack import SEG_IMPORT_PREFIX, InferenceStack
-from stacks.platform import stack_props
 from tests.stacks.assembly import INFERENCE_OVERRIDES, Assembly, as_list, output_name
 from tests.stacks.scaffold import Scaffold, alone
 
@@ -17,10 +16,9 @@ STACK = "Inference"
 
 
 def build(scaffold: Scaffold) -> None:
-    InferenceStack(
-        scaffold.app,
+    scaffold.add(
+        InferenceStack,
         STACK,
-        config=scaffold.config,
         keys=scaffold.keys,
         network=scaffold.network,
         inference_bucket=scaffold.buckets["Inference"],
@@ -28,7 +26,6 @@ def build(scaffold: Scaffold) -> None:
         import_output_bucket=scaffold.buckets["ImportOutput"],
         dicom_store=scaffold.dicom_store,
         endpoint=scaffold.endpoint,
-        **stack_props(scaffold.config, STACK),
     )
 
 

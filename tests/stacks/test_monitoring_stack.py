@@ -7,7 +7,6 @@ from typing import Any
 import pytest
 
 from stacks.monitoring.stack import MonitoringStack
-from stacks.platform import stack_props
 from tests.stacks.assembly import INFERENCE_OVERRIDES, MME_NAME, MULTI_MODEL_OVERRIDES, Assembly, output_name
 from tests.stacks.scaffold import Scaffold, alone
 
@@ -15,17 +14,15 @@ STACK = "Monitoring"
 
 
 def build(scaffold: Scaffold, *, own_image_build: bool = True) -> None:
-    MonitoringStack(
-        scaffold.app,
+    scaffold.add(
+        MonitoringStack,
         STACK,
-        config=scaffold.config,
         endpoint_name=scaffold.endpoint.name,
         multi_model_endpoint_name=scaffold.multi_model_endpoint_name,
         import_failed_rule=scaffold.import_failed_rule,
         image_build=scaffold.image_build if own_image_build else None,
         failure_queues=scaffold.failure_queues,
         inference_functions=scaffold.inference_functions,
-        **stack_props(scaffold.config, STACK),
     )
 
 

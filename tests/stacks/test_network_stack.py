@@ -7,7 +7,6 @@ from typing import Any
 import pytest
 
 from stacks.network.stack import NetworkStack
-from stacks.platform import stack_props
 from tests.stacks.assembly import VARIANT_OVERRIDES, Assembly
 from tests.stacks.scaffold import Scaffold, alone
 
@@ -27,8 +26,7 @@ EXPECTED_INTERFACE_SERVICES = {
 
 
 def build(scaffold: Scaffold) -> None:
-    NetworkStack(scaffold.app, "Network", config=scaffold.config, logs_key=scaffold.keys.logs_key,
-                 **stack_props(scaffold.config, "Network"))
+    scaffold.add(NetworkStack, "Network", logs_key=scaffold.keys.logs_key)
 
 
 assembly = alone(build)

@@ -9,7 +9,6 @@ import pytest
 
 from stacks.components.instance_types import has_instance_storage
 from stacks.container_images.names import PYTORCH_INFERENCE, TRITON_INFERENCE
-from stacks.platform import stack_props
 from stacks.serving.stack import ServingStack
 from tests.stacks.assembly import CODESTAR_OVERRIDES, MME_NAME, MULTI_MODEL_OVERRIDES, Assembly, as_list
 from tests.stacks.lint import assert_cfn_lint_clean, assert_checkov_clean
@@ -19,17 +18,15 @@ STACK = "Serving"
 
 
 def build(scaffold: Scaffold) -> None:
-    ServingStack(
-        scaffold.app,
+    scaffold.add(
+        ServingStack,
         STACK,
-        config=scaffold.config,
         keys=scaffold.keys,
         network=scaffold.network,
         model_store=scaffold.model_store,
         inference_bucket=scaffold.buckets["Inference"],
         inference_image_repository=scaffold.repositories[PYTORCH_INFERENCE],
         triton_image_repository=scaffold.repositories[TRITON_INFERENCE],
-        **stack_props(scaffold.config, STACK),
     )
 
 

@@ -10,7 +10,6 @@ import pytest
 from model_code.training.environment import DEFAULT_CHECKPOINT_DIR
 from model_code.training.metrics import METRIC_DEFINITIONS
 from stacks.container_images.names import TRAINING as TRAINING_IMAGE
-from stacks.platform import stack_props
 from stacks.training.stack import TrainingStack
 from tests.stacks.assembly import Assembly, as_list, flatten, one_resource, statements
 from tests.stacks.scaffold import Scaffold, alone
@@ -19,16 +18,14 @@ TRAINING = "Training"
 
 
 def build(scaffold: Scaffold) -> None:
-    TrainingStack(
-        scaffold.app,
+    scaffold.add(
+        TrainingStack,
         TRAINING,
-        config=scaffold.config,
         keys=scaffold.keys,
         network=scaffold.network,
         training_data_bucket=scaffold.buckets["TrainingData"],
         model_store=scaffold.model_store,
         training_image_repository=scaffold.repositories[TRAINING_IMAGE],
-        **stack_props(scaffold.config, TRAINING),
     )
 
 
