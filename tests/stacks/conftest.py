@@ -1,4 +1,9 @@
-"""The synthesized assemblies every module under tests/stacks shares: each synthesized once, when first asked for."""
+"""The whole platform, synthesized once per configuration when first asked for: what the platform-grain tests read
+(compliance, wiring, idle cost, CLI outputs, synth summary, the pipeline's stages).
+
+A stack's own test module builds that stack from its props alone (tests/stacks/scaffold.py) and defines fixtures
+of the same names, which take the place of these in that module.
+"""
 
 from __future__ import annotations
 
