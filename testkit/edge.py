@@ -12,8 +12,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from model_code.core.service import Segmenter
 from model_code.edge.runner import EdgeHTTPServer, EdgeService, RunnerLimits
-from model_code.serving.service import Segmenter
 
 
 @dataclass(frozen=True)

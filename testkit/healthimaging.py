@@ -43,10 +43,10 @@ import numpy as np
 import pydicom
 from botocore.response import StreamingBody
 
+from model_code.core.dicom.series import slice_normal
 from model_code.healthimaging.client import make_client
 from model_code.healthimaging.dicom_json import dataset_to_json
 from model_code.healthimaging.document import choose_series, plan_frames
-from model_code.imaging.series import slice_normal
 
 DATASTORE_ID = "0" * 31 + "1"
 HTJ2K_TRANSFER_SYNTAX = "1.2.840.10008.1.2.4.202"

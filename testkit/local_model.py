@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from model_code.model_dir import METADATA_FILE, MODEL_FILE
+from model_code.core.model_dir import METADATA_FILE, MODEL_FILE
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 # What `make demo` leaves (override with MODEL_DIR=...).
 DEMO_MODEL_DIR = REPO_ROOT / "demo-output" / "model"
 FRESH_MODEL_DIR = REPO_ROOT / "build" / "serve-model"
@@ -25,7 +25,7 @@ def resolve_model_dir(requested: Path | None) -> Path:
     if has_model(DEMO_MODEL_DIR):
         return DEMO_MODEL_DIR
     if not has_model(FRESH_MODEL_DIR):
-        from model_code.segmentation.reference_models import save_untrained_unet
+        from testkit.models import save_untrained_unet
 
         FRESH_MODEL_DIR.mkdir(parents=True, exist_ok=True)
         save_untrained_unet(FRESH_MODEL_DIR, seed=0)

@@ -1,10 +1,12 @@
-"""Model directories that honour the spleen contract without training: for tests and benchmarks.
+"""Model directories that honour the spleen contract without training: for tests, benchmarks and demos.
 
 * ``save_threshold_model``: a TorchScript that segments the spleen intensity band. On the phantom
-  (:mod:`model_code.imaging.phantom`) it is exact up to partial-volume voxels, so tests can check
+  (:mod:`model_code.synthetic.phantom`) it is exact up to partial-volume voxels, so tests can check
   geometry end to end (orientation, spacing, inversion, SEG frames) against a known answer.
+* ``save_pooled_threshold_model``: the same band and opening written with ``max_pool3d``, which exports to
+  ONNX faithfully (``make edge-demo-model`` uses it for the edge path).
 * ``save_untrained_unet``: the contract UNet, freshly initialised and scripted: the real network's
-  cost and interface, meaningless output.
+  cost and interface, meaningless output (``make serve``'s default when ``make demo`` left no model).
 """
 
 from __future__ import annotations
@@ -13,9 +15,11 @@ import dataclasses
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F  # noqa: N812 (the PyTorch convention)
 
-from model_code.model_dir import MODEL_FILE, ModelMetadata
-from model_code.segmentation.contract import build_spleen_unet, spleen_metadata
+from model_code.core.model_dir import MODEL_FILE, ModelMetadata
+from model_code.core.spleen import spleen_metadata
+from model_code.segmentation.networks import build_spleen_unet
 
 # Band around the phantom's spleen (115 HU) that excludes soft tissue (40 HU) and bone (700 HU).
 DEFAULT_LOW_HU = 80.0
@@ -72,6 +76,15 @@ def _scaled(hu: float, metadata: ModelMetadata) -> float:
     return b_min + (hu - low) / (high - low) * (b_max - b_min)
 
 
+def _save(model_dir: Path, module: torch.nn.Module, *, version: str, reference: dict[str, object]) -> Path:
+    """``model.ts`` (``module`` scripted) + ``metadata.json`` naming the reference model; returns the dir."""
+    model_dir = Path(model_dir)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    torch.jit.script(module.eval()).save(str(model_dir / MODEL_FILE))
+    dataclasses.replace(spleen_metadata(version=version), extra={"reference_model": reference}).save(model_dir)
+    return model_dir
+
+
 def save_threshold_model(
     model_dir: Path,
     *,
@@ -82,27 +95,41 @@ def save_threshold_model(
     """Write ``model.ts`` (scripted :class:`ThresholdSegmenter`) and ``metadata.json``; return the dir."""
     if not low_hu < high_hu:
         raise ValueError(f"low_hu must be below high_hu, got {low_hu} and {high_hu}")
-    model_dir = Path(model_dir)
-    model_dir.mkdir(parents=True, exist_ok=True)
     metadata = spleen_metadata(version=version)
-    metadata = dataclasses.replace(
-        metadata,
-        extra={"reference_model": {"kind": "threshold", "low_hu": low_hu, "high_hu": high_hu}},
-    )
-    module = ThresholdSegmenter(low=_scaled(low_hu, metadata), high=_scaled(high_hu, metadata)).eval()
-    torch.jit.script(module).save(str(model_dir / MODEL_FILE))
-    metadata.save(model_dir)
-    return model_dir
+    module = ThresholdSegmenter(low=_scaled(low_hu, metadata), high=_scaled(high_hu, metadata))
+    reference = {"kind": "threshold", "low_hu": low_hu, "high_hu": high_hu}
+    return _save(model_dir, module, version=version, reference=reference)
+
+
+class PooledThresholdSegmenter(torch.nn.Module):
+    """:class:`ThresholdSegmenter` for the ONNX exporter: the legacy exporter drops in-place ops on ``narrow``
+    views (the export check refuses that model, as it should), so the 3x3x3 box opening is a ``max_pool3d``
+    (erosion is a max-pool of the negation; out-of-volume voxels never count in either). On the phantoms it
+    segments the same voxels."""
+
+    def __init__(self, *, low: float, high: float) -> None:
+        super().__init__()
+        self.low = low
+        self.high = high
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        band = ((x >= self.low) & (x <= self.high)).float()
+        eroded = -F.max_pool3d(-band, kernel_size=3, stride=1, padding=1)
+        opened = F.max_pool3d(eroded, kernel_size=3, stride=1, padding=1)
+        foreground = opened * 20.0 - 10.0  # logits of +-10, as the reference threshold model
+        return torch.cat([-foreground, foreground], dim=1)
+
+
+def save_pooled_threshold_model(model_dir: Path, *, version: str = "0.0.1-pooled") -> Path:
+    """``model.ts`` (scripted :class:`PooledThresholdSegmenter`) + ``metadata.json``; returns the directory."""
+    metadata = spleen_metadata(version=version)
+    module = PooledThresholdSegmenter(low=_scaled(DEFAULT_LOW_HU, metadata), high=_scaled(DEFAULT_HIGH_HU, metadata))
+    reference = {"kind": "pooled_threshold", "low_hu": DEFAULT_LOW_HU, "high_hu": DEFAULT_HIGH_HU}
+    return _save(model_dir, module, version=version, reference=reference)
 
 
 def save_untrained_unet(model_dir: Path, *, seed: int = 0, version: str = "0.0.1-untrained") -> Path:
     """Write the contract UNet with seeded random weights, scripted, plus ``metadata.json``."""
-    model_dir = Path(model_dir)
-    model_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
-    network = build_spleen_unet().eval()
-    torch.jit.script(network).save(str(model_dir / MODEL_FILE))
-    metadata = spleen_metadata(version=version)
-    metadata = dataclasses.replace(metadata, extra={"reference_model": {"kind": "untrained_unet", "seed": seed}})
-    metadata.save(model_dir)
-    return model_dir
+    network = build_spleen_unet()
+    return _save(model_dir, network, version=version, reference={"kind": "untrained_unet", "seed": seed})

@@ -1,9 +1,35 @@
-"""Errors a caller can fix, each carrying the HTTP status the endpoint answers with."""
+"""The error types every runtime raises and maps: a model directory or network that breaks the contract, a
+series that cannot be used, and bad input a caller can fix (with its HTTP status)."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from http import HTTPStatus
+
+
+class ModelDirectoryError(ValueError):
+    """A model directory is missing a file or carries metadata that breaks the contract."""
+
+
+class NetworkContractError(ModelDirectoryError):
+    """The network answers with a shape the contract ([B,1,X,Y,Z] -> [B,2,X,Y,Z] logits) does not allow."""
+
+
+class InvalidSeriesError(ValueError):
+    """The instances do not form one usable image series.
+
+    ``files`` names the offending inputs (paths, SOP Instance UIDs or frame IDs) so a
+    user can find them; the message always says what to do.
+    """
+
+    def __init__(self, message: str, files: Sequence[str] = ()) -> None:
+        self.files = tuple(files)
+        if self.files:
+            shown = ", ".join(self.files[:5])
+            more = f" (and {len(self.files) - 5} more)" if len(self.files) > 5 else ""
+            message = f"{message} [{shown}{more}]"
+        super().__init__(message)
 
 
 class ClientError(Exception):

@@ -1,9 +1,10 @@
-"""The spleen contract's grid geometry in plain numpy: shared by the torch pipeline and the torch-free edge runner.
+"""The spleen contract's grid geometry in plain numpy: the plans both array libraries execute.
 
 Planning only -- which source axis becomes which model axis, flips, zooms, target sizes, the sample
-coordinates of each 1-D interpolation pass and the sliding-window starts. The tensor work stays with the
-callers: ``model_code.segmentation.resample`` / ``inferer`` (torch) and ``model_code.edge.grid`` (numpy).
-This module must not import torch: the edge bundle ships it (``model_code.export.bundle.RUNNER_MODULES``).
+coordinates of each 1-D interpolation pass, the sliding-window starts and the logits contract. The array work
+lives in one module per library: ``model_code.core.transforms_numpy`` (the edge runner, the ONNX export
+check) and ``model_code.segmentation.transforms_torch`` (the torch pipeline), each tested against MONAI's
+stock transforms (tests/model_code/test_transforms_match_monai.py).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from dataclasses import dataclass
 
 import nibabel.orientations as nio
 import numpy as np
+
+from model_code.core.errors import NetworkContractError
 
 # LPS (DICOM patient space) to RAS (the NIfTI/MONAI world): flip the first two axes.
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
@@ -135,25 +138,24 @@ def window_starts(size: int, roi: int, overlap: float) -> list[int]:
     return [i * interval - max(i * interval + roi - size, 0) for i in range(count)]
 
 
-def logits_contract_problem(
-    logits_shape: tuple[int, ...] | None, what: str, window_shape: tuple[int, ...], remedy: str
-) -> str | None:
-    """Why a window's logits break the [B,1,X,Y,Z] -> [B,2,X,Y,Z] contract, or None when they keep it.
+def check_logits(logits: object, array_type: type, window_shape: Sequence[int], remedy: str) -> None:
+    """Raise NetworkContractError when a window's logits break the [B,1,X,Y,Z] -> [B,2,X,Y,Z] contract.
 
-    ``logits_shape`` is None when the network returned no array/tensor at all (``what`` names its type).
+    ``array_type`` is the array class the caller's library returns (``np.ndarray``, ``torch.Tensor``);
+    ``remedy`` says what to do about a network that breaks the contract.
     """
-    if logits_shape is None or len(logits_shape) != 5 or logits_shape[1] != CONTRACT_CHANNELS:
-        shape = what if logits_shape is None else logits_shape
-        return (
-            f"the model returned {shape} for input {window_shape}: the contract is "
-            f"[B,1,X,Y,Z] -> [B,{CONTRACT_CHANNELS},X,Y,Z] logits; {remedy}"
+    window = tuple(window_shape)
+    shape = tuple(logits.shape) if isinstance(logits, array_type) else None  # type: ignore[attr-defined]
+    if shape is None or len(shape) != 5 or shape[1] != CONTRACT_CHANNELS:
+        raise NetworkContractError(
+            f"the model returned {type(logits).__name__ if shape is None else shape} for input {window}: the "
+            f"contract is [B,1,X,Y,Z] -> [B,{CONTRACT_CHANNELS},X,Y,Z] logits; {remedy}"
         )
-    if logits_shape[2:] != window_shape[2:]:
-        return (
-            f"the model returned spatial shape {logits_shape[2:]} for a {window_shape[2:]} window: "
+    if shape[2:] != window[2:]:
+        raise NetworkContractError(
+            f"the model returned spatial shape {shape[2:]} for a {window[2:]} window: "
             "a segmentation network must keep the input's spatial shape"
         )
-    return None
 
 
 def lerp_taps(size: int, coordinates: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:

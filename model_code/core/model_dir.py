@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from model_code.core.errors import ModelDirectoryError
+
 MODEL_FILE = "model.ts"
 METADATA_FILE = "metadata.json"
 STATE_DICT_FILE = "model.pt"
@@ -18,10 +20,6 @@ STATE_DICT_FILE = "model.pt"
 
 def _floats(values: Any) -> tuple[float, ...]:
     return tuple(float(v) for v in values)
-
-
-class ModelDirectoryError(ValueError):
-    """A model directory is missing a file or carries metadata that breaks the contract."""
 
 
 @dataclass(frozen=True)

@@ -18,13 +18,11 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
-from model_code.serving.errors import ClientError, bad_request
-from model_code.serving.settings import DEFAULT_MAX_EXPANDED_BYTES, S3Location, parse_s3_uri
+from model_code.core.errors import ClientError, bad_request
+from model_code.core.http import JSON, ZIP, ZIP_ALIASES, media_type
+from model_code.core.s3_uri import S3Location, parse_s3_uri
+from model_code.core.settings import DEFAULT_MAX_EXPANDED_BYTES
 
-JSON = "application/json"
-ZIP = "application/zip"
-# What browsers and Windows send for .zip files; the same payload.
-ZIP_ALIASES = frozenset({ZIP, "application/x-zip-compressed", "application/x-zip"})
 # HealthImaging's service model: both IDs are 32 lowercase hex-like characters.
 _ID = re.compile(r"^[0-9a-z]{32}$")
 _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
@@ -57,11 +55,6 @@ class ZipSeriesRequest:
 
 
 SeriesRequest = HealthImagingRequest | S3SeriesRequest | ZipSeriesRequest
-
-
-def media_type(header: str | None) -> str:
-    """``"Application/JSON; charset=utf-8"`` -> ``"application/json"``."""
-    return (header or "").split(";", 1)[0].strip().lower()
 
 
 def decode_request(

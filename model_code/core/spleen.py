@@ -1,4 +1,6 @@
-"""The spleen model contract (../shared/DESIGN.md): network, labels and default metadata."""
+"""The spleen model contract (../shared/DESIGN.md): network arguments, labels, default metadata, which series
+it reads, and the summary every serving path reports. The network itself needs MONAI: it is built in
+``model_code.segmentation.networks``, outside the core."""
 
 from __future__ import annotations
 
@@ -6,15 +8,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from model_code.imaging.errors import InvalidSeriesError
-from model_code.model_dir import InferenceSpec, ModelMetadata, NetworkSpec, Preprocessing
+from model_code.core.errors import InvalidSeriesError
+from model_code.core.model_dir import InferenceSpec, ModelMetadata, NetworkSpec, Preprocessing
 
 if TYPE_CHECKING:
-    # Only annotations: the edge runner imports this module on devices without torch.
     import pydicom
-    import torch
 
-    from model_code.imaging.series import ImageSeries
+    from model_code.core.dicom.series import ImageSeries
 
 MODEL_NAME = "spleen_ct_segmentation"
 SPLEEN_LABEL = 1
@@ -31,13 +31,6 @@ SPLEEN_UNET_ARGS: dict[str, object] = {
     "num_res_units": 2,
     "norm": "batch",
 }
-
-
-def build_spleen_unet() -> torch.nn.Module:
-    """A freshly initialised network of the contract (weights come from training, never a hub)."""
-    from monai.networks.nets import UNet
-
-    return UNet(**SPLEEN_UNET_ARGS)  # type: ignore[arg-type]
 
 
 def spleen_metadata(*, version: str = "0.1.0", metrics: dict[str, float] | None = None) -> ModelMetadata:

@@ -1,16 +1,15 @@
-"""The spleen contract's geometry and sliding window in numpy: what the torch pipeline does, without torch.
+"""The spleen contract's transforms in numpy: what the torch pipeline does, without torch.
 
-The torch modules (``model_code.segmentation.resample`` / ``inferer``) import torch at module level, so
-the edge runner cannot reuse them. The planning they share (orientation, zoom, target size, interpolation
-pass coordinates, window starts, the logits contract check) lives in the torch-free
-``model_code.segmentation.geometry``, which both import; these functions are the numpy counterparts of the
-tensor work:
+One function per MONAI transform it stands in for, executing the plans of ``model_code.core.geometry``:
 
-* :func:`to_model_grid` / :func:`from_model_grid` -- separable linear interpolation with border padding.
-* :func:`foreground_probability` -- MONAI's constant-mode sliding window, averaging the logit difference.
+* :func:`scale_intensity` -- ``ScaleIntensityRange(a_min, a_max, b_min, b_max, clip)``;
+* :func:`to_model_grid` -- ``Orientation(axcodes)`` + ``Spacing(pixdim, mode="bilinear", padding_mode="border")``,
+  as separable linear interpolation; :func:`from_model_grid` -- their inverse (``Invertd``);
+* :func:`foreground_probability` -- ``sliding_window_inference(mode="constant")`` + softmax, channel 1.
 
-Masks agree with the torch pipeline up to float rounding at the 0.5 probability boundary (the tests state
-the tolerance: at most 0.1% of voxels differ, all on the organ's one-voxel boundary).
+The edge runner and the ONNX export check run these; the torch pipeline runs the torch twins in
+``model_code.segmentation.transforms_torch``. tests/model_code/test_transforms_match_monai.py pins both to
+MONAI's own transforms on the same inputs.
 """
 
 from __future__ import annotations
@@ -19,38 +18,26 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from model_code.segmentation.geometry import (
-    LPS_TO_RAS,
+from model_code.core.geometry import (
     ResamplePlan,
+    check_logits,
     from_model_passes,
     lerp_taps,
-    logits_contract_problem,
-    plan_resample,
     plan_windows,
     to_model_passes,
-    window_starts,
 )
-
-__all__ = [
-    "LPS_TO_RAS",
-    "NetworkContractError",
-    "ResamplePlan",
-    "WindowNetwork",
-    "foreground_probability",
-    "from_model_grid",
-    "lerp_axis",
-    "plan_resample",
-    "scale_intensity",
-    "to_model_grid",
-    "window_starts",
-]
 
 # [B,1,X,Y,Z] float32 windows -> [B,2,X,Y,Z] logits.
 WindowNetwork = Callable[[np.ndarray], np.ndarray]
 
 
-class NetworkContractError(ValueError):
-    """The exported network answers with a shape the spleen contract does not allow."""
+def scale_intensity(
+    hu: np.ndarray, *, window: Sequence[float], scaled_range: Sequence[float], clip: bool
+) -> np.ndarray:
+    """ScaleIntensityRange: ``window`` HU mapped linearly onto ``scaled_range``, clipped when asked."""
+    (a_min, a_max), (b_min, b_max) = window, scaled_range
+    scaled = (hu - np.float32(a_min)) * np.float32((b_max - b_min) / (a_max - a_min)) + np.float32(b_min)
+    return np.clip(scaled, b_min, b_max, out=scaled) if clip else scaled
 
 
 def lerp_axis(values: np.ndarray, axis: int, coordinates: np.ndarray) -> np.ndarray:
@@ -84,23 +71,6 @@ def from_model_grid(values: np.ndarray, plan: ResamplePlan) -> np.ndarray:
     return np.ascontiguousarray(out)
 
 
-def scale_intensity(
-    hu: np.ndarray, *, window: Sequence[float], scaled_range: Sequence[float], clip: bool
-) -> np.ndarray:
-    """ScaleIntensityRange: ``window`` HU mapped linearly onto ``scaled_range``, clipped when asked."""
-    (a_min, a_max), (b_min, b_max) = window, scaled_range
-    scaled = (hu - np.float32(a_min)) * np.float32((b_max - b_min) / (a_max - a_min)) + np.float32(b_min)
-    return np.clip(scaled, b_min, b_max, out=scaled) if clip else scaled
-
-
-def _check_logits(logits: object, window: np.ndarray) -> np.ndarray:
-    shape = logits.shape if isinstance(logits, np.ndarray) else None
-    problem = logits_contract_problem(shape, type(logits).__name__, window.shape, "export the bundle again")
-    if problem is not None:
-        raise NetworkContractError(problem)
-    return logits  # type: ignore[return-value]  # an ndarray: the contract check above passed
-
-
 def foreground_probability(
     network: WindowNetwork,
     image: np.ndarray,
@@ -122,7 +92,8 @@ def foreground_probability(
         for i, (x, y, z) in enumerate(group):
             batch[i, 0] = padded[x : x + roi[0], y : y + roi[1], z : z + roi[2]]
         inputs = batch[: len(group)]
-        logits = _check_logits(network(inputs), inputs)
+        logits = network(inputs)
+        check_logits(logits, np.ndarray, inputs.shape, "export the bundle again")
         # softmax of two classes depends on the logit difference alone, and the window mean is linear.
         difference = (logits[:, 1] - logits[:, 0]).astype(np.float32)
         for i, (x, y, z) in enumerate(group):

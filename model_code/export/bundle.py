@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import model_code
+from model_code.core.model_dir import MODEL_FILE, ModelMetadata, model_file
 from model_code.edge.layout import (
     EDGE_KEY,
     INPUT_NAME,
@@ -24,35 +25,11 @@ from model_code.edge.layout import (
     verify_manifest,
     write_manifest,
 )
-from model_code.model_dir import MODEL_FILE, ModelMetadata, model_file
+from model_code.runtimes import closure
 
-# What the runner imports (checked by tests/model_code/export: a runner started from the bundle alone).
-RUNNER_MODULES = (
-    "__init__.py",
-    "model_dir.py",
-    "edge/__init__.py",
-    "edge/engine.py",
-    "edge/grid.py",
-    "edge/layout.py",
-    "edge/runner.py",
-    "imaging/__init__.py",
-    "imaging/errors.py",
-    "imaging/loader.py",
-    "imaging/series.py",
-    "segmentation/__init__.py",
-    "segmentation/contract.py",
-    "segmentation/geometry.py",
-    "segmentation/seg_writer.py",
-    "serving/__init__.py",
-    "serving/clients.py",
-    "serving/decoding.py",
-    "serving/encoding.py",
-    "serving/errors.py",
-    "serving/handler.py",
-    "serving/service.py",
-    "serving/settings.py",
-    "serving/sources.py",
-)
+# The runner's tree: model_code/__init__.py and the packages the edge runtime may import (model_code.runtimes),
+# nothing else (tests/model_code/export start a runner from the bundle alone; the isolation test checks the list).
+RUNNER_PACKAGES = closure("edge")
 # Pinned to the versions the export ran with: the bundle's runner was tested against exactly these.
 _RUNNER_DISTRIBUTIONS = {
     BundleFormat.ONNX: ("numpy", "nibabel", "pydicom", "highdicom", "onnxruntime"),
@@ -82,10 +59,19 @@ def _prepare(out: Path, *, force: bool) -> None:
     out.mkdir(parents=True, exist_ok=True)
 
 
+def runner_modules() -> list[str]:
+    """The runner's sources, relative to the model_code folder (POSIX paths, sorted)."""
+    source_root = Path(model_code.__file__).parent
+    modules = ["__init__.py"]
+    for package in RUNNER_PACKAGES:
+        modules += [p.relative_to(source_root).as_posix() for p in (source_root / package).rglob("*.py")]
+    return sorted(modules)
+
+
 def _copy_runner(out: Path, fmt: BundleFormat) -> None:
     source_root = Path(model_code.__file__).parent
     target_root = out / RUNNER_DIR / "model_code"
-    for relative in RUNNER_MODULES:
+    for relative in runner_modules():
         target = target_root / relative
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source_root / relative, target)

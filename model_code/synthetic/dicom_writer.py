@@ -2,7 +2,7 @@
 
 Used to build test fixtures and benchmark inputs from phantoms or real slices. Geometry comes
 from the affine (voxel (slice, row, col) -> LPS mm), so a series written here and read back by
-:func:`model_code.imaging.loader.load_series` reproduces the affine (slices sorted ascending).
+:func:`model_code.core.dicom.files.load_series` reproduces the affine (slices sorted ascending).
 """
 
 from __future__ import annotations

@@ -46,7 +46,7 @@ class Phantom:
     """A phantom volume in acquisition order with its ground truth.
 
     ``affine`` maps a voxel index ``(slice, row, col, 1)`` to patient LPS mm, as in
-    :class:`~model_code.imaging.series.ImageSeries`. For ``descending=True`` the slice axis points
+    :class:`~model_code.core.dicom.series.ImageSeries`. For ``descending=True`` the slice axis points
     against the slice normal (the acquisition order of a head-to-feet scan): a loader sorts those
     slices ascending, so compare in patient space (:meth:`organ_mask_on`), not index by index.
     """

@@ -4,6 +4,7 @@ The model repository's ``1/model.py`` only imports :class:`TritonPythonModel` fr
 carries one or more DICOM zips (``DICOM_ZIP``, TYPE_STRING, batch dimension first) and gets back, per zip,
 the SEG bytes (``SEG``) and the JSON summary (``SUMMARY``). ``model.ts`` and ``metadata.json`` sit in the
 version folder, where SageMaker's multi-model endpoint unpacks the archive ``package_triton_model`` builds.
+Requests go through the core's request flow (``SegmentationService``), as on the other servers.
 Bad input answers that request with an error (HTTP 400 through Triton); other requests of the batch go on.
 """
 
@@ -14,10 +15,12 @@ from typing import Any
 
 import numpy as np
 
-from model_code.serving.decoding import ZIP, decode_request
-from model_code.serving.encoding import encode_json
-from model_code.serving.errors import ClientError
-from model_code.serving.service import ServingModel
+from model_code.core.errors import ClientError
+from model_code.core.http import ZIP, encode_json
+from model_code.core.requests import decode_request
+from model_code.core.service import SegmentationService
+from model_code.core.settings import ServerSettings
+from model_code.segmentation.pipeline import SegmentationPipeline
 
 INPUT_NAME = "DICOM_ZIP"
 SEG_OUTPUT = "SEG"
@@ -42,11 +45,12 @@ def triton_error(pb_utils: Any, error: ClientError) -> Any:
 class TritonPythonModel:
     def initialize(self, args: dict[str, str]) -> None:
         # Device: SERVING_DEVICE, else CUDA when the instance has a GPU (resolved by the pipeline).
-        self.model = ServingModel.load(version_dir(args))
+        self.settings = ServerSettings.from_env()
+        self.model = SegmentationService(SegmentationPipeline.for_server(version_dir(args), self.settings))
         self.model_name = args.get("model_name", "")
 
     def _one(self, payload: bytes) -> tuple[bytes, bytes]:
-        request = decode_request(payload, ZIP, max_expanded_bytes=self.model.settings.max_expanded_bytes)
+        request = decode_request(payload, ZIP, max_expanded_bytes=self.settings.max_expanded_bytes)
         prediction = self.model.predict(request)
         summary = {**prediction.summary, "source": prediction.source, "model_name": self.model_name}
         return prediction.seg_bytes, encode_json(summary)

@@ -4,7 +4,7 @@ A SageMaker multi-model endpoint on the Triton image downloads ``<TargetModel>``
 S3 prefix and unpacks it into the model repository, so the archive holds exactly one model folder::
 
     name/config.pbtxt        (name: "name", python backend, inputs/outputs, dynamic batching)
-    name/1/model.py          (imports model_code.serving.triton_backend)
+    name/1/model.py          (imports model_code.triton_model.backend)
     name/1/model.ts          (the model directory contract)
     name/1/metadata.json
 
@@ -19,7 +19,7 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from model_code.model_dir import METADATA_FILE, MODEL_FILE, ModelMetadata, model_file
+from model_code.core.model_dir import METADATA_FILE, MODEL_FILE, ModelMetadata, model_file
 
 DEFAULT_MODEL_NAME = "spleen_ct_segmentation"
 VERSION = "1"
@@ -31,7 +31,7 @@ MAX_QUEUE_DELAY_US = 50_000
 MAX_BATCH_SIZE = 4
 
 CONFIG_TEMPLATE = """\
-# Rendered by model_code.serving.triton_package: edit the template there, not this copy.
+# Rendered by model_code.triton_model.package: edit the template there, not this copy.
 name: "{name}"
 backend: "python"
 max_batch_size: {max_batch_size}
@@ -67,9 +67,9 @@ instance_group [
 """
 
 MODEL_PY = '''\
-"""Triton python-backend entry: the spleen pipeline lives in model_code.serving.triton_backend."""
+"""Triton python-backend entry: the spleen pipeline lives in model_code.triton_model.backend."""
 
-from model_code.serving.triton_backend import TritonPythonModel
+from model_code.triton_model.backend import TritonPythonModel
 
 __all__ = ["TritonPythonModel"]
 '''

@@ -20,7 +20,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from constructs import Construct
 
-from model_code.serving.triton_package import DEFAULT_MODEL_NAME, MODEL_PY, render_config
+from model_code.triton_model.package import DEFAULT_MODEL_NAME, MODEL_PY, render_config
 from stacks.approval.runtime import deploy_approved as runtime
 from stacks.compliance import acknowledge
 from stacks.components.platform_function import acknowledge_function_role, encrypted_queue, platform_function

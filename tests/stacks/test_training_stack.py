@@ -10,9 +10,9 @@ import pytest
 from aws_cdk import aws_ecr as ecr
 from aws_cdk.assertions import Template
 
-from model_code.serving.triton_package import render_config
 from model_code.training.environment import DEFAULT_CHECKPOINT_DIR
 from model_code.training.metrics import METRIC_DEFINITIONS
+from model_code.triton_model.package import render_config
 from stacks.approval.runtime.deploy_approved import TRITON_NAME_PLACEHOLDER
 from stacks.config import PlatformConfig, build_config
 from stacks.data.stack import DataStack

@@ -15,8 +15,8 @@ from pathlib import Path
 import pydicom
 from pydicom.errors import InvalidDicomError
 
-from model_code.imaging.errors import InvalidSeriesError
-from model_code.imaging.series import ImageSeries, series_from_datasets
+from model_code.core.dicom.series import ImageSeries, series_from_datasets
+from model_code.core.errors import InvalidSeriesError
 
 # Files that sit beside a series in real exports and are not instances of it.
 _IGNORED_NAMES = {"DICOMDIR", "Thumbs.db"}

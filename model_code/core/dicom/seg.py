@@ -9,14 +9,15 @@ valid SEG (rather than a file with no frames). A binary frame costs rows*cols/8 
 
 from __future__ import annotations
 
+import highdicom as hd
 import numpy as np
 import pydicom
 from pydicom.sr.codedict import codes
 from pydicom.uid import generate_uid
 
-from model_code.imaging.series import ImageSeries
-from model_code.model_dir import ModelMetadata
-from model_code.segmentation.contract import SPLEEN_LABEL
+from model_code.core.dicom.series import ImageSeries
+from model_code.core.model_dir import ModelMetadata
+from model_code.core.spleen import SPLEEN_LABEL
 
 MANUFACTURER = "MONAI Imaging Platform"
 SEG_SERIES_NUMBER = 9001
@@ -25,10 +26,10 @@ SPLEEN_CATEGORY = codes.cid7150.AnatomicalStructure  # SCT 91723000
 SPLEEN_TYPE = codes.SCT.Spleen  # SCT 78961009
 
 
-
 def _long_string(text: str) -> str:
     """Fit a DICOM LO element (64 characters at most): a long model name or version must not fail the SEG."""
     return text[:64]
+
 
 def build_segmentation(
     series: ImageSeries,
@@ -39,8 +40,6 @@ def build_segmentation(
     sop_instance_uid: str | None = None,
 ) -> pydicom.Dataset:
     """A BINARY SEG over ``series`` with one segment (spleen); returned as a pydicom Dataset."""
-    import highdicom as hd
-
     if mask.shape != series.volume.shape:
         raise ValueError(f"mask shape {mask.shape} must equal the series volume shape {series.volume.shape}")
     if not series.datasets:

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pydicom
 
-from model_code.imaging.errors import InvalidSeriesError
+from model_code.core.errors import InvalidSeriesError
 
 # Geometry read from DICOM headers is rounded text; a few microns of disagreement is not a defect.
 _ORIENTATION_TOLERANCE = 1e-4

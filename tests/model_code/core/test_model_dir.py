@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from model_code.model_dir import InferenceSpec, ModelDirectoryError, ModelMetadata, Preprocessing
+from model_code.core.errors import ModelDirectoryError
+from model_code.core.model_dir import InferenceSpec, ModelMetadata, Preprocessing
 
 MINIMAL = {"name": "spleen", "version": "1", "task": "segmentation", "network": {"name": "UNet", "args": {}}, "labels": {"1": "spleen"}}
 

@@ -8,7 +8,8 @@ import zipfile
 
 import pytest
 
-from model_code.serving.decoding import (
+from model_code.core.errors import ClientError
+from model_code.core.requests import (
     MAX_ZIP_MEMBERS,
     HealthImagingRequest,
     S3SeriesRequest,
@@ -16,7 +17,6 @@ from model_code.serving.decoding import (
     decode_request,
     media_type,
 )
-from model_code.serving.errors import ClientError
 
 DATASTORE = "a" * 32
 IMAGE_SET = "0123456789abcdef0123456789abcdef"
@@ -54,7 +54,7 @@ def test_json_requests_decode(body: object, content_type: str, expected: object)
     decoded = decode_request(body, content_type)  # type: ignore[arg-type]
     if expected is None:
         assert isinstance(decoded, S3SeriesRequest)
-        assert (decoded.location.bucket, decoded.location.prefix) == ("my-bucket", "studies/1/")
+        assert (decoded.location.bucket, decoded.location.key) == ("my-bucket", "studies/1/")
     else:
         assert decoded == expected
 

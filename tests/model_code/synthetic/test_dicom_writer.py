@@ -7,9 +7,9 @@ import pydicom
 import pytest
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, MRImageStorage
 
-from model_code.imaging.dicom_writer import write_dicom_series
-from model_code.imaging.phantom import make_phantom
-from model_code.imaging.series import series_from_datasets
+from model_code.core.dicom.series import series_from_datasets
+from model_code.synthetic.dicom_writer import write_dicom_series
+from model_code.synthetic.phantom import make_phantom
 
 GEOMETRIES = [
     # (orientation, descending, shuffle_names, spacing)

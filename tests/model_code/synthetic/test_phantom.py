@@ -5,14 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from model_code.imaging.phantom import (
+from model_code.core.dicom.series import slice_normal
+from model_code.synthetic.phantom import (
     BONE_HU,
     SOFT_TISSUE_HU,
     SPLEEN_HU,
     make_phantom,
     phantom_affine,
 )
-from model_code.imaging.series import slice_normal
 
 SHAPE = (12, 40, 36)
 SPACING = (2.5, 1.5, 1.0)

@@ -10,10 +10,10 @@ import numpy as np
 import pydicom
 import pytest
 
-from model_code.imaging.dicom_writer import write_dicom_series
-from model_code.imaging.errors import InvalidSeriesError
-from model_code.imaging.loader import load_series
-from model_code.imaging.phantom import make_phantom
+from model_code.core.dicom.files import load_series
+from model_code.core.errors import InvalidSeriesError
+from model_code.synthetic.dicom_writer import write_dicom_series
+from model_code.synthetic.phantom import make_phantom
 
 SLICES = 5
 

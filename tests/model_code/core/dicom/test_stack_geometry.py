@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from pydicom.multival import MultiValue
 
-from model_code.imaging import InvalidSeriesError, series_from_datasets
-from model_code.imaging.series import stack_geometry
+from model_code.core.dicom import InvalidSeriesError, series_from_datasets
+from model_code.core.dicom.series import stack_geometry
 from tests.model_code.healthimaging.hi_helpers import shuffled, synthetic_series
 
 

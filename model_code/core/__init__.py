@@ -1,0 +1,12 @@
+"""The dependency-light core every runtime shares (docs/architecture.md).
+
+What lives here: the model directory contract and the spleen contract (``model_dir``, ``spleen``), DICOM
+series, reading and the SEG writer (``dicom``), the error types (``errors``), request decoding and HTTP
+encoding (``requests``, ``http``), one request's flow from series to answer (``service``), the settings every
+model server reads (``settings``), the one S3-URI parser (``s3_uri``), and the segmentation geometry with its
+numpy transforms (``geometry``, ``transforms_numpy``).
+
+What it may import: the standard library, numpy, pydicom and nibabel (orientation maths, as MONAI uses it);
+highdicom only in ``dicom.seg`` (the SEG writer). Never torch, MONAI, boto3 or another model_code package:
+``tests/model_code/test_runtime_isolation.py`` checks it, with the table in ``model_code/runtimes.py``.
+"""
