@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import model_code
 from model_code.core.model_dir import MODEL_FILE, ModelMetadata, model_file
 from model_code.edge.layout import (
     EDGE_KEY,
@@ -25,11 +24,8 @@ from model_code.edge.layout import (
     verify_manifest,
     write_manifest,
 )
-from model_code.runtimes import closure
+from model_code.runtimes import stage
 
-# The runner's tree: model_code/__init__.py and the packages the edge runtime may import (model_code.runtimes),
-# nothing else (tests/model_code/export start a runner from the bundle alone; the isolation test checks the list).
-RUNNER_PACKAGES = closure("edge")
 # Pinned to the versions the export ran with: the bundle's runner was tested against exactly these.
 _RUNNER_DISTRIBUTIONS = {
     BundleFormat.ONNX: ("numpy", "nibabel", "pydicom", "highdicom", "onnxruntime"),
@@ -59,22 +55,10 @@ def _prepare(out: Path, *, force: bool) -> None:
     out.mkdir(parents=True, exist_ok=True)
 
 
-def runner_modules() -> list[str]:
-    """The runner's sources, relative to the model_code folder (POSIX paths, sorted)."""
-    source_root = Path(model_code.__file__).parent
-    modules = ["__init__.py"]
-    for package in RUNNER_PACKAGES:
-        modules += [p.relative_to(source_root).as_posix() for p in (source_root / package).rglob("*.py")]
-    return sorted(modules)
-
-
 def _copy_runner(out: Path, fmt: BundleFormat) -> None:
-    source_root = Path(model_code.__file__).parent
-    target_root = out / RUNNER_DIR / "model_code"
-    for relative in runner_modules():
-        target = target_root / relative
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source_root / relative, target)
+    # The edge runtime and what it may import (model_code.runtimes), nothing else: tests/model_code/export start
+    # a runner from the bundle alone.
+    stage("edge", out / RUNNER_DIR / "model_code")
     pins = [f"{name}=={importlib.metadata.version(name).split('+')[0]}" for name in _RUNNER_DISTRIBUTIONS[fmt]]
     (out / RUNNER_DIR / RUNNER_REQUIREMENTS).write_text("\n".join(pins) + "\n")
 

@@ -15,8 +15,9 @@ import model_code
 from model_code.core.model_dir import MODEL_FILE, ModelMetadata
 from model_code.edge.layout import EDGE_KEY, MANIFEST_FILE, ONNX_FILE, BundleError, BundleFormat, verify_manifest
 from model_code.export import __main__ as cli
-from model_code.export.bundle import export_bundle, runner_modules
+from model_code.export.bundle import export_bundle
 from model_code.export.onnx_export import ATOL, RTOL, compare, phantom_windows
+from model_code.runtimes import package_files
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +34,7 @@ def test_onnx_bundle_holds_model_metadata_runner_and_manifest(onnx_bundle: Path,
     assert {ONNX_FILE, "metadata.json", "runner/requirements.txt"} <= listed
     runner = {path for path in listed if path.startswith("runner/model_code/")}
     # The core and the runner, nothing else: no other runtime, no test support.
-    assert runner == {f"runner/model_code/{m}" for m in runner_modules()}
+    assert runner == {f"runner/model_code/{m}" for m in package_files("edge")}
     assert {path.split("/")[2] for path in runner} == {"__init__.py", "core", "edge"}
     assert MODEL_FILE not in listed  # an ONNX bundle carries no TorchScript
     assert len(verify_manifest(onnx_bundle)) == len(listed)
