@@ -37,12 +37,8 @@ def _erode(mask: torch.Tensor, dim: int) -> torch.Tensor:
 
 
 def _dilate(mask: torch.Tensor, dim: int) -> torch.Tensor:
-    out = mask.clone()
-    n = mask.size(dim)
-    if n > 1:
-        out.narrow(dim, 1, n - 1).logical_or_(mask.narrow(dim, 0, n - 1))
-        out.narrow(dim, 0, n - 1).logical_or_(mask.narrow(dim, 1, n - 1))
-    return out
+    """One-voxel binary dilation along ``dim``: the complement's erosion (outside voxels count in neither)."""
+    return ~_erode(~mask, dim)
 
 
 class ThresholdSegmenter(torch.nn.Module):

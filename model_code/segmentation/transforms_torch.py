@@ -30,14 +30,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812 (the PyTorch convention)
 
-from model_code.core.geometry import (
-    ResamplePlan,
-    check_logits,
-    from_model_passes,
-    lerp_taps,
-    plan_windows,
-    to_model_passes,
-)
+from model_code.core import geometry
+from model_code.core.geometry import ResamplePlan
 
 # [B,1,X,Y,Z] windows -> [B,2,X,Y,Z] logits.
 Network = Callable[[torch.Tensor], torch.Tensor]
@@ -65,7 +59,7 @@ def lerp_axis(values: torch.Tensor, axis: int, coordinates: np.ndarray) -> torch
     """Linear interpolation of ``values`` along ``axis`` at fractional indices (border padding)."""
     size = values.shape[axis]
     device = values.device
-    lower, weight = lerp_taps(size, coordinates)
+    lower, weight = geometry.lerp_taps(size, coordinates)
     if weight is None:  # coordinates on voxels: a gather is exact
         return values.index_select(axis, torch.from_numpy(lower).to(device))
     if axis == values.ndim - 1 and len(lower) > size and values.dtype == torch.float32:
@@ -85,7 +79,7 @@ def to_model_grid(volume: torch.Tensor, plan: ResamplePlan) -> torch.Tensor:
     """Source-ordered (slice, row, col) volume -> model grid (X, Y, Z), bilinear, border padding."""
     plan.check_source_shape(volume.shape)
     out = volume
-    for k, coords in to_model_passes(plan):
+    for k, coords in geometry.to_model_passes(plan):
         out = lerp_axis(out, k, coords)
     return out.permute(plan.to_model_permutation)
 
@@ -94,7 +88,7 @@ def from_model_grid(values: torch.Tensor, plan: ResamplePlan) -> torch.Tensor:
     """Model-grid (X, Y, Z) values -> source grid (slice, row, col): the inverse of :func:`to_model_grid`."""
     plan.check_model_shape(values.shape)
     out = values.permute(plan.to_source_permutation)
-    for k, coords in from_model_passes(plan):
+    for k, coords in geometry.from_model_passes(plan):
         out = lerp_axis(out, k, coords)
     return out
 
@@ -109,7 +103,7 @@ def foreground_probability(
     amp: bool,
 ) -> torch.Tensor:
     """Softmax probability of label 1 on the model grid, (X, Y, Z) float32, from a (X, Y, Z) image."""
-    plan = plan_windows(image.shape, roi_size, overlap)
+    plan = geometry.plan_windows(image.shape, roi_size, overlap)
     roi = plan.roi
     # F.pad lists the last axis first; MONAI puts half of the padding before, the rest after.
     pad_arg: list[int] = []
@@ -132,7 +126,7 @@ def foreground_probability(
         inputs = batch[: len(group)]
         with autocast:
             logits = network(inputs)
-        check_logits(logits, torch.Tensor, inputs.shape, "re-export the TorchScript")
+        geometry.check_logits(logits, torch.Tensor, inputs.shape, "re-export the TorchScript")
         difference = (logits[:, 1] - logits[:, 0]).float()
         for i, (x, y, z) in enumerate(group):
             total[x : x + roi[0], y : y + roi[1], z : z + roi[2]] += difference[i]
