@@ -1,7 +1,7 @@
 """Load one HealthImaging image set with our connector and with AHItoDICOM, side by side.
 
 One image set (``--frames`` 512x512 CT frames, HTJ2K) is served by the loopback HealthImaging of
-``model_code.healthimaging.testing`` in a child process, which answers GetImageSetMetadata and GetImageFrame
+``testkit.healthimaging`` in a child process, which answers GetImageSetMetadata and GetImageFrame
 over real HTTP. For each injected per-frame latency (default 0 and 20 ms) it measures, on the same frames:
 
 * fetch-only: every GetImageFrame from ``--workers`` threads sharing one client, no decoding;
@@ -37,7 +37,7 @@ from model_code.healthimaging import client as service
 from model_code.healthimaging import load_image_set
 from model_code.healthimaging.document import choose_series, plan_frames
 from model_code.healthimaging.loader import fetch_frames
-from model_code.healthimaging.testing import (
+from testkit.healthimaging import (
     FakeImageSet,
     build_image_set,
     ct_series,

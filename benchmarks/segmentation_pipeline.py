@@ -35,11 +35,11 @@ import numpy as np
 import pydicom
 import pydicom.data
 
-from model_code.imaging.dicom_writer import write_dicom_series
-from model_code.imaging.loader import load_series
-from model_code.segmentation.contract import SPLEEN_LABEL
+from model_code.core.dicom.files import load_series
+from model_code.core.spleen import SPLEEN_LABEL
 from model_code.segmentation.pipeline import SegmentationPipeline
-from model_code.segmentation.reference_models import save_threshold_model
+from model_code.synthetic.dicom_writer import write_dicom_series
+from testkit.models import save_threshold_model
 
 REAL_SLICE = "J2K_pixelrep_mismatch.dcm"
 SLICE_GAP_MM = 2.5

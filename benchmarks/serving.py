@@ -21,7 +21,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from model_code.serving.testing import invoke, series_zip, start_torchserve
+from testkit.series import series_zip
+from testkit.servers import invoke, start_torchserve
 
 
 def machine() -> str:
@@ -42,7 +43,7 @@ def machine() -> str:
 
 
 def make_model(kind: str, folder: Path) -> Path:
-    from model_code.segmentation.reference_models import save_threshold_model, save_untrained_unet
+    from testkit.models import save_threshold_model, save_untrained_unet
 
     return save_threshold_model(folder) if kind == "threshold" else save_untrained_unet(folder, seed=0)
 

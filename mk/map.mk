@@ -38,8 +38,11 @@ $(MAP_PACKAGE_VENV)/.installed: mk/map.mk
 	$(MAP_PACKAGE_VENV)/bin/pip install -q --disable-pip-version-check holoscan-cli==3.11.0 2>&1 | { $(PIP_NOISE); }
 	@touch $@
 
-# --add model_code: the app imports the connector and the model contract from model_code.
+# --add: the app imports the core and the HealthImaging connector from model_code; only those are staged
+# (model_code/runtimes.py: map_app and what it may import), so the image carries no other runtime and no testkit.
+MAP_STAGE ?= build/map-package/model_code
 map-package: $(MAP_PACKAGE_VENV)/.installed  ## build the MAP image (needs Docker; MAP_TAG, MAP_MODEL_DIR, MAP_CUDA)
-	$(MAP_PACKAGE_VENV)/bin/monai-deploy package model_code/map_app --add model_code \
+	$(PYTHON) -m model_code.runtimes stage map_app $(MAP_STAGE)
+	$(MAP_PACKAGE_VENV)/bin/monai-deploy package model_code/map_app --add $(MAP_STAGE) \
 		-c model_code/map_app/app.yaml -t $(MAP_TAG) --platform x86_64 -m $(MAP_MODEL_DIR) \
 		--sdk monai-deploy --sdk-version 4.0.0 --cuda $(MAP_CUDA) -l DEBUG

@@ -13,7 +13,7 @@ dicom-tools:  ## install dciodvfy (Debian dicom3tools) when it is missing
 	@command -v dciodvfy >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq dicom3tools; }
 
 test-segmentation: venv dicom-tools  ## segmentation, loader, phantom and DICOM writer tests only
-	$(PY) -m pytest tests/model_code/segmentation tests/model_code/imaging -q --durations=10
+	$(PY) -m pytest tests/model_code/segmentation tests/model_code/core/dicom tests/model_code/synthetic -q --durations=10
 
 # holoscan asks for a 32 MB stack; it runs with less, but warns.
 bench-segmentation: map-venv  ## ours vs a MONAI Deploy app of stock operators (our MAP app), 48x512x512 CT (BENCH_ARGS="--repeats 5")

@@ -2,7 +2,7 @@
 
 Adding a model is copying ``<name>.tar.gz`` under the endpoint's S3 prefix; the endpoint loads it on the first
 request with ``TargetModel=<name>.tar.gz``, with no endpoint update. An archive holds one Triton model folder,
-as ``model_code.serving.triton_package.package_triton_model`` builds it.
+as ``model_code.triton_model.package.package_triton_model`` builds it.
 """
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ from typing import Any
 
 from botocore.exceptions import ClientError as AwsClientError
 
+from model_code.core.s3_uri import parse_s3_uri
 from platform_cli import outputs
 from platform_cli.errors import UsageError
 from platform_cli.runtime import Runtime
-from stacks.healthimaging.runtime.import_completed import split_s3_uri
 
-ARCHIVE_SUFFIX = ".tar.gz"  # model_code.serving.triton_package.ARCHIVE_SUFFIX (imported lazily, where used)
+ARCHIVE_SUFFIX = ".tar.gz"  # model_code.triton_model.package.ARCHIVE_SUFFIX (imported lazily, where used)
 
 
 def add_parser(subparsers: Any, parents: list[argparse.ArgumentParser]) -> None:
@@ -45,8 +45,9 @@ def add_parser(subparsers: Any, parents: list[argparse.ArgumentParser]) -> None:
 
 def _prefix(runtime: Runtime) -> tuple[str, str]:
     uri = runtime.output(outputs.MULTI_MODEL_PREFIX)
-    bucket, prefix = split_s3_uri(uri)
-    return bucket, (prefix if not prefix or prefix.endswith("/") else prefix + "/")
+    location = parse_s3_uri(uri, what=f"stack output {outputs.MULTI_MODEL_PREFIX.key}")
+    prefix = location.key
+    return location.bucket, (prefix if not prefix or prefix.endswith("/") else prefix + "/")
 
 
 def run_list(args: argparse.Namespace, runtime: Runtime) -> int:
@@ -71,7 +72,7 @@ def run_list(args: argparse.Namespace, runtime: Runtime) -> int:
 
 def check_archive(path: Path) -> str:
     """The model name of a Triton archive; one top-level folder ``<name>/`` with ``config.pbtxt``."""
-    from model_code.serving.triton_package import check_model_name
+    from model_code.triton_model.package import check_model_name
 
     if not path.name.endswith(ARCHIVE_SUFFIX):
         raise UsageError(f"--archive {path}: the file name must be <model name>{ARCHIVE_SUFFIX} (the TargetModel)")
@@ -94,8 +95,8 @@ def check_archive(path: Path) -> str:
 
 
 def package(model_dir: Path, name: str, staging: Path) -> Path:
-    from model_code.model_dir import ModelDirectoryError
-    from model_code.serving.triton_package import package_triton_model
+    from model_code.core.errors import ModelDirectoryError
+    from model_code.triton_model.package import package_triton_model
 
     try:
         return package_triton_model(model_dir, staging / f"{name}{ARCHIVE_SUFFIX}")
@@ -110,7 +111,7 @@ def run_add(args: argparse.Namespace, runtime: Runtime) -> int:
     s3 = runtime.client("s3")
     with tempfile.TemporaryDirectory(prefix="monai-platform-") as staging:
         if args.model_dir is not None:
-            from model_code.serving.triton_package import DEFAULT_MODEL_NAME
+            from model_code.triton_model.package import DEFAULT_MODEL_NAME
 
             path = package(args.model_dir, args.name or DEFAULT_MODEL_NAME, Path(staging))
         else:

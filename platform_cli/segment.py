@@ -1,6 +1,6 @@
 """``monai-platform segment``: segment one image set on the asynchronous endpoint and download the SEG.
 
-The request is the JSON document the endpoint's handler decodes (model_code/serving/decoding.py), validated
+The request is the JSON document the endpoint's handler decodes (model_code/core/requests.py), validated
 here by that same decoder. It goes to the inference bucket's ``input/`` prefix; InvokeEndpointAsync with
 ``Accept: application/dicom`` makes SageMaker write the SEG itself to the output location it returns, or the
 handler's JSON error to the failure location.
@@ -16,18 +16,18 @@ from typing import Any
 
 from botocore.exceptions import ClientError as AwsClientError
 
-from model_code.serving.decoding import JSON, decode_request
-from model_code.serving.errors import ClientError
+from model_code.core.errors import ClientError
+from model_code.core.http import DICOM, JSON
+from model_code.core.requests import decode_request
+from model_code.core.s3_uri import parse_s3_uri
 from platform_cli import outputs
 from platform_cli.dicom_import import DICOM_MAGIC, DICOM_MAGIC_OFFSET
 from platform_cli.errors import CommandFailedError, UsageError
 from platform_cli.polling import wait_for
 from platform_cli.runtime import Runtime
-from stacks.healthimaging.runtime.import_completed import split_s3_uri
 
 # stacks/data/stack.py INFERENCE_INPUT_PREFIX (a test keeps them equal).
 INFERENCE_INPUT_PREFIX = "input/"
-DICOM = "application/dicom"
 
 
 def add_parser(subparsers: Any, parents: list[argparse.ArgumentParser]) -> None:
@@ -114,9 +114,9 @@ def run(args: argparse.Namespace, runtime: Runtime) -> int:
 
 
 def _read_if_present(s3: Any, uri: str) -> bytes | None:
-    bucket, key = split_s3_uri(uri)
+    location = parse_s3_uri(uri, what="the endpoint's result location", require_key=True)
     try:
-        return bytes(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+        return bytes(s3.get_object(Bucket=location.bucket, Key=location.key)["Body"].read())
     except AwsClientError as error:
         if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
             return None

@@ -5,6 +5,8 @@ handler service, configured by that toolkit's own properties generator, loading 
 What differs from ``serve`` in the container, and why:
 
 * every address is bound to 127.0.0.1 (the toolkit binds 0.0.0.0), on ports derived from ``--port``;
+* the workers import from the image's own tree, staged into the run folder from the Dockerfile's COPY lines
+  (``testkit.images``), not from the work tree: a module the image does not copy fails here as it would there;
 * the toolkit's properties files lack a trailing newline, so appending to them glues two keys together;
 * each run has its own folder (properties, logs, TMPDIR, java.io.tmpdir): TorchServe keeps its pid file in
   TMPDIR and its worker sockets in java.io.tmpdir, so two servers on one machine would otherwise collide;
@@ -26,7 +28,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parents[1]
-CODE_DIR = HERE / "code"
+DOCKERFILE = HERE / "Dockerfile"
+# The Dockerfile's WORKDIR-free layout: PYTHONPATH=/opt/program holds code/ and model_code.
+PROGRAM_DIR = "/opt/program"
 HANDLER_SERVICE = "sagemaker_pytorch_serving_container.handler_service"
 # The largest async-inference payload SageMaker accepts (1 GB); TorchServe's default is 6.5 MB.
 MAX_PAYLOAD_BYTES = 1024**3
@@ -100,10 +104,12 @@ def serve_command(model_dir: Path, config: Path, run_dir: Path) -> list[str]:
 
 
 def serving_environment(run_dir: Path) -> dict[str, str]:
+    from testkit.images import stage_image
+
     # As in the image: its ENV values, unless the caller set one (docker run -e wins over ENV too).
     env = {**CONTAINER_ENV, **os.environ}
-    # The container installs model_code and copies code/ onto PYTHONPATH; here both come from the work tree.
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(CODE_DIR), str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
+    # As in the image, PYTHONPATH is the program folder alone: what the Dockerfile copies there, nothing else.
+    env["PYTHONPATH"] = str(stage_image(DOCKERFILE, PROGRAM_DIR, run_dir / "program"))
     env["TMPDIR"] = str(run_dir / "tmp")
     env["LOG_LOCATION"] = str(run_dir / "logs")
     env["METRICS_LOCATION"] = str(run_dir / "logs")
@@ -123,7 +129,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"--port must be within 1024..64000 (it derives ports up to PORT+1000), got {args.port}")
 
     sys.path.insert(0, str(REPO_ROOT))
-    from model_code.serving.local import resolve_model_dir
+    from testkit.local_model import resolve_model_dir
 
     model_dir = resolve_model_dir(args.model_dir)
     run_dir = (args.run_dir or Path(tempfile.mkdtemp(prefix="torchserve-"))).resolve()

@@ -6,7 +6,9 @@ launcher does what pytriton does before it starts the server, without pytriton's
 * copies the python backend with the stub built for this interpreter into the run folder
   (``backends/python/triton_python_backend_stub``), since the wheel keeps one stub per Python version;
 * puts the wheel's bundled libraries on LD_LIBRARY_PATH and this venv's ``bin`` first on PATH, so the stub's
-  embedded interpreter finds the venv (torch, monai, model_code via PYTHONPATH);
+  embedded interpreter finds the venv (torch, monai);
+* stages the image's own tree (the Dockerfile's COPY lines, ``testkit.images``) into the run folder and makes it
+  the whole PYTHONPATH, so the model imports only what the image carries;
 * binds HTTP, gRPC and metrics to 127.0.0.1 and gives the python backend a shared-memory prefix of its own.
 
 Model control is explicit by default: nothing loads until the repository API asks
@@ -27,6 +29,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parents[1]
+DOCKERFILE = HERE / "Dockerfile"
+PROGRAM_DIR = "/opt/program"  # the image's PYTHONPATH
 
 
 def pytriton_dist() -> Path:
@@ -51,12 +55,14 @@ def prepare_backends(run_dir: Path) -> Path:
     return backends
 
 
-def server_environment() -> dict[str, str]:
+def server_environment(run_dir: Path) -> dict[str, str]:
+    from testkit.images import stage_image
+
     env = dict(os.environ)
     libs = Path(sysconfig.get_paths()["purelib"]) / "nvidia_pytriton.libs"
     env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in (env.get("LD_LIBRARY_PATH", ""), str(libs)) if p)
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
+    env["PYTHONPATH"] = str(stage_image(DOCKERFILE, PROGRAM_DIR, run_dir / "program"))
     return env
 
 
@@ -95,11 +101,11 @@ def main(argv: list[str] | None = None) -> None:
     run_dir = (args.run_dir or Path(tempfile.mkdtemp(prefix="tritonserver-"))).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     backends = prepare_backends(run_dir)
+    sys.path.insert(0, str(REPO_ROOT))  # the launcher's own imports (testkit); the server gets the image's tree
     repository = args.repository
     if repository is None:
-        sys.path.insert(0, str(REPO_ROOT))
-        from model_code.serving.local import resolve_model_dir
-        from model_code.serving.triton_package import DEFAULT_MODEL_NAME, write_model_entry
+        from model_code.triton_model.package import DEFAULT_MODEL_NAME, write_model_entry
+        from testkit.local_model import resolve_model_dir
 
         repository = run_dir / "model_repository"
         write_model_entry(repository, name=DEFAULT_MODEL_NAME, model_dir=resolve_model_dir(args.model_dir))
@@ -113,7 +119,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     print(f"tritonserver on http://127.0.0.1:{args.port} (repository {repository})", flush=True)
     # exec: stopping the process group stops tritonserver and its python backend stubs together.
-    os.execve(command[0], command, server_environment())  # noqa: S606 - argument list built above
+    os.execve(command[0], command, server_environment(run_dir))  # noqa: S606 - argument list built above
 
 
 if __name__ == "__main__":

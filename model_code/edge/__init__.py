@@ -1,4 +1,6 @@
 """The offline edge runner: numpy pre/post-processing, onnxruntime inference, a small HTTP service.
 
-Nothing here imports torch: an edge device installs numpy, nibabel, pydicom, highdicom and onnxruntime only.
+Imports the core only: no torch, no MONAI, no boto3, no other runtime (tests/model_code/test_runtime_isolation.py).
+An edge device installs numpy, nibabel, pydicom, highdicom and onnxruntime (``requirements.txt``); a
+TorchScript bundle adds torch, imported only for that format.
 """

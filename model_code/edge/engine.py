@@ -12,18 +12,19 @@ from typing import Any
 import numpy as np
 import pydicom
 
-from model_code.edge.grid import (
+from model_code.core.dicom.seg import build_segmentation
+from model_code.core.dicom.series import ImageSeries
+from model_code.core.geometry import plan_resample
+from model_code.core.model_dir import MODEL_FILE, ModelMetadata
+from model_code.core.spleen import check_series, spleen_summary
+from model_code.core.transforms_numpy import (
     WindowNetwork,
     foreground_probability,
     from_model_grid,
-    plan_resample,
     scale_intensity,
     to_model_grid,
 )
 from model_code.edge.layout import EDGE_KEY, INPUT_NAME, ONNX_FILE, BundleError, BundleFormat, verify_manifest
-from model_code.imaging.series import ImageSeries
-from model_code.model_dir import MODEL_FILE, ModelMetadata
-from model_code.segmentation.contract import check_series, spleen_summary
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,8 @@ def torchscript_network(path: Path, *, threads: int) -> WindowNetwork:
 class EdgeModel:
     """Loaded once by the runner; ``run`` is thread-safe (the network call is serialised).
 
-    ``run`` is ``SegmentationPipeline.run``'s interface, so the runner serves it through ``ServingModel``.
+    ``run`` is ``SegmentationPipeline.run``'s interface, so the runner serves it through the core's
+    ``SegmentationService``, as the cloud endpoints serve the torch pipeline.
     """
 
     def __init__(self, *, network: WindowNetwork, metadata: ModelMetadata, runtime: str) -> None:
@@ -131,8 +133,6 @@ class EdgeModel:
 
     def run(self, series: ImageSeries) -> EdgeResult:
         """Raises InvalidSeriesError for input the model cannot read."""
-        from model_code.segmentation.seg_writer import build_segmentation
-
         self.check(series)
         timings: dict[str, float] = {}
         mask = self.predict_mask(series, timings)

@@ -1,8 +1,9 @@
 """The offline edge runner: ``POST /invocations`` with a zip of one DICOM series, answered with the SEG.
 
-Same contract as the async endpoint (``model_code.serving``): the body is decoded by ``decode_request``,
-the series loaded and segmented by ``ServingModel.predict``, and the answer rendered by ``handler.respond``,
-so bodies, content types and statuses are identical (400/404/406/415/422 as JSON ``{"error": {...}}``).
+Same contract as the async endpoint, through the same core (``model_code.core``): the body is decoded by
+``decode_request``, the series loaded and segmented by ``SegmentationService.predict``, and the answer rendered
+by ``respond``, so bodies, content types and statuses are identical (400/404/406/415/422 as JSON
+``{"error": {...}}``).
 Differences an offline device forces, each answered with a status of its own:
 
 * only ``application/zip`` bodies: a HealthImaging or S3 request needs the network (415, saying so);
@@ -30,12 +31,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from model_code.serving.decoding import ZipSeriesRequest, decode_request
-from model_code.serving.encoding import JSON, encode_error, negotiate
-from model_code.serving.errors import ClientError, error_body
-from model_code.serving.handler import respond
-from model_code.serving.service import Segmenter, ServingModel
-from model_code.serving.settings import ServingSettings
+from model_code.core.errors import ClientError, ModelDirectoryError, error_body
+from model_code.core.http import JSON, encode_error, negotiate, respond
+from model_code.core.requests import ZipSeriesRequest, decode_request
+from model_code.core.service import SegmentationService, Segmenter
+from model_code.edge.engine import EdgeModel
+from model_code.edge.layout import BundleError
 
 logger = logging.getLogger("model_code.edge.runner")
 MIB = 1 << 20
@@ -61,21 +62,13 @@ class RunnerLimits:
             raise ValueError(f"queue must be >= 0, got {self.queue}")
 
 
-class _OfflineClients:
-    """The runner has no AWS clients: only zip requests reach the loader, and they need none."""
-
-    def s3(self) -> Any:
-        raise RuntimeError("the edge runner is offline: it has no S3 client")
-
-    def medical_imaging(self) -> Any:
-        raise RuntimeError("the edge runner is offline: it has no HealthImaging client")
-
-
 class EdgeService:
-    """Admission (queue bound), then one request: decode, then the endpoint's own ServingModel. Thread-safe."""
+    """Admission (queue bound), then one request: decode, then the core's request flow. Thread-safe.
+
+    The flow's fetcher reads zip requests only: nothing leaves the device (no S3, no HealthImaging)."""
 
     def __init__(self, model: Segmenter, limits: RunnerLimits) -> None:
-        self.model = ServingModel(model, settings=ServingSettings(), clients=_OfflineClients())
+        self.model = SegmentationService(model)
         self.limits = limits
         # Admitted = running + waiting; beyond that a request is turned away at once (503).
         self._admitted = threading.BoundedSemaphore(limits.workers + limits.queue)
@@ -218,10 +211,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from model_code.edge.engine import EdgeModel
-    from model_code.edge.layout import BundleError
-    from model_code.model_dir import ModelDirectoryError
-
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     args = parse_args(argv)
     try:

@@ -12,9 +12,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from model_code.core.errors import ModelDirectoryError
 from model_code.edge.layout import BundleError, BundleFormat
 from model_code.export.bundle import ExportError, export_bundle
-from model_code.model_dir import ModelDirectoryError
 
 EXIT_OK = 0
 EXIT_BAD_INPUT = 2

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import model_code
+from model_code.core.model_dir import MODEL_FILE, ModelMetadata, model_file
 from model_code.edge.layout import (
     EDGE_KEY,
     INPUT_NAME,
@@ -24,35 +24,8 @@ from model_code.edge.layout import (
     verify_manifest,
     write_manifest,
 )
-from model_code.model_dir import MODEL_FILE, ModelMetadata, model_file
+from model_code.runtimes import stage
 
-# What the runner imports (checked by tests/model_code/export: a runner started from the bundle alone).
-RUNNER_MODULES = (
-    "__init__.py",
-    "model_dir.py",
-    "edge/__init__.py",
-    "edge/engine.py",
-    "edge/grid.py",
-    "edge/layout.py",
-    "edge/runner.py",
-    "imaging/__init__.py",
-    "imaging/errors.py",
-    "imaging/loader.py",
-    "imaging/series.py",
-    "segmentation/__init__.py",
-    "segmentation/contract.py",
-    "segmentation/geometry.py",
-    "segmentation/seg_writer.py",
-    "serving/__init__.py",
-    "serving/clients.py",
-    "serving/decoding.py",
-    "serving/encoding.py",
-    "serving/errors.py",
-    "serving/handler.py",
-    "serving/service.py",
-    "serving/settings.py",
-    "serving/sources.py",
-)
 # Pinned to the versions the export ran with: the bundle's runner was tested against exactly these.
 _RUNNER_DISTRIBUTIONS = {
     BundleFormat.ONNX: ("numpy", "nibabel", "pydicom", "highdicom", "onnxruntime"),
@@ -83,12 +56,9 @@ def _prepare(out: Path, *, force: bool) -> None:
 
 
 def _copy_runner(out: Path, fmt: BundleFormat) -> None:
-    source_root = Path(model_code.__file__).parent
-    target_root = out / RUNNER_DIR / "model_code"
-    for relative in RUNNER_MODULES:
-        target = target_root / relative
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source_root / relative, target)
+    # The edge runtime and what it may import (model_code.runtimes), nothing else: tests/model_code/export start
+    # a runner from the bundle alone.
+    stage("edge", out / RUNNER_DIR / "model_code")
     pins = [f"{name}=={importlib.metadata.version(name).split('+')[0]}" for name in _RUNNER_DISTRIBUTIONS[fmt]]
     (out / RUNNER_DIR / RUNNER_REQUIREMENTS).write_text("\n".join(pins) + "\n")
 

@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from model_code.edge.grid import scale_intensity
+from model_code.core.model_dir import ModelMetadata
+from model_code.core.transforms_numpy import scale_intensity
 from model_code.edge.layout import INPUT_NAME, OUTPUT_NAME
-from model_code.imaging.phantom import make_phantom
-from model_code.model_dir import ModelMetadata
+from model_code.synthetic.phantom import make_phantom
 
 OPSET = 17
 # Logits may differ by ATOL + RTOL * |torchscript logit| (float32 kernels differ in summation order).

@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 from pydicom.uid import generate_uid
 
+from model_code.core.dicom.series import slice_normal
 from model_code.healthimaging.errors import SeriesNotFound
-from model_code.imaging.series import slice_normal
 
 logger = logging.getLogger(__name__)
 

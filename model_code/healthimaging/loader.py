@@ -29,12 +29,12 @@ import numpy as np
 import pydicom
 from pydicom import DataElement
 
+from model_code.core.dicom.series import ImageSeries, StackGeometry, rescale_of, stack_geometry
+from model_code.core.errors import InvalidSeriesError
 from model_code.healthimaging import client as service
 from model_code.healthimaging.decode import decode_frame
 from model_code.healthimaging.document import FramePlan, choose_series, plan_frames
 from model_code.healthimaging.headers import SeriesHeaders
-from model_code.imaging.errors import InvalidSeriesError
-from model_code.imaging.series import ImageSeries, StackGeometry, rescale_of, stack_geometry
 
 logger = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ import pydicom
 from pydicom.dataset import FileMetaDataset
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian
 
-from model_code.imaging.series import ImageSeries
+from model_code.core.dicom.series import ImageSeries
 
 
 def write_part10(series: ImageSeries | Sequence[pydicom.Dataset], directory: str | Path) -> list[Path]:

@@ -16,8 +16,8 @@ import os
 import sys
 from pathlib import Path
 
+from model_code.core.model_dir import METADATA_FILE
 from model_code.map_app.app import HealthImagingSource, SpleenSegApp
-from model_code.model_dir import METADATA_FILE
 
 
 def resolve_model_dir(path: Path) -> Path:

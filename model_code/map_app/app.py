@@ -36,9 +36,9 @@ from monai.transforms import (
     Spacingd,
 )
 
-from model_code.model_dir import ModelMetadata, model_file
-from model_code.segmentation.contract import SPLEEN_LABEL
-from model_code.segmentation.seg_writer import SPLEEN_CATEGORY, SPLEEN_TYPE
+from model_code.core.dicom.seg import SPLEEN_CATEGORY, SPLEEN_TYPE
+from model_code.core.model_dir import ModelMetadata, model_file
+from model_code.core.spleen import SPLEEN_LABEL
 
 if TYPE_CHECKING:
     from model_code.map_app.healthimaging_operator import ClientFactory

@@ -19,13 +19,20 @@ import numpy as np
 import pydicom
 import torch
 
-from model_code.imaging.series import ImageSeries
-from model_code.model_dir import ModelDirectoryError, ModelMetadata, model_file
-from model_code.segmentation.contract import check_series, spleen_summary
-from model_code.segmentation.inferer import foreground_probability
+from model_code.core.dicom.seg import build_segmentation
+from model_code.core.dicom.series import ImageSeries
+from model_code.core.errors import ModelDirectoryError
+from model_code.core.geometry import plan_resample
+from model_code.core.model_dir import ModelMetadata, model_file
+from model_code.core.settings import ServerSettings
+from model_code.core.spleen import check_series, spleen_summary
 from model_code.segmentation.overlay import largest_slice, render_overlay_png
-from model_code.segmentation.resample import from_model_grid, plan_resample, to_model_grid
-from model_code.segmentation.seg_writer import build_segmentation
+from model_code.segmentation.transforms_torch import (
+    foreground_probability,
+    from_model_grid,
+    scale_intensity,
+    to_model_grid,
+)
 
 Progress = Callable[[str], None]
 
@@ -109,12 +116,10 @@ class SegmentationPipeline:
         network.eval()
         return cls(network=network, metadata=metadata, device=resolved, sw_batch_size=sw_batch_size, amp=amp)
 
-    def _scale(self, hu: torch.Tensor) -> torch.Tensor:
-        pre = self.metadata.preprocessing
-        (a_min, a_max), (b_min, b_max) = pre.intensity_window, pre.scaled_range
-        # Out of place: an identity resampling returns a view of the caller's volume.
-        scaled = (hu - a_min) * ((b_max - b_min) / (a_max - a_min)) + b_min
-        return scaled.clamp_(b_min, b_max) if pre.clip else scaled
+    @classmethod
+    def for_server(cls, model_dir: Path, settings: ServerSettings) -> SegmentationPipeline:
+        """The pipeline a model server runs: device and windows per call from its settings (SERVING_*)."""
+        return cls.from_model_dir(model_dir, device=settings.device, sw_batch_size=settings.sw_batch_size)
 
     def predict_mask(
         self, series: ImageSeries, *, timer: _Timer | None = None, progress: Progress | None = None
@@ -128,7 +133,12 @@ class SegmentationPipeline:
                     series.affine, series.volume.shape, pixdim=pre.spacing_mm, axcodes=pre.orientation
                 )
                 volume = torch.from_numpy(np.ascontiguousarray(series.volume, dtype=np.float32)).to(self.device)
-                image = self._scale(to_model_grid(volume, plan)).contiguous()
+                image = scale_intensity(
+                    to_model_grid(volume, plan),
+                    window=pre.intensity_window,
+                    scaled_range=pre.scaled_range,
+                    clip=pre.clip,
+                ).contiguous()
             with timer.stage("inference", progress), self._network_lock:
                 probability = foreground_probability(
                     self.network,

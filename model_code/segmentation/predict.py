@@ -53,7 +53,7 @@ def _progress(message: str) -> None:
 
 def run(args: argparse.Namespace) -> dict[str, object]:
     """Load, segment and write; returns result.json's content. Raises on bad input."""
-    from model_code.imaging.loader import load_series
+    from model_code.core.dicom.files import load_series
     from model_code.segmentation.pipeline import SegmentationPipeline
 
     started = time.perf_counter()
@@ -95,8 +95,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from model_code.imaging.errors import InvalidSeriesError
-    from model_code.model_dir import ModelDirectoryError
+    from model_code.core.errors import InvalidSeriesError, ModelDirectoryError
     from model_code.segmentation.pipeline import resolve_device
 
     try:

@@ -1,5 +1,7 @@
-"""Serving logic shared by the containers: request decoding, series fetching, response encoding.
+"""The SageMaker runtime: the async endpoint's handler (model_fn, input_fn, predict_fn, output_fn), its
+settings, AWS clients and series sources (a zip, an S3 prefix, a HealthImaging image set).
 
-The container entry points (containers/pytorch-inference/code/inference.py, the Triton python model) stay
-thin and call into here, so every serving path runs the same code and the same error mapping.
+The container entry point (containers/pytorch-inference/code/inference.py) stays thin and calls into here;
+the request flow, decoding, encoding and error types are the core's (``model_code.core``), shared with the
+Triton model and the edge runner. Imports: the core, ``segmentation`` and ``healthimaging`` only.
 """

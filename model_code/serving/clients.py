@@ -5,6 +5,9 @@ from __future__ import annotations
 import threading
 from typing import Any, Protocol
 
+import boto3
+
+from model_code.healthimaging.client import make_client
 from model_code.serving.settings import ServingSettings
 
 
@@ -29,8 +32,6 @@ class LazyClients:
     def s3(self) -> Any:
         with self._lock:
             if self._s3 is None:
-                import boto3
-
                 self._s3 = boto3.client(
                     "s3", region_name=self._settings.region, endpoint_url=self._settings.s3_endpoint_url
                 )
@@ -39,8 +40,6 @@ class LazyClients:
     def medical_imaging(self) -> Any:
         with self._lock:
             if self._medical_imaging is None:
-                from model_code.healthimaging.client import make_client
-
                 # make_client turns botocore's "runtime-" host prefix off for a custom (loopback) endpoint.
                 self._medical_imaging = make_client(
                     region_name=self._settings.region or "us-east-1",

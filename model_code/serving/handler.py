@@ -16,10 +16,11 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from model_code.serving.decoding import SeriesRequest, decode_request
-from model_code.serving.encoding import DICOM, JSON, encode_error, encode_json, negotiate
-from model_code.serving.errors import ClientError
-from model_code.serving.service import Prediction, ServingModel
+from model_code.core.errors import ClientError
+from model_code.core.http import respond
+from model_code.core.requests import SeriesRequest, decode_request
+from model_code.core.service import Prediction
+from model_code.serving.service import ServingModel
 from model_code.serving.settings import ServingSettings
 
 logger = logging.getLogger(__name__)
@@ -49,25 +50,6 @@ def predict_fn(data: SeriesRequest | ClientError, model: ServingModel, context: 
         return model.predict(data)
     except ClientError as error:
         return error
-
-
-def respond(result: Prediction | ClientError, accept: str | None) -> tuple[bytes, str, int]:
-    """(body, content type, status) for a prediction or a client error."""
-    if isinstance(result, ClientError):
-        return encode_error(result)
-    try:
-        kind = negotiate(accept)
-    except ClientError as error:
-        return encode_error(error)
-    if kind == DICOM:
-        return result.seg_bytes, DICOM, 200
-    # The JSON answer describes the SEG; a caller who wants its bytes asks for application/dicom.
-    document = {
-        "summary": result.summary,
-        "source": result.source,
-        "seg": {"sopInstanceUid": result.seg_sop_instance_uid, "bytes": len(result.seg_bytes)},
-    }
-    return encode_json(document), JSON, 200
 
 
 def output_fn(prediction: Prediction | ClientError, accept: str | None, context: Any = None) -> tuple[bytes, str]:

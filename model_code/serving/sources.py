@@ -6,21 +6,25 @@ import re
 from pathlib import Path
 from typing import Any
 
-from model_code.imaging.errors import InvalidSeriesError
-from model_code.imaging.series import ImageSeries
+from botocore.exceptions import ClientError as BotocoreClientError
+
+from model_code.core.dicom.files import load_series
+from model_code.core.dicom.series import ImageSeries
+from model_code.core.errors import ClientError, InvalidSeriesError, not_found, unusable_series
+from model_code.core.requests import HealthImagingRequest, S3SeriesRequest, SeriesRequest, ZipSeriesRequest
+from model_code.core.s3_uri import S3Location
+from model_code.core.service import load_zip_series
+from model_code.healthimaging import HealthImagingError, ImageSetNotFound, SeriesNotFound, load_image_set
 from model_code.serving.clients import ServingClients
-from model_code.serving.decoding import HealthImagingRequest, S3SeriesRequest, SeriesRequest, ZipSeriesRequest
-from model_code.serving.errors import ClientError, not_found, unusable_series
-from model_code.serving.settings import S3Location
 
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
 
 
-def load_request_series(request: SeriesRequest, *, workdir: Path, clients: ServingClients) -> ImageSeries:
+def load_request_series(request: SeriesRequest, workdir: Path, *, clients: ServingClients) -> ImageSeries:
     """Fetch the series a request names into ``workdir`` (its own temporary directory) and load it."""
+    if isinstance(request, ZipSeriesRequest):
+        return load_zip_series(request, workdir)
     try:
-        if isinstance(request, ZipSeriesRequest):
-            return _load_zip(request, workdir)
         if isinstance(request, S3SeriesRequest):
             return _load_s3(request, workdir, clients.s3())
         return _load_healthimaging(request, clients.medical_imaging())
@@ -28,19 +32,7 @@ def load_request_series(request: SeriesRequest, *, workdir: Path, clients: Servi
         raise unusable_series(f"not a usable series: {error}") from error
 
 
-def _load_zip(request: ZipSeriesRequest, workdir: Path) -> ImageSeries:
-    from model_code.imaging.loader import load_series
-
-    archive = workdir / "series.zip"
-    archive.write_bytes(request.payload)
-    return load_series(archive)
-
-
 def _load_s3(request: S3SeriesRequest, workdir: Path, s3: Any) -> ImageSeries:
-    from botocore.exceptions import ClientError as BotocoreClientError
-
-    from model_code.imaging.loader import load_series
-
     location = request.location
     folder = workdir / "series"
     folder.mkdir()
@@ -65,20 +57,13 @@ def _load_s3(request: S3SeriesRequest, workdir: Path, s3: Any) -> ImageSeries:
 
 def _list_keys(s3: Any, location: S3Location) -> list[str]:
     keys: list[str] = []
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=location.bucket, Prefix=location.prefix):
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=location.bucket, Prefix=location.key):
         # Keys ending in "/" are the folder markers the console creates, not files.
         keys.extend(item["Key"] for item in page.get("Contents", []) if not item["Key"].endswith("/"))
     return sorted(keys)
 
 
 def _load_healthimaging(request: HealthImagingRequest, client: Any) -> ImageSeries:
-    from model_code.healthimaging import (
-        HealthImagingError,
-        ImageSetNotFound,
-        SeriesNotFound,
-        load_image_set,
-    )
-
     try:
         return load_image_set(
             client, request.datastore_id, request.image_set_id, series_instance_uid=request.series_instance_uid

@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from model_code.model_dir import InferenceSpec, ModelMetadata, NetworkSpec, Preprocessing
+from model_code.core.model_dir import InferenceSpec, ModelMetadata, NetworkSpec, Preprocessing
 from model_code.training.config import TrainConfig
 from model_code.training.data_classification import ClassificationCase, read_channel
 from model_code.training.data_common import split_items

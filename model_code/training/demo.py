@@ -2,7 +2,7 @@
 
     python -m model_code.training.demo [--output demo-output] [--train-minutes 4]
 
-1. Phantoms (model_code.imaging.phantom) at the contract spacing are written as an MSD Task09 data
+1. Phantoms (model_code.synthetic.phantom) at the contract spacing are written as an MSD Task09 data
    set (NIfTI, RAS) for training and validation.
 2. The trainer (``python -m model_code.training.train``, in-process) trains the contract UNet with
    64^3 patches for --epochs (or until validation Dice reaches --stop-dice, or the time guard); the model it
@@ -117,8 +117,8 @@ def run_demo(argv: Sequence[str] | None = None) -> float:
     model_dir, train_seconds, history = _train(output, args)
     shutil.copy(output / "training" / "training_curve.png", output / "training_curve.png")
 
-    from model_code.imaging.dicom_writer import write_dicom_series
-    from model_code.imaging.phantom import make_phantom
+    from model_code.synthetic.dicom_writer import write_dicom_series
+    from model_code.synthetic.phantom import make_phantom
 
     phantom = make_phantom(shape=PHANTOM_SHAPE, spacing=PHANTOM_SPACING, seed=TEST_SEED)
     write_dicom_series(phantom.volume_hu, phantom.affine, output / "dicom", series_description="Demo phantom")

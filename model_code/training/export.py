@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from model_code.model_dir import MODEL_FILE, STATE_DICT_FILE, ModelMetadata
+from model_code.core.model_dir import MODEL_FILE, STATE_DICT_FILE, ModelMetadata
 
 
 def to_torchscript(model: torch.nn.Module, example: torch.Tensor) -> torch.jit.ScriptModule:

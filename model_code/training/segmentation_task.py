@@ -7,8 +7,9 @@ from typing import Any
 
 import torch
 
-from model_code.model_dir import ModelMetadata, Preprocessing
-from model_code.segmentation.contract import SPLEEN_LABEL, build_spleen_unet, spleen_metadata
+from model_code.core.model_dir import ModelMetadata, Preprocessing
+from model_code.core.spleen import SPLEEN_LABEL, spleen_metadata
+from model_code.segmentation.networks import build_spleen_unet
 from model_code.training.config import TrainConfig
 from model_code.training.data_common import split_items
 from model_code.training.data_segmentation import discover_cases

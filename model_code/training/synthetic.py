@@ -1,7 +1,7 @@
 """Synthetic training sets generated in code (no downloads): MSD-layout phantoms, PNG and NIfTI classes.
 
 Used by ``make demo`` and the tests. Segmentation cases come from the shared CT phantom
-(model_code.imaging.phantom), written as NIfTI the way MSD ships them.
+(model_code.synthetic.phantom), written as NIfTI the way MSD ships them.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def write_segmentation_dataset(
     orientations: Sequence[str] = ("axial",),
 ) -> list[Path]:
     """``root/imagesTr`` and ``root/labelsTr`` with ``cases`` phantoms (int16 HU, uint8 labels)."""
-    from model_code.imaging.phantom import make_phantom
+    from model_code.synthetic.phantom import make_phantom
 
     images: list[Path] = []
     for index in range(cases):

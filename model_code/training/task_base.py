@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from model_code.model_dir import ModelMetadata
+from model_code.core.model_dir import ModelMetadata
 from model_code.training.config import TrainConfig
 
 

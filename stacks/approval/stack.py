@@ -19,7 +19,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from constructs import Construct
 
-from model_code.serving.triton_package import DEFAULT_MODEL_NAME, MODEL_PY, render_config
+from model_code.triton_model.package import DEFAULT_MODEL_NAME, MODEL_PY, render_config
 from stacks.approval.runtime import deploy_approved as runtime
 from stacks.compliance import acknowledge
 from stacks.components.platform_function import (
@@ -156,7 +156,7 @@ class ApprovalStack(Stack):
                 runtime.ENV_SERVING_MODEL_KEY: config.serving.model_data_key,
                 runtime.ENV_MULTI_MODEL_PREFIX: MULTI_MODEL_PREFIX,
                 runtime.ENV_TRITON_MODEL_NAME: DEFAULT_MODEL_NAME,
-                # Rendered by the one Triton template (model_code/serving/triton_package.py) at synth.
+                # Rendered by the one Triton template (model_code/triton_model/package.py) at synth.
                 runtime.ENV_TRITON_CONFIG: render_config(runtime.TRITON_NAME_PLACEHOLDER),
                 runtime.ENV_TRITON_MODEL_PY: MODEL_PY,
                 runtime.ENV_DEPLOYMENT_STRATEGY: config.training.deployment_strategy,

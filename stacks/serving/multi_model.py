@@ -1,7 +1,7 @@
 """The interactive path: a real-time SageMaker multi-model endpoint on the Triton image.
 
 The model's ``ModelDataUrl`` is an S3 *prefix*; each model is one archive under it (``<name>.tar.gz`` written by
-``model_code.serving.triton_package.package_triton_model``), and a request picks one with
+``model_code.triton_model.package.package_triton_model``), and a request picks one with
 ``TargetModel="<name>.tar.gz"``. SageMaker loads an archive on its first request and evicts the least recently
 used ones under memory pressure, so adding a model is copying an archive under the prefix: no endpoint update
 (``monai-platform archives add``). A real-time endpoint cannot scale to zero, so the whole construct exists

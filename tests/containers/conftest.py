@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from model_code.serving.testing import SeriesZip, series_zip
+from testkit.series import SeriesZip, series_zip
 
 
 @pytest.fixture(scope="session")
 def threshold_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from model_code.segmentation.reference_models import save_threshold_model
+    from testkit.models import save_threshold_model
 
     return save_threshold_model(tmp_path_factory.mktemp("models") / "threshold")
 

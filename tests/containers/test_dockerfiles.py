@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from testkit.images import dockerfile_copies
+
 ROOT = Path(__file__).resolve().parents[2]
 CONTAINERS = ROOT / "containers"
 DOCKERFILES = sorted(CONTAINERS.glob("*/Dockerfile"))
@@ -62,10 +64,16 @@ def test_build_context_is_allow_listed(dockerfile: Path) -> None:
     ignore = dockerfile.with_name("Dockerfile.dockerignore").read_text().splitlines()
     patterns = [line for line in ignore if line and not line.startswith("#")]
     assert patterns[0] == "*"
-    assert "!model_code/" in patterns
-    # every COPY source is let through
-    for source in re.findall(r"^COPY (\S+) ", dockerfile.read_text(), flags=re.MULTILINE):
-        assert any(f"!{source}".startswith(p.rstrip("/")) or p == f"!{source}" for p in patterns), source
+    sources = [source.rstrip("/") for copy in dockerfile_copies(dockerfile) for source in copy.sources]
+    let_through = [pattern[1:].rstrip("/") for pattern in patterns if pattern.startswith("!")]
+    # every COPY source is let through ...
+    for source in sources:
+        assert any(source == allowed or source.startswith(allowed + "/") for allowed in let_through), source
+    # ... and nothing else is: the context holds what the image copies (never all of model_code, never testkit)
+    for allowed in let_through:
+        taken = [source for source in sources if source == allowed or source.startswith(allowed + "/")]
+        assert taken, f"{allowed} is sent to the build but no COPY line takes it"
+    assert "model_code" not in let_through
 
 
 def _dockerfile_env(dockerfile: Path) -> dict[str, str]:

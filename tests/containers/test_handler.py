@@ -17,11 +17,11 @@ import highdicom as hd
 import pytest
 from moto import mock_aws
 
-from model_code.serving.errors import ClientError
+from model_code.core.errors import ClientError
 from model_code.serving.handler import input_fn, model_fn, output_fn, predict_fn, respond, serving_settings
 from model_code.serving.service import ServingModel
 from model_code.serving.settings import ServingSettings
-from model_code.serving.testing import SeriesZip, dice, seg_mask, series_zip, zip_datasets, zip_members
+from testkit.series import SeriesZip, dice, seg_mask, series_zip, zip_datasets, zip_members
 
 ROLE = "arn:aws:iam::123456789012:role/healthimaging-import"
 
@@ -182,7 +182,7 @@ def test_s3_series_is_segmented(serving_model: ServingModel, phantom_zip: Series
 
 
 def test_healthimaging_image_set_is_segmented(serving_model: ServingModel, phantom_zip: SeriesZip) -> None:
-    from model_code.healthimaging.testing import build_image_set, loopback_client, serve
+    from testkit.healthimaging import build_image_set, loopback_client, serve
 
     image_set = build_image_set(zip_datasets(phantom_zip.payload))  # type: ignore[arg-type]
     with serve([image_set]) as server:

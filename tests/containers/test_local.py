@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from model_code.serving.clients import LazyClients
-from model_code.serving.local import has_model, resolve_model_dir
 from model_code.serving.settings import ServingSettings
+from testkit.local_model import has_model, resolve_model_dir
 
 
 def test_a_named_model_directory_is_used(threshold_model_dir: Path) -> None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from model_code.serving.settings import ServingSettings, parse_s3_uri
+from model_code.core.settings import ServerSettings
+from model_code.serving.settings import ServingSettings
 
 
 @pytest.mark.parametrize(
@@ -47,5 +48,9 @@ def test_invalid_settings_name_the_variable(environ: dict[str, str], message: st
         ServingSettings.from_env(environ)
 
 
-def test_parse_s3_uri_round_trips() -> None:
-    assert parse_s3_uri("s3://bucket-1/a/b/", what="x").uri == "s3://bucket-1/a/b/"
+def test_the_triton_model_reads_the_same_server_settings() -> None:
+    # The Triton image reads the model server's part only; the SageMaker runtime's settings extend it.
+    environ = {"SERVING_DEVICE": "cpu", "SERVING_SW_BATCH_SIZE": "3", "HEALTHIMAGING_ENDPOINT_URL": "http://x"}
+    assert ServerSettings.from_env(environ) == ServerSettings(device="cpu", sw_batch_size=3)
+    with pytest.raises(ValueError, match="SERVING_SW_BATCH_SIZE must be an integer >= 1"):
+        ServerSettings.from_env({"SERVING_SW_BATCH_SIZE": "two"})

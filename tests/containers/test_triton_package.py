@@ -12,7 +12,7 @@ import pytest
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
-from model_code.serving.triton_package import MAX_BATCH_SIZE, MODEL_PY, package_triton_model, render_config
+from model_code.triton_model.package import MAX_BATCH_SIZE, MODEL_PY, package_triton_model, render_config
 
 
 def parse(text: str) -> model_config_pb2.ModelConfig:
@@ -65,7 +65,7 @@ def test_bad_archive_names_are_refused(threshold_model_dir: Path, tmp_path: Path
 
 
 def test_a_folder_without_a_model_is_refused(tmp_path: Path) -> None:
-    from model_code.model_dir import ModelDirectoryError
+    from model_code.core.errors import ModelDirectoryError
 
     with pytest.raises(ModelDirectoryError, match=r"metadata\.json is missing"):
         package_triton_model(tmp_path, tmp_path / "spleen.tar.gz")

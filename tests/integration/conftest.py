@@ -13,17 +13,8 @@ from typing import Any
 
 import pytest
 
-from model_code.serving.testing import (
-    REPO_ROOT,
-    SERVE_VENV,
-    TRITON_VENV,
-    SeriesZip,
-    ServerProcess,
-    series_zip,
-    start_torchserve,
-    start_tritonserver,
-    zip_datasets,
-)
+from testkit.series import SeriesZip, series_zip, zip_datasets
+from testkit.servers import REPO_ROOT, SERVE_VENV, TRITON_VENV, ServerProcess, start_torchserve, start_tritonserver
 
 
 def ensure_venv(venv: Path, target: str) -> None:
@@ -42,7 +33,7 @@ def ensure_venv(venv: Path, target: str) -> None:
 @pytest.fixture(scope="session")
 def model_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Two models honouring the contract, told apart by their HU band (and so by their masks)."""
-    from model_code.segmentation.reference_models import save_threshold_model
+    from testkit.models import save_threshold_model
 
     root = tmp_path_factory.mktemp("models")
     return {
@@ -58,7 +49,7 @@ def phantom() -> SeriesZip:
 
 @pytest.fixture(scope="session")
 def image_set(phantom: SeriesZip) -> Any:
-    from model_code.healthimaging.testing import build_image_set
+    from testkit.healthimaging import build_image_set
 
     return build_image_set(zip_datasets(phantom.payload))  # type: ignore[arg-type]
 
@@ -66,7 +57,7 @@ def image_set(phantom: SeriesZip) -> Any:
 @pytest.fixture(scope="session")
 def healthimaging(image_set: Any) -> Iterator[Any]:
     """A loopback HealthImaging holding the phantom as one image set (the TorchServe workers call it)."""
-    from model_code.healthimaging.testing import serve
+    from testkit.healthimaging import serve
 
     with serve([image_set]) as server:
         yield server

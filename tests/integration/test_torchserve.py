@@ -13,7 +13,8 @@ from typing import Any
 import highdicom as hd
 import pytest
 
-from model_code.serving.testing import SeriesZip, ServerProcess, dice, http_status, invoke, seg_mask, series_zip
+from testkit.series import SeriesZip, dice, seg_mask, series_zip
+from testkit.servers import ServerProcess, http_status, invoke
 
 pytestmark = pytest.mark.integration
 

@@ -15,8 +15,9 @@ import pytest
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
-from model_code.serving.testing import SeriesZip, ServerProcess, dice, post, seg_mask, triton_infer_zips
-from model_code.serving.triton_package import package_triton_model
+from model_code.triton_model.package import package_triton_model
+from testkit.series import SeriesZip, dice, seg_mask
+from testkit.servers import ServerProcess, post, triton_infer_zips
 
 pytestmark = pytest.mark.integration
 

@@ -11,12 +11,12 @@ import numpy as np
 import pydicom
 import pytest
 
-from model_code.healthimaging.testing import build_image_set, serve
-from model_code.imaging.dicom_writer import write_dicom_series
-from model_code.imaging.phantom import Phantom, make_phantom
+from model_code.core.spleen import SPLEEN_LABEL
 from model_code.map_app.__main__ import main
-from model_code.segmentation.contract import SPLEEN_LABEL
-from model_code.segmentation.reference_models import save_threshold_model
+from model_code.synthetic.dicom_writer import write_dicom_series
+from model_code.synthetic.phantom import Phantom, make_phantom
+from testkit.healthimaging import build_image_set, serve
+from testkit.models import save_threshold_model
 
 
 def _seg_file(out: Path) -> Path:

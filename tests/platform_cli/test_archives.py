@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from model_code.model_dir import METADATA_FILE, MODEL_FILE, ModelMetadata, NetworkSpec
-from model_code.serving.triton_package import package_triton_model
+from model_code.core.model_dir import METADATA_FILE, MODEL_FILE, ModelMetadata, NetworkSpec
+from model_code.triton_model.package import package_triton_model
 from tests.platform_cli.fakes import Platform
 
 PREFIX = "multi-model/"

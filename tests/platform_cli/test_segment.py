@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from model_code.serving.decoding import HealthImagingRequest, decode_request
-from stacks.healthimaging.runtime.import_completed import split_s3_uri
+from model_code.core.requests import HealthImagingRequest, decode_request
+from model_code.core.s3_uri import parse_s3_uri
 from tests.platform_cli.fakes import DATASTORE_ID, ENDPOINT, Platform
 
 IMAGE_SET = "f" * 32
@@ -40,15 +40,15 @@ class Endpoint:
     def _after(self, parsed: dict[str, Any], **_: Any) -> None:
         self.responses.append(parsed)
         for uri in (parsed["OutputLocation"], parsed["FailureLocation"]):
-            bucket, key = split_s3_uri(uri)
-            self.platform.s3.delete_object(Bucket=bucket, Key=key)
+            location = parse_s3_uri(uri)
+            self.platform.s3.delete_object(Bucket=location.bucket, Key=location.key)
 
     def _tick(self) -> None:
         self.delay -= 1
         if self.delay == 0 and self.outcome is not None:
-            bucket, key = split_s3_uri(self.responses[0][{"output": "OutputLocation", "failure": "FailureLocation"}[
+            location = parse_s3_uri(self.responses[0][{"output": "OutputLocation", "failure": "FailureLocation"}[
                 self.outcome]])
-            self.platform.s3.put_object(Bucket=bucket, Key=key, Body=self.body)
+            self.platform.s3.put_object(Bucket=location.bucket, Key=location.key, Body=self.body)
 
 
 @pytest.fixture
@@ -81,7 +81,7 @@ def test_segments_and_downloads_the_seg(deployed: Platform, tmp_path: Path, caps
 
     [call] = endpoint.calls
     assert (call["EndpointName"], call["ContentType"], call["Accept"]) == (ENDPOINT, "application/json", "application/dicom")
-    bucket, key = split_s3_uri(call["InputLocation"])
+    bucket, key = parse_s3_uri(call["InputLocation"])
     assert bucket == deployed.outputs["Data"]["InferenceBucketName"]
     assert key == f"input/{DATASTORE_ID}/{IMAGE_SET}/{call['InferenceId']}.json"
     request = deployed.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
@@ -94,7 +94,7 @@ def test_datastore_and_series_options(deployed: Platform, tmp_path: Path) -> Non
     other = "e" * 32
     argv = ["segment", IMAGE_SET, "--datastore-id", other, "--series-uid", "1.2.3", "--out", str(tmp_path / "s.dcm")]
     assert run(deployed, endpoint, *argv) == 0
-    bucket, key = split_s3_uri(endpoint.calls[0]["InputLocation"])
+    bucket, key = parse_s3_uri(endpoint.calls[0]["InputLocation"])
     request = decode_request(deployed.s3.get_object(Bucket=bucket, Key=key)["Body"].read(), "application/json")
     assert request == HealthImagingRequest(other, IMAGE_SET, "1.2.3")
 

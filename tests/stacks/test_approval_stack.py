@@ -3,7 +3,7 @@ rollback alarms."""
 
 from __future__ import annotations
 
-from model_code.serving.triton_package import render_config
+from model_code.triton_model.package import render_config
 from stacks.approval.runtime.deploy_approved import TRITON_NAME_PLACEHOLDER
 from stacks.approval.stack import ApprovalStack
 from tests.stacks.assembly import Assembly, as_list, flatten, statements

@@ -15,7 +15,7 @@ from typing import Any
 from sagemaker_inference import content_types, utils
 from sagemaker_pytorch_serving_container.handler_service import HandlerService as ToolkitHandlerService
 
-from model_code.serving.errors import bad_request
+from model_code.core.errors import bad_request
 
 
 class HandlerService(ToolkitHandlerService):  # type: ignore[misc]

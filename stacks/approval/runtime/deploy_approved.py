@@ -48,11 +48,11 @@ ENV_ROLLBACK_ALARMS = "ROLLBACK_ALARMS"
 
 APPROVED = "Approved"
 STRATEGIES = ("canary", "linear", "rolling")
-# The stack renders config.pbtxt (model_code.serving.triton_package) with this name; the handler puts the
+# The stack renders config.pbtxt (model_code.triton_model.package) with this name; the handler puts the
 # archive's model name in its place, so the template has one source.
 TRITON_NAME_PLACEHOLDER = "MODEL_NAME_PLACEHOLDER"
 TRITON_VERSION = "1"
-MODEL_MEMBERS = ("model.ts", "metadata.json")  # the model directory contract (model_code/model_dir.py)
+MODEL_MEMBERS = ("model.ts", "metadata.json")  # the model directory contract (model_code/core/model_dir.py)
 ARCHIVE_SUFFIX = ".tar.gz"
 SAGEMAKER_NAME_MAX = 63
 

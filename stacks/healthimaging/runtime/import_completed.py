@@ -45,12 +45,6 @@ class Settings(EnvironmentSettings):
     summary_topic_arn: str
 
 
-def split_s3_uri(uri: str) -> tuple[str, str]:
-    """(bucket, key) of an ``s3://`` URI, read by the platform's one parser; what the CLI reads its stack outputs'
-    URIs with (platform_cli/archives.py, segment.py)."""
-    return parse_s3_uri(uri, what="an S3 location")
-
-
 def find_job_manifest(s3: Any, *, output_uri: str, job_id: str) -> tuple[str, str]:
     """(bucket, key) of the job's output manifest: the one under ``output_uri`` whose path names the job."""
     bucket, prefix = parse_s3_uri(output_uri, what="the event's outputS3Uri")

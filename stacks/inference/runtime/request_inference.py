@@ -42,7 +42,7 @@ ENV_DATASTORE_ID = "DATASTORE_ID"
 # The spleen model is a CT model (DESIGN.md, model contract).
 MODALITIES = ("CT",)
 REQUEST_CONTENT_TYPE = "application/json"
-# The container returns the DICOM SEG itself for this Accept type (model_code/serving/decoding.py).
+# The container returns the DICOM SEG itself for this Accept type (model_code/core/requests.py).
 RESPONSE_ACCEPT = "application/dicom"
 SEG_FILENAME = "seg.dcm"
 # Longer than the function's timeout (60 s) with margin: a claim this old belongs to a dead invocation. Shorter

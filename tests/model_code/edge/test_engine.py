@@ -8,13 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from model_code.core.dicom.files import load_series
+from model_code.core.errors import InvalidSeriesError
 from model_code.edge.engine import EdgeModel
 from model_code.edge.layout import MANIFEST_FILE, BundleError
-from model_code.imaging.dicom_writer import write_dicom_series
-from model_code.imaging.errors import InvalidSeriesError
-from model_code.imaging.loader import load_series
-from model_code.imaging.phantom import make_phantom
 from model_code.segmentation.pipeline import SegmentationPipeline
+from model_code.synthetic.dicom_writer import write_dicom_series
+from model_code.synthetic.phantom import make_phantom
 
 # Stated tolerance: at most 0.1% of voxels may differ from the torch pipeline, and only on the organ's
 # one-voxel boundary (float rounding of the probability at exactly 0.5).

@@ -17,13 +17,13 @@ import numpy as np
 import pydicom
 import pytest
 
+from model_code.core.errors import ClientError
+from model_code.core.http import negotiate
+from model_code.core.requests import decode_request
 from model_code.edge.runner import READY_LINE, RunnerLimits
-from model_code.edge.testing import post, serve, zip_folder
-from model_code.imaging.dicom_writer import write_dicom_series
-from model_code.imaging.phantom import Phantom, make_phantom
-from model_code.serving.decoding import decode_request
-from model_code.serving.encoding import negotiate
-from model_code.serving.errors import ClientError
+from model_code.synthetic.dicom_writer import write_dicom_series
+from model_code.synthetic.phantom import Phantom, make_phantom
+from testkit.edge import post, serve, zip_folder
 from tests.model_code.segmentation.test_predict_phantoms import _frames_by_source, _mask_in_phantom_order
 
 ZIP, JSON, DICOM = "application/zip", "application/json", "application/dicom"

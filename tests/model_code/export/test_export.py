@@ -11,11 +11,13 @@ import numpy as np
 import pytest
 import torch
 
+import model_code
+from model_code.core.model_dir import MODEL_FILE, ModelMetadata
 from model_code.edge.layout import EDGE_KEY, MANIFEST_FILE, ONNX_FILE, BundleError, BundleFormat, verify_manifest
 from model_code.export import __main__ as cli
-from model_code.export.bundle import RUNNER_MODULES, export_bundle
+from model_code.export.bundle import export_bundle
 from model_code.export.onnx_export import ATOL, RTOL, compare, phantom_windows
-from model_code.model_dir import MODEL_FILE, ModelMetadata
+from model_code.runtimes import package_files
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +32,10 @@ def test_onnx_bundle_holds_model_metadata_runner_and_manifest(onnx_bundle: Path,
     manifest = json.loads((onnx_bundle / MANIFEST_FILE).read_text())
     listed = {entry["path"] for entry in manifest["files"]}
     assert {ONNX_FILE, "metadata.json", "runner/requirements.txt"} <= listed
-    assert {f"runner/model_code/{m}" for m in RUNNER_MODULES} <= listed
+    runner = {path for path in listed if path.startswith("runner/model_code/")}
+    # The core and the runner, nothing else: no other runtime, no test support.
+    assert runner == {f"runner/model_code/{m}" for m in package_files("edge")}
+    assert {path.split("/")[2] for path in runner} == {"__init__.py", "core", "edge"}
     assert MODEL_FILE not in listed  # an ONNX bundle carries no TorchScript
     assert len(verify_manifest(onnx_bundle)) == len(listed)
     edge = ModelMetadata.load(onnx_bundle).extra[EDGE_KEY]
@@ -40,6 +45,11 @@ def test_onnx_bundle_holds_model_metadata_runner_and_manifest(onnx_bundle: Path,
     assert edge["sourceModelSha256"] == hashlib.sha256((pooled_model_dir / MODEL_FILE).read_bytes()).hexdigest()
     requirements = (onnx_bundle / "runner/requirements.txt").read_text().split()
     assert {r.split("==")[0] for r in requirements} == {"numpy", "nibabel", "pydicom", "highdicom", "onnxruntime"}
+    # The same distributions the edge runtime's own requirements file names.
+    edge_requirements = (Path(model_code.__file__).parent / "edge" / "requirements.txt").read_text().split("\n")
+    assert {r.split("==")[0] for r in requirements} == {
+        line.split("==")[0] for line in edge_requirements if line and not line.startswith("#")
+    }
 
 
 def test_archive_is_the_bundle_under_one_top_folder(onnx_bundle: Path) -> None:
@@ -55,7 +65,7 @@ def test_archive_is_the_bundle_under_one_top_folder(onnx_bundle: Path) -> None:
     [
         (lambda b: (b / ONNX_FILE).write_bytes((b / ONNX_FILE).read_bytes()[:-1] + b"\0"), "does not match"),
         (lambda b: (b / "extra.txt").write_text("x"), "not in the manifest"),  # a file slipped in
-        (lambda b: (b / "runner/model_code/edge/grid.py").unlink(), "missing"),  # a partial copy
+        (lambda b: (b / "runner/model_code/core/transforms_numpy.py").unlink(), "missing"),  # a partial copy
         (lambda b: (b / MANIFEST_FILE).write_text("[]"), "not a bundle manifest"),
         (lambda b: (b / MANIFEST_FILE).unlink(), "is not an edge bundle"),
     ],

@@ -11,7 +11,7 @@ import pydicom
 import pytest
 from botocore.stub import Stubber
 
-from model_code.healthimaging.testing import ct_series
+from testkit.healthimaging import ct_series
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from model_code.healthimaging import FrameIntegrityError, ImageSetNotFound, load_image_set
-from model_code.healthimaging.testing import build_image_set, stub_load
+from testkit.healthimaging import build_image_set, stub_load
 from tests.model_code.healthimaging.hi_helpers import other_pixels, synthetic_series
 
 MISSING_SET = "f" * 32
@@ -23,7 +23,7 @@ def test_resource_not_found_names_both_ids(stubbed, operation):
     image_set = build_image_set(datasets, pixel_arrays=arrays, image_set_id=MISSING_SET)
     client, stubber = stubbed
     if operation == "get_image_frame":
-        from model_code.healthimaging.testing import metadata_response
+        from testkit.healthimaging import metadata_response
 
         ids = {"datastoreId": image_set.datastore_id, "imageSetId": MISSING_SET}
         stubber.add_response("get_image_set_metadata", metadata_response(image_set), ids)

@@ -8,7 +8,7 @@ import pytest
 from model_code.healthimaging.dicom_json import dataset_from_json
 from model_code.healthimaging.document import choose_series, plan_frames
 from model_code.healthimaging.headers import SeriesHeaders, shared_keys
-from model_code.healthimaging.testing import build_image_set
+from testkit.healthimaging import build_image_set
 from tests.model_code.healthimaging.hi_helpers import synthetic_series
 
 

@@ -8,9 +8,9 @@ import numpy as np
 import pydicom
 import pytest
 
+from model_code.core.dicom import InvalidSeriesError, series_from_datasets
 from model_code.healthimaging import SeriesNotFound, load_image_set
-from model_code.healthimaging.testing import build_image_set, stub_load
-from model_code.imaging import InvalidSeriesError, series_from_datasets
+from testkit.healthimaging import build_image_set, stub_load
 from tests.model_code.healthimaging.hi_helpers import ENHANCED_CT_SOP_CLASS, shuffled, synthetic_series
 
 
@@ -116,7 +116,7 @@ def test_unknown_series_names_the_available_ones(stubbed):
     image_set = build_image_set(datasets, pixel_arrays=arrays)
     client, stubber = stubbed
     ids = {"datastoreId": image_set.datastore_id, "imageSetId": image_set.image_set_id}
-    from model_code.healthimaging.testing import metadata_response
+    from testkit.healthimaging import metadata_response
 
     stubber.add_response("get_image_set_metadata", metadata_response(image_set), ids)
     with pytest.raises(SeriesNotFound, match=r"series 1\.2\.3\.4\.8 is not in image set .*1\.2\.3\.4\.9"):
@@ -212,7 +212,7 @@ def test_frames_that_do_not_form_a_volume_fail_before_any_frame_is_fetched(stubb
     image_set = build_image_set(datasets, pixel_arrays=arrays)
     breaker(image_set)  # the document says so; no frame answer is queued, so a fetch would fail the test
     client, stubber = stubbed
-    from model_code.healthimaging.testing import metadata_response
+    from testkit.healthimaging import metadata_response
 
     ids = {"datastoreId": image_set.datastore_id, "imageSetId": image_set.image_set_id}
     stubber.add_response("get_image_set_metadata", metadata_response(image_set), ids)  # and no frame answers

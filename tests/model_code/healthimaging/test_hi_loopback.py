@@ -7,7 +7,7 @@ import pytest
 
 from model_code.healthimaging import ImageSetNotFound, load_image_set, search_image_sets
 from model_code.healthimaging.client import get_image_set, get_image_set_metadata
-from model_code.healthimaging.testing import build_image_set, loopback_client, serve
+from testkit.healthimaging import build_image_set, loopback_client, serve
 from tests.model_code.healthimaging.hi_helpers import other_pixels, shuffled, synthetic_series
 
 

@@ -6,9 +6,9 @@ import numpy as np
 import pydicom
 import pytest
 
+from model_code.core.dicom import series_from_datasets
 from model_code.healthimaging import load_image_set, write_part10
-from model_code.healthimaging.testing import build_image_set, stub_load
-from model_code.imaging import series_from_datasets
+from testkit.healthimaging import build_image_set, stub_load
 from tests.model_code.healthimaging.hi_helpers import shuffled, synthetic_series
 
 

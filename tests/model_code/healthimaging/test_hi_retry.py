@@ -11,7 +11,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from model_code.healthimaging import load_image_set
-from model_code.healthimaging.testing import (
+from testkit.healthimaging import (
     INTERNAL_ERROR,
     THROTTLED,
     UNAVAILABLE,

@@ -12,14 +12,14 @@ import pydicom
 import pytest
 import torch
 
-from model_code.imaging.dicom_writer import write_dicom_series
-from model_code.imaging.errors import InvalidSeriesError
-from model_code.imaging.loader import load_series
-from model_code.imaging.phantom import make_phantom
-from model_code.model_dir import MODEL_FILE, InferenceSpec, ModelMetadata
-from model_code.segmentation.contract import spleen_metadata
+from model_code.core.dicom.files import load_series
+from model_code.core.errors import InvalidSeriesError
+from model_code.core.model_dir import MODEL_FILE, InferenceSpec, ModelMetadata
+from model_code.core.spleen import spleen_metadata
 from model_code.segmentation.pipeline import SegmentationPipeline, resolve_device
-from model_code.segmentation.reference_models import ThresholdSegmenter
+from model_code.synthetic.dicom_writer import write_dicom_series
+from model_code.synthetic.phantom import make_phantom
+from testkit.models import ThresholdSegmenter
 
 
 def _series(folder: Path, *, orientation: str = "axial", seed: int = 0, modality: str = "CT", organ_hu: float = 115.0):
@@ -133,7 +133,7 @@ def test_sw_batch_size_must_be_positive(threshold_model_dir):
 
 def test_a_long_model_name_and_version_still_give_a_valid_seg(tmp_path, dciodvfy):
     # DICOM LO elements hold 64 characters: a CI build version must not make the SEG writer fail.
-    from model_code.segmentation.seg_writer import build_segmentation
+    from model_code.core.dicom.seg import build_segmentation
 
     series, phantom = _series(tmp_path / "s")
     metadata = dataclasses.replace(spleen_metadata(), name="spleen_ct_segmentation_" + "x" * 60,

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from model_code.imaging.dicom_writer import write_dicom_series
-from model_code.imaging.phantom import make_phantom
-from model_code.model_dir import METADATA_FILE, MODEL_FILE
+from model_code.core.model_dir import METADATA_FILE, MODEL_FILE
 from model_code.segmentation import predict
+from model_code.synthetic.dicom_writer import write_dicom_series
+from model_code.synthetic.phantom import make_phantom
 
 REPO = Path(__file__).resolve().parents[3]
 

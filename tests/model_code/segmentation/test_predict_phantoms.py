@@ -16,11 +16,11 @@ import numpy as np
 import pydicom
 import pytest
 
-from model_code.imaging.dicom_writer import write_dicom_series
-from model_code.imaging.phantom import make_phantom
-from model_code.model_dir import ModelMetadata
+from model_code.core.model_dir import ModelMetadata
 from model_code.segmentation import predict
 from model_code.segmentation.overlay import MIN_PREVIEW_PIXELS
+from model_code.synthetic.dicom_writer import write_dicom_series
+from model_code.synthetic.phantom import make_phantom
 
 PHANTOMS = [
     # (orientation, descending, spacing (slice, row, col) mm, shuffled file names)

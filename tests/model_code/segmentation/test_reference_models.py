@@ -6,9 +6,9 @@ import pytest
 import torch
 import torch.nn.functional as F  # noqa: N812
 
-from model_code.model_dir import ModelMetadata, model_file
-from model_code.segmentation.contract import MODEL_NAME, SPLEEN_UNET_ARGS
-from model_code.segmentation.reference_models import save_threshold_model
+from model_code.core.model_dir import ModelMetadata, model_file
+from model_code.core.spleen import MODEL_NAME, SPLEEN_UNET_ARGS
+from testkit.models import save_threshold_model
 
 
 def _scaled(hu: float) -> float:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from model_code.model_dir import ModelMetadata, model_file
+from model_code.core.model_dir import ModelMetadata, model_file
 
 AUC_AFTER_OVERFIT = 0.9
 

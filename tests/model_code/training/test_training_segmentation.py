@@ -10,8 +10,9 @@ import shutil
 import pytest
 import torch
 
-from model_code.model_dir import STATE_DICT_FILE, ModelMetadata, model_file
-from model_code.segmentation.contract import build_spleen_unet, spleen_metadata
+from model_code.core.model_dir import STATE_DICT_FILE, ModelMetadata, model_file
+from model_code.core.spleen import spleen_metadata
+from model_code.segmentation.networks import build_spleen_unet
 from model_code.training.data_common import data_hash
 from model_code.training.metrics import parse_metric_line
 

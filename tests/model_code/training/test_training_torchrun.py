@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 
-from model_code.model_dir import ModelMetadata
+from model_code.core.model_dir import ModelMetadata
 from model_code.training.checkpoint import list_checkpoints
 
 

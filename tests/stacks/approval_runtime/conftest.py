@@ -52,7 +52,7 @@ def model_archive(members: dict[str, bytes]) -> bytes:
 
 def contract_members() -> dict[str, bytes]:
     """What the trainer writes to SM_MODEL_DIR: real contract metadata, stand-in network bytes."""
-    from model_code.segmentation.contract import spleen_metadata  # imports torch: only where needed
+    from model_code.core.spleen import spleen_metadata  # the core: numpy, no torch
 
     return {
         "model.ts": b"torchscript-bytes",

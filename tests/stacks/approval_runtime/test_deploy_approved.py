@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from botocore.stub import ANY
 
-from model_code.serving.triton_package import DEFAULT_MODEL_NAME, MODEL_PY, package_triton_model, render_config
+from model_code.triton_model.package import DEFAULT_MODEL_NAME, MODEL_PY, package_triton_model, render_config
 from stacks.approval.runtime import deploy_approved as runtime
 from tests.stacks.approval_runtime.conftest import ARTIFACTS, Aws, contract_members, model_archive
 

@@ -184,8 +184,8 @@ def test_settings_name_every_missing_variable() -> None:
 
 def test_the_request_is_one_the_serving_container_decodes_and_answers_with_a_seg(aws: Aws) -> None:
     # The container's own decoder and content negotiation (model_code/serving), not a copy of their rules.
-    from model_code.serving.decoding import HealthImagingRequest, decode_request
-    from model_code.serving.encoding import DICOM, negotiate
+    from model_code.core.http import DICOM, negotiate
+    from model_code.core.requests import HealthImagingRequest, decode_request
 
     aws.expect_metadata("CT")
     handle(aws)

@@ -1,0 +1,85 @@
+"""The spleen model contract (../shared/DESIGN.md): network arguments, labels, default metadata, which series
+it reads, and the summary every serving path reports. The network itself needs MONAI: it is built in
+``model_code.segmentation.networks``, outside the core."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from model_code.core.errors import InvalidSeriesError
+from model_code.core.model_dir import InferenceSpec, ModelMetadata, NetworkSpec, Preprocessing
+
+if TYPE_CHECKING:
+    import pydicom
+
+    from model_code.core.dicom.series import ImageSeries
+
+MODEL_NAME = "spleen_ct_segmentation"
+SPLEEN_LABEL = 1
+# The spleen model reads Hounsfield units (the torch pipeline and the edge runner accept the same modalities).
+SUPPORTED_MODALITIES = ("CT",)
+
+# The MONAI model-zoo spleen_ct_segmentation UNet, exactly as its bundle builds it.
+SPLEEN_UNET_ARGS: dict[str, object] = {
+    "spatial_dims": 3,
+    "in_channels": 1,
+    "out_channels": 2,
+    "channels": [16, 32, 64, 128, 256],
+    "strides": [2, 2, 2, 2],
+    "num_res_units": 2,
+    "norm": "batch",
+}
+
+
+def spleen_metadata(*, version: str = "0.1.0", metrics: dict[str, float] | None = None) -> ModelMetadata:
+    """metadata.json for a spleen model honouring the contract."""
+    return ModelMetadata(
+        name=MODEL_NAME,
+        version=version,
+        task="segmentation",
+        network=NetworkSpec(name="UNet", args=dict(SPLEEN_UNET_ARGS)),
+        labels={0: "background", SPLEEN_LABEL: "spleen"},
+        preprocessing=Preprocessing(),
+        inference=InferenceSpec(),
+        metrics=dict(metrics or {}),
+    )
+
+
+def check_series(series: ImageSeries) -> None:
+    """Raises InvalidSeriesError for a series the spleen model cannot segment into a SEG."""
+    if not series.datasets:
+        raise InvalidSeriesError("the series has no source instances: a SEG must reference them")
+    if series.modality not in SUPPORTED_MODALITIES:
+        raise InvalidSeriesError(
+            f"the spleen model reads CT (Hounsfield units); this series is {series.modality or 'of no modality'}: "
+            "send the CT series of the study",
+            [series.series_instance_uid],
+        )
+
+
+def spleen_summary(
+    metadata: ModelMetadata, series: ImageSeries, mask: np.ndarray, seg: pydicom.Dataset
+) -> dict[str, Any]:
+    """The summary keys every serving path reports first (model, UIDs, spleen volume and centroid)."""
+    voxels = int(mask.sum(dtype=np.int64))
+    voxel_ml = abs(float(np.linalg.det(series.affine[:3, :3]))) / 1000.0
+    centroid: list[float] | None = None
+    if voxels:
+        # Mean voxel index from the three marginal sums: no index list of every foreground voxel.
+        # (Integer sums, one division: the same value as np.argwhere(mask).mean(axis=0).)
+        index = []
+        for axis in range(3):
+            marginal = mask.sum(axis=tuple(a for a in range(3) if a != axis), dtype=np.int64)
+            index.append(float(np.dot(marginal, np.arange(mask.shape[axis]))) / voxels)
+        centroid = [round(float(v), 3) for v in (series.affine @ np.append(index, 1.0))[:3]]
+    return {
+        "model": {"name": metadata.name, "version": metadata.version},
+        "series_instance_uid": series.series_instance_uid,
+        "seg_series_instance_uid": str(seg.SeriesInstanceUID),
+        "seg_sop_instance_uid": str(seg.SOPInstanceUID),
+        "spleen_voxel_count": voxels,
+        "spleen_volume_ml": round(voxels * voxel_ml, 3),
+        "spleen_centroid_lps_mm": centroid,
+    }

@@ -1,0 +1,137 @@
+"""The spleen contract's transforms in torch, on CPU or GPU: the pipeline's pre-processing, window and inverse.
+
+One function per MONAI transform it reproduces, executing the plans of ``model_code.core.geometry``; the
+numpy twins the edge runner uses are ``model_code.core.transforms_numpy``, and
+tests/model_code/test_transforms_match_monai.py pins both to MONAI's own transforms on the same inputs.
+
+* :func:`scale_intensity` -- ``ScaleIntensityRange(a_min, a_max, b_min, b_max, clip)``.
+* :func:`to_model_grid` / :func:`from_model_grid` -- ``Orientation(axcodes)`` followed by
+  ``Spacing(pixdim, mode="bilinear", padding_mode="border")``, and their inverse (``Invertd``), without a
+  general grid sampler. Orientation only permutes and flips voxel axes (nibabel's ``io_orientation``, as
+  MONAI uses). ``Spacing`` keeps the direction cosines and the first voxel (``zoom_affine`` +
+  ``compute_shape_offset``), so in voxel space it is a pure per-axis scaling: output voxel ``j`` samples
+  input coordinate ``j * new / old``. Trilinear interpolation is separable, so three 1-D linear
+  interpolations (gathers + lerp) give the same values as MONAI's grid resampling at a fraction of its cost.
+* :func:`foreground_probability` -- ``monai.inferers.sliding_window_inference`` with ``mode="constant"``
+  (the spleen bundle's SlidingWindowInferer) + softmax, channel 1: the image is padded symmetrically up to
+  the ROI where smaller, window starts step by ``int(roi * (1 - overlap))`` with the last window flush with
+  the end, and every voxel gets the mean of the logits of the windows covering it. Two things make it cheaper
+  than MONAI's general implementation, and neither changes the result: only the logit difference ``l1 - l0``
+  is accumulated (the mean is linear, and softmax of two classes depends on the difference alone), and window
+  coverage is a product of per-axis counts, computed once instead of summed per window.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F  # noqa: N812 (the PyTorch convention)
+
+from model_code.core import geometry
+from model_code.core.geometry import ResamplePlan
+
+# [B,1,X,Y,Z] windows -> [B,2,X,Y,Z] logits.
+Network = Callable[[torch.Tensor], torch.Tensor]
+
+
+def scale_intensity(
+    hu: torch.Tensor, *, window: Sequence[float], scaled_range: Sequence[float], clip: bool
+) -> torch.Tensor:
+    """ScaleIntensityRange: ``window`` HU mapped linearly onto ``scaled_range``, clipped when asked."""
+    (a_min, a_max), (b_min, b_max) = window, scaled_range
+    # Out of place: an identity resampling returns a view of the caller's volume.
+    scaled = (hu - a_min) * ((b_max - b_min) / (a_max - a_min)) + b_min
+    return scaled.clamp_(b_min, b_max) if clip else scaled
+
+
+def _interpolation_matrix(size: int, lower: np.ndarray, weight: np.ndarray) -> torch.Tensor:
+    matrix = np.zeros((size, len(lower)), dtype=np.float32)
+    columns = np.arange(len(lower))
+    np.add.at(matrix, (lower, columns), (1.0 - weight).astype(np.float32))
+    np.add.at(matrix, (lower + 1, columns), weight.astype(np.float32))
+    return torch.from_numpy(matrix)
+
+
+def lerp_axis(values: torch.Tensor, axis: int, coordinates: np.ndarray) -> torch.Tensor:
+    """Linear interpolation of ``values`` along ``axis`` at fractional indices (border padding)."""
+    size = values.shape[axis]
+    device = values.device
+    lower, weight = geometry.lerp_taps(size, coordinates)
+    if weight is None:  # coordinates on voxels: a gather is exact
+        return values.index_select(axis, torch.from_numpy(lower).to(device))
+    if axis == values.ndim - 1 and len(lower) > size and values.dtype == torch.float32:
+        # Upsampling along the contiguous axis: gathers there are strided and slow, while a
+        # (size x out) matrix of the two weights per output runs as one GEMM, several times faster.
+        matrix = _interpolation_matrix(size, lower, weight).to(device)
+        return values @ matrix
+    view = [1] * values.ndim
+    view[axis] = len(lower)
+    low = values.index_select(axis, torch.from_numpy(lower).to(device))
+    high = values.index_select(axis, torch.from_numpy(lower + 1).to(device))
+    w = torch.from_numpy(weight).to(device=device, dtype=values.dtype).view(view)
+    return low.lerp_(high, w)
+
+
+def to_model_grid(volume: torch.Tensor, plan: ResamplePlan) -> torch.Tensor:
+    """Source-ordered (slice, row, col) volume -> model grid (X, Y, Z), bilinear, border padding."""
+    plan.check_source_shape(volume.shape)
+    out = volume
+    for k, coords in geometry.to_model_passes(plan):
+        out = lerp_axis(out, k, coords)
+    return out.permute(plan.to_model_permutation)
+
+
+def from_model_grid(values: torch.Tensor, plan: ResamplePlan) -> torch.Tensor:
+    """Model-grid (X, Y, Z) values -> source grid (slice, row, col): the inverse of :func:`to_model_grid`."""
+    plan.check_model_shape(values.shape)
+    out = values.permute(plan.to_source_permutation)
+    for k, coords in geometry.from_model_passes(plan):
+        out = lerp_axis(out, k, coords)
+    return out
+
+
+def foreground_probability(
+    network: Network,
+    image: torch.Tensor,
+    *,
+    roi_size: Sequence[int],
+    overlap: float,
+    sw_batch_size: int,
+    amp: bool,
+) -> torch.Tensor:
+    """Softmax probability of label 1 on the model grid, (X, Y, Z) float32, from a (X, Y, Z) image."""
+    plan = geometry.plan_windows(image.shape, roi_size, overlap)
+    roi = plan.roi
+    # F.pad lists the last axis first; MONAI puts half of the padding before, the rest after.
+    pad_arg: list[int] = []
+    for diff in reversed(plan.padding):
+        pad_arg += [diff // 2, diff - diff // 2]
+    padded = F.pad(image, pad_arg) if any(plan.padding) else image
+
+    windows = plan.windows
+    total = torch.zeros(plan.padded_size, dtype=torch.float32, device=image.device)
+    batch = torch.empty((min(sw_batch_size, len(windows)), 1, *roi), dtype=image.dtype, device=image.device)
+    autocast = (
+        torch.autocast(device_type="cuda", dtype=torch.float16)
+        if amp and image.device.type == "cuda"
+        else contextlib.nullcontext()
+    )
+    for first in range(0, len(windows), sw_batch_size):
+        group = windows[first : first + sw_batch_size]
+        for i, (x, y, z) in enumerate(group):
+            batch[i, 0] = padded[x : x + roi[0], y : y + roi[1], z : z + roi[2]]
+        inputs = batch[: len(group)]
+        with autocast:
+            logits = network(inputs)
+        geometry.check_logits(logits, torch.Tensor, inputs.shape, "re-export the TorchScript")
+        difference = (logits[:, 1] - logits[:, 0]).float()
+        for i, (x, y, z) in enumerate(group):
+            total[x : x + roi[0], y : y + roi[1], z : z + roi[2]] += difference[i]
+
+    coverage = [torch.from_numpy(plan.coverage(axis)).to(image.device) for axis in range(3)]
+    total /= coverage[0][:, None, None] * coverage[1][None, :, None] * coverage[2][None, None, :]
+    # softmax([l0, l1])[1] == sigmoid(l1 - l0)
+    return torch.sigmoid(total[plan.crop()])

@@ -1,0 +1,131 @@
+"""Model directories that honour the spleen contract without training: for tests, benchmarks and demos.
+
+* ``save_threshold_model``: a TorchScript that segments the spleen intensity band. On the phantom
+  (:mod:`model_code.synthetic.phantom`) it is exact up to partial-volume voxels, so tests can check
+  geometry end to end (orientation, spacing, inversion, SEG frames) against a known answer.
+* ``save_pooled_threshold_model``: the same band and opening written with ``max_pool3d``, which exports to
+  ONNX faithfully (``make edge-demo-model`` uses it for the edge path).
+* ``save_untrained_unet``: the contract UNet, freshly initialised and scripted: the real network's
+  cost and interface, meaningless output (``make serve``'s default when ``make demo`` left no model).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F  # noqa: N812 (the PyTorch convention)
+
+from model_code.core.model_dir import MODEL_FILE, ModelMetadata
+from model_code.core.spleen import spleen_metadata
+from model_code.segmentation.networks import build_spleen_unet
+
+# Band around the phantom's spleen (115 HU) that excludes soft tissue (40 HU) and bone (700 HU).
+DEFAULT_LOW_HU = 80.0
+DEFAULT_HIGH_HU = 150.0
+
+
+def _erode(mask: torch.Tensor, dim: int) -> torch.Tensor:
+    """One-voxel binary erosion along ``dim``; voxels outside the tensor do not count (as max-pool padding)."""
+    out = mask.clone()
+    n = mask.size(dim)
+    if n > 1:
+        out.narrow(dim, 1, n - 1).logical_and_(mask.narrow(dim, 0, n - 1))
+        out.narrow(dim, 0, n - 1).logical_and_(mask.narrow(dim, 1, n - 1))
+    return out
+
+
+def _dilate(mask: torch.Tensor, dim: int) -> torch.Tensor:
+    """One-voxel binary dilation along ``dim``: the complement's erosion (outside voxels count in neither)."""
+    return ~_erode(~mask, dim)
+
+
+class ThresholdSegmenter(torch.nn.Module):
+    """[B,1,X,Y,Z] scaled 0..1 -> [B,2,X,Y,Z] logits: foreground where low <= x <= high.
+
+    A 3x3x3 morphological opening removes one-voxel shells, where resampling blends bone or noise
+    into the band (a 700 HU edge next to 40 HU tissue interpolates through 80..150 HU). The box
+    opening is done as separable 1-D boolean shifts: exact, and far cheaper than 3-D max pooling on CPU.
+    """
+
+    def __init__(self, *, low: float, high: float) -> None:
+        super().__init__()
+        self.register_buffer("low", torch.tensor(low, dtype=torch.float32))
+        self.register_buffer("high", torch.tensor(high, dtype=torch.float32))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.float()
+        # Buffers type as Tensor | Module to mypy; TorchScript knows them as tensors.
+        band = (x >= self.low) & (x <= self.high)  # type: ignore[operator]
+        for dim in (2, 3, 4):
+            band = _erode(band, dim)
+        for dim in (2, 3, 4):
+            band = _dilate(band, dim)
+        foreground = band.float() * 20.0 - 10.0  # logits of +-10: softmax gives ~0/1
+        return torch.cat([-foreground, foreground], dim=1)
+
+
+def _scaled(hu: float, metadata: ModelMetadata) -> float:
+    low, high = metadata.preprocessing.intensity_window
+    b_min, b_max = metadata.preprocessing.scaled_range
+    return b_min + (hu - low) / (high - low) * (b_max - b_min)
+
+
+def _save(model_dir: Path, module: torch.nn.Module, *, version: str, reference: dict[str, object]) -> Path:
+    """``model.ts`` (``module`` scripted) + ``metadata.json`` naming the reference model; returns the dir."""
+    model_dir = Path(model_dir)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    torch.jit.script(module.eval()).save(str(model_dir / MODEL_FILE))
+    dataclasses.replace(spleen_metadata(version=version), extra={"reference_model": reference}).save(model_dir)
+    return model_dir
+
+
+def save_threshold_model(
+    model_dir: Path,
+    *,
+    low_hu: float = DEFAULT_LOW_HU,
+    high_hu: float = DEFAULT_HIGH_HU,
+    version: str = "0.0.1-threshold",
+) -> Path:
+    """Write ``model.ts`` (scripted :class:`ThresholdSegmenter`) and ``metadata.json``; return the dir."""
+    if not low_hu < high_hu:
+        raise ValueError(f"low_hu must be below high_hu, got {low_hu} and {high_hu}")
+    metadata = spleen_metadata(version=version)
+    module = ThresholdSegmenter(low=_scaled(low_hu, metadata), high=_scaled(high_hu, metadata))
+    reference = {"kind": "threshold", "low_hu": low_hu, "high_hu": high_hu}
+    return _save(model_dir, module, version=version, reference=reference)
+
+
+class PooledThresholdSegmenter(torch.nn.Module):
+    """:class:`ThresholdSegmenter` for the ONNX exporter: the legacy exporter drops in-place ops on ``narrow``
+    views (the export check refuses that model, as it should), so the 3x3x3 box opening is a ``max_pool3d``
+    (erosion is a max-pool of the negation; out-of-volume voxels never count in either). On the phantoms it
+    segments the same voxels."""
+
+    def __init__(self, *, low: float, high: float) -> None:
+        super().__init__()
+        self.low = low
+        self.high = high
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        band = ((x >= self.low) & (x <= self.high)).float()
+        eroded = -F.max_pool3d(-band, kernel_size=3, stride=1, padding=1)
+        opened = F.max_pool3d(eroded, kernel_size=3, stride=1, padding=1)
+        foreground = opened * 20.0 - 10.0  # logits of +-10, as the reference threshold model
+        return torch.cat([-foreground, foreground], dim=1)
+
+
+def save_pooled_threshold_model(model_dir: Path, *, version: str = "0.0.1-pooled") -> Path:
+    """``model.ts`` (scripted :class:`PooledThresholdSegmenter`) + ``metadata.json``; returns the directory."""
+    metadata = spleen_metadata(version=version)
+    module = PooledThresholdSegmenter(low=_scaled(DEFAULT_LOW_HU, metadata), high=_scaled(DEFAULT_HIGH_HU, metadata))
+    reference = {"kind": "pooled_threshold", "low_hu": DEFAULT_LOW_HU, "high_hu": DEFAULT_HIGH_HU}
+    return _save(model_dir, module, version=version, reference=reference)
+
+
+def save_untrained_unet(model_dir: Path, *, seed: int = 0, version: str = "0.0.1-untrained") -> Path:
+    """Write the contract UNet with seeded random weights, scripted, plus ``metadata.json``."""
+    torch.manual_seed(seed)
+    network = build_spleen_unet()
+    return _save(model_dir, network, version=version, reference={"kind": "untrained_unet", "seed": seed})
