@@ -24,6 +24,7 @@ from stacks.monitoring.stack import MonitoringStack
 from stacks.network.stack import NetworkStack
 from stacks.serving.stack import ServingStack
 from stacks.training.stack import TrainingStack
+from stacks.viewer.stack import ViewerStack
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,8 @@ class Platform:
     monitoring: MonitoringStack
     # None when edge.enabled is false.
     edge: EdgeStack | None = None
+    # None when viewer.enabled is false.
+    viewer: ViewerStack | None = None
 
 
 class StackProps(TypedDict):
@@ -177,8 +180,23 @@ def build_platform(
         if config.edge.enabled
         else None
     )
+    # The OHIF viewer over the data store, behind Cognito sign-in and a SigV4-signing DICOMweb proxy.
+    viewer = (
+        ViewerStack(
+            scope,
+            "Viewer",
+            config=config,
+            keys=keys,
+            network=workload,
+            dicom_store=healthimaging.dicom_store,
+            access_logs_bucket=data.access_logs_bucket,
+            **stack_props(config, "Viewer"),
+        )
+        if config.viewer.enabled
+        else None
+    )
     for stack in (data, network, healthimaging, container_images, serving, training, approval, inference, monitoring,
-                  *([edge] if edge is not None else [])):
+                  *(s for s in (edge, viewer) if s is not None)):
         for key, value in tags.items():
             cdk.Tags.of(stack).add(key, value)
     return Platform(
@@ -192,4 +210,5 @@ def build_platform(
         inference=inference,
         monitoring=monitoring,
         edge=edge,
+        viewer=viewer,
     )

@@ -75,6 +75,10 @@ USAGE_BASED: dict[str, str] = {
     "AWS::Logs::LogGroup": "CloudWatch Logs bills GB ingested and stored",
     "AWS::StepFunctions::StateMachine": "Step Functions bills state transitions",
     "AWS::Events::Rule": "EventBridge bills custom and partner events; AWS service events are free",
+    "AWS::CloudFront::Distribution": "CloudFront (pay as you go) bills requests and data transferred out",
+    "AWS::CloudFront::Function": "CloudFront Functions bill invocations",
+    "AWS::Cognito::UserPool": "Cognito (Plus plan) bills monthly active users; nobody signed in is $0",
+    "AWS::ApiGatewayV2::Api": "API Gateway HTTP APIs bill requests",
 }
 CODEPIPELINE_V2_NOTE = "CodePipeline V2 bills action-execution minutes ($0.002/min), nothing while idle"
 

@@ -6,7 +6,7 @@ overrides one key. Every invalid value raises :class:`ConfigError` with the key,
 
 - document.py: defaults, the stage's overrides and ``-c`` keys merged into one document;
 - fields.py: the one reader (:class:`Section`, :func:`read_section`) and the field kinds;
-- sections.py: one type per section (network, data, serving, images, training, monitoring, edge), each field's
+- sections.py: one type per section (network, data, serving, images, training, monitoring, edge, viewer), each field's
   key and validation beside it;
 - platform.py: :class:`PlatformConfig` (one stage) and :func:`build_config`;
 - pipeline.py: the release pipeline's section (``-c pipeline=true``).
@@ -27,6 +27,7 @@ from stacks.config.sections import (
     NetworkConfig,
     ServingConfig,
     TrainingConfig,
+    ViewerConfig,
 )
 
 __all__ = [
@@ -49,6 +50,7 @@ __all__ = [
     "PlatformConfig",
     "ServingConfig",
     "TrainingConfig",
+    "ViewerConfig",
     "build_config",
     "build_pipeline_config",
     "deep_merge",
