@@ -40,7 +40,7 @@ def test_every_task_matches_the_api_it_calls(request: pytest.FixtureRequest, ass
 
 
 def _training_definition(request: pytest.FixtureRequest) -> dict[str, Any]:
-    (name, _, definition), *_ = [d for d in _definitions(request, "assembly") if "Training" in d[0]]
+    (_name, _, definition), *_ = [d for d in _definitions(request, "assembly") if "Training" in d[0]]
     return copy.deepcopy(definition)
 
 
