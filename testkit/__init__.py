@@ -5,7 +5,7 @@ both). ``healthimaging``: a loopback HealthImaging and image-set builders; ``ser
 SEG read-back; ``servers``: TorchServe and tritonserver started on 127.0.0.1; ``edge``: the edge runner in
 process; ``orthanc``: a private Orthanc with its DICOMweb plugin on 127.0.0.1; ``models``: reference model
 directories (threshold, pooled threshold, untrained UNet); ``local_model``: which model ``make serve`` /
-``make serve-triton`` serve when none is named; ``viewer_site``, ``oidc_provider``, ``viewer_browser``,
-``viewer_pixels``: the deployed viewer's origin and sign-in on loopback, headless Chromium over OHIF, and what its
-screenshots show.
+``make serve-triton`` serve when none is named; ``loopback``: an HTTP server on a free loopback port;
+``viewer_site``, ``oidc_provider``, ``viewer_browser``, ``viewer_pixels``: the deployed viewer's origin and sign-in
+on loopback, headless Chromium over OHIF, and what its screenshots show.
 """

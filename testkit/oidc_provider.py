@@ -17,13 +17,14 @@ import hashlib
 import hmac
 import json
 import secrets
-import threading
 import time
 import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from testkit.loopback import loopback_server
 
 TOKEN_LIFETIME_S = 3600
 
@@ -190,18 +191,7 @@ def _handler(provider: OidcProvider, allowed_origin: str) -> type[BaseHTTPReques
 @contextlib.contextmanager
 def oidc_provider(*, client_id: str, redirect_uri: str, scope: str, allowed_origin: str) -> Iterator[OidcProvider]:
     """A provider on a free loopback port for one client; ``allowed_origin`` is the viewer's origin (CORS)."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
-    provider = OidcProvider(
-        issuer=f"http://127.0.0.1:{server.server_address[1]}", client_id=client_id, redirect_uri=redirect_uri,
-        scope=scope,
-    )
-    server.RequestHandlerClass = _handler(provider, allowed_origin)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, name="oidc-provider", daemon=True)
-    thread.start()
-    try:
+    provider = OidcProvider(issuer="", client_id=client_id, redirect_uri=redirect_uri, scope=scope)
+    with loopback_server(_handler(provider, allowed_origin), name="oidc-provider") as origin:
+        provider.issuer = origin  # the handler reads it per request
         yield provider
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)

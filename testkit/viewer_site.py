@@ -13,14 +13,14 @@ from __future__ import annotations
 import contextlib
 import http.client
 import mimetypes
-import threading
 import urllib.parse
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 from stacks.viewer.ohif_site import DICOMWEB_PATH, is_app_route
+from testkit.loopback import loopback_server
 
 # The types CloudFront would send from S3 object metadata (BucketDeployment sets them from the file names).
 _TYPES = {".wasm": "application/wasm", ".js": "text/javascript", ".mjs": "text/javascript", ".json": "application/json"}
@@ -140,14 +140,6 @@ def serve_viewer(
     ``authorize`` (judges each proxied request's Authorization header; None lets every request through)."""
     site = ViewerSite(origin="")
     handler = _make_handler(dist=dist, excluded=excluded, upstream=urllib.parse.urlsplit(dicomweb_url), site=site)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.daemon_threads = True
-    site.origin = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, name="viewer-site", daemon=True)
-    thread.start()
-    try:
+    with loopback_server(handler, name="viewer-site") as origin:
+        site.origin = origin
         yield site
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)

@@ -10,9 +10,12 @@ build/viewer/ (`result.json` beside them).
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -216,3 +219,29 @@ def test_dicomweb_answers_only_a_signed_in_viewer(
     assert _status(url, "Bearer " + provider.sign({**claims, "scope": "openid"})) == 401  # without dicomweb/read
     forged = OidcProvider(issuer=provider.issuer, client_id=CLIENT_ID, redirect_uri="", scope=SCOPE).sign(claims)
     assert _status(url, "Bearer " + forged) == 401  # signed by someone else
+
+
+def test_the_provider_refuses_what_cognito_refuses() -> None:
+    # The sign-in the browser test passes is checked, not waved through: a wrong PKCE verifier, a reused code and a
+    # foreign redirect URI are refused (the must-not twins of the browser's sign-in).
+    provider = OidcProvider(issuer="http://127.0.0.1:1", client_id=CLIENT_ID, redirect_uri="http://v/callback",
+                            scope=SCOPE)
+    verifier = "a-long-random-code-verifier-0123456789"
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    query = {"client_id": CLIENT_ID, "redirect_uri": "http://v/callback", "response_type": "code",
+             "code_challenge_method": "S256", "code_challenge": challenge, "scope": SCOPE, "state": "s"}
+    assert provider.authorize({**query, "redirect_uri": "http://elsewhere/callback"})[0] == 400
+    assert provider.authorize({**query, "scope": "openid"})[0] == 400
+    status, location = provider.authorize(query)
+    assert status == 302
+    code = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(location).query))["code"]
+    form = {"grant_type": "authorization_code", "code": code, "code_verifier": verifier, "client_id": CLIENT_ID,
+            "redirect_uri": "http://v/callback"}
+    assert provider.token({**form, "code_verifier": "not-the-verifier"})[0] == 400  # and the code is now spent
+    status, location = provider.authorize(query)
+    code = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(location).query))["code"]
+    status, tokens = provider.token({**form, "code": code})
+    assert status == 200  # must: the right verifier
+    assert provider.authorizes("Bearer " + tokens["access_token"])
+    assert not provider.authorizes("Bearer " + tokens["id_token"])
+    assert provider.token({**form, "code": code})[0] == 400  # used once

@@ -12,11 +12,10 @@ import contextlib
 import hashlib
 import hmac
 import json
-import threading
 import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
@@ -24,6 +23,7 @@ from botocore.credentials import Credentials
 
 from stacks.viewer.runtime import dicomweb_proxy
 from stacks.viewer.runtime.dicomweb_proxy import Answer, Settings, proxy, signed_headers, to_response, upstream_url
+from testkit.loopback import loopback_server
 
 CREDENTIALS = Credentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", "session-token")
 REGION = "us-east-1"
@@ -90,15 +90,9 @@ def upstream() -> Iterator[Upstream]:
             self.end_headers()
             self.wfile.write(body)
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    state.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with loopback_server(Handler, name="dicomweb-upstream") as origin:
+        state.url = origin
         yield state
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def event(path: str, query: str = "", *, method: str = "GET", headers: dict[str, str] | None = None) -> dict[str, Any]:
