@@ -168,6 +168,16 @@ def open_seg(browser: Any, url: str, *, label: str, screenshot: Path) -> OpenedS
     return OpenedSeg(page, segmentation_id, viewport_id, colour, seconds, errors)
 
 
+_BULK_DATA_URIS = """() => window.services.displaySetService.getActiveDisplaySets()
+  .flatMap(d => (d.instances || []).slice(0, 1))
+  .flatMap(i => Object.values(i).filter(v => v && typeof v === 'object' && v.BulkDataURI).map(v => v.BulkDataURI))"""
+
+
+def bulk_data_uris(opened: OpenedSeg) -> list[str]:
+    """The BulkDataURIs of the first instance of each displayed series, as OHIF holds them (after its rewrite)."""
+    return list(opened.page.evaluate(_BULK_DATA_URIS))
+
+
 def label_listed(opened: OpenedSeg, label: str) -> bool:
     """The segment's label as text in the segmentation panel (opened first: a deep link leaves it closed)."""
     page = opened.page

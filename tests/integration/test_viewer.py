@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 import time
 import urllib.error
 import urllib.parse
@@ -60,6 +61,7 @@ SCOPE = "openid dicomweb/read"  # the deployed app client's scopes (stacks/viewe
 class Study:
     study_uid: str
     ct_files: list[Path]
+    ct_series_uid: str
     organ: Organ
     segs: dict[str, tuple[Path, str]]  # name -> (file, SeriesInstanceUID)
     label: str
@@ -100,6 +102,7 @@ def study(tmp_path_factory: pytest.TempPathFactory) -> Study:
     return Study(
         study_uid=str(series.datasets[0].StudyInstanceUID),
         ct_files=list(ct_files),
+        ct_series_uid=series.series_instance_uid,
         organ=Organ(centre=[float(v) for v in phantom.organ_centre_mm],
                     semi_axes=[float(v) for v in phantom.organ_semi_axes_mm]),
         segs=segs,
@@ -146,6 +149,7 @@ def show_seg(name: str, study: Study, orthanc: OrthancServer, site: ViewerSite, 
     out = BUILD / name
     out.mkdir(parents=True, exist_ok=True)
     path, series_uid = study.segs[name]
+    seen = len(site.requests)
     started = time.monotonic()
     stow(orthanc.dicomweb_url, [path], study.study_uid)
     stored = time.monotonic()
@@ -153,6 +157,7 @@ def show_seg(name: str, study: Study, orthanc: OrthancServer, site: ViewerSite, 
                                   screenshot=out / "deep-link.png")
     visible = time.monotonic()
     try:
+        bulk_data = browser_kit.bulk_data_uris(opened)
         listed = browser_kit.label_listed(opened, study.label)
         checks = [browser_kit.check_axial_stack(opened, study.organ, out)]
         checks += browser_kit.check_mpr(opened, study.organ, out)
@@ -163,6 +168,10 @@ def show_seg(name: str, study: Study, orthanc: OrthancServer, site: ViewerSite, 
         "views": [asdict(c) for c in checks],
         "failures": browser_kit.view_failures(checks),
         "page_errors": opened.page_errors,
+        "bulk_data_uris": bulk_data,
+        # What OHIF read through the proxy, by resource (the UIDs dropped): metadata, frames, instances, bulk data.
+        "dicomweb_reads": sorted({re.sub(r"[0-9]+(\.[0-9]+)+", "<uid>", r.path.split("?")[0])
+                                  for r in site.requests[seen:]}),
         "seconds": {"store": round(stored - started, 2), "store_to_seg_visible": round(visible - started, 2),
                     "deep_link_to_seg_visible": round(opened.seconds, 2)},
     }
@@ -183,6 +192,18 @@ def test_the_viewer_signs_in_and_paints_our_seg_where_the_organ_is(
     assert provider.events[:2] == ["authorize", "token"]
     assert site.requests
     assert all(r.authorized for r in site.requests)
+    # Orthanc names itself in its BulkDataURIs (as HealthImaging does); OHIF rewrote them onto the proxy's path
+    # (the bulkDataURI settings of the generated configuration), and the rewritten URI resolves through it.
+    ct_series = study.ct_series_uid
+    raw = json.loads(urllib.request.urlopen(  # noqa: S310 - loopback Orthanc
+        f"{orthanc.dicomweb_url}/studies/{study.study_uid}/series/{ct_series}/metadata", timeout=30).read())
+    assert raw[0]["7FE00010"]["BulkDataURI"].startswith(orthanc.dicomweb_url + "/")
+    uris = result["bulk_data_uris"]
+    assert uris
+    assert all(u.startswith(f"/dicom-web/studies/{study.study_uid}/") for u in uris), uris
+    token = provider.sign({"iss": provider.issuer, "client_id": CLIENT_ID, "token_use": "access", "scope": SCOPE,
+                           "sub": "x", "exp": time.time() + 600})
+    assert _status(site.url(uris[0]), "Bearer " + token) == 200
 
 
 def test_a_seg_flipped_head_to_feet_fails_the_sagittal_view(
