@@ -29,6 +29,7 @@ import pytest
 from model_code.core.dicom.files import load_series
 from model_code.core.dicom.seg import build_segmentation
 from model_code.core.spleen import spleen_metadata
+from model_code.core.viewer_link import viewer_link
 from model_code.synthetic.dicom_writer import write_dicom_series
 from model_code.synthetic.phantom import make_phantom
 from stacks.viewer.ohif_site import (
@@ -141,7 +142,8 @@ def chromium() -> Iterator[Any]:
 
 
 def deep_link(site: ViewerSite, study: Study, seg_series_uid: str) -> str:
-    return site.url(f"/viewer?StudyInstanceUIDs={study.study_uid}&initialSeriesInstanceUID={seg_series_uid}")
+    # The very link results carry (predict --viewer-url writes it into result.json).
+    return viewer_link(site.origin, study.study_uid, seg_series_uid)
 
 
 def show_seg(name: str, study: Study, orthanc: OrthancServer, site: ViewerSite, chromium: Any) -> dict[str, Any]:
