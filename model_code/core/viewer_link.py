@@ -23,7 +23,9 @@ def check_viewer_url(url: str, *, what: str = "the viewer URL") -> str:
     loopback, for the local test), with no query or fragment."""
     parts = urlsplit(url.strip()) if isinstance(url, str) else None
     if parts is None or not parts.hostname or parts.query or parts.fragment:
-        raise ValueError(f"{what} must look like https://viewer.example.org (the viewer stack's ViewerUrl), got {url!r}")
+        raise ValueError(
+            f"{what} must look like https://viewer.example.org (the viewer stack's ViewerUrl), got {url!r}"
+        )
     if parts.scheme != "https" and not (parts.scheme == "http" and parts.hostname in LOOPBACK_HOSTS):
         raise ValueError(f"{what} must use https (http only on loopback), got {url!r}")
     return url.strip().rstrip("/")
