@@ -202,6 +202,9 @@ class ApprovalStack(Stack):
         )
 
         CfnOutput(self, "DeployFunctionName", value=self.function.function_name)
+        CfnOutput(self, "RollbackAlarmNames", value=",".join(
+            rollback_alarm_name(endpoint_name, alarm_id) for alarm_id, _ in ROLLBACK_METRICS
+        ))
         CfnOutput(self, "DeadLetterQueueUrl", value=self.dead_letter_queue.queue_url)
 
     def _sagemaker_arn(self, resource_type: str, name: str) -> str:
