@@ -151,7 +151,7 @@ def source_reasons() -> Iterator[tuple[str, str]]:
                 expressions += [k.value for k in node.keywords if k.arg and k.arg.endswith("reason")]
             for expression in expressions:
                 for text in reason_texts(expression):
-                    yield f"{path.relative_to(PROJECT_ROOT)}:{node.lineno}", text
+                    yield f"{path.relative_to(PROJECT_ROOT)}:{expression.lineno}", text
 
 
 def test_every_reason_in_the_source_that_names_a_control_is_synthesized_and_so_checked(

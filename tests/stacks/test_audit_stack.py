@@ -70,7 +70,8 @@ def test_the_selectors_record_management_events_every_patient_bucket_and_the_dat
     image_sets = {f["Field"]: f for f in found["HealthImaging image set calls (who read which study)"]}
     assert image_sets["resources.type"]["Equals"] == ["AWS::MedicalImaging::Imageset"]
     [prefix] = image_sets["resources.ARN"]["StartsWith"]
-    assert "DatastoreDatastoreArn" in prefix and prefix.endswith("/imageset/")
+    assert "DatastoreDatastoreArn" in prefix
+    assert prefix.endswith("/imageset/")
     store = {f["Field"]: f for f in found["HealthImaging data store calls (imports, searches)"]}
     assert store["resources.type"]["Equals"] == ["AWS::MedicalImaging::Datastore"]
 
