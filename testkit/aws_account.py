@@ -52,6 +52,8 @@ class FakeClock:
 
     now: float = 0.0
     sleeps: list[float] = field(default_factory=list)
+    # Run at each sleep: a test plays what happens in the account meanwhile (a stack update finishing).
+    hooks: list[Callable[[], None]] = field(default_factory=list)
 
     def clock(self) -> float:
         return self.now
@@ -59,6 +61,8 @@ class FakeClock:
     def sleep(self, seconds: float) -> None:
         self.sleeps.append(seconds)
         self.now += seconds
+        for hook in self.hooks:
+            hook()
 
 
 def simulated_client(session: boto3.session.Session, service: str, handlers: dict[str, Handler]) -> Any:
@@ -124,8 +128,11 @@ class PipelineService:
     def _start(self, name: str) -> Execution:
         executions = self.pipelines[name]["executions"]
         revision = self._source_version(name)
-        stopped = "Source" if revision is None else ("Build" if self.fail_next_build else None)
-        self.fail_next_build = False
+        stopped = None
+        if revision is None:
+            stopped = "Source"
+        elif self.fail_next_build:
+            stopped, self.fail_next_build = "Build", False
         execution = Execution(f"{len(executions) + 1:08d}-0000-4000-8000-000000000000", self.account.clock.now,
                               revision, stopped)
         executions.append(execution)
@@ -422,6 +429,9 @@ class FakeCdk:
         self.account.client("cloudformation").create_stack(StackName=stack_name, TemplateBody=json.dumps(template))
 
 
+S3_OBJECT, DATASTORE, IMAGE_SET = "AWS::S3::Object", "AWS::MedicalImaging::Datastore", "AWS::MedicalImaging::Imageset"
+
+
 # -- what each stack holds in the account (the resources doctor checks) and its outputs ----------------------------
 
 def _bucket(account: RehearsalAccount, name: str) -> str:
@@ -492,8 +502,6 @@ def build_imaging(account: RehearsalAccount) -> dict[str, str]:
 
 
 def build_audit(account: RehearsalAccount) -> dict[str, str]:
-    from platform_cli.trail_selectors import DATASTORE, IMAGE_SET, S3_OBJECT
-
     bucket = _bucket(account, f"{account.prefix}-audit-logfiles")
     trail = f"{account.prefix}-audit"
     cloudtrail = account.client("cloudtrail")
@@ -600,3 +608,17 @@ BUILDERS: dict[str, Callable[[RehearsalAccount], dict[str, str]]] = {
     "Images": build_images, "Serving": build_serving, "Training": build_training, "Approval": build_approval,
     "Inference": build_inference, "Monitoring": build_monitoring, "Edge": build_edge,
 }
+
+
+def deploy_platform(account: RehearsalAccount) -> FakeCdk:
+    """A deployed, healthy platform in ``account`` (doctor's subject): images pushed, the demo model and edge bundle
+    seeded, every stack created. The deployment itself is scripts/deploy's, tested on its own."""
+    cdk = FakeCdk(account, dependencies={}, print_line=lambda line: None)
+    cdk(["cdk", "deploy", "Data", "Network", "Imaging", "Audit", "Images"])
+    account.push_images(account.prefix)
+    bucket = f"{account.prefix}-data-modelartifacts"
+    s3 = account.client("s3")
+    for key in ("models/spleen/model.tar.gz", "edge/spleen/1.0.0/bundle.zip"):
+        s3.put_object(Bucket=bucket, Key=key, Body=b"demo", Tagging="intended-use=not-for-clinical-use")
+    cdk(["cdk", "deploy", "Serving", "Training", "Approval", "Inference", "Monitoring", "Edge"])
+    return cdk
