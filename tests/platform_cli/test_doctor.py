@@ -51,7 +51,8 @@ def test_a_healthy_platform_passes_with_the_demo_model_flagged(account: Rehearsa
         "6 alarms in place",
     ):
         assert any(fragment in line for line in lines), fragment
-    assert "serves the demo model" in out and "NOT FOR CLINICAL USE" in out
+    assert "serves the demo model" in out
+    assert "NOT FOR CLINICAL USE" in out
 
 
 def set_endpoint(account: RehearsalAccount, *, status: str, reason: str = "", instances: int | None = None) -> None:

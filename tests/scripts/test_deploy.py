@@ -21,8 +21,8 @@ from scripts.deploy.demo_bundle import INTENDED_USE, package_demo_bundle
 from scripts.deploy.plan import SEEDED, DeployPlan, read_plan
 from scripts.deploy.steps import Deployer, DeployError, DeployOptions
 from stacks.config import PlatformConfig, build_config
-from tests.stacks.assembly import cdk_json_context, synthesize
 from testkit.aws_account import ACCOUNT, REGION, FakeCdk, RehearsalAccount, rehearsal_account
+from tests.stacks.assembly import cdk_json_context, synthesize
 
 PREFIX = "monai-imaging-dev"
 FOUNDATION = ["Data", "Network", "Imaging", "Audit", "Images"]
@@ -161,7 +161,7 @@ def test_a_second_run_after_a_failed_stack_resumes_without_building_or_seeding_a
 ) -> None:
     deploy, cdk, _ = rig(account, config, plan, tmp_path)
     cdk.fail_stack_once = {"Approval"}
-    with pytest.raises(DeployError, match="cdk deploy of Serving, .* failed .* run `make deploy STAGE=dev` again"):
+    with pytest.raises(DeployError, match=r"cdk deploy of Serving, .* failed .* run `make deploy STAGE=dev` again"):
         deploy.run()
     first = len(cdk.commands)
     again, _, notes = rig(account, config, plan, tmp_path)
@@ -178,7 +178,7 @@ def test_a_run_stopped_while_the_pipeline_builds_waits_for_that_build_next_time(
     account: RehearsalAccount, config: PlatformConfig, plan: DeployPlan, tmp_path: Path
 ) -> None:
     deploy, cdk, _ = rig(account, config, plan, tmp_path, pipeline_timeout_s=600.0)
-    with pytest.raises(CommandFailedError, match="not finished after 600 s .* run `make deploy STAGE=dev` again"):
+    with pytest.raises(CommandFailedError, match=r"not finished after 600 s .* run `make deploy STAGE=dev` again"):
         deploy.run()
     again, _, notes = rig(account, config, plan, tmp_path)
     again.runner = cdk
@@ -283,5 +283,5 @@ def test_the_demo_bundle_carries_the_model_and_its_not_for_clinical_use_label(tm
     assert metadata["name"] == spleen_metadata().name
     # Must not: a folder that is no model directory.
     (model_dir / "model.ts").unlink()
-    with pytest.raises(Exception, match="model.ts is missing"):
+    with pytest.raises(Exception, match=r"model\.ts is missing"):
         package_demo_bundle(model_dir, tmp_path / "again.tar.gz")
