@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from model_code.core.errors import ModelDirectoryError
 from platform_cli.errors import CommandFailedError
 from platform_cli.project import Deployment
 from platform_cli.runtime import Runtime
@@ -283,5 +284,5 @@ def test_the_demo_bundle_carries_the_model_and_its_not_for_clinical_use_label(tm
     assert metadata["name"] == spleen_metadata().name
     # Must not: a folder that is no model directory.
     (model_dir / "model.ts").unlink()
-    with pytest.raises(Exception, match=r"model\.ts is missing"):
+    with pytest.raises(ModelDirectoryError, match=r"model\.ts is missing"):
         package_demo_bundle(model_dir, tmp_path / "again.tar.gz")
