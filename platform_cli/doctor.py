@@ -32,6 +32,8 @@ REQUIRED_STACKS = ("Data", "Network", "Imaging", "Audit", "Images", "Serving", "
 OPTIONAL_STACKS = ("Edge",)
 DATA_BUCKETS = ("DicomInboxBucketName", "ImportOutputBucketName", "TrainingDataBucketName",
                 "ModelArtifactsBucketName", "InferenceBucketName")
+IMAGING_TOPICS = ("ImportSummaryTopicArn", "ImportAlarmTopicArn", "ImageSetCreatedTopicArn")
+SERVING_TOPICS = ("SuccessTopicArn", "ErrorTopicArn")
 REDEPLOY = "run `make deploy STAGE={stage}` (it resumes where it stopped)"
 # CloudFormation does not re-create what was deleted behind its back: a deploy of an unchanged stack changes nothing.
 DRIFT = ("it was deleted outside CloudFormation, which a deploy does not undo: `aws cloudformation detect-stack-drift "
@@ -147,7 +149,7 @@ class Checks:
         yield Finding(OK if status == "ACTIVE" else FAIL, "Imaging", f"data store {datastore_id} is {status}",
                       fixes.get(status, f"{status} data stores accept no import: read its state in the console, "
                                 f"then {self.redeploy}"))
-        for key in ("ImportSummaryTopicArn", "ImportAlarmTopicArn", "ImageSetCreatedTopicArn"):
+        for key in IMAGING_TOPICS:
             yield from self.topic("Imaging", self.output("Imaging", key))
         yield from self.queue("Imaging", self.output("Imaging", "DeadLetterQueueUrl"))
 
@@ -239,7 +241,7 @@ class Checks:
             yield Finding(FAIL, "Serving", f"endpoint {name} is {status}{': ' + reason if reason else ''}",
                           "read the endpoint's CloudWatch log (/aws/sagemaker/Endpoints/" + name + "), fix the "
                           "model or image, then " + self.redeploy)
-        for key in ("SuccessTopicArn", "ErrorTopicArn"):
+        for key in SERVING_TOPICS:
             yield from self.topic("Serving", self.output("Serving", key))
         bucket, key = parse_s3_uri(self.output("Serving", "ModelDataUrl"), what="ModelDataUrl", require_key=True)
         try:
