@@ -79,6 +79,9 @@ USAGE_BASED: dict[str, str] = {
     "AWS::CloudFront::Function": "CloudFront Functions bill invocations",
     "AWS::Cognito::UserPool": "Cognito (Plus plan) bills monthly active users; nobody signed in is $0",
     "AWS::ApiGatewayV2::Api": "API Gateway HTTP APIs bill requests",
+    "AWS::CloudTrail::Trail": "CloudTrail bills data events ($0.10 per 100,000) and copies of management events "
+    "beyond an account's first trail ($2.00 per 100,000); delivery to S3 and CloudWatch Logs bills as those do",
+    "AWS::SSM::Parameter": "standard SSM parameters are free; API calls above the free throughput are billed",
 }
 CODEPIPELINE_V2_NOTE = "CodePipeline V2 bills action-execution minutes ($0.002/min), nothing while idle"
 

@@ -20,6 +20,7 @@ from stacks.config.fields import (
     setting,
 )
 from stacks.config.sections import (
+    AuditConfig,
     DataConfig,
     EdgeConfig,
     ImagesConfig,
@@ -102,6 +103,7 @@ class PlatformConfig(Rules):
     monitoring: MonitoringConfig = field(metadata=setting("monitoring", Nested(MonitoringConfig)))
     edge: EdgeConfig = field(metadata=setting("edge", Nested(EdgeConfig)))
     viewer: ViewerConfig = field(metadata=setting("viewer", Nested(ViewerConfig)))
+    audit: AuditConfig = field(metadata=setting("audit", Nested(AuditConfig)))
 
     @property
     def prefix(self) -> str:
