@@ -26,6 +26,7 @@ from stacks.network.stack import NetworkStack
 from stacks.props import AuditedResources
 from stacks.serving.stack import ServingStack
 from stacks.training.stack import TrainingStack
+from stacks.viewer.stack import ViewerStack
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,8 @@ class Platform:
     audit: AuditStack
     # None when edge.enabled is false.
     edge: EdgeStack | None = None
+    # None when viewer.enabled is false.
+    viewer: ViewerStack | None = None
 
 
 class StackProps(TypedDict):
@@ -201,8 +204,23 @@ def build_platform(
         if config.edge.enabled
         else None
     )
+    # The OHIF viewer over the data store, behind Cognito sign-in and a SigV4-signing DICOMweb proxy.
+    viewer = (
+        ViewerStack(
+            scope,
+            "Viewer",
+            config=config,
+            keys=keys,
+            network=workload,
+            dicom_store=healthimaging.dicom_store,
+            access_logs_bucket=data.access_logs_bucket,
+            **stack_props(config, "Viewer"),
+        )
+        if config.viewer.enabled
+        else None
+    )
     for stack in (data, network, healthimaging, audit, container_images, serving, training, approval, inference,
-                  monitoring, *([edge] if edge is not None else [])):
+                  monitoring, *(s for s in (edge, viewer) if s is not None)):
         for key, value in tags.items():
             cdk.Tags.of(stack).add(key, value)
     return Platform(
@@ -217,4 +235,5 @@ def build_platform(
         inference=inference,
         monitoring=monitoring,
         edge=edge,
+        viewer=viewer,
     )

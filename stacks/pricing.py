@@ -75,6 +75,10 @@ USAGE_BASED: dict[str, str] = {
     "AWS::Logs::LogGroup": "CloudWatch Logs bills GB ingested and stored",
     "AWS::StepFunctions::StateMachine": "Step Functions bills state transitions",
     "AWS::Events::Rule": "EventBridge bills custom and partner events; AWS service events are free",
+    "AWS::CloudFront::Distribution": "CloudFront (pay as you go) bills requests and data transferred out",
+    "AWS::CloudFront::Function": "CloudFront Functions bill invocations",
+    "AWS::Cognito::UserPool": "Cognito (Plus plan) bills monthly active users; nobody signed in is $0",
+    "AWS::ApiGatewayV2::Api": "API Gateway HTTP APIs bill requests",
     "AWS::CloudTrail::Trail": "CloudTrail bills data events ($0.10 per 100,000) and copies of management events "
     "beyond an account's first trail ($2.00 per 100,000); delivery to S3 and CloudWatch Logs bills as those do",
     "AWS::SSM::Parameter": "standard SSM parameters are free; API calls above the free throughput are billed",

@@ -12,4 +12,7 @@ both). One module per line:
 - ``aws_account``: the offline rehearsal account of ``make deploy`` and ``monai-platform doctor`` (moto plus
   simulated CodePipeline executions and HealthImaging)
 - ``local_model``: which model ``make serve`` / ``make serve-triton`` serve when none is named
+- ``loopback``: an HTTP server on a free loopback port
+- ``viewer_site``, ``oidc_provider``, ``viewer_browser``, ``viewer_pixels``: the deployed viewer's origin and
+  sign-in on loopback, headless Chromium over OHIF, and what its screenshots show
 """

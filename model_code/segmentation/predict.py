@@ -1,9 +1,10 @@
 """Command line: segment the spleen in one DICOM series.
 
     python -m model_code.segmentation.predict --model-dir M --dicom-dir D --output-dir O \
-        [--device cpu|cuda] [--sw-batch-size N] [--series-uid UID]
+        [--device cpu|cuda] [--sw-batch-size N] [--series-uid UID] [--viewer-url URL]
 
-Writes ``O/seg.dcm`` (DICOM SEG), ``O/result.json`` (summary) and ``O/overlay.png``. Progress goes
+Writes ``O/seg.dcm`` (DICOM SEG), ``O/result.json`` (summary; with ``--viewer-url`` its ``viewerUrl`` is the deep
+link that opens the study with this SEG once the SEG is in the viewer's store) and ``O/overlay.png``. Progress goes
 to stderr. Exit codes: 0 done; 2 bad input (series, model directory or arguments: the message names
 the file and the reason); 1 an unexpected failure (with its traceback).
 """
@@ -33,6 +34,15 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _viewer_url(text: str) -> str:
+    from model_code.core.viewer_link import check_viewer_url
+
+    try:
+        return check_viewer_url(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from error
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m model_code.segmentation.predict",
@@ -44,6 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda if available")
     parser.add_argument("--sw-batch-size", type=_positive_int, default=None, help="windows per network call")
     parser.add_argument("--series-uid", default=None, help="SeriesInstanceUID to use when the input holds several")
+    parser.add_argument("--viewer-url", type=_viewer_url, default=None,
+                        help="the viewer stack's ViewerUrl: result.json then carries the SEG's deep link (viewerUrl)")
     return parser
 
 
@@ -86,6 +98,11 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     )
     summary["timings_s"] = timings
     summary["outputs"] = {"seg": SEG_FILE, "overlay": OVERLAY_FILE}
+    if args.viewer_url is not None:
+        from model_code.core.viewer_link import viewer_link
+
+        seg = result.seg_dataset
+        summary["viewerUrl"] = viewer_link(args.viewer_url, str(seg.StudyInstanceUID), str(seg.SeriesInstanceUID))
     (output / RESULT_FILE).write_text(json.dumps(summary, indent=2) + "\n")
     _progress(
         f"spleen {summary['spleen_volume_ml']} mL ({summary['spleen_voxel_count']} voxels); wrote {output}"

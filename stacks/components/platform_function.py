@@ -19,7 +19,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from stacks.compliance import acknowledge, acknowledge_grant_policy
+from stacks.compliance import acknowledge, acknowledge_grant_policy, skip_checkov
 from stacks.components.function_code import function_code
 from stacks.components.log_group import encrypted_log_group
 from stacks.nag_wildcards import acknowledge_wildcards
@@ -73,11 +73,13 @@ def platform_function(
     vpc: ec2.IVpc,
     subnets: ec2.SubnetSelection,
     security_group: ec2.ISecurityGroup,
-    dead_letter_queue: sqs.IQueue,
+    dead_letter_queue: sqs.IQueue | None,
     ephemeral_storage_size: Size | None = None,
+    synchronous_reason: str | None = None,
 ) -> lambda_.Function:
     """A Python function built from ``runtime_dir`` and the shared modules, in ``subnets``, failing into
-    ``dead_letter_queue``.
+    ``dead_letter_queue``. A function only ever invoked synchronously has none (a dead-letter queue receives
+    failed asynchronous invocations only): pass None and say who invokes it in ``synchronous_reason``.
 
     The log group is ``<id_>Logs``. Call ``acknowledge_function_role`` once the stack has added its own statements
     to the function's role.
@@ -102,7 +104,13 @@ def platform_function(
         dead_letter_queue=dead_letter_queue,
         log_group=encrypted_log_group(scope, f"{id_}Logs", key=logs_key, retention_days=FUNCTION_LOG_RETENTION_DAYS),
     )
-    dead_letter_queue.grant_send_messages(function)
+    if dead_letter_queue is not None:
+        dead_letter_queue.grant_send_messages(function)
+    else:
+        if not synchronous_reason:
+            raise ValueError(f"{function.node.path} has no dead-letter queue: say who invokes it synchronously")
+        acknowledge(function, ["HIPAA.Security-LambdaDLQ"], synchronous_reason)
+        skip_checkov(function, {"CKV_AWS_116": synchronous_reason})
     return function
 
 

@@ -6,8 +6,8 @@ overrides one key. Every invalid value raises :class:`ConfigError` with the key,
 
 - document.py: defaults, the stage's overrides and ``-c`` keys merged into one document;
 - fields.py: the one reader (:class:`Section`, :func:`read_section`) and the field kinds;
-- sections.py: one type per section (network, data, serving, images, training, monitoring, edge, audit), each field's
-  key and validation beside it;
+- sections.py: one type per section (network, data, serving, images, training, monitoring, edge, audit, viewer),
+  each field's key and validation beside it;
 - platform.py: :class:`PlatformConfig` (one stage) and :func:`build_config`;
 - pipeline.py: the release pipeline's section (``-c pipeline=true``).
 """
@@ -28,6 +28,7 @@ from stacks.config.sections import (
     NetworkConfig,
     ServingConfig,
     TrainingConfig,
+    ViewerConfig,
 )
 
 __all__ = [
@@ -51,6 +52,7 @@ __all__ = [
     "PlatformConfig",
     "ServingConfig",
     "TrainingConfig",
+    "ViewerConfig",
     "build_config",
     "build_pipeline_config",
     "deep_merge",

@@ -28,6 +28,7 @@ from stacks.config.sections import (
     NetworkConfig,
     ServingConfig,
     TrainingConfig,
+    ViewerConfig,
 )
 
 # Regions where AWS HealthImaging is offered (AWS General Reference, "AWS HealthImaging endpoints and
@@ -101,6 +102,7 @@ class PlatformConfig(Rules):
     )))
     monitoring: MonitoringConfig = field(metadata=setting("monitoring", Nested(MonitoringConfig)))
     edge: EdgeConfig = field(metadata=setting("edge", Nested(EdgeConfig)))
+    viewer: ViewerConfig = field(metadata=setting("viewer", Nested(ViewerConfig)))
     audit: AuditConfig = field(metadata=setting("audit", Nested(AuditConfig)))
 
     @property

@@ -268,6 +268,88 @@ class EdgeConfig(Rules):
         return self
 
 
+_DOMAIN_NAME = re.compile(r"^(?=.{4,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+# CloudFront reads viewer certificates from ACM in us-east-1 only.
+_CLOUDFRONT_CERTIFICATE_ARN = re.compile(r"^arn:aws[a-z-]*:acm:us-east-1:\d{12}:certificate/[0-9a-f-]{36}$")
+# A web ACL for CloudFront has the global (CLOUDFRONT) scope, which lives in us-east-1.
+_CLOUDFRONT_WEB_ACL_ARN = re.compile(
+    r"^arn:aws[a-z-]*:wafv2:us-east-1:\d{12}:global/webacl/[\w-]{1,128}/[0-9a-f-]{36}$"
+)
+# Cognito's rules for a domain prefix: lowercase letters, digits and hyphens, no leading or trailing hyphen, and
+# none of the reserved words.
+_SIGN_IN_PREFIX = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+_SIGN_IN_RESERVED = ("aws", "amazon", "cognito")
+_COUNTRY = re.compile(r"^[A-Z]{2}$")
+
+
+def _is_sign_in_prefix(value: Any) -> bool:
+    return isinstance(value, str) and (
+        not value or (bool(_SIGN_IN_PREFIX.match(value)) and not any(w in value for w in _SIGN_IN_RESERVED))
+    )
+
+
+def _optional(pattern: re.Pattern[str]) -> Any:
+    return lambda value: isinstance(value, str) and (not value or bool(pattern.match(value)))
+
+
+@dataclass(frozen=True)
+class ViewerConfig(Rules):
+    """The OHIF viewer over the data store (stacks/viewer, docs/viewer.md); off by default."""
+
+    # false: no Viewer stack, and results carry no viewer link.
+    enabled: bool = field(metadata=setting("enabled", Flag()))
+    # The viewer's host name: a DNS name you control, CNAMEd to the distribution (its certificate's name).
+    domain_name: str | None = field(metadata=setting("domainName", Value(
+        expected="\"\" or the viewer's host name such as 'viewer.imaging.example.org' (lowercase, no scheme or path)",
+        valid=_optional(_DOMAIN_NAME),
+        convert=empty_is_none,
+    )))
+    # CloudFront serves TLS 1.2+ only with a certificate of your own: with its default *.cloudfront.net one the
+    # minimum protocol stays TLSv1.
+    certificate_arn: str | None = field(metadata=setting("certificateArn", Value(
+        expected="\"\" or the ARN of an ACM certificate for domainName in us-east-1 "
+        "'arn:<partition>:acm:us-east-1:<account>:certificate/<id>' (CloudFront reads certificates there only)",
+        valid=_optional(_CLOUDFRONT_CERTIFICATE_ARN),
+        convert=empty_is_none,
+    )))
+    # The Cognito hosted sign-in page's domain prefix, unique in the region; "": <project>-<stage>-viewer.
+    sign_in_domain_prefix: str | None = field(metadata=setting("signInDomainPrefix", Value(
+        expected="\"\" (use '<project>-<stage>-viewer') or 1-63 lowercase letters, digits and hyphens, not starting "
+        "or ending with a hyphen, without 'aws', 'amazon' or 'cognito' (Cognito's rules)",
+        valid=_is_sign_in_prefix,
+        convert=empty_is_none,
+    )))
+    # An AWS WAF web ACL (CLOUDFRONT scope) to put in front of the viewer; "": none.
+    web_acl_arn: str | None = field(metadata=setting("webAclArn", Value(
+        expected="\"\" (no web ACL) or the ARN of a CLOUDFRONT-scope AWS WAF web ACL "
+        "'arn:<partition>:wafv2:us-east-1:<account>:global/webacl/<name>/<id>'",
+        valid=_optional(_CLOUDFRONT_WEB_ACL_ARN),
+        convert=empty_is_none,
+    )))
+    # Countries (ISO 3166-1 alpha-2) the viewer answers; []: every country.
+    allowed_countries: tuple[str, ...] = field(metadata=setting("allowedCountries", Value(
+        expected="a list of ISO 3166-1 alpha-2 country codes such as [\"US\", \"CA\"] ([] allows every country)",
+        valid=lambda codes: isinstance(codes, list) and all(isinstance(c, str) and _COUNTRY.match(c) for c in codes),
+        convert=tuple,
+    )))
+
+    def check(self, section: Section) -> Self:
+        if self.enabled:
+            for name, value in (("domainName", self.domain_name), ("certificateArn", self.certificate_arn)):
+                if value is None:
+                    raise ConfigError(
+                        f"context key '{section.key(name)}' is required when '{section.key('enabled')}' is true: the "
+                        "viewer is served on your own host name with your ACM certificate (us-east-1), so CloudFront "
+                        "can enforce TLS 1.2"
+                    )
+        return self
+
+    @property
+    def url(self) -> str | None:
+        """The viewer's base URL, known at synth (deep links are built from it); None when the viewer is off."""
+        return f"https://{self.domain_name}" if self.enabled and self.domain_name else None
+
+
 @dataclass(frozen=True)
 class AuditConfig(Rules):
     """The CloudTrail audit trail of patient-data access (stacks/audit, docs/audit.md)."""

@@ -32,6 +32,8 @@ INTERFACE_ENDPOINTS: dict[str, ec2.InterfaceVpcEndpointAwsService] = {
     "HealthImaging": ec2.InterfaceVpcEndpointAwsService("medical-imaging"),
     "HealthImagingRuntime": ec2.InterfaceVpcEndpointAwsService("runtime-medical-imaging"),
 }
+# HealthImaging's DICOMweb host (dicom-medical-imaging.<region>.amazonaws.com): the viewer's proxy reads through it.
+DICOMWEB_ENDPOINT = ("HealthImagingDicomWeb", ec2.InterfaceVpcEndpointAwsService("dicom-medical-imaging"))
 
 
 class NetworkStack(Stack):
@@ -102,7 +104,9 @@ class NetworkStack(Stack):
                 security_groups=[self.endpoint_security_group],
                 open=False,
             )
-            for name, service in INTERFACE_ENDPOINTS.items()
+            for name, service in (
+                *INTERFACE_ENDPOINTS.items(), *([DICOMWEB_ENDPOINT] if config.viewer.enabled else [])
+            )
         }
 
         if nat_enabled:

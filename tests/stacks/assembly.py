@@ -21,12 +21,22 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 # The configurations tests/stacks/conftest.py synthesizes besides cdk.json's, each once per session.
 # Non-default values of the switches users flip most, synthesized together to keep the suite fast.
 THING_GROUP_ARN = "arn:aws:iot:us-east-1:123456789012:thinggroup/clinic-a"
+# The viewer on a host name of its own (its certificate in us-east-1), as a deployment configures it.
+VIEWER_DOMAIN = "viewer.imaging.example.org"
+VIEWER_CERTIFICATE_ARN = "arn:aws:acm:us-east-1:123456789012:certificate/0a1b2c3d-4e5f-6a7b-8c9d-0e1f2a3b4c5d"
+VIEWER_OVERRIDES = {
+    "platform.viewer.enabled": "true",
+    "platform.viewer.domainName": VIEWER_DOMAIN,
+    "platform.viewer.certificateArn": VIEWER_CERTIFICATE_ARN,
+}
 VARIANT_OVERRIDES = {
     "platform.network.natGateways": "2",
     "platform.data.noncurrentVersionExpirationDays": "400",
     "platform.data.inferenceOutputExpirationDays": "14",
     # The edge component deployed to a thing group (the Edge stack's optional deployment).
     "platform.edge.thingGroupArn": THING_GROUP_ARN,
+    # The viewer stack (off by default), so cdk-nag, cfn-lint and checkov see it.
+    **VIEWER_OVERRIDES,
 }
 CONNECTION_ARN = "arn:aws:codeconnections:us-east-1:123456789012:connection/0a1b2c3d-4e5f"
 # The CodeStar source, NAT (builds in the VPC) and an instance type without local storage (volume KMS key).

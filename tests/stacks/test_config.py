@@ -109,6 +109,16 @@ CASES = [
     ({"platform.edge.threads": "0"}, "context key 'platform.edge.threads' must be >= 1, got 0"),
     ({"platform.edge.queue": "65"}, "context key 'platform.edge.queue' must be <= 64, got 65"),
     ({"platform.edge.maxRequestMb": "0"}, "context key 'platform.edge.maxRequestMb' must be >= 1, got 0"),
+    # The viewer (the viewer stack): its host name and certificate are required once it is enabled.
+    ({"platform.viewer.enabled": "true"}, "context key 'platform.viewer.domainName' is required when 'platform.viewer.enabled' is true"),
+    ({"platform.viewer.enabled": "true", "platform.viewer.domainName": "viewer.example.org"}, "context key 'platform.viewer.certificateArn' is required when 'platform.viewer.enabled' is true: the viewer is served on your own host name with your ACM certificate (us-east-1), so CloudFront can enforce TLS 1.2"),
+    ({"platform.viewer.domainName": "https://viewer.example.org/"}, "context key 'platform.viewer.domainName' must be \"\" or the viewer's host name such as 'viewer.imaging.example.org' (lowercase, no scheme or path)"),
+    ({"platform.viewer.certificateArn": "arn:aws:acm:eu-west-1:123456789012:certificate/0a1b2c3d-4e5f-6a7b-8c9d-0e1f2a3b4c5d"}, "context key 'platform.viewer.certificateArn' must be \"\" or the ARN of an ACM certificate for domainName in us-east-1"),
+    ({"platform.viewer.signInDomainPrefix": "my-cognito-login"}, "context key 'platform.viewer.signInDomainPrefix' must be \"\" (use '<project>-<stage>-viewer') or 1-63 lowercase letters"),
+    ({"platform.viewer.signInDomainPrefix": "-viewer"}, "context key 'platform.viewer.signInDomainPrefix' must be"),
+    ({"platform.viewer.webAclArn": "arn:aws:wafv2:eu-west-1:123456789012:regional/webacl/a/0a1b2c3d-4e5f-6a7b-8c9d-0e1f2a3b4c5d"}, "context key 'platform.viewer.webAclArn' must be \"\" (no web ACL) or the ARN of a CLOUDFRONT-scope AWS WAF web ACL"),
+    ({"platform.viewer.allowedCountries": '["usa"]'}, "context key 'platform.viewer.allowedCountries' must be a list of ISO 3166-1 alpha-2 country codes"),
+    ({"platform.viewer.enabled": "yes"}, "context key 'platform.viewer.enabled' must be true or false, got 'yes'"),
 ]
 
 
@@ -180,6 +190,22 @@ def test_inference_and_monitoring_settings(overrides: dict[str, str], expected: 
     mon = config.monitoring
     assert (config.serving.import_seg_back, mon.backlog_size_threshold, mon.backlog_age_minutes,
             mon.model_latency_seconds, mon.error_threshold) == expected
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ({}, (False, None, ())),  # embedded default: no viewer, and results carry no viewer link
+        ({"platform.viewer.enabled": "true", "platform.viewer.domainName": "viewer.example.org",
+          "platform.viewer.certificateArn": "arn:aws:acm:us-east-1:123456789012:certificate/0a1b2c3d-4e5f-6a7b-8c9d-0e1f2a3b4c5d",
+          "platform.viewer.allowedCountries": '["US"]'}, (True, "https://viewer.example.org", ("US",))),
+        # A host name set while the viewer is off links nowhere: no stack serves it.
+        ({"platform.viewer.domainName": "viewer.example.org"}, (False, None, ())),
+    ],
+)
+def test_viewer_settings(overrides: dict[str, str], expected: tuple[Any, ...]) -> None:
+    viewer = config_with(**overrides).viewer
+    assert (viewer.enabled, viewer.url, viewer.allowed_countries) == expected
 
 
 def test_audit_settings_default_to_an_own_trail_and_accept_an_organization_trail() -> None:

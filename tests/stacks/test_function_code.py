@@ -19,14 +19,16 @@ from stacks.components.function_code import shared_module_files, stage_function_
 from stacks.components.function_shared import SHARED_MODULES, expose_shared_modules
 from stacks.healthimaging.runtime import import_completed, start_import
 from stacks.inference.runtime import import_seg, request_inference
+from stacks.viewer.runtime import dicomweb_proxy
 from tests.stacks.assembly import PROJECT_ROOT, Assembly
 
-HANDLER_MODULES = [start_import, import_completed, request_inference, import_seg, deploy_approved]
+HANDLER_MODULES = [start_import, import_completed, request_inference, import_seg, deploy_approved, dicomweb_proxy]
 
 RUNTIMES = {
     "healthimaging": ["import_completed.py", "start_import.py"],
     "inference": ["import_seg.py", "request_inference.py"],
     "approval": ["deploy_approved.py"],
+    "viewer": ["dicomweb_proxy.py"],
 }
 # Imports the handler module with only the asset folder (argv[1]) added to the path, as Lambda does, and fails when
 # any of the repository's packages came along.
@@ -74,6 +76,15 @@ def test_every_handler_imports_from_its_synthesized_asset_alone(assembly: Assemb
         assert result.returncode == 0, f"{stack}/{logical_id}: {result.stderr}"
         handlers.append(module)
     assert sorted(handlers) == ["deploy_approved", "import_completed", "request_inference", "start_import"]
+
+
+def test_the_viewer_proxy_imports_from_its_synthesized_asset_alone(variant_assembly: Assembly) -> None:
+    # The viewer stack exists only when enabled (the variant): its proxy's asset, like every handler's.
+    (function,) = [r for _, _, r in variant_assembly.all_resources() if r["Type"] == "AWS::Lambda::Function"
+                   and r["Properties"].get("Handler") == "dicomweb_proxy.handler"]
+    key = function["Properties"]["Code"]["S3Key"].removesuffix(".zip")
+    result = import_alone(variant_assembly.outdir / f"asset.{key}", "dicomweb_proxy")
+    assert result.returncode == 0, result.stderr
 
 
 def test_a_handler_without_the_shared_modules_does_not_import(tmp_path: Path) -> None:

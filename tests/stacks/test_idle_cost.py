@@ -119,6 +119,21 @@ def test_nat_variant_adds_gateways_and_addresses_but_no_compute(variant_assembly
     assert "2 public IPv4 address(es)" in infrastructure
 
 
+def test_the_viewer_costs_one_interface_endpoint_while_idle(assembly: Assembly, variant_assembly: Assembly) -> None:
+    # The variant enables the viewer: CloudFront, Cognito, the HTTP API and its function bill per use; what runs
+    # always is the DICOMweb interface endpoint its proxy reads through, in each of the two AZs.
+    default, viewer = idle_cost(assembly.templates), idle_cost(variant_assembly.templates)
+    def endpoint_azs(cost: Any) -> float:
+        return sum(i.quantity for i in cost.items if "interface VPC endpoints" in i.what)
+
+    assert endpoint_azs(viewer) - endpoint_azs(default) == 2
+    assert "Viewer" in variant_assembly.templates
+    assert not [i for i in viewer.items if i.stack == "Viewer"]  # nothing of the stack itself is always on
+    for type_ in ("AWS::CloudFront::Distribution", "AWS::Cognito::UserPool", "AWS::ApiGatewayV2::Api"):
+        assert any(what.startswith(type_) for what in viewer.usage_based), type_
+        assert not any(what.startswith(type_) for what in default.usage_based)  # must not: the viewer is off
+
+
 def test_multi_model_variant_bills_its_minimum_instance(mme_assembly: Assembly) -> None:
     cost = idle_cost(mme_assembly.templates)
     assert cost.hourly(COMPUTE) == pytest.approx(G4DN)  # multiModelMinInstances 1 x ml.g4dn.xlarge

@@ -47,6 +47,11 @@ def test_interface_endpoints_cover_every_service_the_platform_calls(assembly: As
     assert set(interface_services(assembly)) == EXPECTED_INTERFACE_SERVICES
 
 
+def test_the_viewer_adds_the_dicomweb_endpoint_its_proxy_reads_through(variant_assembly: Assembly) -> None:
+    # viewer.enabled (the variant): HealthImaging's DICOMweb host, dicom-medical-imaging.<region>.amazonaws.com.
+    assert set(interface_services(variant_assembly)) == EXPECTED_INTERFACE_SERVICES | {"dicom-medical-imaging"}
+
+
 def test_interface_endpoints_use_private_dns_and_the_https_only_group(assembly: Assembly) -> None:
     groups = assembly.resources("Network", "AWS::EC2::SecurityGroup")
     (endpoint_group_id,) = [k for k in groups if k.startswith("EndpointSecurityGroup")]

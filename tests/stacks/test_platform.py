@@ -91,6 +91,35 @@ def test_the_endpoint_role_of_serving_is_the_one_approval_passes(assembly: Assem
     assert by_sid["PassEndpointRole"]["Resource"].startswith("<output:PublishOutputFnGetAttEndpointRole")
 
 
+@pytest.mark.parametrize(
+    ("type_", "prefix", "path", "expected"),
+    [
+        # The viewer (enabled in the variant): its proxy reads the imaging stack's data store, CloudFront logs into
+        # the data stack's access-logs bucket, and the proxy runs in the network stack's subnets.
+        ("AWS::Lambda::Function", "DicomWebFunction", ("Environment", "Variables", "DATASTORE_ID"),
+         ("imaging", "DatastoreDatastoreId")),
+        ("AWS::CloudFront::Distribution", "SiteDistribution", ("DistributionConfig", "Logging", "Bucket"),
+         ("data", "AccessLogs")),
+        ("AWS::Lambda::Function", "DicomWebFunction", ("VpcConfig", "SubnetIds", 0), ("network", "VpcPrivateSubnet1")),
+    ],
+)
+def test_the_viewer_is_handed_the_data_store_logs_and_subnets(
+    variant_assembly: Assembly, type_: str, prefix: str, path: tuple[Any, ...], expected: tuple[str, str]
+) -> None:
+    value: Any = variant_assembly.one("Viewer", type_, prefix)["Properties"]
+    for part in path:
+        value = value[part]
+    name, output = producer(value)
+    assert name == f"{PREFIX}-{expected[0]}"
+    assert expected[1] in output
+
+
+def test_the_viewer_is_off_by_default(assembly: Assembly, variant_assembly: Assembly) -> None:
+    assert "Viewer" not in assembly.templates
+    assert "Viewer" in variant_assembly.templates  # must: enabled, it is built
+    assert variant_assembly.outdir.joinpath("manifest.json").read_text().count(f'"{PREFIX}-viewer"') == 1
+
+
 def test_the_trail_records_the_data_stacks_buckets_and_the_imaging_data_store(assembly: Assembly) -> None:
     [trail] = assembly.resources("Audit", "AWS::CloudTrail::Trail").values()
     sources = {
@@ -122,7 +151,7 @@ def test_edge_disabled_builds_no_edge_stack() -> None:
 def platform_stack_classes() -> set[type[cdk.Stack]]:
     classes = set()
     for hint in typing.get_type_hints(Platform).values():
-        for candidate in (hint, *typing.get_args(hint)):  # EdgeStack | None
+        for candidate in (hint, *typing.get_args(hint)):  # EdgeStack | None, ViewerStack | None
             if isinstance(candidate, type) and issubclass(candidate, cdk.Stack):
                 classes.add(candidate)
     return classes
@@ -131,7 +160,7 @@ def platform_stack_classes() -> set[type[cdk.Stack]]:
 def test_no_stack_takes_another_stack() -> None:
     # Narrow props (stacks/props.py) only: a stack parameter would let one stack reach inside another.
     classes = platform_stack_classes()
-    assert len(classes) == 11  # must: every stack of the platform is looked at
+    assert len(classes) == 12  # must: every stack of the platform is looked at (Viewer included)
     for cls in classes:
         for name, hint in typing.get_type_hints(cls.__init__).items():
             stacks_taken = [p for p in (hint, *typing.get_args(hint)) if isinstance(p, type) and issubclass(p, cdk.Stack)]

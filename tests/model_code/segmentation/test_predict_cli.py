@@ -8,10 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pydicom
 import pytest
 import torch
 
 from model_code.core.model_dir import METADATA_FILE, MODEL_FILE
+from model_code.core.viewer_link import viewer_link
 from model_code.segmentation import predict
 from model_code.synthetic.dicom_writer import write_dicom_series
 from model_code.synthetic.phantom import make_phantom
@@ -41,6 +43,7 @@ def test_python_dash_m_writes_the_three_files(tmp_path, threshold_model_dir, dic
     summary = json.loads((out / "result.json").read_text())
     assert summary["spleen_voxel_count"] > 0
     assert summary["sw_batch_size"] == 2
+    assert "viewerUrl" not in summary  # no viewer named, no deep link
 
 
 def _bad_model_dir(tmp_path: Path, threshold_model_dir: Path, *, drop: str | None = None, write: dict[str, bytes] | None = None) -> Path:
@@ -125,6 +128,7 @@ def test_series_uid_picks_one_of_several(tmp_path, threshold_model_dir, dicom_di
     [
         ["--sw-batch-size", "0"],  # not a positive integer
         ["--device", "tpu"],  # not a choice
+        ["--viewer-url", "http://viewer.example.org"],  # deep links only over https
     ],
 )
 def test_bad_arguments_exit_2(tmp_path, capsys, threshold_model_dir, dicom_dir, arguments):
@@ -132,6 +136,16 @@ def test_bad_arguments_exit_2(tmp_path, capsys, threshold_model_dir, dicom_dir, 
         predict.main(["--model-dir", str(threshold_model_dir), "--dicom-dir", str(dicom_dir), "--output-dir", str(tmp_path), *arguments])
     assert raised.value.code == predict.EXIT_BAD_INPUT
     assert arguments[0] in capsys.readouterr().err
+
+
+def test_viewer_url_puts_the_seg_deep_link_in_the_result(tmp_path, threshold_model_dir, dicom_dir):
+    out = tmp_path / "out"
+    code = predict.main(["--model-dir", str(threshold_model_dir), "--dicom-dir", str(dicom_dir), "--output-dir", str(out),
+                         "--device", "cpu", "--viewer-url", "https://viewer.imaging.example.org/"])
+    assert code == predict.EXIT_OK
+    seg = pydicom.dcmread(out / "seg.dcm")
+    assert json.loads((out / "result.json").read_text())["viewerUrl"] == viewer_link(
+        "https://viewer.imaging.example.org", str(seg.StudyInstanceUID), str(seg.SeriesInstanceUID))
 
 
 def test_cuda_without_cuda_exits_2(monkeypatch, tmp_path, capsys, threshold_model_dir, dicom_dir):
