@@ -200,25 +200,25 @@ def _substitute(value: Any, mapping: dict[str, str], pattern: re.Pattern[str] | 
     return pattern.sub(lambda m: mapping[m.group(1)], value)
 
 
-def serving_request_prefix(world: World) -> tuple[str, str] | None:
+def serving_request_prefix(entries: dict[str, Entry]) -> tuple[str, str] | None:
     """(bucket, prefix) where request_inference writes the async requests: the one S3 place a deployed request
     names (its INFERENCE_BUCKET and INPUT_PREFIX)."""
-    for entry in lambda_entries(world).values():
+    for entry in entries.values():
         if entry.unit.endswith("/request_inference.py") and entry.settings:
             return entry.settings["inference_bucket"], entry.settings["input_prefix"]
     return None
 
 
-def world_rules(call: dict[str, Any], entry: Entry, world: World) -> dict[str, Any]:
-    """The parameters after WORLD_RULES (rule 4 of the module docstring)."""
+def world_rules(call: dict[str, Any], entry: Entry, world: World, requests: tuple[str, str] | None) -> dict[str, Any]:
+    """The parameters after the world rules (rule 4 of the module docstring); ``requests``: where request_inference
+    writes the async requests."""
     params = dict(call["params"])
     datastore = world.the_datastore()
     if datastore and "datastoreId" in params and params["datastoreId"] not in world.datastores:
         params["datastoreId"] = datastore
     if entry.unit.startswith("model_code/") and call["signing_name"] == "s3":
-        where = serving_request_prefix(world)
-        if where is not None and params.get("Bucket") != where[0]:
-            bucket, prefix = where
+        if requests is not None and params.get("Bucket") != requests[0]:
+            bucket, prefix = requests
             params["Bucket"] = bucket
             for key in ("Key", "Prefix"):
                 if key in params:
@@ -239,8 +239,9 @@ def translated(calls: list[dict[str, Any]], world: World) -> tuple[list[tuple[En
     for entry, call in mine:  # in recorded order: a later Describe names what an earlier answer said
         names.learn_answer(entry.unit, call)
     out = []
+    requests = serving_request_prefix(entries)
     for entry, call in mine:
         call = {**call, "params": names.translate(entry.unit, call["params"])}
-        out.append((entry, {**call, "params": world_rules(call, entry, world)}))
+        out.append((entry, {**call, "params": world_rules(call, entry, world, requests)}))
     return out, names
 

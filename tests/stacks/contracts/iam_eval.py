@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
 from tests.stacks.contracts.policies import as_list
@@ -25,11 +26,15 @@ from tests.stacks.contracts.policies import as_list
 Statements = Sequence[tuple[str, dict[str, Any]]]
 
 
+@cache
+def _compiled(pattern: str) -> re.Pattern[str]:
+    return re.compile("".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern), re.DOTALL)
+
+
 def _glob(pattern: str, value: str, *, case: bool) -> bool:
     if not case:
         pattern, value = pattern.lower(), value.lower()
-    regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
-    return re.fullmatch(regex, value, flags=re.DOTALL) is not None
+    return _compiled(pattern).fullmatch(value) is not None
 
 
 def action_matches(pattern: str, action: str) -> bool:

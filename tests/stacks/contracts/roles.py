@@ -20,7 +20,7 @@ from tests.stacks.contracts.iam_actions import Requirement, caller_requirements
 from tests.stacks.contracts.iam_eval import Decision, decide, unused_grants
 from tests.stacks.contracts.resolve import ResolvedAssembly
 from tests.stacks.contracts.service_side import effects_of_call, template_requirements
-from tests.stacks.contracts.unused_grants import UnusedReason, reason_for
+from tests.stacks.contracts.unused_grants import UnusedReason, reason_for, role_reason
 from tests.stacks.contracts.world import World
 
 
@@ -53,6 +53,7 @@ class RoleProof:
     pairs: list[Pair] = field(default_factory=list)
     explained: list[tuple[str, str, UnusedReason]] = field(default_factory=list)  # (statement, action, reason)
     unexplained: list[tuple[str, str]] = field(default_factory=list)  # (statement, action)
+    no_requests_reason: UnusedReason | None = None  # why a role with no request at all exists
 
     @property
     def gaps(self) -> list[Pair]:
@@ -106,12 +107,19 @@ def prove(assembly: ResolvedAssembly, calls: list[dict[str, Any]]) -> Proof:
                 proof.pairs.append(Pair(requirement.action, decision.resource, requirement.context,
                                         requirement.reason, decision, bool(tests), tuple(sorted(tests))))
         used = [(pair.action, pair.resource) for pair in proof.pairs if pair.ok]
+        used_through: dict[str, set[str]] = defaultdict(set)
+        for pair in proof.pairs:
+            for match in pair.decision.matches:
+                if pair.ok and match.effect == "Allow":
+                    used_through[match.statement].add(pair.action)
+        by_label = dict(statements)
         for label, actions in unused_grants(statements, used).items():
             for action in actions:
-                reason = reason_for(key, label, action, world)
+                reason = reason_for(grants, label, action, by_label[label], used_through[label])
                 if reason is None:
                     proof.unexplained.append((label, action))
                 else:
                     proof.explained.append((label, action, reason))
+        proof.no_requests_reason = role_reason(grants) if not proof.pairs else None
         roles[key] = proof
     return Proof(roles, names)

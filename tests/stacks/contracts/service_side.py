@@ -15,8 +15,11 @@ with the rule to add (``UnknownWiring``), so a new integration is proven as soon
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from collections import defaultdict
 from collections.abc import Callable, Iterator
+from functools import cache
 from typing import Any
 
 import yaml
@@ -428,13 +431,12 @@ def buildspec_calls(buildspec: dict[str, Any], environment: dict[str, str], worl
     return out
 
 
-def _base_images(region: str) -> list[str]:
-    import subprocess
-    import sys
-
+@cache
+def _base_images(region: str) -> tuple[str, ...]:
+    """What containers/resolve_base_images.py (the buildspec's own step) names for ``region``."""
     result = subprocess.run([sys.executable, str(PROJECT_ROOT / "containers" / "resolve_base_images.py"),
                              "--region", region], capture_output=True, text=True, check=True)
-    return [line.split("=", 1)[1] for line in result.stdout.splitlines() if "=" in line]
+    return tuple(line.split("=", 1)[1] for line in result.stdout.splitlines() if "=" in line)
 
 
 def _codebuild(world: World) -> Iterator[tuple[str, Requirement]]:
@@ -523,8 +525,9 @@ def _action(world: World, action: dict[str, Any], store: str, store_key: str | N
         prefix = connection.split(":")[2]
         out.append(need(world, f"{prefix}:UseConnection", why, ConnectionId=connection.rsplit("/", 1)[-1]))
     elif provider == "CodeBuild":
+        # StopBuild: CodePipeline stops the build when its execution is stopped or superseded.
         out += [need(world, f"codebuild:{a}", why, ProjectName=config["ProjectName"])
-                for a in ("StartBuild", "BatchGetBuilds")]
+                for a in ("StartBuild", "BatchGetBuilds", "StopBuild")]
         return out
     else:
         raise UnknownWiringError(f"{why} uses provider {provider}: add its rule to service_side.py _action")
