@@ -216,13 +216,13 @@ def world_rules(call: dict[str, Any], entry: Entry, world: World, requests: tupl
     datastore = world.the_datastore()
     if datastore and "datastoreId" in params and params["datastoreId"] not in world.datastores:
         params["datastoreId"] = datastore
-    if entry.unit.startswith("model_code/") and call["signing_name"] == "s3":
-        if requests is not None and params.get("Bucket") != requests[0]:
-            bucket, prefix = requests
-            params["Bucket"] = bucket
-            for key in ("Key", "Prefix"):
-                if key in params:
-                    params[key] = prefix + str(params[key])
+    serving_s3 = entry.unit.startswith("model_code/") and call["signing_name"] == "s3"
+    if serving_s3 and requests is not None and params.get("Bucket") != requests[0]:
+        bucket, prefix = requests
+        params["Bucket"] = bucket
+        for key in ("Key", "Prefix"):
+            if key in params:
+                params[key] = prefix + str(params[key])
     return params
 
 

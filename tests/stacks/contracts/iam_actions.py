@@ -120,7 +120,8 @@ def request(action: str, params: dict[str, Any], world: World, *, reason: str = 
     """The request ``action`` makes for a call with ``params`` (rule 2): every required resource type's ARN, or any
     of the optional ones the parameters name, or ``*``."""
     prefix = action.split(":", 1)[0]
-    required, optional = [], []
+    required: list[str] = []
+    optional: list[str] = []
     for resource_type in resource_types(action):
         arn = _fill(resource_type.arn_format, prefix, params, world)
         if arn is None and resource_type.required:

@@ -136,7 +136,7 @@ def _attribution() -> dict[str, Any]:
     chain = [f"{Path(f.f_code.co_filename).resolve().relative_to(PROJECT_ROOT)}:{f.f_code.co_name}"
              for f in reversed(frames)]
     entry = frames[-1] if frames else None
-    arguments = {}
+    arguments: dict[str, Any] = {}
     if entry is not None:
         for name in ("settings", "event"):
             if name in entry.f_locals:

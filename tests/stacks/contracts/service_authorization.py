@@ -11,7 +11,6 @@ import json
 import re
 from dataclasses import dataclass
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 from tests.stacks.contracts.recorder import PROJECT_ROOT
