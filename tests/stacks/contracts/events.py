@@ -67,7 +67,8 @@ def matches(pattern: dict[str, Any], event: dict[str, Any]) -> bool:
         raise ValueError(f"the pattern uses {sorted(unknown)}, which moto's matcher does not implement (it would "
                          "match any event): extend the contract test before relying on it")
     text = json.dumps(pattern)
-    return bool(EventPattern(text, EventPatternParser(text).parse()).matches_event(event))
+    matcher: Any = EventPattern(text, EventPatternParser(text).parse())  # its event type is moto's TypedDict
+    return bool(matcher.matches_event(event))
 
 
 def rules(assembly: ResolvedAssembly) -> dict[str, dict[str, Any]]:
