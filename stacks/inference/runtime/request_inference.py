@@ -81,7 +81,8 @@ def image_set_from_event(event: dict[str, Any]) -> ImageSetRef:
     detail = event.get("detail") or {}
     spellings = {str(detail[name]) for name in IMAGE_SET_ID_FIELDS if name in detail}
     if len(spellings) > 1:
-        raise ValueError(f"event detail names two image sets ({' and '.join(IMAGE_SET_ID_FIELDS)}): {sorted(spellings)}")
+        raise ValueError(f"event detail names two image sets ({' and '.join(IMAGE_SET_ID_FIELDS)}): "
+                         f"{sorted(spellings)}")
     ref = ImageSetRef(datastore_id=str(detail.get("datastoreId", "")), image_set_id=next(iter(spellings), ""))
     for name, value in (("datastoreId", ref.datastore_id), ("imageSetId", ref.image_set_id)):
         if not _ID.match(value):
