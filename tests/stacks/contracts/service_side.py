@@ -8,8 +8,9 @@ access role; CreateModel -> the new model's execution role).
 ``template_requirements``: what services do with roles the templates wire up, with no code of ours in between:
 Lambda (logs, dead-letter queue, VPC), EventBridge targets, SageMaker models and training jobs, Step Functions task
 states (per the Step Functions IAM page of each integration), CodeBuild (the buildspec's own AWS calls) and
-CodePipeline, VPC flow logs and CDK's custom resources. A template resource these rules do not know fails the proof
-with the rule to add (``UnknownWiring``), so a new integration is proven as soon as it is synthesized.
+CodePipeline, VPC flow logs, CloudTrail's log delivery and CDK's custom resources. A template resource these rules
+do not know fails the proof with the rule to add (``UnknownWiring``), so a new integration is proven as soon as it is
+synthesized.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import yaml
 
 from tests.stacks.contracts.iam_actions import Requirement, bucket_key, encrypted_send, request, split_s3_uri
 from tests.stacks.contracts.recorder import PROJECT_ROOT
-from tests.stacks.contracts.resolve import iter_resources
+from tests.stacks.contracts.resolve import ACCOUNT, iter_resources
 from tests.stacks.contracts.state_machines import api_of, definitions, iter_states
 from tests.stacks.contracts.world import World
 
@@ -270,6 +271,21 @@ def _flow_logs(world: World) -> Iterator[tuple[str, Requirement]]:
                            describe=True)
         yield from ((role, n) for n in needs)
 
+
+
+def _trail_logs(world: World) -> Iterator[tuple[str, Requirement]]:
+    """A trail delivers to its CloudWatch Logs group with CloudWatchLogsRoleArn, into the stream
+    ``<account>_CloudTrail_<region>`` (CloudTrail User Guide, "Role policy document for CloudTrail to use CloudWatch
+    Logs for monitoring": logs:CreateLogStream and logs:PutLogEvents on that stream)."""
+    for stack, _logical, resource in iter_resources(world.assembly, "AWS::CloudTrail::Trail"):
+        props = world.assembly.resolve(stack, resource["Properties"])
+        if "CloudWatchLogsRoleArn" not in props:
+            continue
+        group = props["CloudWatchLogsLogGroupArn"].split(":log-group:", 1)[1].split(":", 1)[0]
+        stream = f"{ACCOUNT}_CloudTrail_{world.region}"
+        needs = log_writes(world, group, stream, "CloudTrail delivers the trail's events to its log group",
+                           create_group=False)
+        yield from ((world.role_of_arn(props["CloudWatchLogsRoleArn"]), n) for n in needs)
 
 # -- Step Functions ----------------------------------------------------------------------------------------------
 
@@ -540,7 +556,7 @@ def _action(world: World, action: dict[str, Any], store: str, store_key: str | N
 
 TEMPLATE_RULES: tuple[Callable[[World], Iterator[tuple[str, Requirement]]], ...] = (
     _lambda_functions, _rule_targets, _models, _state_machines, _codebuild, _codepipeline, _flow_logs,
-    _custom_resources,
+    _trail_logs, _custom_resources,
 )
 
 
