@@ -71,9 +71,6 @@ diff: venv node  ## compare STAGE with what is deployed (needs AWS credentials)
 bootstrap: venv node  ## cdk bootstrap the account and region of STAGE (needs AWS credentials)
 	$(CDK) bootstrap -c stage=$(STAGE)
 
-deploy: synth  ## deploy every stack of STAGE (needs AWS credentials)
-	$(CDK) deploy --all -c stage=$(STAGE) --require-approval broadening
-
 bench: bench-healthimaging bench-segmentation bench-serving  ## every side-by-side benchmark (prints ratios)
 
 clean:  ## remove build outputs (keeps the venvs)

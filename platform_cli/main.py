@@ -13,7 +13,7 @@ from pathlib import Path
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
 
-from platform_cli import archives, dicom_import, models, segment, training
+from platform_cli import archives, dicom_import, doctor, models, segment, training
 from platform_cli.errors import EXIT_FAILURE, EXIT_USAGE, CliError
 from platform_cli.project import DEFAULT_STAGE, Deployment, resolve_deployment
 from platform_cli.runtime import Runtime
@@ -44,11 +44,12 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG,
         parents=[common_options(suppress=False)],
         description="Use a deployed MONAI Imaging Platform: import DICOM, segment image sets, train, "
-        "approve models, manage multi-model archives. Names come from the stacks' CloudFormation outputs.",
+        "approve models, manage multi-model archives, check its health (doctor). Names come from the stacks' "
+        "CloudFormation outputs.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     parents = [common_options(suppress=True)]
-    for module in (dicom_import, segment, training, models, archives):
+    for module in (dicom_import, segment, training, models, archives, doctor):
         module.add_parser(commands, parents)
     return parser
 

@@ -81,7 +81,7 @@ CDK_PROVIDER_CHECKOV_SKIPS = {
     "CKV_AWS_116": "CloudFormation invokes this CDK custom-resource provider synchronously and reports "
     "failures in the stack events; a dead-letter queue only applies to asynchronous invocations.",
     "CKV_AWS_117": "This CDK custom-resource provider calls only the EC2 control-plane API during deployment "
-    "and never touches patient data; it stays outside the isolated VPC, which has no EC2 API endpoint.",
+    "and never touches patient data; it runs outside the VPC, whose service endpoints do not include EC2's API.",
 }
 
 

@@ -13,6 +13,7 @@ import aws_cdk as cdk
 from constructs import Construct
 
 from stacks.approval.stack import ApprovalStack
+from stacks.audit.stack import AuditStack
 from stacks.config import PlatformConfig
 from stacks.container_images.names import PYTORCH_INFERENCE, TRAINING, TRITON_INFERENCE
 from stacks.container_images.stack import ContainerImagesStack
@@ -22,6 +23,7 @@ from stacks.healthimaging.stack import HealthImagingStack
 from stacks.inference.stack import InferenceStack
 from stacks.monitoring.stack import MonitoringStack
 from stacks.network.stack import NetworkStack
+from stacks.props import AuditedResources
 from stacks.serving.stack import ServingStack
 from stacks.training.stack import TrainingStack
 
@@ -37,6 +39,7 @@ class Platform:
     approval: ApprovalStack
     inference: InferenceStack
     monitoring: MonitoringStack
+    audit: AuditStack
     # None when edge.enabled is false.
     edge: EdgeStack | None = None
 
@@ -88,6 +91,27 @@ def build_platform(
         inbox_bucket=data.dicom_inbox_bucket,
         output_bucket=data.import_output_bucket,
         **stack_props(config, "Imaging"),
+    )
+    # Who read or changed patient data: the buckets' objects and the data store's image sets (or an existing
+    # organization trail that records them, with audit.organizationTrailArn).
+    audit = AuditStack(
+        scope,
+        "Audit",
+        config=config,
+        logs_key=keys.logs_key,
+        access_logs_bucket=data.access_logs_bucket,
+        audited=AuditedResources(
+            patient_buckets=(
+                data.dicom_inbox_bucket,
+                data.import_output_bucket,
+                data.training_data_bucket,
+                data.model_artifacts_bucket,
+                data.inference_bucket,
+            ),
+            log_buckets=(data.access_logs_bucket,),
+            datastore_arns=(healthimaging.dicom_store.datastore_arn,),
+        ),
+        **stack_props(config, "Audit"),
     )
     container_images = ContainerImagesStack(
         scope,
@@ -177,14 +201,15 @@ def build_platform(
         if config.edge.enabled
         else None
     )
-    for stack in (data, network, healthimaging, container_images, serving, training, approval, inference, monitoring,
-                  *([edge] if edge is not None else [])):
+    for stack in (data, network, healthimaging, audit, container_images, serving, training, approval, inference,
+                  monitoring, *([edge] if edge is not None else [])):
         for key, value in tags.items():
             cdk.Tags.of(stack).add(key, value)
     return Platform(
         data=data,
         network=network,
         healthimaging=healthimaging,
+        audit=audit,
         container_images=container_images,
         serving=serving,
         training=training,

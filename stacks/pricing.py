@@ -75,6 +75,9 @@ USAGE_BASED: dict[str, str] = {
     "AWS::Logs::LogGroup": "CloudWatch Logs bills GB ingested and stored",
     "AWS::StepFunctions::StateMachine": "Step Functions bills state transitions",
     "AWS::Events::Rule": "EventBridge bills custom and partner events; AWS service events are free",
+    "AWS::CloudTrail::Trail": "CloudTrail bills data events ($0.10 per 100,000) and copies of management events "
+    "beyond an account's first trail ($2.00 per 100,000); delivery to S3 and CloudWatch Logs bills as those do",
+    "AWS::SSM::Parameter": "standard SSM parameters are free; API calls above the free throughput are billed",
 }
 CODEPIPELINE_V2_NOTE = "CodePipeline V2 bills action-execution minutes ($0.002/min), nothing while idle"
 

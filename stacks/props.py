@@ -90,3 +90,14 @@ class ImageBuild:
 
     pipeline_failed_rule: events.IRule
     projects: tuple[codebuild.IProject, ...]
+
+
+@dataclass(frozen=True)
+class AuditedResources:
+    """What the audit trail records data events for: who read or wrote which object, image set or data store."""
+
+    # Every object call is recorded.
+    patient_buckets: tuple[s3.IBucket, ...]
+    # Server-access-log targets: every object call but the log deliveries themselves (PutObject).
+    log_buckets: tuple[s3.IBucket, ...]
+    datastore_arns: tuple[str, ...]

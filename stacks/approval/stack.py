@@ -31,7 +31,7 @@ from stacks.components.platform_function import (
 from stacks.components.security_group import https_egress_security_group
 from stacks.config import PlatformConfig
 from stacks.props import AsyncEndpoint, ModelRegistry, ModelStore, PlatformKeys, WorkloadNetwork
-from stacks.serving.hosting import VARIANT_NAME
+from stacks.serving.metrics import endpoint_metric
 from stacks.serving.multi_model import MULTI_MODEL_PREFIX
 from stacks.serving.volume import volume_key_arn
 from stacks.training.roles import SAGEMAKER_SERVICE
@@ -42,10 +42,13 @@ SAGEMAKER_SOURCE = "aws.sagemaker"
 MODEL_PACKAGE_STATE_CHANGE = "SageMaker Model Package State Change"
 # One deployment at a time: two approvals racing would each start an UpdateEndpoint on the same endpoint.
 FUNCTION_RESERVED_CONCURRENCY = 1
-# (alarm id, metric, dimensions beyond EndpointName): any failure while a traffic step bakes rolls it back.
-ROLLBACK_METRICS: tuple[tuple[str, str, dict[str, str]], ...] = (
-    ("InvocationFailures", "InvocationFailures", {}),
-    ("ModelErrors", "Invocation5XXErrors", {"VariantName": VARIANT_NAME}),
+# (alarm id, metric): any failure while a traffic step bakes rolls it back. Both are published per variant
+# (stacks/serving/metrics.py), so they count the canary's failures and the old fleet's alike: a model that fails
+# every request trips them as soon as a request reaches it. A model that cannot load never gets that far: its
+# instances fail /ping, and SageMaker does not complete the update (docs/training-workflow.md, "Rollback").
+ROLLBACK_METRICS: tuple[tuple[str, str], ...] = (
+    ("InvocationFailures", "InvocationFailures"),
+    ("ModelErrors", "Invocation5XXErrors"),
 )
 
 IAM5_REASON = (
@@ -87,12 +90,8 @@ class ApprovalStack(Stack):
                 f"Rollback{alarm_id}",
                 alarm_name=rollback_alarm_name(endpoint_name, alarm_id),
                 alarm_description=f"{metric} on {endpoint_name}: rolls back a model deployment in progress",
-                metric=cloudwatch.Metric(
-                    namespace="AWS/SageMaker",
-                    metric_name=metric,
-                    dimensions_map={"EndpointName": endpoint_name, **dimensions},
-                    statistic="Sum",
-                    period=Duration.minutes(1),
+                metric=endpoint_metric(
+                    metric, endpoint_name=endpoint_name, statistic="Sum", period=Duration.minutes(1)
                 ),
                 threshold=1,
                 comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
@@ -100,7 +99,7 @@ class ApprovalStack(Stack):
                 datapoints_to_alarm=1,
                 treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
             )
-            for alarm_id, metric, dimensions in ROLLBACK_METRICS
+            for alarm_id, metric in ROLLBACK_METRICS
         ]
         # A rollback is news for whoever approved the model: the alarms also go to the workflow's topic (the data
         # key's policy lets CloudWatch of this account encrypt for it, stacks/components/keys.py).
@@ -110,7 +109,7 @@ class ApprovalStack(Stack):
         alarm_arns = [
             f"arn:{stack.partition}:cloudwatch:{stack.region}:{stack.account}:alarm:"
             f"{rollback_alarm_name(endpoint_name, alarm_id)}"
-            for alarm_id, _, _ in ROLLBACK_METRICS
+            for alarm_id, _ in ROLLBACK_METRICS
         ]
         # SageMaker reads the rollback alarms with the endpoint's execution role ("Auto-Rollback Configuration
         # and Monitoring"); the statement lives here, with the alarms, attached to the serving stack's role.
@@ -162,7 +161,7 @@ class ApprovalStack(Stack):
                 runtime.ENV_TRITON_MODEL_PY: MODEL_PY,
                 runtime.ENV_DEPLOYMENT_STRATEGY: config.training.deployment_strategy,
                 runtime.ENV_ROLLBACK_ALARMS: ",".join(
-                    rollback_alarm_name(endpoint_name, alarm_id) for alarm_id, _, _ in ROLLBACK_METRICS
+                    rollback_alarm_name(endpoint_name, alarm_id) for alarm_id, _ in ROLLBACK_METRICS
                 ),
             },
             environment_key=data_key,
@@ -206,6 +205,9 @@ class ApprovalStack(Stack):
         )
 
         CfnOutput(self, "DeployFunctionName", value=self.function.function_name)
+        CfnOutput(self, "RollbackAlarmNames", value=",".join(
+            rollback_alarm_name(endpoint_name, alarm_id) for alarm_id, _ in ROLLBACK_METRICS
+        ))
         CfnOutput(self, "DeadLetterQueueUrl", value=self.dead_letter_queue.queue_url)
 
     def _sagemaker_arn(self, resource_type: str, name: str) -> str:

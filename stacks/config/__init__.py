@@ -6,7 +6,7 @@ overrides one key. Every invalid value raises :class:`ConfigError` with the key,
 
 - document.py: defaults, the stage's overrides and ``-c`` keys merged into one document;
 - fields.py: the one reader (:class:`Section`, :func:`read_section`) and the field kinds;
-- sections.py: one type per section (network, data, serving, images, training, monitoring, edge), each field's
+- sections.py: one type per section (network, data, serving, images, training, monitoring, edge, audit), each field's
   key and validation beside it;
 - platform.py: :class:`PlatformConfig` (one stage) and :func:`build_config`;
 - pipeline.py: the release pipeline's section (``-c pipeline=true``).
@@ -19,6 +19,7 @@ from stacks.config.platform import HEALTHIMAGING_REGIONS, PlatformConfig, build_
 from stacks.config.sections import (
     DEPLOYMENT_STRATEGIES,
     SOURCE_KINDS,
+    AuditConfig,
     DataConfig,
     EdgeConfig,
     ImagesConfig,
@@ -38,6 +39,7 @@ __all__ = [
     "PIPELINE_CONTEXT_KEY",
     "SOURCE_KINDS",
     "STAGE_CONTEXT_KEY",
+    "AuditConfig",
     "ConfigError",
     "DataConfig",
     "EdgeConfig",

@@ -20,6 +20,7 @@ from stacks.config.fields import (
     setting,
 )
 from stacks.config.sections import (
+    AuditConfig,
     DataConfig,
     EdgeConfig,
     ImagesConfig,
@@ -100,6 +101,7 @@ class PlatformConfig(Rules):
     )))
     monitoring: MonitoringConfig = field(metadata=setting("monitoring", Nested(MonitoringConfig)))
     edge: EdgeConfig = field(metadata=setting("edge", Nested(EdgeConfig)))
+    audit: AuditConfig = field(metadata=setting("audit", Nested(AuditConfig)))
 
     @property
     def prefix(self) -> str:

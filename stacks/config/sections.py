@@ -33,6 +33,7 @@ _CONNECTION_ARN = re.compile(
 _GIT_REPOSITORY = re.compile(r"^[\w.-]+/[\w.-]+$")
 _SEMVER = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)$")
 _ARTIFACT_PREFIX = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]*/$")
+_TRAIL_ARN = re.compile(r"^arn:aws[a-z-]*:cloudtrail:[a-z0-9-]+:\d{12}:trail/[A-Za-z0-9._-]{3,128}$")
 _THING_GROUP_ARN = re.compile(r"^arn:aws[a-z-]*:iot:[a-z0-9-]+:\d{12}:thinggroup/[A-Za-z0-9:_-]{1,128}$")
 
 SOURCE_KINDS = ("s3", "codestar")
@@ -265,3 +266,32 @@ class EdgeConfig(Rules):
                 "enable the edge stack or clear the thing group"
             )
         return self
+
+
+@dataclass(frozen=True)
+class AuditConfig(Rules):
+    """The CloudTrail audit trail of patient-data access (stacks/audit, docs/audit.md)."""
+
+    # None: the platform creates its own trail. An ARN: an organization (or account) trail that already logs the
+    # platform's buckets and data store; no trail is created and `monai-platform doctor` checks its selectors.
+    organization_trail_arn: str | None = field(metadata=setting("organizationTrailArn", Value(
+        expected="\"\" (the platform creates its own trail) or the ARN of an existing trail "
+        "'arn:<partition>:cloudtrail:<region>:<account>:trail/<name>'",
+        valid=lambda arn: isinstance(arn, str) and (not arn or bool(_TRAIL_ARN.match(arn))),
+        convert=empty_is_none,
+    )))
+    # Management events (who changed a bucket policy, approved a model): the first copy in an account is free, a
+    # second trail of them is billed; turn off when another trail of the account records them already.
+    management_events: bool = field(metadata=setting("managementEvents", Flag()))
+    log_retention_days: int = field(metadata=setting("logRetentionDays", RetentionDays()))
+    # Log files in S3: HIPAA asks for six years of documentation (45 CFR 164.316(b)(2)).
+    log_file_expiration_days: int = field(metadata=setting("logFileExpirationDays", Integer(minimum=365)))
+
+    def coverage_claim(self, own_trail: str) -> str:
+        """How an acknowledgment says who audits access to a bucket, ``own_trail`` naming the trail the platform
+        creates; tests/stacks/test_acknowledged_controls.py checks the claim against the synthesized trails (or
+        that it names the organization trail, whose selectors `monai-platform doctor` checks)."""
+        if self.organization_trail_arn is None:
+            return f"CloudTrail data events of {own_trail} cover access to it"
+        return (f"CloudTrail data events of the organization trail {self.organization_trail_arn} cover access to it "
+                "(monai-platform doctor checks the trail's selectors)")

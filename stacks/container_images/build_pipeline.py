@@ -73,7 +73,7 @@ PIPELINE_SOURCE_REASON = (
 # The record project (RecordImageUris).
 RECORD_OUTSIDE_VPC_REASON = (
     "This step only reads the build's image-uris.json artifact and calls the SSM API; it needs no VPC "
-    "resource, and the NAT-less VPC has no SSM endpoint to reach."
+    "resource, and the VPC's service endpoints do not include SSM."
 )
 # Every role the pipeline binds (projects, pipeline, actions, the failure rule's events role).
 GRANT_WILDCARDS_REASON = (

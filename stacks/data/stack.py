@@ -44,7 +44,7 @@ class DataStack(Stack):
             "AccessLogs",
             expiration_days=data.access_log_expiration_days,
             target_reason="This is the server-access-log target of every platform bucket; logging it into itself "
-            "would loop, and CloudTrail data events cover access to it.",
+            f"would loop, and {config.audit.coverage_claim('the platform audit trail (the Audit stack)')}.",
             encryption_reason=ACCESS_LOG_ENCRYPTION_REASON,
         )
 

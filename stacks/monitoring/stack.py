@@ -24,9 +24,8 @@ from constructs import Construct
 from stacks.components.keys import allow_service, rotating_key
 from stacks.config import PlatformConfig
 from stacks.props import ImageBuild
-from stacks.serving.hosting import VARIANT_NAME
+from stacks.serving.metrics import endpoint_metric
 
-SAGEMAKER_NAMESPACE = "AWS/SageMaker"
 EVENTS_NAMESPACE = "AWS/Events"
 PERIOD = Duration.minutes(5)
 # ModelLatency is reported in microseconds; ApproximateAgeOfOldestRequest in seconds.
@@ -45,15 +44,9 @@ class AlarmSpec:
     description: str
 
 
-def sagemaker_metric(name: str, statistic: str, dimensions: dict[str, str]) -> cloudwatch.Metric:
-    return cloudwatch.Metric(
-        namespace=SAGEMAKER_NAMESPACE, metric_name=name, dimensions_map=dimensions, statistic=statistic, period=PERIOD
-    )
-
-
-def variant_dimensions(endpoint_name: str) -> dict[str, str]:
-    """The common endpoint metrics (errors, latency, multi-model loading) are published per production variant."""
-    return {"EndpointName": endpoint_name, "VariantName": VARIANT_NAME}
+def sagemaker_metric(name: str, statistic: str, endpoint_name: str) -> cloudwatch.Metric:
+    # Each SageMaker metric with the dimensions it is published under (per endpoint or per variant).
+    return endpoint_metric(name, endpoint_name=endpoint_name, statistic=statistic, period=PERIOD)
 
 
 def variant_specs(
@@ -62,23 +55,22 @@ def variant_specs(
     """The alarms every SageMaker endpoint variant needs: 4xx, 5xx (per variant, like all common endpoint
     metrics) and average model latency, with monitoring.* thresholds; ``id_prefix`` tells endpoints apart."""
     mon = config.monitoring
-    variant = variant_dimensions(endpoint_name)
     return [
         AlarmSpec(
             f"{id_prefix}Invocation4XXErrors",
-            sagemaker_metric("Invocation4XXErrors", "Sum", variant),
+            sagemaker_metric("Invocation4XXErrors", "Sum", endpoint_name),
             mon.error_threshold,
             f"The model at {endpoint_name} rejected requests (4xx): {rejected_because}; read the endpoint's log",
         ),
         AlarmSpec(
             f"{id_prefix}Invocation5XXErrors",
-            sagemaker_metric("Invocation5XXErrors", "Sum", variant),
+            sagemaker_metric("Invocation5XXErrors", "Sum", endpoint_name),
             mon.error_threshold,
             f"The model at {endpoint_name} failed requests (5xx): read the endpoint's CloudWatch log",
         ),
         AlarmSpec(
             f"{id_prefix}ModelLatency",
-            sagemaker_metric("ModelLatency", "Average", variant),
+            sagemaker_metric("ModelLatency", "Average", endpoint_name),
             mon.model_latency_seconds * MICROSECONDS_PER_SECOND,
             f"Segmentations take over {mon.model_latency_seconds} s on average at {endpoint_name}: check the "
             "instance type (GPU) and the size of incoming series",
@@ -195,25 +187,25 @@ class MonitoringStack(Stack):
 
     def _endpoint_specs(self, config: PlatformConfig, endpoint_name: str) -> list[AlarmSpec]:
         mon = config.monitoring
-        endpoint = {"EndpointName": endpoint_name}
         return [
             AlarmSpec(
                 "BacklogSize",
-                sagemaker_metric("ApproximateBacklogSize", "Maximum", endpoint),
+                sagemaker_metric("ApproximateBacklogSize", "Maximum", endpoint_name),
                 mon.backlog_size_threshold,
                 f"{mon.backlog_size_threshold} or more requests are queued at {endpoint_name}: raise "
                 "serving.asyncMaxInstances or check that instances start (HasBacklogWithoutCapacity)",
             ),
             AlarmSpec(
                 "BacklogAge",
-                sagemaker_metric("ApproximateAgeOfOldestRequest", "Maximum", endpoint),
+                sagemaker_metric("ApproximateAgeOfOldestRequest", "Maximum", endpoint_name),
                 mon.backlog_age_minutes * 60,
                 f"A request has waited {mon.backlog_age_minutes} minutes at {endpoint_name}: the endpoint is not "
                 "draining its queue; check its instance count and logs",
             ),
             AlarmSpec(
                 "InvocationFailures",
-                sagemaker_metric("InvocationFailures", "Sum", endpoint),
+                # Published per variant, like the invocation metrics: EndpointName alone would watch nothing.
+                sagemaker_metric("InvocationFailures", "Sum", endpoint_name),
                 mon.error_threshold,
                 f"Async inferences failed at {endpoint_name}: the failure notifications are in the inference "
                 "failure queue and the error files under failures/ in the inference bucket",
@@ -297,9 +289,7 @@ class MonitoringStack(Stack):
             mme = {spec.id_.removeprefix(MULTI_MODEL_ID_PREFIX): spec for spec in multi_model_specs}
             # How long requests wait for SageMaker to load their archive: graphed, not alarmed, since the first
             # request for each archive (and each after an eviction) always waits; read it beside the latency.
-            loading_wait = sagemaker_metric(
-                "ModelLoadingWaitTime", "Average", variant_dimensions(multi_model_endpoint_name)
-            )
+            loading_wait = sagemaker_metric("ModelLoadingWaitTime", "Average", multi_model_endpoint_name)
             dashboard.add_widgets(
                 graph("Multi-model endpoint errors", [mme["Invocation4XXErrors"], mme["Invocation5XXErrors"]]),
                 graph("Multi-model latency and model loading wait (µs)", [mme["ModelLatency"]],

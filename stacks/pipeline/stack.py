@@ -23,10 +23,12 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from stacks.components.audit_trail import AuditTrail, audit_selectors
 from stacks.components.log_group import encrypted_log_group
 from stacks.components.secure_bucket import SecureBucket, access_logs_bucket, noncurrent_version_rule
 from stacks.config import (
     STAGE_CONTEXT_KEY,
+    AuditConfig,
     ImageSourceConfig,
     PipelineConfig,
     PlatformConfig,
@@ -151,7 +153,7 @@ class PipelineStack(Stack):
             removal_policy=RemovalPolicy.RETAIN,
         )
         self.key.grant_encrypt_decrypt(iam.ServicePrincipal(f"logs.{self.region}.amazonaws.com"))
-        self.access_logs_bucket = self._access_logs_bucket()
+        self.access_logs_bucket = self._access_logs_bucket(first.audit)
         self.artifact_bucket = SecureBucket(
             self,
             "Artifacts",
@@ -164,6 +166,7 @@ class PipelineStack(Stack):
             if first.images.source.kind == "s3"
             else None
         )
+        self.audit_trail = self._audit_trail(first, pipeline_config)
         self.log_group = encrypted_log_group(
             self, "BuildLogs", key=self.key, retention_days=pipeline_config.log_retention_days
         )
@@ -285,14 +288,35 @@ class PipelineStack(Stack):
             timeout=Duration.hours(2),
         )
 
-    def _access_logs_bucket(self) -> s3.Bucket:
+    def _access_logs_bucket(self, audit: AuditConfig) -> s3.Bucket:
         return access_logs_bucket(
             self,
             "AccessLogs",
             expiration_days=365,
             target_reason="This is the server-access-log target of the pipeline's buckets; logging it into itself "
-            "would loop, and CloudTrail data events cover access to it.",
+            f"would loop, and {audit.coverage_claim('the release pipeline audit trail (the Pipeline stack)')}.",
             encryption_reason=ACCESS_LOG_ENCRYPTION_REASON,
+        )
+
+    def _audit_trail(self, first: PlatformConfig, pipeline_config: PipelineConfig) -> AuditTrail | None:
+        """Who read or deleted the pipeline's access logs: data events only (the pipeline holds source code and
+        build output, no patient data; the stage's own trail records the account's management events). None when
+        the stages are audited by an organization trail."""
+        audit = first.audit
+        if audit.organization_trail_arn is not None:
+            return None
+        return AuditTrail(
+            self,
+            "Audit",
+            trail_name=f"{first.project_name}-release-audit",
+            key=self.key,
+            logs_key=self.key,
+            access_logs=self.access_logs_bucket,
+            selectors=audit_selectors(
+                management_events=False, object_buckets=(), log_buckets=(self.access_logs_bucket,), datastore_arns=()
+            ),
+            log_retention_days=pipeline_config.log_retention_days,
+            log_file_expiration_days=audit.log_file_expiration_days,
         )
 
 

@@ -45,8 +45,14 @@ BACKLOG_WITHOUT_CAPACITY = "HasBacklogWithoutCapacity"
 
 NETWORK_ISOLATION_REASON = (
     "The handler fetches image frames from AWS HealthImaging and reads DICOM from S3 at request time, which "
-    "network isolation forbids; the model runs in isolated private subnets that reach AWS only via endpoints."
+    "network isolation forbids; the model runs in the workload subnets behind a security group that lets only "
+    "HTTPS out, "
 )
+# What the workload subnets are (tests/stacks/controls.py checks "isolated" against the synthesized NAT gateways).
+WORKLOAD_SUBNET_REASONS = {
+    False: "isolated private subnets that reach AWS only via VPC endpoints.",
+    True: "private subnets whose other HTTPS traffic leaves through the VPC's NAT gateways (natGateways > 0).",
+}
 
 
 class ServingStack(Stack):
@@ -119,7 +125,9 @@ class ServingStack(Stack):
             enable_network_isolation=False,
         )
         model.node.add_dependency(self.role)
-        skip_checkov(model, {"CKV_AWS_370": NETWORK_ISOLATION_REASON})
+        skip_checkov(
+            model, {"CKV_AWS_370": NETWORK_ISOLATION_REASON + WORKLOAD_SUBNET_REASONS[config.network.nat_gateways > 0]}
+        )
 
         bucket = inference_bucket
         endpoint_config = sagemaker.CfnEndpointConfig(
@@ -162,6 +170,8 @@ class ServingStack(Stack):
         self._autoscaling(config, endpoint)
 
         CfnOutput(self, "EndpointName", value=endpoint.attr_endpoint_name)
+        # Where the endpoint reads its model (what `make deploy` seeds and `monai-platform doctor` checks).
+        CfnOutput(self, "ModelDataUrl", value=model_store.bucket.s3_url_for_object(srv.model_data_key))
         CfnOutput(self, "SuccessTopicArn", value=self.success_topic.topic_arn)
         CfnOutput(self, "ErrorTopicArn", value=self.error_topic.topic_arn)
         self.endpoint = AsyncEndpoint(

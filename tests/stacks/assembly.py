@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ import aws_cdk as cdk
 
 from stacks.compliance import add_compliance_checks
 from stacks.config import build_config
+from stacks.pipeline.stack import build_release_pipeline
 from stacks.platform import build_platform
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -51,6 +53,15 @@ INFERENCE_OVERRIDES = {
     "platform.monitoring.errorThreshold": "3",
     "platform.notificationEmails": '["imaging-ops@example.org"]',
 }
+
+
+# An existing organization trail instead of the platform's own (audit.organizationTrailArn).
+ORGANIZATION_TRAIL_ARN = "arn:aws:cloudtrail:us-east-1:999999999999:trail/org-audit"
+AUDIT_OVERRIDES = {"platform.audit.organizationTrailArn": ORGANIZATION_TRAIL_ARN}
+# The release pipeline as a team would lay it out: the pipeline in one account, prod in another, dev in the
+# pipeline's (environment-agnostic).
+PIPELINE_ACCOUNT = "111111111111"
+PROD_ACCOUNT = "222222222222"
 
 
 def cdk_json_context() -> dict[str, Any]:
@@ -144,6 +155,23 @@ def synthesize(outdir: Path, overrides: Mapping[str, Any] | None = None) -> Asse
     context = {**cdk_json_context(), **(overrides or {})}
     app = cdk.App(context=context, outdir=str(outdir))
     build_platform(app, build_config(app.node.get_all_context()))
+    add_compliance_checks(app)
+    app.synth()
+    return Assembly.read(outdir)
+
+
+def cross_account_context() -> dict[str, Any]:
+    context = copy.deepcopy(cdk_json_context())
+    context["platform"]["defaults"]["pipeline"]["account"] = PIPELINE_ACCOUNT
+    context["platform"]["stages"]["prod"]["account"] = PROD_ACCOUNT
+    context["pipeline"] = "true"
+    return context
+
+
+def synthesize_pipeline(outdir: Path) -> Assembly:
+    """The release pipeline (``-c pipeline=true``) in the cross-account layout; stages are nested assemblies."""
+    app = cdk.App(context=cross_account_context(), outdir=str(outdir))
+    build_release_pipeline(app, app.node.get_all_context())
     add_compliance_checks(app)
     app.synth()
     return Assembly.read(outdir)

@@ -10,12 +10,14 @@ from __future__ import annotations
 import pytest
 
 from tests.stacks.assembly import (
+    AUDIT_OVERRIDES,
     CODESTAR_OVERRIDES,
     INFERENCE_OVERRIDES,
     MULTI_MODEL_OVERRIDES,
     VARIANT_OVERRIDES,
     Assembly,
     synthesize,
+    synthesize_pipeline,
 )
 
 
@@ -47,3 +49,15 @@ def mme_assembly(tmp_path_factory: pytest.TempPathFactory) -> Assembly:
 def import_assembly(tmp_path_factory: pytest.TempPathFactory) -> Assembly:
     """serving.importSegBack on, monitoring thresholds changed and an e-mail subscriber (see INFERENCE_OVERRIDES)."""
     return synthesize(tmp_path_factory.mktemp("cdk-out-import"), INFERENCE_OVERRIDES)
+
+
+@pytest.fixture(scope="session")
+def audit_assembly(tmp_path_factory: pytest.TempPathFactory) -> Assembly:
+    """An existing organization trail records the platform's data access (see AUDIT_OVERRIDES): no trail of its own."""
+    return synthesize(tmp_path_factory.mktemp("cdk-out-audit"), AUDIT_OVERRIDES)
+
+
+@pytest.fixture(scope="session")
+def pipeline_assembly(tmp_path_factory: pytest.TempPathFactory) -> Assembly:
+    """The release pipeline in the cross-account layout (tests/stacks/assembly.py cross_account_context)."""
+    return synthesize_pipeline(tmp_path_factory.mktemp("cdk-out-pipeline"))

@@ -100,6 +100,10 @@ CASES = [
     ({"platform.edge.artifactPrefix": "edge/spleen"}, "context key 'platform.edge.artifactPrefix' must be an S3 key prefix ending in '/'"),
     ({"platform.edge.thingGroupArn": "clinic-a"}, "context key 'platform.edge.thingGroupArn' must be \"\" (publish the component, deploy nothing) or an IoT thing group ARN"),
     ({"platform.edge.enabled": "false", "platform.edge.thingGroupArn": "arn:aws:iot:us-east-1:123456789012:thinggroup/a"}, "context key 'platform.edge.thingGroupArn' is set but 'platform.edge.enabled' is false"),
+    ({"platform.audit.organizationTrailArn": "org-audit"}, "context key 'platform.audit.organizationTrailArn' must be \"\" (the platform creates its own trail) or the ARN of an existing trail 'arn:<partition>:cloudtrail:<region>:<account>:trail/<name>', got 'org-audit'"),
+    ({"platform.audit.managementEvents": "yes"}, "context key 'platform.audit.managementEvents' must be true or false, got 'yes'"),
+    ({"platform.audit.logRetentionDays": "100"}, "context key 'platform.audit.logRetentionDays' must be a CloudWatch Logs retention period"),
+    ({"platform.audit.logFileExpirationDays": "90"}, "context key 'platform.audit.logFileExpirationDays' must be >= 365, got 90"),
     ({"platform.edge.enabled": "no"}, "context key 'platform.edge.enabled' must be true or false, got 'no'"),
     ({"platform.edge.port": "80"}, "context key 'platform.edge.port' must be >= 1024, got 80"),
     ({"platform.edge.threads": "0"}, "context key 'platform.edge.threads' must be >= 1, got 0"),
@@ -176,3 +180,14 @@ def test_inference_and_monitoring_settings(overrides: dict[str, str], expected: 
     mon = config.monitoring
     assert (config.serving.import_seg_back, mon.backlog_size_threshold, mon.backlog_age_minutes,
             mon.model_latency_seconds, mon.error_threshold) == expected
+
+
+def test_audit_settings_default_to_an_own_trail_and_accept_an_organization_trail() -> None:
+    own = config_with().audit
+    assert (own.organization_trail_arn, own.management_events, own.log_retention_days, own.log_file_expiration_days) \
+        == (None, True, 365, 2192)
+    assert "the platform's trail" in own.coverage_claim("the platform's trail")
+    arn = "arn:aws:cloudtrail:us-east-1:999999999999:trail/org-audit"
+    organization = config_with(**{"platform.audit.organizationTrailArn": arn}).audit
+    assert organization.organization_trail_arn == arn
+    assert arn in organization.coverage_claim("the platform's trail")

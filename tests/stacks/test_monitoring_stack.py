@@ -50,7 +50,8 @@ def topic_id(assembly: Assembly) -> str:
 EXPECTED_ALARMS = [
     ("BacklogSize", "AWS/SageMaker", "ApproximateBacklogSize", "Maximum", [ENDPOINT]),
     ("BacklogAge", "AWS/SageMaker", "ApproximateAgeOfOldestRequest", "Maximum", [ENDPOINT]),
-    ("InvocationFailures", "AWS/SageMaker", "InvocationFailures", "Sum", [ENDPOINT]),
+    # Published per variant (stacks/serving/metrics.py): EndpointName alone would watch a metric nobody writes.
+    ("InvocationFailures", "AWS/SageMaker", "InvocationFailures", "Sum", [ENDPOINT, VARIANT]),
     # The common endpoint metrics are published per variant.
     ("Invocation4XXErrors", "AWS/SageMaker", "Invocation4XXErrors", "Sum", [ENDPOINT, VARIANT]),
     ("Invocation5XXErrors", "AWS/SageMaker", "Invocation5XXErrors", "Sum", [ENDPOINT, VARIANT]),

@@ -6,48 +6,25 @@ pipeline's), the way a team would configure it; the compliance checks are tests/
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import subprocess
 from pathlib import Path
 from typing import Any
 
-import aws_cdk as cdk
 import pytest
 
-from stacks.compliance import add_compliance_checks
 from stacks.config import ConfigError, build_pipeline_config, pipeline_enabled
-from stacks.pipeline.stack import SYNTH_COMMANDS, build_release_pipeline
-from tests.stacks.assembly import PROJECT_ROOT, Assembly, cdk_json_context
+from stacks.pipeline.stack import SYNTH_COMMANDS
+from tests.stacks.assembly import PIPELINE_ACCOUNT, PROD_ACCOUNT, PROJECT_ROOT, Assembly, cdk_json_context
 from tests.stacks.lint import CFN_LINT_IGNORED, acknowledgment_listing, assert_cfn_lint_clean, assert_checkov_clean
 
-PIPELINE_ACCOUNT = "111111111111"
-PROD_ACCOUNT = "222222222222"
 PIPELINE_TEMPLATE = "Pipeline"
 # cfn-lint's E3703 (prefer Fn::Sub) fires on the bootstrap-role ARNs that CDK Pipelines renders with Fn::Join.
 PIPELINE_CFN_LINT_IGNORED = {
     "E3703": "aws-cdk-lib's CDK Pipelines renders the stage bootstrap-role ARNs with Fn::Join; the template is "
     "generated, and Fn::Join builds the same ARN.",
 }
-
-
-def cross_account_context() -> dict[str, Any]:
-    context = copy.deepcopy(cdk_json_context())
-    context["platform"]["defaults"]["pipeline"]["account"] = PIPELINE_ACCOUNT
-    context["platform"]["stages"]["prod"]["account"] = PROD_ACCOUNT
-    context["pipeline"] = "true"
-    return context
-
-
-@pytest.fixture(scope="session")
-def pipeline_assembly(tmp_path_factory: pytest.TempPathFactory) -> Assembly:
-    outdir = tmp_path_factory.mktemp("cdk-out-pipeline")
-    app = cdk.App(context=cross_account_context(), outdir=str(outdir))
-    build_release_pipeline(app, app.node.get_all_context())
-    add_compliance_checks(app)
-    app.synth()
-    return Assembly.read(outdir)
 
 
 def pipeline_stages(assembly: Assembly) -> dict[str, list[dict[str, Any]]]:

@@ -34,7 +34,8 @@ def test_construct_ids_and_stack_names_are_the_deployed_ones(assembly: Assembly)
         for artifact_id, artifact in manifest["artifacts"].items()
         if artifact["type"] == "aws:cloudformation:stack"
     }
-    ids = ("Data", "Network", "Imaging", "Images", "Serving", "Training", "Approval", "Inference", "Monitoring", "Edge")
+    ids = ("Data", "Network", "Imaging", "Audit", "Images", "Serving", "Training", "Approval", "Inference", "Monitoring",
+           "Edge")
     assert names == {stack_id: f"{PREFIX}-{stack_id.lower()}" for stack_id in ids}
 
 
@@ -54,6 +55,10 @@ def test_construct_ids_and_stack_names_are_the_deployed_ones(assembly: Assembly)
          ("images", "BuildImages")),
         ("Edge", "AWS::IAM::ManagedPolicy", "DeviceArtifactRead",
          ("PolicyDocument", "Statement", 1, "Resource"), ("data", "KeysDataKey")),
+        # The audit trail: the data stack's access-log bucket, its log group the data stack's logs key.
+        ("Audit", "AWS::S3::Bucket", "AuditLogFiles", ("LoggingConfiguration", "DestinationBucketName"),
+         ("data", "AccessLogs")),
+        ("Audit", "AWS::Logs::LogGroup", "AuditLogs", ("KmsKeyId",), ("data", "KeysLogsKey")),
     ],
 )
 def test_each_stack_is_handed_the_resources_of_the_right_stack(
@@ -86,6 +91,27 @@ def test_the_endpoint_role_of_serving_is_the_one_approval_passes(assembly: Assem
     assert by_sid["PassEndpointRole"]["Resource"].startswith("<output:PublishOutputFnGetAttEndpointRole")
 
 
+def test_the_trail_records_the_data_stacks_buckets_and_the_imaging_data_store(assembly: Assembly) -> None:
+    [trail] = assembly.resources("Audit", "AWS::CloudTrail::Trail").values()
+    sources = {
+        selector["Name"]: sorted(
+            producer(value.get("Fn::Join", ["", [value]])[1][0])
+            for field in selector["FieldSelectors"] if field["Field"] == "resources.ARN"
+            for value in field.get("StartsWith", field.get("Equals", []))
+        )
+        for selector in trail["Properties"]["AdvancedEventSelectors"] if selector["Name"] != "Management events"
+    }
+    buckets = sorted(output for _, output in sources["Object reads and writes in the patient-data buckets"])
+    assert [b.split("FnGetAtt")[1].split("Bucket")[0] for b in buckets] == sorted(
+        ["DicomInbox", "ImportOutput", "TrainingData", "ModelArtifacts", "Inference"]
+    )
+    assert all(name == f"{PREFIX}-data" for name, _ in sources["Object reads and writes in the patient-data buckets"])
+    [(name, output)] = sources["Access-log buckets: every object call but the log deliveries"]
+    assert (name, "AccessLogs" in output) == (f"{PREFIX}-data", True)
+    [(name, output)] = sources["HealthImaging image set calls (who read which study)"]
+    assert (name, "DatastoreArn" in output) == (f"{PREFIX}-imaging", True)
+
+
 def test_edge_disabled_builds_no_edge_stack() -> None:
     app = cdk.App(context={**cdk_json_context(), "platform.edge.enabled": "false"})
     platform = build_platform(app, build_config(app.node.get_all_context()))
@@ -105,7 +131,7 @@ def platform_stack_classes() -> set[type[cdk.Stack]]:
 def test_no_stack_takes_another_stack() -> None:
     # Narrow props (stacks/props.py) only: a stack parameter would let one stack reach inside another.
     classes = platform_stack_classes()
-    assert len(classes) == 10  # must: every stack of the platform is looked at
+    assert len(classes) == 11  # must: every stack of the platform is looked at
     for cls in classes:
         for name, hint in typing.get_type_hints(cls.__init__).items():
             stacks_taken = [p for p in (hint, *typing.get_args(hint)) if isinstance(p, type) and issubclass(p, cdk.Stack)]

@@ -10,7 +10,9 @@ is Approved. The handler then:
    multi-model endpoint (``TargetModel``);
 4. creates a model and an endpoint config copied from the endpoint's current ones with the new model, and calls
    UpdateEndpoint with a canary, linear or rolling DeploymentConfig whose AutoRollbackConfiguration names the
-   serving alarms: SageMaker shifts traffic step by step and rolls back when an alarm fires.
+   approval stack's alarms: SageMaker shifts traffic step by step and rolls back when an alarm fires. An endpoint
+   scaled to zero is updated with the config's instance count, so the new model must pass /ping on a real
+   instance before the update completes (a model that cannot load never takes traffic).
 
 Names derive from the package version, so a retried event reuses what a first attempt created.
 AWS errors raise: the asynchronous invocation retries, then the event lands in the dead-letter queue.
@@ -254,6 +256,15 @@ def _create_once(call: Any, **kwargs: Any) -> None:
             raise
 
 
+def scaled_to_zero(endpoint: dict[str, Any]) -> set[str]:
+    """The variants of a DescribeEndpoint answer that run no instance now (the async endpoint scales to zero)."""
+    return {
+        variant["VariantName"]
+        for variant in endpoint.get("ProductionVariants", [])
+        if variant.get("CurrentInstanceCount") == 0
+    }
+
+
 def update_endpoint(sagemaker: Any, settings: Settings, package: Package, model_data_url: str) -> dict[str, str]:
     endpoint = sagemaker.describe_endpoint(EndpointName=settings.endpoint_name)
     if endpoint["EndpointStatus"] != "InService":
@@ -263,6 +274,7 @@ def update_endpoint(sagemaker: Any, settings: Settings, package: Package, model_
         )
     current = sagemaker.describe_endpoint_config(EndpointConfigName=endpoint["EndpointConfigName"])
     variants = current["ProductionVariants"]
+    idle = scaled_to_zero(endpoint)
     model = sagemaker.describe_model(ModelName=variants[0]["ModelName"])
     name = resource_name(settings, package.version)
 
@@ -280,7 +292,8 @@ def update_endpoint(sagemaker: Any, settings: Settings, package: Package, model_
 
     config_request: dict[str, Any] = {
         "EndpointConfigName": name,
-        # Same variant names (deployment guardrails require them), instance types and counts.
+        # Same variant names (deployment guardrails require them), instance types and counts (at least one:
+        # SageMaker's minimum for InitialInstanceCount).
         "ProductionVariants": [{**variant, "ModelName": name} for variant in variants],
     }
     for key in ("AsyncInferenceConfig", "KmsKeyId", "DataCaptureConfig"):
@@ -291,11 +304,15 @@ def update_endpoint(sagemaker: Any, settings: Settings, package: Package, model_
     sagemaker.update_endpoint(
         EndpointName=settings.endpoint_name,
         EndpointConfigName=name,
-        # Keep the instance count autoscaling has set (possibly zero) instead of the config's initial count.
-        RetainAllVariantProperties=True,
+        # Keep the instance count autoscaling has set instead of the config's initial count, unless a variant is
+        # at zero: a fleet of zero instances runs no canary and no health check, and would switch to a model no
+        # instance has loaded; with the config's count (>= 1) the new fleet must answer /ping first. Autoscaling
+        # takes the idle endpoint back to zero after its scale-in cooldown.
+        RetainAllVariantProperties=not idle,
         DeploymentConfig=deployment_config(settings.deployment_strategy, settings.rollback_alarms),
     )
-    return {"model": name, "endpointConfig": name, "previousEndpointConfig": endpoint["EndpointConfigName"]}
+    return {"model": name, "endpointConfig": name, "previousEndpointConfig": endpoint["EndpointConfigName"],
+            "scaledToZero": sorted(idle)}
 
 
 def handle(event: dict[str, Any], *, sagemaker: Any, s3: Any, settings: Settings) -> dict[str, Any]:

@@ -1,0 +1,1 @@
+"""The audit stack: the CloudTrail trail of patient-data access."""
