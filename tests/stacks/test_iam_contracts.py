@@ -123,6 +123,10 @@ TWINS = [
     pytest.param("assembly", "Imaging", "ImportCompletedServiceRoleDefaultPolicy",
                  _drop(lambda s: s.get("Action") == "medical-imaging:GetDICOMImportJob"),
                  "MISSING: medical-imaging:GetDICOMImportJob", id="import-job-without-output-location"),
+    # The Audit stack's trail delivers to CloudWatch Logs with its own role (service_side._trail_logs).
+    pytest.param("assembly", "Audit", "AuditTrailLogsRoleDefaultPolicy",
+                 _drop(lambda s: "logs:PutLogEvents" in s.get("Action", [])), "MISSING: logs:PutLogEvents",
+                 id="trail-log-delivery"),
 ]
 
 

@@ -24,6 +24,7 @@ import subprocess
 from dataclasses import dataclass
 from typing import Any
 
+from stacks.pipeline.generated import ASSET_ROLE_REASON
 from tests.stacks.contracts.policies import as_list, documents, stringify_conditions
 from tests.stacks.contracts.resolve import ResolvedAssembly
 from tests.stacks.contracts.service_authorization import TOOLS_VENV
@@ -57,6 +58,12 @@ FINDING_REASONS: tuple[FindingReason, ...] = (
     FindingReason("MISMATCHED_TYPE_BUT_USABLE", r"Images/BuildImagesRoleDefaultPolicy.*",
                   "CodeBuild's generated VPC statement compares ec2:Subnet with subnet ARNs under StringEquals, as the "
                   "CodeBuild User Guide's VPC policy does; parliament itself calls it usable"),
+    FindingReason("RESOURCE_STAR", r"Pipeline/PipelineAssetsFileRoleDefaultPolicy.*", ASSET_ROLE_REASON,
+                  detail=r'.*"codebuild:StartBuild".*'),
+    FindingReason("RESOURCE_STAR", r"Pipeline/PipelineUpdatePipelineSelfMutationRoleDefaultPolicy.*",
+                  "CDK Pipelines' self-mutation project runs cdk deploy of the pipeline stack, which reads stacks and "
+                  "lists the bootstrap staging bucket; aws-cdk-lib grants DescribeStacks and ListBucket on '*'",
+                  detail=r'.*"s3:ListBucket".*'),
     FindingReason("RESOURCE_STAR", r"Images/BuildImagesPolicyDocument.*",
                   "CodeBuild's own policy for builds in the VPC: the network interfaces do not exist before a build "
                   "starts (the same reason as the nag acknowledgment on this policy)"),
