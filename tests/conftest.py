@@ -10,6 +10,9 @@ from pathlib import Path
 
 import pytest
 
+# Records the AWS calls of the tests that run the platform's code, for the IAM proof (tests/stacks/contracts).
+pytest_plugins = ["tests.stacks.contracts.recording_plugin"]
+
 # Tests never talk to real AWS: fake credentials and a fixed region for every client built in the suite.
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")

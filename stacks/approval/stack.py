@@ -33,6 +33,7 @@ from stacks.config import PlatformConfig
 from stacks.props import AsyncEndpoint, ModelRegistry, ModelStore, PlatformKeys, WorkloadNetwork
 from stacks.serving.metrics import endpoint_metric
 from stacks.serving.multi_model import MULTI_MODEL_PREFIX
+from stacks.serving.volume import volume_key_arn
 from stacks.training.roles import SAGEMAKER_SERVICE
 from stacks.training.stack import OUTPUT_PREFIX
 
@@ -184,6 +185,8 @@ class ApprovalStack(Stack):
             alarm_arns=alarm_arns,
             model_store=model_store,
             data_key=data_key,
+            # The async endpoint's config names the data key as its volume key wherever the instance type takes one.
+            volume_key=data_key if volume_key_arn(config.serving.async_instance_type, data_key) else None,
         )
 
         self.rule = events.Rule(
@@ -220,6 +223,7 @@ class ApprovalStack(Stack):
         alarm_arns: list[str],
         model_store: ModelStore,
         data_key: kms.IKey,
+        volume_key: kms.IKey | None,
     ) -> None:
         function = self.function
         artifacts = model_store.bucket
@@ -237,11 +241,35 @@ class ApprovalStack(Stack):
         )
         function.add_to_role_policy(
             iam.PolicyStatement(
-                sid="UpdateTheEndpoint",
-                actions=["sagemaker:DescribeEndpoint", "sagemaker:UpdateEndpoint"],
+                sid="DescribeTheEndpoint",
+                actions=["sagemaker:DescribeEndpoint"],
                 resources=[self._sagemaker_arn("endpoint", endpoint_name)],
             )
         )
+        # UpdateEndpoint is authorized against the endpoint and the config it deploys (Service Authorization
+        # Reference: endpoint* and endpoint-config*): the versioned configs this function creates.
+        function.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="UpdateTheEndpoint",
+                actions=["sagemaker:UpdateEndpoint"],
+                resources=[
+                    self._sagemaker_arn("endpoint", endpoint_name),
+                    self._sagemaker_arn("endpoint-config", f"{endpoint_name}-v*"),
+                ],
+            )
+        )
+        if volume_key is not None:
+            # The new config keeps the endpoint's volume KmsKeyId; SageMaker creates a grant on it for the new
+            # fleet's volumes with the caller's permission (SageMaker API permissions reference: kms:CreateGrant
+            # for an endpoint whose config names a KmsKeyId).
+            function.add_to_role_policy(
+                iam.PolicyStatement(
+                    sid="GrantVolumeKey",
+                    actions=["kms:CreateGrant"],
+                    resources=[volume_key.key_arn],
+                    conditions={"Bool": {"kms:GrantIsForAWSResource": "true"}},
+                )
+            )
         function.add_to_role_policy(
             iam.PolicyStatement(
                 sid="CreateVersionedModels",

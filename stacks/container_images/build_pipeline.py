@@ -169,6 +169,8 @@ class ImageBuildPipeline:
                 ),
             ],
         )
+        if cfg.source.kind != "s3":
+            allow_connection_prefix(self.pipeline, cfg.source.connection_arn or "")
         failed_rule = failure_rule(stack, config, key=key, pipeline=self.pipeline)
         self.build = ImageBuild(pipeline_failed_rule=failed_rule, projects=(build_project, record_project))
 
@@ -192,6 +194,20 @@ class ImageBuildPipeline:
         CfnOutput(stack, "PipelineName", value=self.pipeline.pipeline_name)
         if source_bucket is not None:
             CfnOutput(stack, "SourceBucketName", value=source_bucket.bucket_name)
+
+
+def allow_connection_prefix(pipeline: codepipeline.Pipeline, connection_arn: str) -> None:
+    """A connection ARN under the renamed prefix (``arn:...:codeconnections:...``) is used with
+    ``codeconnections:UseConnection``: a policy's action prefix must match the resource's (Developer Tools console
+    User Guide, "codestar-connections was renamed codeconnections"). CDK's source action grants only
+    ``codestar-connections:UseConnection``, which authorizes nothing on such an ARN."""
+    if connection_arn.split(":")[2:3] != ["codeconnections"]:
+        return
+    action_role = pipeline.node.find_child("Source").node.find_child("Source").node.find_child("CodePipelineActionRole")
+    assert isinstance(action_role, iam.Role)  # CDK creates the action's role when none is given
+    action_role.add_to_principal_policy(
+        iam.PolicyStatement(sid="UseConnection", actions=["codeconnections:UseConnection"], resources=[connection_arn])
+    )
 
 
 def build_images_project(

@@ -143,6 +143,12 @@ class HealthImagingStack(Stack):
         )
         output_bucket.grant_read(self.import_completed_function)
         self.import_summary_topic.grant_publish(self.import_completed_function)
+        # An event without the job's output location is completed from the job (runtime/import_completed.py).
+        self.import_completed_function.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["medical-imaging:GetDICOMImportJob"], resources=[self.datastore.attr_datastore_arn]
+            )
+        )
         for function in (self.start_import_function, self.import_completed_function):
             acknowledge_function_role(function, IAM5_FUNCTION_REASON)
 

@@ -79,15 +79,12 @@ def endpoint_role(
     data_key.grant_encrypt_decrypt(role)
     for topic in topics:
         topic.grant_publish(role)
-    # The handler reads the study it segments from HealthImaging (requests name a datastore and image set).
+    # The handler reads the study it segments from HealthImaging (requests name a datastore and image set): the
+    # loader calls these two (tests/stacks/test_iam_contracts.py proves it from its recorded calls).
     role.add_to_policy(
         iam.PolicyStatement(
             sid="ReadHealthImaging",
-            actions=[
-                "medical-imaging:GetImageSet",
-                "medical-imaging:GetImageSetMetadata",
-                "medical-imaging:GetImageFrame",
-            ],
+            actions=["medical-imaging:GetImageSetMetadata", "medical-imaging:GetImageFrame"],
             resources=[f"arn:{stack.partition}:medical-imaging:{stack.region}:{stack.account}:datastore/*"],
         )
     )

@@ -53,6 +53,11 @@ def stopping_condition(config: PlatformConfig) -> dict[str, int]:
     return {"MaxRuntimeInSeconds": runtime, "MaxWaitTimeInSeconds": wait}
 
 
+def uses_volume_key(config: PlatformConfig) -> bool:
+    """Instance types with local NVMe storage refuse a volume key; AWS encrypts that storage itself."""
+    return not has_instance_storage(config.training.instance_type)
+
+
 def training_job_state(
     config: PlatformConfig,
     *,
@@ -71,8 +76,7 @@ def training_job_state(
         "InstanceCount": trn.instance_count,
         "VolumeSizeInGB": VOLUME_SIZE_GB,
     }
-    # Instance types with local NVMe storage refuse a volume key; AWS encrypts that storage itself.
-    if not has_instance_storage(trn.instance_type):
+    if uses_volume_key(config):
         resources["VolumeKmsKeyId"] = data_key_arn
     parameters: dict[str, Any] = {
         "TrainingJobName.$": "$.job.name",

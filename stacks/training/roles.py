@@ -35,7 +35,10 @@ def training_job_role(
     artifacts_prefix: str,
     data_key: kms.IKey,
     repository: ecr.IRepository,
+    volume_key: kms.IKey | None,
 ) -> iam.Role:
+    """``volume_key``: the key of the instances' ML storage volumes (the Train state's VolumeKmsKeyId), None on
+    instance types with NVMe instance storage, where the job runs without one."""
     stack = Stack.of(scope)
     role = iam.Role(
         scope,
@@ -51,15 +54,17 @@ def training_job_role(
     training_data_bucket.grant_read(role)
     artifacts_bucket.grant_read_write(role, f"{artifacts_prefix}*")
     data_key.grant_encrypt_decrypt(role)
-    # Encrypted ML volumes: SageMaker creates a grant on the key for the instance's EBS volume.
-    role.add_to_policy(
-        iam.PolicyStatement(
-            sid="VolumeKeyGrant",
-            actions=["kms:CreateGrant"],
-            resources=[data_key.key_arn],
-            conditions={"Bool": {"kms:GrantIsForAWSResource": "true"}},
+    if volume_key is not None:
+        # Encrypted ML volumes: SageMaker creates a grant on the key for the instance's EBS volume
+        # ("CreateTrainingJob API: Execution Role Permissions": kms:CreateGrant for a volume KMS key).
+        role.add_to_policy(
+            iam.PolicyStatement(
+                sid="VolumeKeyGrant",
+                actions=["kms:CreateGrant"],
+                resources=[volume_key.key_arn],
+                conditions={"Bool": {"kms:GrantIsForAWSResource": "true"}},
+            )
         )
-    )
     logs_arn = f"arn:{stack.partition}:logs:{stack.region}:{stack.account}:log-group:{TRAINING_LOG_GROUP}"
     allow_logs_and_metrics(
         role,

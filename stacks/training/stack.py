@@ -43,6 +43,7 @@ from stacks.training.job import (
     platform_hyperparameters,
     stopping_condition,
     training_job_state,
+    uses_volume_key,
 )
 from stacks.training.roles import SAGEMAKER_SERVICE, training_job_role
 
@@ -57,7 +58,8 @@ PENDING = "PendingManualApproval"
 
 STATE_MACHINE_WILDCARDS_REASON = (
     "Wildcards are scoped to this workflow: training jobs named with the platform prefix, model packages of the "
-    "one group, KMS data-key actions for the topic, and X-Ray and log-delivery calls, which have no resource form."
+    "one group, and calls without a resource form: X-Ray, log delivery, and sagemaker:ListTags, which the "
+    "createTrainingJob.sync integration reads the job's tags with (Step Functions' IAM page grants it on *)."
 )
 
 
@@ -121,6 +123,7 @@ class TrainingStack(Stack):
             artifacts_prefix=ARTIFACTS_PREFIX,
             data_key=data_key,
             repository=training_image_repository,
+            volume_key=data_key if uses_volume_key(config) else None,
         )
 
         # Resolved by CloudFormation at deploy time from what the image pipeline wrote: synth needs no lookup.
@@ -224,6 +227,10 @@ class TrainingStack(Stack):
             ),
         )
         self._grant_training(self.state_machine)
+        # The notification topic is encrypted with the data key: the Notify states publish with the state
+        # machine's role, which needs the key as any publisher does (SNS "Key management"); CDK's SnsPublish task
+        # grants sns:Publish only (aws/aws-cdk#32303).
+        data_key.grant(self.state_machine, "kms:GenerateDataKey", "kms:Decrypt")
         role = self.state_machine.role
         acknowledge_grant_policy(role)
         acknowledge_wildcards(role.node.find_child("DefaultPolicy"), STATE_MACHINE_WILDCARDS_REASON)
@@ -341,18 +348,18 @@ class TrainingStack(Stack):
         state_machine.add_to_role_policy(
             iam.PolicyStatement(
                 sid="RunTrainingJobs",
-                actions=[
-                    "sagemaker:CreateTrainingJob",
-                    "sagemaker:DescribeTrainingJob",
-                    "sagemaker:StopTrainingJob",
-                    "sagemaker:AddTags",
-                ],
+                actions=["sagemaker:CreateTrainingJob", "sagemaker:DescribeTrainingJob", "sagemaker:StopTrainingJob"],
                 resources=[
                     self.format_arn(
                         service="sagemaker", resource="training-job", resource_name=f"{self.job_name_prefix}-*"
                     )
                 ],
             )
+        )
+        # The .sync integration reads the job's tags; ListTags has no resource-level restriction on the jobs it
+        # lists tags of (Step Functions "IAM policies for Amazon SageMaker AI" grants it on *).
+        state_machine.add_to_role_policy(
+            iam.PolicyStatement(sid="ReadTrainingJobTags", actions=["sagemaker:ListTags"], resources=["*"])
         )
         state_machine.add_to_role_policy(
             iam.PolicyStatement(

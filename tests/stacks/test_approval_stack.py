@@ -3,6 +3,8 @@ rollback alarms."""
 
 from __future__ import annotations
 
+import pytest
+
 from model_code.triton_model.package import render_config
 from stacks.approval.runtime.deploy_approved import TRITON_NAME_PLACEHOLDER
 from stacks.approval.stack import ApprovalStack
@@ -25,6 +27,8 @@ def build(scaffold: Scaffold) -> None:
 
 
 assembly = alone(build)
+# An instance type without NVMe storage: the async endpoint's config names the data key as its volume key.
+volume_key_assembly = alone(build, {"platform.serving.asyncInstanceType": "ml.m5.xlarge"})
 
 
 def test_the_rule_sends_only_approvals_of_our_group_to_the_function(assembly: Assembly) -> None:
@@ -80,3 +84,26 @@ def test_the_endpoint_role_may_read_exactly_the_rollback_alarms(assembly: Assemb
         "monai-imaging-dev-spleen-async-deploy-invocationfailures",
         "monai-imaging-dev-spleen-async-deploy-modelerrors",
     ]
+
+
+def test_the_update_may_deploy_only_the_versioned_configs(assembly: Assembly) -> None:
+    by_sid = {s.get("Sid"): s for s in statements(assembly.templates[APPROVAL], "DeployApprovedServiceRole")}
+    update = by_sid["UpdateTheEndpoint"]
+    assert update["Action"] == "sagemaker:UpdateEndpoint"
+    # UpdateEndpoint is authorized against the endpoint and the config it deploys (the IAM proof found the second
+    # missing): the function's own -v<version> configs, not any config.
+    assert sorted(r.rsplit(":", 1)[1] for r in update["Resource"]) == [
+        "endpoint-config/monai-imaging-dev-spleen-async-v*", "endpoint/monai-imaging-dev-spleen-async"]
+
+
+@pytest.mark.parametrize(("fixture", "grants"), [("assembly", False), ("volume_key_assembly", True)])
+def test_the_volume_key_grant_follows_the_endpoint_config(request: pytest.FixtureRequest, fixture: str,
+                                                          grants: bool) -> None:
+    built: Assembly = request.getfixturevalue(fixture)
+    by_sid = {s.get("Sid"): s for s in statements(built.templates[APPROVAL], "DeployApprovedServiceRole")}
+    assert ("GrantVolumeKey" in by_sid) == grants
+    if grants:
+        statement = by_sid["GrantVolumeKey"]
+        assert statement["Action"] == "kms:CreateGrant"
+        assert "KeysDataKey" in statement["Resource"]
+        assert statement["Condition"] == {"Bool": {"kms:GrantIsForAWSResource": "true"}}

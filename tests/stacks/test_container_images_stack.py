@@ -11,7 +11,7 @@ import pytest
 
 from stacks.container_images.names import IMAGES, image_uri_parameter_name
 from stacks.container_images.stack import ContainerImagesStack
-from tests.stacks.assembly import CODESTAR_OVERRIDES, CONNECTION_ARN, PROJECT_ROOT, Assembly
+from tests.stacks.assembly import CODESTAR_OVERRIDES, CONNECTION_ARN, PROJECT_ROOT, Assembly, as_list
 from tests.stacks.scaffold import Scaffold, alone
 
 STACK = "Images"  # the platform's construct ID for the container-images stack
@@ -215,3 +215,26 @@ def test_codebuild_never_bundles_docker_at_synth(assembly: Assembly) -> None:
     # Must not: a container image asset would need a Docker engine at synth.
     assets = list(Path(assembly.outdir).glob("asset.*"))
     assert not [a for a in assets if (a / "Dockerfile").exists()]
+
+
+def test_a_codeconnections_arn_is_used_with_its_own_prefix(assembly: Assembly, codestar_assembly: Assembly) -> None:
+    def source_actions(built: Assembly) -> set[str]:
+        policy = built.one(STACK, "AWS::IAM::Policy", "PipelineSourceCodePipelineActionRoleDefaultPolicy")
+        return {a for s in policy["Properties"]["PolicyDocument"]["Statement"] for a in as_list(s["Action"])}
+
+    # CDK writes codestar-connections:UseConnection; an arn:...:codeconnections: ARN takes the renamed prefix.
+    assert CONNECTION_ARN.split(":")[2] == "codeconnections"
+    assert "codeconnections:UseConnection" in source_actions(codestar_assembly)
+    # Must not: the S3 source uses no connection.
+    assert not {"codeconnections:UseConnection", "codestar-connections:UseConnection"} & source_actions(assembly)
+
+
+def test_a_codestar_connections_arn_gets_no_second_prefix() -> None:
+    from aws_cdk import App, Stack
+    from aws_cdk import aws_codepipeline as codepipeline
+
+    from stacks.container_images.build_pipeline import allow_connection_prefix
+
+    pipeline = codepipeline.Pipeline(Stack(App(), "S"), "Pipeline")
+    # Returns before looking for a source action at all: the legacy prefix is CDK's own and right.
+    allow_connection_prefix(pipeline, "arn:aws:codestar-connections:us-east-1:123456789012:connection/abc")

@@ -212,6 +212,16 @@ def test_the_start_function_may_pass_only_the_import_role_and_only_to_healthimag
     assert not actions & {"iam:PassRole", "medical-imaging:StartDICOMImportJob"}
 
 
+def test_the_completion_function_may_read_the_jobs_of_our_data_store(assembly: Assembly) -> None:
+    # An Import Job Completed event without its S3 locations is completed from GetDICOMImportJob.
+    completed = assembly.one(STACK, "AWS::IAM::Policy", "ImportCompletedServiceRoleDefaultPolicy")
+    [job] = [s for s in statements(completed) if s["Action"] == "medical-imaging:GetDICOMImportJob"]
+    assert job["Resource"] == {"Fn::GetAtt": ["Datastore", "DatastoreArn"]}
+    # Must not: the start function, which has each job's locations from its own request, reads none.
+    start = assembly.one(STACK, "AWS::IAM::Policy", "StartImportServiceRoleDefaultPolicy")
+    assert "medical-imaging:GetDICOMImportJob" not in {a for s in statements(start) for a in as_list(s["Action"])}
+
+
 @pytest.mark.parametrize("fixture", ["assembly", "variant_assembly"])
 def test_outputs_name_the_datastore_and_topics(request: pytest.FixtureRequest, fixture: str) -> None:
     assembly: Assembly = request.getfixturevalue(fixture)

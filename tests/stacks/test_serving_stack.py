@@ -119,6 +119,13 @@ def test_topics_are_encrypted_with_the_data_key(assembly: Assembly) -> None:
         assert "KmsMasterKeyId" in topic["Properties"], logical_id
 
 
+def test_the_endpoint_role_reads_healthimaging_with_the_two_calls_the_loader_makes(assembly: Assembly) -> None:
+    policy = assembly.one(STACK, "AWS::IAM::Policy", "EndpointRoleDefaultPolicy")
+    [read] = [s for s in policy["Properties"]["PolicyDocument"]["Statement"] if s.get("Sid") == "ReadHealthImaging"]
+    # GetImageSet was granted but never called (the IAM proof's recorded calls): removed.
+    assert sorted(as_list(read["Action"])) == ["medical-imaging:GetImageFrame", "medical-imaging:GetImageSetMetadata"]
+
+
 def test_scalable_target_follows_configuration_and_can_reach_zero(assembly: Assembly) -> None:
     target = assembly.one(STACK, "AWS::ApplicationAutoScaling::ScalableTarget")["Properties"]
     assert (target["MinCapacity"], target["MaxCapacity"]) == (0, 2)

@@ -217,3 +217,44 @@ def test_on_demand_multi_instance_jobs_encrypt_their_volume(variant_states: dict
     assert "EnableManagedSpotTraining" not in params
     assert "CheckpointConfig" not in params
     assert "MaxWaitTimeInSeconds" not in params["StoppingCondition"]
+
+
+# -- grants the IAM proof found missing or unused (tests/stacks/test_iam_contracts.py) ------------------------
+
+
+@pytest.mark.parametrize(
+    ("fixture", "grants_volume_key"),
+    [
+        ("assembly", False),  # g4dn: NVMe instance storage, no VolumeKmsKeyId in the Train state
+        ("variant_assembly", True),  # ml.m5.xlarge: the data key on the volume, so SageMaker needs a grant
+    ],
+)
+def test_the_job_role_may_grant_the_volume_key_only_when_the_job_names_one(
+    request: pytest.FixtureRequest, fixture: str, grants_volume_key: bool
+) -> None:
+    built: Assembly = request.getfixturevalue(fixture)
+    by_sid = {s.get("Sid"): s for s in statements(built.templates[TRAINING], "TrainingJobRole")}
+    assert ("VolumeKeyGrant" in by_sid) == grants_volume_key
+    if grants_volume_key:
+        assert by_sid["VolumeKeyGrant"]["Condition"] == {"Bool": {"kms:GrantIsForAWSResource": "true"}}
+        assert "KeysDataKey" in by_sid["VolumeKeyGrant"]["Resource"]
+
+
+def test_the_workflow_reads_job_tags_and_tags_nothing(assembly: Assembly) -> None:
+    policy = statements(assembly.templates[TRAINING], "StateMachineRole")
+    by_sid = {s.get("Sid"): s for s in policy}
+    # createTrainingJob.sync lists the job's tags (Step Functions' IAM page for it: ListTags on *).
+    assert by_sid["ReadTrainingJobTags"] == {"Action": "sagemaker:ListTags", "Effect": "Allow", "Resource": "*",
+                                             "Sid": "ReadTrainingJobTags"}
+    # Must not: AddTags, which the Train state (no Tags) never needs.
+    assert "sagemaker:AddTags" not in {a for s in policy for a in as_list(s["Action"])}
+
+
+def test_the_notify_states_may_use_the_topic_key(assembly: Assembly) -> None:
+    topic = assembly.one(TRAINING, "AWS::SNS::Topic", "TrainingNotifications")
+    key = flatten(topic["Properties"]["KmsMasterKeyId"])
+    policy = statements(assembly.templates[TRAINING], "StateMachineRole")
+    encrypting = [s for s in policy if "kms:GenerateDataKey" in as_list(s["Action"])]
+    assert [(sorted(as_list(s["Action"])), s["Resource"]) for s in encrypting] == [
+        (["kms:Decrypt", "kms:GenerateDataKey"], key)
+    ]

@@ -4,6 +4,10 @@ HealthImaging writes, under the job's ``outputS3Uri``, a folder per job holding 
 ``SUCCESS/success.ndjson`` (one line per imported file, with the image set it went into) and
 ``FAILURE/failure.ndjson`` (one line per rejected file, with the reason). A job can be COMPLETED and still
 have failed files, so the summary always lists both.
+
+The developer guide's sample "Import Job Completed" event carries ``inputS3Uri`` and ``outputS3Uri``; an event
+without them (the fields are not marked required anywhere) is completed from GetDICOMImportJob, which always
+returns both.
 """
 
 from __future__ import annotations
@@ -82,8 +86,17 @@ def _failure_reason(record: dict[str, Any]) -> str:
     return str(exception or record.get("message") or "unknown")
 
 
+def job_locations(medical_imaging: Any, detail: dict[str, Any]) -> dict[str, Any]:
+    """The event detail with the job's ``inputS3Uri`` and ``outputS3Uri``: the event's own, else the job's."""
+    if detail.get("outputS3Uri"):
+        return detail
+    job = medical_imaging.get_dicom_import_job(datastoreId=detail["datastoreId"], jobId=detail["jobId"])
+    properties = job["jobProperties"]
+    return {**detail, "inputS3Uri": properties["inputS3Uri"], "outputS3Uri": properties["outputS3Uri"]}
+
+
 def summarize(s3: Any, detail: dict[str, Any]) -> dict[str, Any]:
-    """The summary of one import job from its event detail and output files."""
+    """The summary of one import job from its event detail (with ``outputS3Uri``) and output files."""
     job_id = detail["jobId"]
     bucket, manifest_key = find_job_manifest(s3, output_uri=detail["outputS3Uri"], job_id=job_id)
     job_summary = json.loads(s3.get_object(Bucket=bucket, Key=manifest_key)["Body"].read()).get("jobSummary", {})
@@ -128,8 +141,9 @@ def subject(summary: dict[str, Any]) -> str:
 
 
 @cache
-def _clients() -> tuple[Any, Any]:
-    return boto3.client("s3"), boto3.client("sns")
+def _clients() -> tuple[Any, Any, Any]:
+    # Created on first use, never at import: tests and cold starts without credentials import this module.
+    return boto3.client("s3"), boto3.client("sns"), boto3.client("medical-imaging")
 
 
 @cache
@@ -137,9 +151,9 @@ def _settings() -> Settings:
     return Settings.from_environment()
 
 
-def handle(event: dict[str, Any], *, s3: Any, sns: Any, settings: Settings) -> dict[str, Any]:
+def handle(event: dict[str, Any], *, s3: Any, sns: Any, medical_imaging: Any, settings: Settings) -> dict[str, Any]:
     """An "Import Job Completed" event: publish the job's summary."""
-    summary = summarize(s3, event["detail"])
+    summary = summarize(s3, job_locations(medical_imaging, event["detail"]))
     sns.publish(
         TopicArn=settings.summary_topic_arn,
         Subject=subject(summary),
@@ -152,5 +166,5 @@ def handle(event: dict[str, Any], *, s3: Any, sns: Any, settings: Settings) -> d
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    s3, sns = _clients()
-    return handle(event, s3=s3, sns=sns, settings=_settings())
+    s3, sns, medical_imaging = _clients()
+    return handle(event, s3=s3, sns=sns, medical_imaging=medical_imaging, settings=_settings())

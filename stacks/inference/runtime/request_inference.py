@@ -52,6 +52,9 @@ STALE_CLAIM_SECONDS = 90
 CLAIMED, INVOKED = "CLAIMED", "INVOKED"
 # HealthImaging IDs (botocore service model): 32 characters of [0-9a-z].
 _ID = re.compile(r"^[0-9a-z]{32}$")
+# AWS's sources disagree on the detail's image set field: the developer guide's sample "Image Set Created" event
+# writes imagesetId, the EventBridge schema (CDK's generated event classes) imageSetId. Both are read.
+IMAGE_SET_ID_FIELDS = ("imageSetId", "imagesetId")
 
 
 class ClaimInProgressError(RuntimeError):
@@ -76,7 +79,11 @@ class ImageSetRef:
 
 def image_set_from_event(event: dict[str, Any]) -> ImageSetRef:
     detail = event.get("detail") or {}
-    ref = ImageSetRef(datastore_id=str(detail.get("datastoreId", "")), image_set_id=str(detail.get("imageSetId", "")))
+    spellings = {str(detail[name]) for name in IMAGE_SET_ID_FIELDS if name in detail}
+    if len(spellings) > 1:
+        raise ValueError(f"event detail names two image sets ({' and '.join(IMAGE_SET_ID_FIELDS)}): "
+                         f"{sorted(spellings)}")
+    ref = ImageSetRef(datastore_id=str(detail.get("datastoreId", "")), image_set_id=next(iter(spellings), ""))
     for name, value in (("datastoreId", ref.datastore_id), ("imageSetId", ref.image_set_id)):
         if not _ID.match(value):
             raise ValueError(f"event detail {name} {value!r} is not a HealthImaging ID (32 of [0-9a-z])")

@@ -60,9 +60,10 @@ def write_job_output(
         aws.s3.put_object(Bucket=OUTPUT, Key=folder + "FAILURE/failure.ndjson", Body=ndjson(failures))
 
 
-def handle(aws: Aws, job_id: str = JOB_ID) -> dict[str, Any]:
+def handle(aws: Aws, job_id: str = JOB_ID, evt: dict[str, Any] | None = None) -> dict[str, Any]:
     settings = import_completed.Settings(summary_topic_arn=aws.topic_arn)
-    return import_completed.handle(event(job_id), s3=aws.s3, sns=aws.sns, settings=settings)
+    return import_completed.handle(evt or event(job_id), s3=aws.s3, sns=aws.sns, medical_imaging=aws.medical_imaging,
+                                   settings=settings)
 
 
 SET_A, SET_B = "a" * 32, "b" * 32
@@ -145,3 +146,29 @@ def test_the_failure_list_is_capped_and_the_rest_counted(aws: Aws) -> None:
     assert summary["failedFileCount"] == len(many)
     assert len(summary["failedFiles"]) == import_completed.MAX_LISTED_FAILURES
     assert summary["failedFilesNotListed"] == 3
+
+
+def test_an_event_without_the_output_location_is_completed_from_the_job(aws: Aws) -> None:
+    # The detail as the EventBridge schema may deliver it: no inputS3Uri/outputS3Uri.
+    evt = event()
+    for field in ("inputS3Uri", "outputS3Uri"):
+        del evt["detail"][field]
+    write_job_output(aws, successes=[success("s1/1.dcm", SET_A)], failures=None)
+    aws.stubber.add_response(
+        "get_dicom_import_job",
+        {"jobProperties": {"jobId": JOB_ID, "jobName": "study-42", "jobStatus": "COMPLETED",
+                           "datastoreId": DATASTORE_ID, "dataAccessRoleArn": "arn:aws:iam::123456789012:role/import",
+                           "inputS3Uri": "s3://inbox-bucket/incoming/study-42/", "outputS3Uri": f"s3://{OUTPUT}/study-42/"}},
+        {"datastoreId": DATASTORE_ID, "jobId": JOB_ID},
+    )
+    summary = handle(aws, evt=evt)
+    assert summary["imageSetIds"] == [SET_A]
+    assert summary["inputS3Uri"] == "s3://inbox-bucket/incoming/study-42/"
+    assert summary["outputS3Uri"] == f"s3://{OUTPUT}/{job_folder()}"
+
+
+def test_an_event_with_the_output_location_asks_healthimaging_nothing(aws: Aws) -> None:
+    # Must-not twin: the developer guide's shape carries the locations; no GetDICOMImportJob is queued, and the
+    # Stubber fails on any call it did not expect.
+    write_job_output(aws, successes=[success("s1/1.dcm", SET_A)], failures=None)
+    assert handle(aws)["imageSetIds"] == [SET_A]

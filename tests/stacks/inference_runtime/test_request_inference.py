@@ -121,6 +121,32 @@ def test_malformed_ids_are_refused(aws: Aws, field: str, value: str) -> None:
     assert aws.invocations == []
 
 
+@pytest.mark.parametrize(
+    "field",
+    [
+        "imageSetId",  # the EventBridge schema's spelling (CDK's generated event classes)
+        "imagesetId",  # the HealthImaging developer guide's sample event
+    ],
+)
+def test_both_spellings_of_the_image_set_field_request_the_segmentation(aws: Aws, field: str) -> None:
+    evt = event()
+    evt["detail"][field] = evt["detail"].pop("imageSetId")
+    aws.expect_metadata("CT")
+    assert handle(aws, evt)["imageSetId"] == IMAGE_SET_ID
+    assert len(aws.invocations) == 1
+
+
+def test_an_event_with_both_spellings_naming_different_image_sets_is_refused(aws: Aws) -> None:
+    evt = event()
+    evt["detail"]["imagesetId"] = "f" * 32
+    with pytest.raises(ValueError, match="event detail names two image sets"):
+        handle(aws, evt)
+    assert aws.invocations == []
+    # Must: both spellings naming the same image set is one image set.
+    evt["detail"]["imagesetId"] = IMAGE_SET_ID
+    assert request_inference.image_set_from_event(evt).image_set_id == IMAGE_SET_ID
+
+
 def put_claim(aws: Aws, status: str = "CLAIMED") -> datetime:
     aws.s3.put_object(Bucket=INFERENCE, Key=CLAIM_KEY, Body=json.dumps({"status": status}).encode())
     return aws.s3.head_object(Bucket=INFERENCE, Key=CLAIM_KEY)["LastModified"]
