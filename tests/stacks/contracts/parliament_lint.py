@@ -64,6 +64,11 @@ FINDING_REASONS: tuple[FindingReason, ...] = (
                   "CDK Pipelines' self-mutation project runs cdk deploy of the pipeline stack, which reads stacks and "
                   "lists the bootstrap staging bucket; aws-cdk-lib grants DescribeStacks and ListBucket on '*'",
                   detail=r'.*"s3:ListBucket".*'),
+    FindingReason("UNKNOWN_ACTION", r"Viewer/DicomWebFunctionServiceRoleDefaultPolicy.*",
+                  "HealthImaging's DICOMweb search, series-metadata and bulk-data reads are in the Service "
+                  "Authorization Reference's AWS HealthImaging page (docs.aws.amazon.com/service-authorization/latest/"
+                  "reference/list_awshealthimaging.html) but not in parliament 1.6.4's copy of it",
+                  detail=r'.*medical-imaging:(SearchDICOM(Studies|Series|Instances)|GetDICOM(SeriesMetadata|Bulkdata))"?'),
     FindingReason("RESOURCE_STAR", r"Images/BuildImagesPolicyDocument.*",
                   "CodeBuild's own policy for builds in the VPC: the network interfaces do not exist before a build "
                   "starts (the same reason as the nag acknowledgment on this policy)"),

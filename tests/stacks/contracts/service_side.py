@@ -258,6 +258,27 @@ def _custom_resources(world: World) -> Iterator[tuple[str, Requirement]]:
                              SecurityGroupId=props["DefaultSecurityGroupId"])
 
 
+def _bucket_deployments(world: World) -> Iterator[tuple[str, Requirement]]:
+    """CDK's BucketDeployment handler (aws-cdk-lib aws-s3-deployment, ``aws s3 cp`` of each source zip then
+    ``aws s3 sync --delete`` into the destination) reads its sources and lists, writes and prunes the destination
+    prefix, with the role of the function its ServiceToken names (the viewer's OHIF site)."""
+    for stack, _logical, resource in iter_resources(world.assembly, "Custom::CDKBucketDeployment"):
+        props = world.assembly.resolve(stack, resource["Properties"])
+        provider = props["ServiceToken"].rsplit(":", 1)[-1]
+        function = next(r for s, lid, r in iter_resources(world.assembly, "AWS::Lambda::Function")
+                        if world.assembly.resolve(s, {"Ref": lid}) == provider)
+        role = world.role_of_arn(world.assembly.resolve(stack, function["Properties"]["Role"]))
+        why = "CDK's BucketDeployment copies its source zips into the destination bucket"
+        for bucket, key in zip(props["SourceBucketNames"], props["SourceObjectKeys"], strict=True):
+            yield role, need(world, "s3:GetObject", why, BucketName=bucket, ObjectName=key)
+        destination = props["DestinationBucketName"]
+        prefix = props.get("DestinationBucketKeyPrefix", "")
+        yield role, need(world, "s3:ListBucket", why, BucketName=destination)
+        yield role, need(world, "s3:PutObject", why, BucketName=destination, ObjectName=f"{prefix}index.html")
+        if str(props.get("Prune", "true")).lower() != "false":
+            yield role, need(world, "s3:DeleteObject", why, BucketName=destination, ObjectName=f"{prefix}stale.js")
+
+
 def _flow_logs(world: World) -> Iterator[tuple[str, Requirement]]:
     """VPC flow logs publish with DeliverLogsPermissionArn (VPC User Guide, 'IAM role for publishing flow logs to
     CloudWatch Logs')."""
@@ -556,7 +577,7 @@ def _action(world: World, action: dict[str, Any], store: str, store_key: str | N
 
 TEMPLATE_RULES: tuple[Callable[[World], Iterator[tuple[str, Requirement]]], ...] = (
     _lambda_functions, _rule_targets, _models, _state_machines, _codebuild, _codepipeline, _flow_logs,
-    _trail_logs, _custom_resources,
+    _trail_logs, _custom_resources, _bucket_deployments,
 )
 
 

@@ -70,7 +70,28 @@ def _codestar_connection(grants: RoleGrants) -> bool:
     return any(":codeconnections:" in str(statement.get("Resource")) for _, statement in grants.statements())
 
 
+DICOMWEB_READS = ("medical-imaging:SearchDICOMStudies", "medical-imaging:SearchDICOMSeries",
+                  "medical-imaging:SearchDICOMInstances", "medical-imaging:GetDICOMSeriesMetadata",
+                  "medical-imaging:GetDICOMInstance", "medical-imaging:GetDICOMInstanceMetadata",
+                  "medical-imaging:GetDICOMInstanceFrames", "medical-imaging:GetDICOMBulkdata")
+
+
+def _only_the_data_store(grants: RoleGrants) -> bool:
+    """Every DICOMweb read is granted on one data store ARN, nothing wider."""
+    resources = [as_list(statement.get("Resource")) for _, statement in grants.statements()
+                 if any(str(a).startswith("medical-imaging:") for a in as_list(statement.get("Action")))]
+    return bool(resources) and all(len(r) == 1 and ":datastore/" in str(r[0]) and "*" not in str(r[0])
+                                   for r in resources)
+
+
 ROLE_REASONS: tuple[RoleReason, ...] = (
+    RoleReason("viewer-dicomweb-proxy",
+               "The viewer's proxy (stacks/viewer/runtime/dicomweb_proxy.py) signs plain HTTPS GETs to HealthImaging's "
+               "DICOMweb API with SigV4; no botocore client makes them, so no call is recorded, and parliament's "
+               "Service Authorization Reference does not list these actions yet (tests/stacks/contracts/"
+               "parliament_lint.py); the grant is the 8 DICOMweb read actions on the one data store",
+               role=r"Viewer/DicomWebFunctionServiceRole[0-9A-F]{8}$", actions=DICOMWEB_READS,
+               holds=_only_the_data_store),
     RoleReason("lambda-managed-log-group",
                "AWS's managed Lambda policies grant logs:CreateLogGroup; each platform function logs to the group its "
                "LoggingConfig names, which the stack creates, so Lambda never creates one",
