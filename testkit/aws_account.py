@@ -33,6 +33,7 @@ from moto import mock_aws
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
+PARTITION = "aws"  # moto's, and the rehearsal's region's
 IMAGES = ("pytorch-inference", "triton-inference", "training")
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 # How long the simulated image pipeline takes, stage by stage (seconds of the fake clock).
@@ -235,7 +236,7 @@ class DatastoreService:
             return {"datastoreProperties": {
                 "datastoreId": datastore_id, "datastoreName": "monai-imaging-dev-dicom",
                 "datastoreStatus": self.datastores[datastore_id],
-                "datastoreArn": f"arn:aws:medical-imaging:{REGION}:{ACCOUNT}:datastore/{datastore_id}",
+                "datastoreArn": f"arn:{PARTITION}:medical-imaging:{REGION}:{ACCOUNT}:datastore/{datastore_id}",
             }}
 
         return {"GetDatastore": get}
@@ -296,7 +297,7 @@ class RehearsalAccount:
             "Name": "inbox only", "FieldSelectors": [
                 {"Field": "eventCategory", "Equals": ["Data"]},
                 {"Field": "resources.type", "Equals": ["AWS::S3::Object"]},
-                {"Field": "resources.ARN", "StartsWith": [f"arn:aws:s3:::{self.prefix}-data-dicominbox/"]}]}])
+                {"Field": "resources.ARN", "StartsWith": [f"arn:{PARTITION}:s3:::{self.prefix}-data-dicominbox/"]}]}])
 
     def break_endpoint(self, reason: str) -> None:
         from moto.backends import get_backend
@@ -507,9 +508,10 @@ def build_audit(account: RehearsalAccount) -> dict[str, str]:
     cloudtrail = account.client("cloudtrail")
     arn = str(cloudtrail.create_trail(Name=trail, S3BucketName=bucket, IsMultiRegionTrail=True,
                                       EnableLogFileValidation=True)["TrailARN"])
-    datastore = f"arn:aws:medical-imaging:{REGION}:{ACCOUNT}:datastore/{next(iter(account.datastores.datastores))}"
+    datastore_id = next(iter(account.datastores.datastores))
+    datastore = f"arn:{PARTITION}:medical-imaging:{REGION}:{ACCOUNT}:datastore/{datastore_id}"
     data = {"Field": "eventCategory", "Equals": ["Data"]}
-    buckets = [f"arn:aws:s3:::{account.prefix}-data-{name.lower()}/" for name in DATA_BUCKETS]
+    buckets = [f"arn:{PARTITION}:s3:::{account.prefix}-data-{name.lower()}/" for name in DATA_BUCKETS]
     cloudtrail.put_event_selectors(TrailName=trail, AdvancedEventSelectors=[
         {"Name": "Management events", "FieldSelectors": [{"Field": "eventCategory", "Equals": ["Management"]}]},
         {"Name": "objects", "FieldSelectors": [data, {"Field": "resources.type", "Equals": [S3_OBJECT]},

@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ from botocore.stub import Stubber
 from platform_cli.main import main
 from platform_cli.project import Deployment
 from platform_cli.runtime import Runtime
+from testkit.aws_account import FakeClock
 
 REGION = "us-east-1"
 PROJECT = "monai-imaging"  # cdk.json's platform.defaults.projectName: the tests run from the repository
@@ -25,24 +25,6 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 DATASTORE_ID = "d" * 32
 ENDPOINT = f"{PROJECT}-dev-spleen-async"
 IMPORT_ALARM_TOPIC = f"arn:aws:sns:{REGION}:123456789012:{PROJECT}-dev-import-alarm"
-
-
-@dataclass
-class FakeClock:
-    """Monotonic time that only moves when the code under test sleeps; hooks run at each sleep."""
-
-    now: float = 0.0
-    sleeps: list[float] = field(default_factory=list)
-    hooks: list[Callable[[], None]] = field(default_factory=list)
-
-    def clock(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-        for hook in self.hooks:
-            hook()
 
 
 @dataclass
