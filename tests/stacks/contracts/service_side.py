@@ -242,16 +242,21 @@ def _rule_targets(world: World) -> Iterator[tuple[str, Requirement]]:
             yield from ((role, n) for n in encrypted_send(world.topic_keys.get(arn), "topic"))
 
 
+def _provider_role(world: World, stack: str, service_token: str) -> str:
+    """The role of the Lambda function a custom resource's ServiceToken (a function ARN) names."""
+    provider = service_token.rsplit(":", 1)[-1]
+    function = next(r for s, lid, r in iter_resources(world.assembly, "AWS::Lambda::Function")
+                    if world.assembly.resolve(s, {"Ref": lid}) == provider)
+    return world.role_of_arn(world.assembly.resolve(stack, function["Properties"]["Role"]))
+
+
 def _custom_resources(world: World) -> Iterator[tuple[str, Requirement]]:
     """CDK's VpcRestrictDefaultSG handler (aws-cdk-lib custom-resource-handlers,
     restrict-default-security-group-handler) revokes the default group's rules on create and restores them on
     delete."""
     for stack, _logical, resource in iter_resources(world.assembly, "Custom::VpcRestrictDefaultSG"):
         props = world.assembly.resolve(stack, resource["Properties"])
-        provider = props["ServiceToken"].rsplit(":", 1)[-1]
-        function = next(r for s, lid, r in iter_resources(world.assembly, "AWS::Lambda::Function")
-                        if world.assembly.resolve(s, {"Ref": lid}) == provider)
-        role = world.role_of_arn(world.assembly.resolve(stack, function["Properties"]["Role"]))
+        role = _provider_role(world, stack, props["ServiceToken"])
         for action in ("RevokeSecurityGroupIngress", "RevokeSecurityGroupEgress", "AuthorizeSecurityGroupIngress",
                        "AuthorizeSecurityGroupEgress"):
             yield role, need(world, f"ec2:{action}", "CDK's handler restricts the VPC's default security group",
@@ -264,10 +269,7 @@ def _bucket_deployments(world: World) -> Iterator[tuple[str, Requirement]]:
     prefix, with the role of the function its ServiceToken names (the viewer's OHIF site)."""
     for stack, _logical, resource in iter_resources(world.assembly, "Custom::CDKBucketDeployment"):
         props = world.assembly.resolve(stack, resource["Properties"])
-        provider = props["ServiceToken"].rsplit(":", 1)[-1]
-        function = next(r for s, lid, r in iter_resources(world.assembly, "AWS::Lambda::Function")
-                        if world.assembly.resolve(s, {"Ref": lid}) == provider)
-        role = world.role_of_arn(world.assembly.resolve(stack, function["Properties"]["Role"]))
+        role = _provider_role(world, stack, props["ServiceToken"])
         why = "CDK's BucketDeployment copies its source zips into the destination bucket"
         for bucket, key in zip(props["SourceBucketNames"], props["SourceObjectKeys"], strict=True):
             yield role, need(world, "s3:GetObject", why, BucketName=bucket, ObjectName=key)
