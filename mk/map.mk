@@ -14,7 +14,8 @@ MAP_CUDA ?= 13
 # rest are pinned here. pytest is requirements-dev.txt's version: that file cannot be a constraints file, pip
 # refuses constraints with extras (moto[...]).
 MAP_REQUIREMENTS := monai-deploy-app-sdk==4.0.0 typeguard==4.6.0 pytest==9.2.0 \
-	torch monai numpy pydicom highdicom nibabel pillow boto3 botocore imagecodecs
+	torch monai numpy pydicom highdicom nibabel pillow boto3 botocore imagecodecs \
+	requests retrying dicomweb-client
 
 # tests/map_app/test_map_venv.py runs the MAP tests in this venv from the main suite (~10 s).
 TEST_PREREQS += map-venv

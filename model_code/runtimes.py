@@ -48,8 +48,11 @@ class Package:
 PACKAGES: dict[str, Package] = {
     package.name: package
     for package in (
+        # The DICOMweb client signs HealthImaging's requests with botocore's SigV4, imported inside the signer's
+        # calls only: importing the core never loads botocore, and a runtime without it reads plain servers.
         Package("core", (), (TORCH, MONAI, BOTO3, BOTOCORE, ONNXRUNTIME, IMAGECODECS),
-                "numpy, pydicom and nibabel; highdicom in the SEG writer only"),
+                "numpy, pydicom and nibabel; highdicom in the SEG writer only; dicomweb-client in dicomweb/",
+                optional=(BOTOCORE,)),
         Package("synthetic", (), (TORCH, MONAI, BOTO3, BOTOCORE, ONNXRUNTIME, IMAGECODECS),
                 "phantoms and DICOM series written from them (make demo, the ONNX export check)"),
         # MONAI imports tensorboard where it is installed, and tensorboard imports boto3 where that is installed.

@@ -76,7 +76,7 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
     return 1.0 if total == 0 else 2.0 * int(np.logical_and(a, b).sum()) / total
 
 
-def zip_datasets(payload: bytes) -> list[object]:
+def zip_datasets(payload: bytes) -> list[pydicom.Dataset]:
     """The DICOM datasets of a series zip (for building a HealthImaging image set or an S3 prefix)."""
     with zipfile.ZipFile(io.BytesIO(payload)) as archive:
         return [pydicom.dcmread(io.BytesIO(archive.read(name))) for name in sorted(archive.namelist())]

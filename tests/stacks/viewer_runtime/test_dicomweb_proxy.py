@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import hashlib
-import hmac
 import json
-import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
@@ -24,6 +21,7 @@ from botocore.credentials import Credentials
 from stacks.viewer.runtime import dicomweb_proxy
 from stacks.viewer.runtime.dicomweb_proxy import Answer, Settings, proxy, signed_headers, to_response, upstream_url
 from testkit.loopback import loopback_server
+from testkit.sigv4 import verify_sigv4
 
 CREDENTIALS = Credentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", "session-token")
 REGION = "us-east-1"
@@ -31,36 +29,6 @@ DATASTORE = "0123456789abcdef0123456789abcdef"
 STUDY, SERIES, SOP = "1.2.840.1", "1.2.840.1.2", "1.2.840.1.2.3"
 SETTINGS = Settings(datastore_id=DATASTORE, dicomweb_endpoint="https://dicom-medical-imaging.us-east-1.amazonaws.com",
                     signing_region=REGION)
-
-
-def _hmac(key: bytes, text: str) -> bytes:
-    return hmac.new(key, text.encode(), hashlib.sha256).digest()
-
-
-def verify_sigv4(method: str, raw_path: str, headers: dict[str, str], secret: str) -> str | None:
-    """None when the request's SigV4 signature is right for ``secret``; otherwise why not (the service's check,
-    written from the Signature Version 4 specification, not from botocore's signer)."""
-    authorization = headers.get("authorization", "")
-    if not authorization.startswith("AWS4-HMAC-SHA256 "):
-        return "not signed"
-    fields = dict(part.strip().split("=", 1) for part in authorization.removeprefix("AWS4-HMAC-SHA256 ").split(","))
-    _, date, region, service, _ = fields["Credential"].split("/")
-    path, _, query = raw_path.partition("?")
-    pairs = [tuple(urllib.parse.unquote(x) for x in [*p.split("=", 1), ""][:2]) for p in query.split("&") if p]
-    canonical_query = "&".join(
-        f"{urllib.parse.quote(k, safe='-_.~')}={urllib.parse.quote(v, safe='-_.~')}" for k, v in sorted(pairs))
-    signed = fields["SignedHeaders"].split(";")
-    canonical_headers = "".join(f"{name}:{' '.join(headers[name].split())}\n" for name in signed)
-    canonical = "\n".join([method, urllib.parse.quote(path, safe="/~"), canonical_query, canonical_headers,
-                           fields["SignedHeaders"], hashlib.sha256(b"").hexdigest()])
-    scope = f"{date}/{region}/{service}/aws4_request"
-    to_sign = "\n".join(["AWS4-HMAC-SHA256", headers["x-amz-date"], scope,
-                         hashlib.sha256(canonical.encode()).hexdigest()])
-    key = _hmac(_hmac(_hmac(_hmac(f"AWS4{secret}".encode(), date), region), service), "aws4_request")
-    expected = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
-    if service != "medical-imaging":
-        return f"signed for {service}"
-    return None if hmac.compare_digest(expected, fields["Signature"]) else "signature does not match"
 
 
 @dataclass
