@@ -2,8 +2,10 @@
 
 Accepted bodies:
 
-* ``application/json`` ``{"datastoreId": ..., "imageSetId": ..., "seriesInstanceUid"?: ...}`` (HealthImaging)
-  or ``{"dicomS3Uri": "s3://bucket/prefix/", "seriesInstanceUid"?: ...}`` (a series under an S3 prefix);
+* ``application/json`` ``{"datastoreId": ..., "imageSetId": ..., "seriesInstanceUid"?: ...}`` (HealthImaging),
+  ``{"dicomS3Uri": "s3://bucket/prefix/", "seriesInstanceUid"?: ...}`` (a series under an S3 prefix) or
+  ``{"dicomwebUrl": "https://.../dicom-web", "studyInstanceUid": ..., "seriesInstanceUid": ..., "dicomwebAuth"?:
+  "none"|"sigv4"}`` (a series on a DICOMweb server: the predict CLI's ``--dicomweb-url/--study-uid/--series-uid``);
 * ``application/zip``: a zip of one series' DICOM files, its members expanding to at most
   ``max_expanded_bytes`` (413 otherwise, decided from the member headers before anything is decompressed).
 """
@@ -28,7 +30,13 @@ _ID = re.compile(r"^[0-9a-z]{32}$")
 _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
 _HEALTHIMAGING_KEYS = {"datastoreId", "imageSetId"}
 _OPTIONAL_KEYS = {"seriesInstanceUid"}
-_USAGE = 'send {"datastoreId": "...", "imageSetId": "..."} or {"dicomS3Uri": "s3://bucket/prefix/"}'
+_USAGE = (
+    'send {"datastoreId": "...", "imageSetId": "..."}, {"dicomS3Uri": "s3://bucket/prefix/"} or '
+    '{"dicomwebUrl": "https://host/dicom-web", "studyInstanceUid": "...", "seriesInstanceUid": "..."}'
+)
+_DICOMWEB_REQUIRED = {"dicomwebUrl", "studyInstanceUid", "seriesInstanceUid"}
+_DICOMWEB_OPTIONAL = {"dicomwebAuth"}
+DICOMWEB_AUTH_MODES = ("none", "sigv4")  # model_code.core.dicomweb.AUTH_MODES; None: sigv4 for HealthImaging only
 # One series is at most a few thousand files; a zip of millions of empty members is a bomb of another kind.
 MAX_ZIP_MEMBERS = 100_000
 
@@ -54,7 +62,17 @@ class ZipSeriesRequest:
         return f"ZipSeriesRequest({len(self.payload)} bytes)"
 
 
-SeriesRequest = HealthImagingRequest | S3SeriesRequest | ZipSeriesRequest
+@dataclass(frozen=True)
+class DicomWebRequest:
+    """A series on a DICOMweb server; ``auth`` None picks SigV4 for HealthImaging's DICOMweb host only."""
+
+    url: str
+    study_instance_uid: str
+    series_instance_uid: str
+    auth: str | None = None
+
+
+SeriesRequest = HealthImagingRequest | S3SeriesRequest | DicomWebRequest | ZipSeriesRequest
 
 
 def decode_request(
@@ -98,6 +116,8 @@ def _decode_json(body: bytes | str | bytearray | None) -> SeriesRequest:
         raise bad_request(f"seriesInstanceUid must be a DICOM UID (digits and dots), got {series_uid!r}")
 
     keys = set(document)
+    if "dicomwebUrl" in keys:
+        return _decode_dicomweb(document)
     if "dicomS3Uri" in keys:
         unknown = keys - {"dicomS3Uri"} - _OPTIONAL_KEYS
         if unknown:
@@ -130,6 +150,27 @@ def _decode_json(body: bytes | str | bytearray | None) -> SeriesRequest:
         image_set_id=document["imageSetId"],
         series_instance_uid=series_uid,
     )
+
+
+def _decode_dicomweb(document: dict[str, Any]) -> DicomWebRequest:
+    keys = set(document)
+    missing = _DICOMWEB_REQUIRED - keys
+    unknown = keys - _DICOMWEB_REQUIRED - _DICOMWEB_OPTIONAL
+    if missing or unknown:
+        detail = "; ".join(part for part in (f"missing {sorted(missing)}" if missing else "",
+                                             f"unexpected {sorted(unknown)}" if unknown else "") if part)
+        raise bad_request(f"the DICOMweb request has the wrong keys ({detail}): {_USAGE}")
+    url = document["dicomwebUrl"]
+    if not isinstance(url, str) or not url.startswith(("http://", "https://")) or len(url) > 2048:
+        raise bad_request(f"dicomwebUrl must be an http(s) DICOMweb root, got {url!r}")
+    study = document["studyInstanceUid"]
+    if not isinstance(study, str) or not _UID.match(study):
+        raise bad_request(f"studyInstanceUid must be a DICOM UID (digits and dots), got {study!r}")
+    auth = document.get("dicomwebAuth")
+    if auth is not None and auth not in DICOMWEB_AUTH_MODES:
+        raise bad_request(f"dicomwebAuth must be one of {list(DICOMWEB_AUTH_MODES)} (or absent), got {auth!r}")
+    return DicomWebRequest(url=url.rstrip("/"), study_instance_uid=study,
+                           series_instance_uid=document["seriesInstanceUid"], auth=auth)
 
 
 def _decode_zip(body: bytes | str | bytearray | None, *, max_expanded_bytes: int) -> ZipSeriesRequest:

@@ -21,7 +21,13 @@ from model_code.core.dicom.files import load_series
 from model_code.core.dicom.series import ImageSeries
 from model_code.core.errors import ClientError, InvalidSeriesError, unusable_series
 from model_code.core.http import ZIP
-from model_code.core.requests import HealthImagingRequest, S3SeriesRequest, SeriesRequest, ZipSeriesRequest
+from model_code.core.requests import (
+    DicomWebRequest,
+    HealthImagingRequest,
+    S3SeriesRequest,
+    SeriesRequest,
+    ZipSeriesRequest,
+)
 
 
 class Segmenter(Protocol):
@@ -81,6 +87,8 @@ def describe(request: SeriesRequest) -> dict[str, Any]:
         return {"datastoreId": request.datastore_id, "imageSetId": request.image_set_id}
     if isinstance(request, S3SeriesRequest):
         return {"dicomS3Uri": request.location.uri}
+    if isinstance(request, DicomWebRequest):
+        return {"dicomwebUrl": request.url, "studyInstanceUid": request.study_instance_uid}
     return {"zipBytes": len(request.payload)}
 
 

@@ -1,17 +1,25 @@
-"""Turn a decoded request into an ImageSeries, mapping "cannot find it" to 404 and "cannot use it" to 422."""
+"""Turn a decoded request into an ImageSeries, mapping "cannot find it" to 404, "may not read it" to 403 and
+"cannot use it" to 422."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from botocore.exceptions import ClientError as BotocoreClientError
 
 from model_code.core.dicom.files import load_series
 from model_code.core.dicom.series import ImageSeries
-from model_code.core.errors import ClientError, InvalidSeriesError, not_found, unusable_series
-from model_code.core.requests import HealthImagingRequest, S3SeriesRequest, SeriesRequest, ZipSeriesRequest
+from model_code.core.dicomweb import AuthMode, DicomWebAccessDenied, DicomWebNotFound, DicomWebSession
+from model_code.core.errors import ClientError, InvalidSeriesError, bad_request, not_found, unusable_series
+from model_code.core.requests import (
+    DicomWebRequest,
+    HealthImagingRequest,
+    S3SeriesRequest,
+    SeriesRequest,
+    ZipSeriesRequest,
+)
 from model_code.core.s3_uri import S3Location
 from model_code.core.service import load_zip_series
 from model_code.healthimaging import HealthImagingError, ImageSetNotFound, SeriesNotFound, load_image_set
@@ -27,6 +35,8 @@ def load_request_series(request: SeriesRequest, workdir: Path, *, clients: Servi
     try:
         if isinstance(request, S3SeriesRequest):
             return _load_s3(request, workdir, clients.s3())
+        if isinstance(request, DicomWebRequest):
+            return _load_dicomweb(request)
         return _load_healthimaging(request, clients.medical_imaging())
     except InvalidSeriesError as error:
         raise unusable_series(f"not a usable series: {error}") from error
@@ -61,6 +71,21 @@ def _list_keys(s3: Any, location: S3Location) -> list[str]:
         # Keys ending in "/" are the folder markers the console creates, not files.
         keys.extend(item["Key"] for item in page.get("Contents", []) if not item["Key"].endswith("/"))
     return sorted(keys)
+
+
+def _load_dicomweb(request: DicomWebRequest) -> ImageSeries:
+    try:
+        session = DicomWebSession(request.url, auth=cast(AuthMode | None, request.auth))
+    except ValueError as error:  # sigv4 asked for a host that is not HealthImaging's DICOMweb host
+        raise bad_request(str(error)) from error
+    # A server that keeps failing after the client's retries is not the caller's fault: DicomWebError stays a 5xx.
+    try:
+        return session.load_series(request.study_instance_uid, request.series_instance_uid)
+    except DicomWebNotFound as error:
+        raise not_found(str(error)) from error
+    except DicomWebAccessDenied as error:
+        raise ClientError(403, f"{error}: grant the endpoint's role the DICOMweb read actions, or send a server it "
+                          "may read") from error
 
 
 def _load_healthimaging(request: HealthImagingRequest, client: Any) -> ImageSeries:

@@ -199,3 +199,27 @@ def test_healthimaging_image_set_is_segmented(serving_model: ServingModel, phant
     _check_seg(body, phantom_zip)
     assert error_status == 404
     assert "image set ffffffffffffffffffffffffffffffff was not found" in json.loads(error_body)["error"]["message"]
+
+
+def test_dicomweb_series_is_segmented(serving_model: ServingModel, phantom_zip: SeriesZip) -> None:
+    # The predict CLI's --dicomweb-url/--study-uid/--series-uid source in the request JSON, read from a real
+    # DICOMweb server (Orthanc on loopback).
+    from model_code.core.dicomweb import DicomWebSession
+    from testkit.orthanc import orthanc_server
+
+    datasets = zip_datasets(phantom_zip.payload)
+    study = str(datasets[0].StudyInstanceUID)
+    with orthanc_server() as orthanc:
+        DicomWebSession(orthanc.dicomweb_url).store(datasets, study_instance_uid=study)
+        model = ServingModel(serving_model.pipeline, settings=ServingSettings(), clients=InjectedClients())
+        request = {"dicomwebUrl": orthanc.dicomweb_url, "studyInstanceUid": study,
+                   "seriesInstanceUid": phantom_zip.series_instance_uid}
+        body, _, status = _invoke(model, json.dumps(request), "application/json", "application/dicom")
+        summary, _, _ = _invoke(model, json.dumps(request), "application/json", "application/json")
+        missing = {**request, "seriesInstanceUid": "1.2.3.4"}
+        error_body, _, error_status = _invoke(model, json.dumps(missing), "application/json", None)
+    assert status == 200
+    _check_seg(body, phantom_zip)
+    assert json.loads(summary)["source"]["dicomwebUrl"] == orthanc.dicomweb_url
+    assert error_status == 404
+    assert "1.2.3.4" in json.loads(error_body)["error"]["message"]

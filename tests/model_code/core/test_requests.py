@@ -11,6 +11,7 @@ import pytest
 from model_code.core.errors import ClientError
 from model_code.core.requests import (
     MAX_ZIP_MEMBERS,
+    DicomWebRequest,
     HealthImagingRequest,
     S3SeriesRequest,
     ZipSeriesRequest,
@@ -48,6 +49,14 @@ def _corrupt_crc() -> bytes:
          "application/json; charset=utf-8", HealthImagingRequest(DATASTORE, IMAGE_SET, "1.2.3")),
         # a series under an S3 prefix
         (json.dumps({"dicomS3Uri": "s3://my-bucket/studies/1/"}), "Application/JSON", None),
+        # a series on a DICOMweb server (the predict CLI's --dicomweb-url source), auth by host
+        (json.dumps({"dicomwebUrl": "http://pacs:8042/dicom-web/", "studyInstanceUid": "1.2",
+                     "seriesInstanceUid": "1.2.3"}), "application/json",
+         DicomWebRequest("http://pacs:8042/dicom-web", "1.2", "1.2.3")),
+        # ... and with the auth chosen
+        (json.dumps({"dicomwebUrl": "https://h/dicom-web", "studyInstanceUid": "1.2", "seriesInstanceUid": "1.2.3",
+                     "dicomwebAuth": "none"}), "application/json",
+         DicomWebRequest("https://h/dicom-web", "1.2", "1.2.3", "none")),
     ],
 )
 def test_json_requests_decode(body: object, content_type: str, expected: object) -> None:
@@ -94,6 +103,17 @@ def test_zip_requests_keep_the_payload(content_type: str) -> None:
          "unexpected keys ['imageSetId'] beside dicomS3Uri"),
         (json.dumps({"dicomS3Uri": "s3://bucket/x", "seriesInstanceUid": "1.2.x"}).encode(), "application/json",
          400, "seriesInstanceUid must be a DICOM UID"),
+        # malformed DICOMweb sources
+        (json.dumps({"dicomwebUrl": "http://h/dicom-web", "studyInstanceUid": "1.2"}).encode(), "application/json",
+         400, "missing ['seriesInstanceUid']"),
+        (json.dumps({"dicomwebUrl": "file:///etc/passwd", "studyInstanceUid": "1.2", "seriesInstanceUid": "1.3"}
+                    ).encode(), "application/json", 400, "dicomwebUrl must be an http(s) DICOMweb root"),
+        (json.dumps({"dicomwebUrl": "http://h", "studyInstanceUid": "x", "seriesInstanceUid": "1.3"}).encode(),
+         "application/json", 400, "studyInstanceUid must be a DICOM UID"),
+        (json.dumps({"dicomwebUrl": "http://h", "studyInstanceUid": "1.2", "seriesInstanceUid": "1.3",
+                     "dicomwebAuth": "basic"}).encode(), "application/json", 400, "dicomwebAuth must be one of"),
+        (json.dumps({"dicomwebUrl": "http://h", "studyInstanceUid": "1.2", "seriesInstanceUid": "1.3",
+                     "imageSetId": IMAGE_SET}).encode(), "application/json", 400, "unexpected ['imageSetId']"),
         # malformed zips
         (b"", "application/zip", 400, "the request body is empty"),
         (b"PK\x03\x04 truncated", "application/zip", 400, "not a readable zip archive"),
