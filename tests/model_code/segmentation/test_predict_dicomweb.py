@@ -25,7 +25,7 @@ DROP_SEG = 'function ReceivedInstanceFilter(dicom, origin, info) return dicom.Mo
 def _write_series(folder: Path) -> tuple[list[pydicom.Dataset], str]:
     phantom = make_phantom(shape=(8, 32, 32), spacing=(2.5, 1.6, 1.6))
     paths = write_dicom_series(phantom.volume_hu, phantom.affine, folder, series_uid=SERIES_UID)
-    datasets = [pydicom.dcmread(path) for path in paths]
+    datasets: list[pydicom.Dataset] = [pydicom.dcmread(path) for path in paths]
     return datasets, str(datasets[0].StudyInstanceUID)
 
 
