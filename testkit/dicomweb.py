@@ -45,11 +45,15 @@ class Front:
 
 @contextlib.contextmanager
 def dicomweb_front(
-    upstream_root: str, *, fail_first: int = 0, fail_status: int = 503, secret_key: str | None = None
+    upstream_root: str, *, fail_first: int = 0, fail_status: int = 503, secret_key: str | None = None,
+    root_path: str | None = None,
 ) -> Iterator[Front]:
-    """Serve a front for ``upstream_root`` (e.g. ``http://127.0.0.1:8042/dicom-web``) on loopback."""
-    origin, _, root_path = upstream_root.partition("//")[2].partition("/")
+    """Serve a front for ``upstream_root`` (e.g. ``http://127.0.0.1:8042/dicom-web``) on loopback; ``root_path``
+    is the root the front answers at (e.g. HealthImaging's ``/datastore/<id>``; default the upstream's)."""
+    origin, _, upstream_path = upstream_root.partition("//")[2].partition("/")
     upstream_origin = upstream_root[: upstream_root.index(origin) + len(origin)]
+    upstream_prefix = "/" + upstream_path.strip("/")
+    front_prefix = "/" + (root_path if root_path is not None else upstream_path).strip("/")
     state = Front(fail_first=fail_first, fail_status=fail_status, secret_key=secret_key)
 
     class Handler(BaseHTTPRequestHandler):
@@ -75,8 +79,12 @@ def dicomweb_front(
             if status is not None:
                 return self._answer(status, b'{"message": "try again"}')
             forwarded = {name: headers[name] for name in _PASSED_HEADERS if name in headers}
+            path = self.path
+            if not path.startswith(front_prefix):
+                return self._answer(404, b'{"message": "not below the DICOMweb root"}')
             request = urllib.request.Request(  # noqa: S310 - the loopback upstream's http:// URL
-                upstream_origin + self.path, data=body if method == "POST" else None, headers=forwarded, method=method
+                upstream_origin + upstream_prefix + path[len(front_prefix):],
+                data=body if method == "POST" else None, headers=forwarded, method=method,
             )
             try:
                 with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310
@@ -91,5 +99,5 @@ def dicomweb_front(
             self._handle("POST")
 
     with loopback_server(Handler, name="dicomweb-front") as front_origin:
-        state.url = f"{front_origin}/{root_path}".rstrip("/")
+        state.url = f"{front_origin}{front_prefix}".rstrip("/")
         yield state

@@ -3,7 +3,9 @@
 Flow: "Image Set Created" (the HealthImaging stack's pattern, filtered to the platform's data store) -> EventBridge
 rule -> ``RequestInference`` (request JSON under ``input/`` + InvokeEndpointAsync, idempotent) -> the endpoint
 writes the SEG under ``output/`` and notifies the serving stack's success or error topic.
-Success topic -> ``ImportSeg`` (only when ``serving.importSegBack``) -> SEG copied into the inbox's
+Success topic -> ``ImportSeg`` (only when ``serving.importSegBack``) -> SEG stored into its study with DICOMweb
+STOW-RS (HealthImaging's StoreDICOM, SigV4, through the network stack's DICOMweb endpoint), the result JSON naming
+the stored instance under ``output/results/``; a SEG too big for that is copied into the inbox's
 ``incoming/inference-seg/`` prefix and imported with the HealthImaging stack's import role.
 Error topic -> ``failure_queue`` (kept 14 days for inspection; the monitoring stack alarms on its depth).
 Undeliverable events and failed function invocations -> ``dead_letter_queue`` (alarmed too).
@@ -41,6 +43,10 @@ RUNTIME_DIR = str(Path(__file__).resolve().parent / "runtime")
 # Inbox prefix the SEG imports read: under incoming/ (the import role's only readable prefix), never holding a
 # manifest.json, so the batch-import rule of the HealthImaging stack does not fire for it.
 SEG_IMPORT_PREFIX = f"{INBOX_INCOMING_PREFIX}inference-seg/"
+# Where ImportSeg writes each result JSON (the stored instance): under output/, so its lifecycle rule applies.
+RESULT_PREFIX = f"{INFERENCE_OUTPUT_PREFIX}results/"
+# The HealthImaging DICOMweb actions the write-back signs for: the store, and the read-back that confirms it.
+DICOMWEB_STORE_ACTIONS = ("medical-imaging:StoreDICOM", "medical-imaging:GetDICOMInstanceMetadata")
 # Each request wakes a GPU instance at most; a burst of image sets queues in the endpoint, not in Lambda.
 FUNCTION_RESERVED_CONCURRENCY = 5
 FUNCTION_TIMEOUT = Duration.seconds(60)
@@ -183,16 +189,25 @@ class InferenceStack(Stack):
         function = self._function(
             "ImportSeg",
             handler="import_seg.handler",
-            description="Imports each segmentation the async endpoint produced back into HealthImaging",
+            description="Stores each segmentation the async endpoint produced back into its study (STOW-RS)",
             environment={
                 import_seg.ENV_DATASTORE_ID: dicom_store.datastore_id,
                 import_seg.ENV_IMPORT_ROLE_ARN: dicom_store.import_role.role_arn,
                 import_seg.ENV_INBOX_BUCKET: inbox_bucket.bucket_name,
                 import_seg.ENV_SEG_PREFIX: SEG_IMPORT_PREFIX,
                 import_seg.ENV_IMPORT_OUTPUT_BUCKET: import_output_bucket.bucket_name,
+                import_seg.ENV_DICOMWEB_ENDPOINT: f"https://dicom-medical-imaging.{self.region}.{self.url_suffix}",
+                import_seg.ENV_SIGNING_REGION: self.region,
+                import_seg.ENV_INFERENCE_BUCKET: inference_bucket.bucket_name,
+                import_seg.ENV_RESULT_PREFIX: RESULT_PREFIX,
             },
         )
         inference_bucket.grant_read(function, f"{INFERENCE_OUTPUT_PREFIX}*")
+        inference_bucket.grant_put(function, f"{RESULT_PREFIX}*")
+        # STOW-RS into the one data store (StoreDICOM takes the data store as its resource), and the read-back.
+        function.add_to_role_policy(
+            iam.PolicyStatement(actions=list(DICOMWEB_STORE_ACTIONS), resources=[dicom_store.datastore_arn])
+        )
         inbox_bucket.grant_put(function, f"{SEG_IMPORT_PREFIX}*")
         function.add_to_role_policy(
             iam.PolicyStatement(

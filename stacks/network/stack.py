@@ -32,7 +32,9 @@ INTERFACE_ENDPOINTS: dict[str, ec2.InterfaceVpcEndpointAwsService] = {
     "HealthImaging": ec2.InterfaceVpcEndpointAwsService("medical-imaging"),
     "HealthImagingRuntime": ec2.InterfaceVpcEndpointAwsService("runtime-medical-imaging"),
 }
-# HealthImaging's DICOMweb host (dicom-medical-imaging.<region>.amazonaws.com): the viewer's proxy reads through it.
+# HealthImaging's DICOMweb host (dicom-medical-imaging.<region>.amazonaws.com, PrivateLink service
+# com.amazonaws.<region>.dicom-medical-imaging, private DNS required): the viewer's proxy reads and the inference
+# write-back (serving.importSegBack) stores through it. Only deployed when one of them is: it bills by the hour.
 DICOMWEB_ENDPOINT = ("HealthImagingDicomWeb", ec2.InterfaceVpcEndpointAwsService("dicom-medical-imaging"))
 
 
@@ -105,7 +107,8 @@ class NetworkStack(Stack):
                 open=False,
             )
             for name, service in (
-                *INTERFACE_ENDPOINTS.items(), *([DICOMWEB_ENDPOINT] if config.viewer.enabled else [])
+                *INTERFACE_ENDPOINTS.items(),
+                *([DICOMWEB_ENDPOINT] if config.viewer.enabled or config.serving.import_seg_back else []),
             )
         }
 

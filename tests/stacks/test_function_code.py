@@ -26,7 +26,7 @@ HANDLER_MODULES = [start_import, import_completed, request_inference, import_seg
 
 RUNTIMES = {
     "healthimaging": ["import_completed.py", "start_import.py"],
-    "inference": ["import_seg.py", "request_inference.py"],
+    "inference": ["import_seg.py", "request_inference.py", "store_seg.py"],
     "approval": ["deploy_approved.py"],
     "viewer": ["dicomweb_proxy.py"],
 }

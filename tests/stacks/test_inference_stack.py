@@ -133,15 +133,30 @@ def test_the_import_function_is_configured_for_the_inbox_seg_prefix(import_assem
     assert "DicomInbox" in output_name(env[import_seg.ENV_INBOX_BUCKET])
     assert "ImportOutput" in output_name(env[import_seg.ENV_IMPORT_OUTPUT_BUCKET])
     assert "ImportRole" in output_name(env[import_seg.ENV_IMPORT_ROLE_ARN])
+    # STOW-RS through HealthImaging's DICOMweb host (the network stack's dicom-medical-imaging endpoint).
+    assert env[import_seg.ENV_RESULT_PREFIX] == "output/results/"
+    region = env[import_seg.ENV_SIGNING_REGION]
+    assert region == "us-east-1"  # the stage's region (cdk.json)
+    assert env[import_seg.ENV_DICOMWEB_ENDPOINT] in (
+        f"https://dicom-medical-imaging.{region}.amazonaws.com",
+        {"Fn::Join": ["", [f"https://dicom-medical-imaging.{region}.", {"Ref": "AWS::URLSuffix"}]]},
+    )
 
 
 def test_the_import_function_reads_outputs_writes_the_seg_prefix_and_passes_only_the_import_role(
     import_assembly: Assembly,
 ) -> None:
     policy = statements(import_assembly, "ImportSeg")
-    (put,) = [s for s in policy if "s3:PutObject" in actions(s)]
-    assert put["Resource"]["Fn::Join"][1][1] == "/incoming/inference-seg/*"
-    assert "DicomInbox" in output_name(put["Resource"]["Fn::Join"][1][0])
+    puts = {r["Fn::Join"][1][1]: r["Fn::Join"][1][0]
+            for s in policy if "s3:PutObject" in actions(s) for r in as_list(s["Resource"])}
+    assert set(puts) == {"/incoming/inference-seg/*", "/output/results/*"}  # the import path, the result JSON
+    assert "DicomInbox" in output_name(puts["/incoming/inference-seg/*"])
+    assert "Inference" in output_name(puts["/output/results/*"])
+    (store,) = [s for s in policy if "medical-imaging:StoreDICOM" in actions(s)]
+    # CDK merges statements on the same resource: the import job's start may share it, nothing else.
+    assert {"medical-imaging:StoreDICOM", "medical-imaging:GetDICOMInstanceMetadata"} <= set(actions(store)) <= {
+        "medical-imaging:StoreDICOM", "medical-imaging:GetDICOMInstanceMetadata", "medical-imaging:StartDICOMImportJob"}
+    assert "DatastoreDatastoreArn" in output_name(store["Resource"])
     (read,) = [s for s in policy if "s3:GetObject*" in actions(s)]
     assert [r["Fn::Join"][1][1] for r in as_list(read["Resource"]) if "Fn::Join" in r] == ["/output/*"]
     (start,) = [s for s in policy if "medical-imaging:StartDICOMImportJob" in actions(s)]
@@ -151,7 +166,7 @@ def test_the_import_function_reads_outputs_writes_the_seg_prefix_and_passes_only
     assert pass_role["Condition"] == {"StringEquals": {"iam:PassedToService": "medical-imaging.amazonaws.com"}}
     # Must not: the request function gets none of these.
     request_actions = {a for s in statements(import_assembly, "RequestInference") for a in actions(s)}
-    assert not request_actions & {"iam:PassRole", "medical-imaging:StartDICOMImportJob"}
+    assert not request_actions & {"iam:PassRole", "medical-imaging:StartDICOMImportJob", "medical-imaging:StoreDICOM"}
 
 
 def test_endpoint_failures_are_kept_in_an_encrypted_failure_queue(assembly: Assembly) -> None:

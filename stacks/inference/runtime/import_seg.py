@@ -1,4 +1,4 @@
-"""Import a finished segmentation (DICOM SEG) back into HealthImaging, next to the study it was made from.
+"""Store a finished segmentation (DICOM SEG) back into HealthImaging, into the study it was made from.
 
 Deployed only when ``serving.importSegBack`` is true. SageMaker publishes each successful async inference on
 the endpoint's success topic; SNS invokes this function with that notification (the documented format):
@@ -7,11 +7,15 @@ the endpoint's success topic; SNS invokes this function with that notification (
      "requestParameters": {"endpointName": "...", "inputLocation": "s3://<bucket>/input/<ds>/<set>.json", ...},
      "responseParameters": {"contentType": "application/dicom", "outputLocation": "s3://<bucket>/output/..."}}
 
-The SEG is checked (DICOM preamble), copied to ``incoming/inference-seg/<imageSetId>/seg.dcm`` in the DICOM
-inbox (the prefix the import role may read; no manifest is written, so the batch-import rule ignores it) and
-imported with ``StartDICOMImportJob``. The client token is derived from the inference ID, so a retried
-notification never starts a second job. AWS errors raise: SNS's asynchronous invocation retries, then the
-dead-letter queue.
+The SEG is checked (DICOM preamble) and stored with DICOMweb STOW-RS (``store_seg.py``: HealthImaging's
+``StoreDICOM``, synchronous, SigV4-signed, read back before it counts as stored); the result JSON naming the stored
+instance is written to ``<result prefix><datastoreId>/<imageSetId>.json`` in the inference bucket. Only a SEG too
+big for one STOW-RS request from this function (``STOW_IN_FUNCTION_MAX_BYTES``) takes the import-job path: copied
+to ``incoming/inference-seg/<imageSetId>/seg.dcm`` in the DICOM inbox (the prefix the import role may read; no
+manifest is written, so the batch-import rule ignores it) and imported with ``StartDICOMImportJob``, whose client
+token is derived from the inference ID, so a retried notification never starts a second job. A store the service
+rejects and AWS errors raise: SNS's asynchronous invocation retries (a repeated STOW-RS of the same SOP Instance
+UID stores it once), then the dead-letter queue, which the monitoring stack alarms on.
 """
 
 from __future__ import annotations
@@ -29,12 +33,21 @@ import boto3
 # platform's one S3-URI parser, model_code/core/s3_uri.py).
 from function_settings import EnvironmentSettings
 from s3_uri import parse_s3_uri
+from store_seg import StoredSeg, store_seg
 
 ENV_DATASTORE_ID = "DATASTORE_ID"
 ENV_IMPORT_ROLE_ARN = "IMPORT_ROLE_ARN"
 ENV_INBOX_BUCKET = "INBOX_BUCKET"
 ENV_SEG_PREFIX = "SEG_IMPORT_PREFIX"
 ENV_IMPORT_OUTPUT_BUCKET = "IMPORT_OUTPUT_BUCKET"
+ENV_DICOMWEB_ENDPOINT = "DICOMWEB_ENDPOINT"
+ENV_SIGNING_REGION = "SIGNING_REGION"
+ENV_INFERENCE_BUCKET = "INFERENCE_BUCKET"
+ENV_RESULT_PREFIX = "RESULT_PREFIX"
+# Above this the SEG goes through an import job: the function holds the SEG and its multipart copy in its 512 MB
+# (StoreDICOM itself takes up to 1 GB a request). Spleen SEGs are a few MB.
+STOW_IN_FUNCTION_MAX_BYTES = 200 * 1024 * 1024
+RESULT_FILENAME_SUFFIX = ".json"
 
 COMPLETED = "Completed"
 # Where HealthImaging reports SEG imports in the import-output bucket: one folder per source image set.
@@ -77,6 +90,15 @@ class Settings(EnvironmentSettings):
     inbox_bucket: str
     seg_import_prefix: str
     import_output_bucket: str
+    # https://dicom-medical-imaging.<region>.amazonaws.com (through the DICOMweb VPC endpoint's private DNS)
+    dicomweb_endpoint: str
+    signing_region: str
+    inference_bucket: str
+    result_prefix: str
+
+    @property
+    def dicomweb_root(self) -> str:
+        return f"{self.dicomweb_endpoint.rstrip('/')}/datastore/{self.datastore_id}"
 
 
 @dataclass(frozen=True)
@@ -139,7 +161,11 @@ def seg_prefix(settings: Settings, result: Result) -> str:
     return f"{settings.seg_import_prefix}{result.image_set_id}/"
 
 
-def import_seg(*, s3: Any, medical_imaging: Any, settings: Settings, result: Result) -> dict[str, Any]:
+def result_key(settings: Settings, result: Result) -> str:
+    return f"{settings.result_prefix}{result.datastore_id}/{result.image_set_id}{RESULT_FILENAME_SUFFIX}"
+
+
+def _check(s3: Any, settings: Settings, result: Result) -> None:
     if result.datastore_id != settings.datastore_id:
         raise NotificationError(
             f"inference {result.inference_id} read data store {result.datastore_id}, not the platform's "
@@ -151,6 +177,37 @@ def import_seg(*, s3: Any, medical_imaging: Any, settings: Settings, result: Res
             f"s3://{result.output_bucket}/{result.output_key} is not a DICOM file: invoke with "
             "Accept: application/dicom so the endpoint returns the SEG"
         )
+
+
+def write_back(*, s3: Any, medical_imaging: Any, settings: Settings, result: Result, credentials: Any,
+               store: Any = store_seg) -> dict[str, Any]:
+    """The SEG into its study: STOW-RS when one request from here carries it, else the import job."""
+    _check(s3, settings, result)
+    size = int(s3.head_object(Bucket=result.output_bucket, Key=result.output_key)["ContentLength"])
+    if size > STOW_IN_FUNCTION_MAX_BYTES:
+        return import_seg(s3=s3, medical_imaging=medical_imaging, settings=settings, result=result, checked=True)
+    part10 = s3.get_object(Bucket=result.output_bucket, Key=result.output_key)["Body"].read()
+    stored: StoredSeg = store(part10, dicomweb_root=settings.dicomweb_root, credentials=credentials,
+                              region=settings.signing_region)
+    document = {
+        "status": "STORED",
+        "inferenceId": result.inference_id,
+        "datastoreId": result.datastore_id,
+        "sourceImageSetId": result.image_set_id,
+        "seg": f"s3://{result.output_bucket}/{result.output_key}",
+        "stored": stored.to_json(),
+    }
+    key = result_key(settings, result)
+    s3.put_object(Bucket=settings.inference_bucket, Key=key, Body=json.dumps(document, indent=2).encode(),
+                  ContentType="application/json")
+    return {**document, "result": f"s3://{settings.inference_bucket}/{key}"}
+
+
+def import_seg(*, s3: Any, medical_imaging: Any, settings: Settings, result: Result,
+               checked: bool = False) -> dict[str, Any]:
+    """The import-job path (a SEG over ``STOW_IN_FUNCTION_MAX_BYTES``)."""
+    if not checked:
+        _check(s3, settings, result)
     prefix = seg_prefix(settings, result)
     s3.copy_object(
         Bucket=settings.inbox_bucket,
@@ -181,12 +238,19 @@ def _clients() -> tuple[Any, Any]:
 
 
 @cache
+def _session() -> Any:
+    # The session refreshes the role's credentials itself; each store signs with a frozen snapshot.
+    return boto3.Session()
+
+
+@cache
 def _settings() -> Settings:
     return Settings.from_environment()
 
 
-def handle(event: dict[str, Any], *, s3: Any, medical_imaging: Any, settings: Settings) -> list[dict[str, Any]]:
-    """An SNS event (one record per notification): import each successful result."""
+def handle(event: dict[str, Any], *, s3: Any, medical_imaging: Any, settings: Settings, credentials: Any = None,
+           store: Any = store_seg) -> list[dict[str, Any]]:
+    """An SNS event (one record per notification): store each successful result back into its study."""
     outcomes = []
     for record in event.get("Records", []):
         try:
@@ -197,10 +261,12 @@ def handle(event: dict[str, Any], *, s3: Any, medical_imaging: Any, settings: Se
         if result is None:
             outcomes.append({"status": "IGNORED", "reason": "not a completed inference"})
             continue
-        outcomes.append(import_seg(s3=s3, medical_imaging=medical_imaging, settings=settings, result=result))
+        outcomes.append(write_back(s3=s3, medical_imaging=medical_imaging, settings=settings, result=result,
+                                   credentials=credentials, store=store))
     return outcomes
 
 
 def handler(event: dict[str, Any], context: Any) -> list[dict[str, Any]]:
     s3, medical_imaging = _clients()
-    return handle(event, s3=s3, medical_imaging=medical_imaging, settings=_settings())
+    credentials = _session().get_credentials().get_frozen_credentials()
+    return handle(event, s3=s3, medical_imaging=medical_imaging, settings=_settings(), credentials=credentials)

@@ -69,6 +69,11 @@ FINDING_REASONS: tuple[FindingReason, ...] = (
                   "Authorization Reference's AWS HealthImaging page (docs.aws.amazon.com/service-authorization/latest/"
                   "reference/list_awshealthimaging.html) but not in parliament 1.6.4's copy of it",
                   detail=r'.*medical-imaging:(SearchDICOM(Studies|Series|Instances)|GetDICOM(SeriesMetadata|Bulkdata))"?'),
+    FindingReason("UNKNOWN_ACTION", r"Inference/ImportSegServiceRoleDefaultPolicy.*",
+                  "HealthImaging's DICOMweb STOW-RS (StoreDICOM, the inference write-back) is in the Service "
+                  "Authorization Reference's AWS HealthImaging page (docs.aws.amazon.com/service-authorization/latest/"
+                  "reference/list_awshealthimaging.html) but not in parliament 1.6.4's copy of it",
+                  detail=r'.*medical-imaging:StoreDICOM"?'),
     FindingReason("RESOURCE_STAR", r"Images/BuildImagesPolicyDocument.*",
                   "CodeBuild's own policy for builds in the VPC: the network interfaces do not exist before a build "
                   "starts (the same reason as the nag acknowledgment on this policy)"),

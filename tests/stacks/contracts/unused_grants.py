@@ -92,6 +92,15 @@ ROLE_REASONS: tuple[RoleReason, ...] = (
                "parliament_lint.py); the grant is the 8 DICOMweb read actions on the one data store",
                role=r"Viewer/DicomWebFunctionServiceRole[0-9A-F]{8}$", actions=DICOMWEB_READS,
                holds=_only_the_data_store),
+    RoleReason("inference-seg-stow",
+               "The inference write-back (stacks/inference/runtime/store_seg.py) stores each SEG with a plain HTTPS "
+               "STOW-RS POST signed with SigV4 and reads it back with a signed WADO-RS GET; no botocore client makes "
+               "them, so no call is recorded (their tests run against Orthanc behind a SigV4-checking front, "
+               "tests/stacks/inference_runtime/test_store_seg.py); the grant is StoreDICOM and "
+               "GetDICOMInstanceMetadata on the one data store",
+               role=r"Inference/ImportSegServiceRole[0-9A-F]{8}$",
+               actions=("medical-imaging:StoreDICOM", "medical-imaging:GetDICOMInstanceMetadata"),
+               holds=_only_the_data_store),
     RoleReason("lambda-managed-log-group",
                "AWS's managed Lambda policies grant logs:CreateLogGroup; each platform function logs to the group its "
                "LoggingConfig names, which the stack creates, so Lambda never creates one",

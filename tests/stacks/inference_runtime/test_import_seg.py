@@ -1,4 +1,6 @@
-"""import_seg: a successful inference's SEG is imported back once; anything else is refused with a reason."""
+"""import_seg: a successful inference's SEG goes back into its study once (STOW-RS; an import job only for a SEG too big
+for that); anything else is refused with a reason. The STOW-RS path against a real DICOMweb server is in
+test_store_seg.py."""
 
 from __future__ import annotations
 
@@ -30,7 +32,17 @@ SETTINGS = import_seg.Settings(
     inbox_bucket=INBOX,
     seg_import_prefix="incoming/inference-seg/",
     import_output_bucket=IMPORT_OUTPUT,
+    dicomweb_endpoint="https://dicom-medical-imaging.us-east-1.amazonaws.com",
+    signing_region=REGION,
+    inference_bucket=INFERENCE,
+    result_prefix="output/results/",
 )
+
+
+@pytest.fixture
+def big_seg(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every SEG counts as too big for STOW-RS from the function: the import-job path."""
+    monkeypatch.setattr(import_seg, "STOW_IN_FUNCTION_MAX_BYTES", 0)
 
 
 def notification(
@@ -84,7 +96,7 @@ def handle(aws: Aws, event: dict[str, Any]) -> list[dict[str, Any]]:
     return import_seg.handle(event, s3=aws.s3, medical_imaging=aws.medical_imaging, settings=SETTINGS)
 
 
-def test_a_completed_inference_copies_the_seg_to_the_inbox_and_imports_it(aws: Aws) -> None:
+def test_a_seg_too_big_for_stow_is_copied_to_the_inbox_and_imported(aws: Aws, big_seg: None) -> None:
     aws.s3.put_object(Bucket=INFERENCE, Key=OUTPUT_KEY, Body=DICOM_BYTES)
     expect_import(aws)
     (outcome,) = handle(aws, sns_event(notification()))
@@ -96,7 +108,7 @@ def test_a_completed_inference_copies_the_seg_to_the_inbox_and_imports_it(aws: A
     assert not any(key.endswith("manifest.json") for key in aws.keys(INBOX))
 
 
-def test_a_retried_notification_sends_the_same_client_token(aws: Aws) -> None:
+def test_a_retried_notification_sends_the_same_client_token(aws: Aws, big_seg: None) -> None:
     aws.s3.put_object(Bucket=INFERENCE, Key=OUTPUT_KEY, Body=DICOM_BYTES)
     expect_import(aws)
     expect_import(aws)  # identical parameters, token included: the service deduplicates the second call
@@ -171,7 +183,8 @@ def test_the_request_key_of_request_inference_is_the_one_import_seg_parses() -> 
 
 
 def test_settings_name_every_missing_variable() -> None:
-    with pytest.raises(RuntimeError, match=r"\['IMPORT_ROLE_ARN', 'IMPORT_OUTPUT_BUCKET'\] are not set"):
+    with pytest.raises(RuntimeError, match=r"\['IMPORT_ROLE_ARN', 'IMPORT_OUTPUT_BUCKET', 'DICOMWEB_ENDPOINT', "
+                       r"'SIGNING_REGION', 'INFERENCE_BUCKET', 'RESULT_PREFIX'\] are not set"):
         import_seg.Settings.from_environment(
             {"DATASTORE_ID": "d", "INBOX_BUCKET": "b", "SEG_IMPORT_PREFIX": "incoming/inference-seg/"}
         )
