@@ -21,6 +21,7 @@ numpy, pydicom, highdicom, onnxruntime; no torch, no network).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 import threading
@@ -32,9 +33,11 @@ from pathlib import Path
 from typing import Any
 
 from model_code.core.errors import ClientError, ModelDirectoryError, error_body
+from model_code.core.failures import failure_of
 from model_code.core.http import JSON, encode_error, negotiate, respond
 from model_code.core.requests import ZipSeriesRequest, decode_request
 from model_code.core.service import SegmentationService, Segmenter
+from model_code.core.settings import InputLimits
 from model_code.edge.engine import EdgeModel
 from model_code.edge.layout import BundleError
 
@@ -67,8 +70,14 @@ class EdgeService:
 
     The flow's fetcher reads zip requests only: nothing leaves the device (no S3, no HealthImaging)."""
 
-    def __init__(self, model: Segmenter, limits: RunnerLimits) -> None:
-        self.model = SegmentationService(model)
+    def __init__(self, model: Segmenter, limits: RunnerLimits, inputs: InputLimits | None = None) -> None:
+        # The server's input limits (SERVING_* in the environment) with the runner's own two bounds.
+        self.inputs = dataclasses.replace(
+            inputs or InputLimits.from_env(),
+            max_body_bytes=limits.max_request_bytes,
+            max_expanded_bytes=limits.max_series_bytes,
+        )
+        self.model = SegmentationService(model, limits=self.inputs)
         self.limits = limits
         # Admitted = running + waiting; beyond that a request is turned away at once (503).
         self._admitted = threading.BoundedSemaphore(limits.workers + limits.queue)
@@ -83,7 +92,7 @@ class EdgeService:
     def handle(self, body: bytes, content_type: str | None, accept: str | None) -> tuple[bytes, str, int]:
         try:
             negotiate(accept)  # a 406 before the work, not after it
-            request = decode_request(body, content_type, max_expanded_bytes=self.limits.max_series_bytes)
+            request = decode_request(body, content_type, limits=self.inputs)
             if not isinstance(request, ZipSeriesRequest):
                 raise ClientError(
                     HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
@@ -92,8 +101,8 @@ class EdgeService:
                 )
             with self._running:
                 prediction = self.model.predict(request)
-        except ClientError as error:
-            return encode_error(error)
+        except Exception as error:  # one mapping for every server: the core's (a 500 carries an error ID)
+            return encode_error(failure_of(error))
         return respond(prediction, accept)
 
 
