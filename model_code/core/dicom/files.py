@@ -65,6 +65,15 @@ def _starts_like_a_dataset(data: bytes) -> bool:
     return data[:2] in (b"\x02\x00", b"\x08\x00")
 
 
+def _convert_every_element(dataset: pydicom.Dataset) -> None:
+    """pydicom converts an element's bytes when it is first read; read them all here, so a malformed value fails
+    now, as "not DICOM", and never later inside the geometry or pixel code."""
+    for element in dataset.iterall():
+        _ = element.value
+    for element in dataset.file_meta.iterall() if hasattr(dataset, "file_meta") else ():
+        _ = element.value
+
+
 def _read(source: bytes | Path) -> pydicom.Dataset:
     stream = io.BytesIO(source) if isinstance(source, bytes) else source
     try:
@@ -98,10 +107,15 @@ def _read_all(path: Path) -> tuple[list[pydicom.Dataset], list[str]]:
     not_dicom: list[str] = []
     for name, source in members:
         try:
-            datasets.append(_read(source))
-            names.append(name)
-        except (InvalidDicomError, OSError, ValueError, EOFError, KeyError):
+            dataset = _read(source)
+            _convert_every_element(dataset)
+        # pydicom raises a dozen types for malformed bytes (unknown VRs are NotImplementedError, bad lengths
+        # struct.error, bad values ValueError/TypeError): each means this file is not a readable instance.
+        except Exception:
             not_dicom.append(name)
+            continue
+        datasets.append(dataset)
+        names.append(name)
     if not_dicom:
         raise InvalidSeriesError(
             f"{len(not_dicom)} file(s) are not DICOM: remove them or point at a folder that holds only the series",
