@@ -65,4 +65,7 @@ def output_fn(prediction: Prediction | Failure, accept: str | None, context: Any
         if context is not None:
             # The reason phrase is the HTTP status line's: keep it the standard one, the detail is in the body.
             context.set_response_status(code=status, phrase=Failure(status, "").reason)
+            if isinstance(prediction, Failure):
+                for key, value in prediction.headers().items():  # Retry-After for a throttled dependency
+                    context.set_response_header(0, key, value)
     return body, content_type
