@@ -172,6 +172,7 @@ def test_a_worker_killed_mid_request_fails_that_request_and_the_server_recovers(
         os.kill(pid, signal.SIGKILL)
     sender.join(timeout=REQUEST_TIMEOUT_S)
     status, _, _, body = answer["a"]
+    print(f"\nkilled mid-request: TorchServe answered {status} {body[:120]!r}")
     assert status >= 500, body[:300]  # TorchServe answers for its dead worker itself
     assert b"Traceback" not in body
     # TorchServe starts new workers; the server serves again.
