@@ -31,7 +31,7 @@ import requests
 import retrying
 from dicomweb_client.api import DICOMwebClient
 
-from model_code.core.dicom.series import ImageSeries, series_from_datasets
+from model_code.core.dicom.series import ImageSeries, StackGeometry, series_from_datasets
 from model_code.core.dicomweb.errors import (
     DicomWebAccessDenied,
     DicomWebError,
@@ -210,11 +210,18 @@ class DicomWebSession:
         with ThreadPoolExecutor(max_workers=min(self.max_workers, max(len(uids), 1))) as pool:
             return list(pool.map(fetch, uids))
 
-    def load_series(self, study_instance_uid: str, series_instance_uid: str) -> ImageSeries:
+    def load_series(
+        self,
+        study_instance_uid: str,
+        series_instance_uid: str,
+        *,
+        check: Callable[[StackGeometry, pydicom.Dataset], None] | None = None,
+    ) -> ImageSeries:
         """The series as the shared :class:`ImageSeries` (the type folders, zips and HealthImaging give).
 
         A series that is not a stack of single-frame images raises :class:`InvalidSeriesError` naming its
-        instances' URLs, as a folder's would name its files.
+        instances' URLs, as a folder's would name its files. ``check`` sees the geometry and first header before
+        any pixel is decoded (the serving input limits).
         """
         datasets = self.retrieve_series(study_instance_uid, series_instance_uid)
         base = f"{self.url}/studies/{study_instance_uid}/series/{series_instance_uid}/instances/"
@@ -231,6 +238,7 @@ class DicomWebSession:
             datasets,
             names=names,
             metadata={"source": f"{self.url}/studies/{study_instance_uid}/series/{series_instance_uid}"},
+            check=check,
         )
 
     # --- STOW-RS --------------------------------------------------------------------------------------------
