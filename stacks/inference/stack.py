@@ -162,6 +162,7 @@ class InferenceStack(Stack):
         self.import_seg_function: lambda_.Function | None = None
         if config.serving.import_seg_back:
             self.import_seg_function = self._import_seg_function(
+                viewer_url=config.viewer.url,
                 inference_bucket=inference_bucket,
                 inbox_bucket=inbox_bucket,
                 import_output_bucket=import_output_bucket,
@@ -180,6 +181,7 @@ class InferenceStack(Stack):
     def _import_seg_function(
         self,
         *,
+        viewer_url: str | None,
         inference_bucket: s3.IBucket,
         inbox_bucket: s3.IBucket,
         import_output_bucket: s3.IBucket,
@@ -200,6 +202,8 @@ class InferenceStack(Stack):
                 import_seg.ENV_SIGNING_REGION: self.region,
                 import_seg.ENV_INFERENCE_BUCKET: inference_bucket.bucket_name,
                 import_seg.ENV_RESULT_PREFIX: RESULT_PREFIX,
+                # The viewer stack's URL (known at synth): each stored result names its deep link (viewerUrl).
+                **({import_seg.ENV_VIEWER_URL: viewer_url} if viewer_url else {}),
             },
         )
         inference_bucket.grant_read(function, f"{INFERENCE_OUTPUT_PREFIX}*")

@@ -103,8 +103,9 @@ def test_a_foreign_module_under_a_shared_name_is_refused(monkeypatch: pytest.Mon
 
 @pytest.mark.parametrize("module", HANDLER_MODULES, ids=lambda m: m.__name__.rsplit(".", 1)[1])
 def test_the_variables_a_stack_sets_are_the_ones_the_settings_read(module: ModuleType) -> None:
-    # The stack writes the ENV_* names; the settings read each field from its name in upper case.
+    # The stack writes the ENV_* names; the settings read each field from its name in upper case, and the optional
+    # ones (OPTIONAL_VARIABLES, e.g. import_seg's VIEWER_URL) when they are set.
     written = {value for name, value in vars(module).items() if name.startswith("ENV_")}
-    assert written == set(module.Settings.variables().values())
+    assert written == set(module.Settings.variables().values()) | set(getattr(module, "OPTIONAL_VARIABLES", ()))
     with pytest.raises(RuntimeError, match=r"are not set: deploy this function with the \w+ stack"):
         module.Settings.from_environment({})

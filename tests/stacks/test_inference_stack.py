@@ -9,7 +9,7 @@ import pytest
 
 from stacks.inference.runtime import import_seg, request_inference
 from stacks.inference.stack import SEG_IMPORT_PREFIX, InferenceStack
-from tests.stacks.assembly import INFERENCE_OVERRIDES, Assembly, as_list, output_name
+from tests.stacks.assembly import INFERENCE_OVERRIDES, VIEWER_DOMAIN, VIEWER_OVERRIDES, Assembly, as_list, output_name
 from tests.stacks.scaffold import Scaffold, alone
 
 STACK = "Inference"
@@ -31,6 +31,17 @@ def build(scaffold: Scaffold) -> None:
 
 assembly = alone(build)
 import_assembly = alone(build, INFERENCE_OVERRIDES)  # serving.importSegBack on
+viewer_import_assembly = alone(build, {**INFERENCE_OVERRIDES, **VIEWER_OVERRIDES})  # ... and the viewer
+
+
+def test_the_write_back_names_the_viewer_only_when_the_viewer_is_on(
+    import_assembly: Assembly, viewer_import_assembly: Assembly
+) -> None:
+    def env(assembly: Assembly) -> dict[str, Any]:
+        return dict(assembly.one(STACK, "AWS::Lambda::Function", "ImportSeg")["Properties"]["Environment"]["Variables"])
+
+    assert env(viewer_import_assembly)[import_seg.ENV_VIEWER_URL] == f"https://{VIEWER_DOMAIN}"
+    assert import_seg.ENV_VIEWER_URL not in env(import_assembly)
 
 
 def statements(assembly: Assembly, role_prefix: str) -> list[dict[str, Any]]:

@@ -16,6 +16,8 @@ SHARED_MODULES: dict[str, str] = {
     "function_settings": "stacks.components.function_shared.function_settings",
     # The platform's one S3-URI parser (standard library only, like everything a function carries).
     "s3_uri": "model_code.core.s3_uri",
+    # The viewer's deep link (standard library only): results name the study with its SEG in the viewer.
+    "viewer_link": "model_code.core.viewer_link",
 }
 
 

@@ -20,9 +20,12 @@ UID stores it once), then the dead-letter queue, which the monitoring stack alar
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from typing import Any, ClassVar
@@ -34,6 +37,7 @@ import boto3
 from function_settings import EnvironmentSettings
 from s3_uri import parse_s3_uri
 from store_seg import StoredSeg, store_seg
+from viewer_link import viewer_link
 
 ENV_DATASTORE_ID = "DATASTORE_ID"
 ENV_IMPORT_ROLE_ARN = "IMPORT_ROLE_ARN"
@@ -44,6 +48,9 @@ ENV_DICOMWEB_ENDPOINT = "DICOMWEB_ENDPOINT"
 ENV_SIGNING_REGION = "SIGNING_REGION"
 ENV_INFERENCE_BUCKET = "INFERENCE_BUCKET"
 ENV_RESULT_PREFIX = "RESULT_PREFIX"
+# Set only when the viewer stack is enabled (viewer.enabled): the result then carries the SEG's deep link.
+ENV_VIEWER_URL = "VIEWER_URL"
+OPTIONAL_VARIABLES = (ENV_VIEWER_URL,)
 # Above this the SEG goes through an import job: the function holds the SEG and its multipart copy in its 512 MB
 # (StoreDICOM itself takes up to 1 GB a request). Spleen SEGs are a few MB.
 STOW_IN_FUNCTION_MAX_BYTES = 200 * 1024 * 1024
@@ -95,6 +102,17 @@ class Settings(EnvironmentSettings):
     signing_region: str
     inference_bucket: str
     result_prefix: str
+
+    viewer_url: str = ""  # optional (ENV_VIEWER_URL): "" when the viewer is off
+
+    @classmethod
+    def variables(cls) -> dict[str, str]:
+        return {name: variable for name, variable in super().variables().items() if name != "viewer_url"}
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        return dataclasses.replace(super().from_environment(env), viewer_url=env.get(ENV_VIEWER_URL, ""))
 
     @property
     def dicomweb_root(self) -> str:
@@ -197,6 +215,9 @@ def write_back(*, s3: Any, medical_imaging: Any, settings: Settings, result: Res
         "seg": f"s3://{result.output_bucket}/{result.output_key}",
         "stored": stored.to_json(),
     }
+    if settings.viewer_url and stored.study_instance_uid and stored.series_instance_uid:
+        document["viewerUrl"] = viewer_link(settings.viewer_url, stored.study_instance_uid,
+                                            stored.series_instance_uid)
     key = result_key(settings, result)
     s3.put_object(Bucket=settings.inference_bucket, Key=key, Body=json.dumps(document, indent=2).encode(),
                   ContentType="application/json")

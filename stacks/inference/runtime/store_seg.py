@@ -40,6 +40,8 @@ _FAILED_SOP_SEQUENCE = "00081198"
 _REFERENCED_SOP_SEQUENCE = "00081199"
 _REFERENCED_SOP_INSTANCE_UID = "00081155"
 _FAILURE_REASON = "00081197"
+_STUDY_INSTANCE_UID = "0020000D"
+_SERIES_INSTANCE_UID = "0020000E"
 
 
 class StoreRejectedError(RuntimeError):
@@ -75,9 +77,12 @@ def send(method: str, url: str, headers: dict[str, str], body: bytes) -> Answer:
 class StoredSeg:
     sop_instance_uid: str
     retrieve_url: str
+    study_instance_uid: str = ""  # from the read-back metadata: where the store put it
+    series_instance_uid: str = ""
 
     def to_json(self) -> dict[str, str]:
-        return {"sopInstanceUid": self.sop_instance_uid, "retrieveUrl": self.retrieve_url}
+        return {"studyInstanceUid": self.study_instance_uid, "seriesInstanceUid": self.series_instance_uid,
+                "sopInstanceUid": self.sop_instance_uid, "retrieveUrl": self.retrieve_url}
 
 
 def multipart_body(part10: bytes) -> tuple[bytes, str]:
@@ -167,4 +172,7 @@ def store_seg(part10: bytes, *, dicomweb_root: str, credentials: Any, region: st
         raise StoreRejectedError(
             f"SEG {sop_instance_uid} was listed as stored at {retrieve_url}, but reading it back answered HTTP "
             f"{check.status}: it is not held as stored")
-    return StoredSeg(sop_instance_uid=sop_instance_uid, retrieve_url=retrieve_url)
+    metadata = _dicom_json(check.body)
+    return StoredSeg(sop_instance_uid=sop_instance_uid, retrieve_url=retrieve_url,
+                     study_instance_uid=str(_first(metadata, _STUDY_INSTANCE_UID) or ""),
+                     series_instance_uid=str(_first(metadata, _SERIES_INSTANCE_UID) or ""))

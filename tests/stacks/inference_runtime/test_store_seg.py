@@ -21,6 +21,7 @@ from model_code.core.dicom.files import load_series
 from model_code.core.dicom.seg import build_segmentation
 from model_code.core.dicomweb import DicomWebSession
 from model_code.core.spleen import spleen_metadata
+from model_code.core.viewer_link import viewer_link
 from model_code.synthetic.dicom_writer import write_dicom_series
 from model_code.synthetic.phantom import make_phantom
 from stacks.inference.runtime import import_seg, store_seg
@@ -76,6 +77,9 @@ def test_the_seg_is_stored_into_its_study_and_the_result_names_it(aws: Aws, serv
 
     assert outcome["status"] == "STORED"
     assert outcome["stored"]["sopInstanceUid"] == str(seg.SOPInstanceUID)
+    assert outcome["stored"]["studyInstanceUid"] == study
+    assert outcome["stored"]["seriesInstanceUid"] == str(seg.SeriesInstanceUID)
+    assert "viewerUrl" not in outcome  # the viewer is off
     assert outcome["stored"]["retrieveUrl"].endswith(
         f"/studies/{study}/series/{seg.SeriesInstanceUID}/instances/{seg.SOPInstanceUID}")
     key = f"output/results/{DATASTORE_ID}/{IMAGE_SET_ID}.json"
@@ -90,6 +94,25 @@ def test_the_seg_is_stored_into_its_study_and_the_result_names_it(aws: Aws, serv
     assert [r["method"] for r in front.requests] == ["POST"]  # the read-back follows Orthanc's RetrieveURL
     # No import job: the inbox stays empty.
     assert aws.keys("inbox-bucket") == []
+
+
+def test_with_the_viewer_the_result_carries_the_segs_deep_link(aws: Aws, server, tmp_path: Path) -> None:
+    _, front = server
+    seg, _, part10 = _seg(tmp_path)
+    aws.s3.put_object(Bucket=INFERENCE, Key=OUTPUT_KEY, Body=part10)
+    settings = import_seg.Settings(**{**_settings(front).__dict__, "viewer_url": "https://viewer.example.org"})
+    (outcome,) = import_seg.handle(sns_event(notification()), s3=aws.s3, medical_imaging=aws.medical_imaging,
+                                   settings=settings, credentials=CREDENTIALS)
+    expected = viewer_link("https://viewer.example.org", str(seg.StudyInstanceUID), str(seg.SeriesInstanceUID))
+    assert outcome["viewerUrl"] == expected
+    assert aws.json_object(INFERENCE, f"output/results/{DATASTORE_ID}/{IMAGE_SET_ID}.json")["viewerUrl"] == expected
+
+
+def test_the_viewer_url_is_optional_in_the_environment() -> None:
+    environment = {name: "x" for name in import_seg.Settings.variables().values()}
+    assert import_seg.Settings.from_environment(environment).viewer_url == ""
+    with_viewer = {**environment, import_seg.ENV_VIEWER_URL: "https://viewer.example.org"}
+    assert import_seg.Settings.from_environment(with_viewer).viewer_url == "https://viewer.example.org"
 
 
 @pytest.mark.parametrize("server", [DROP_SEG], indirect=True)
