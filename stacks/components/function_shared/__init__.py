@@ -16,6 +16,10 @@ SHARED_MODULES: dict[str, str] = {
     "function_settings": "stacks.components.function_shared.function_settings",
     # The platform's one S3-URI parser (standard library only, like everything a function carries).
     "s3_uri": "model_code.core.s3_uri",
+    # HealthImaging's published API rate quotas (one place, with their source) and the pacer under them.
+    "healthimaging_quotas": "stacks.components.function_shared.healthimaging_quotas",
+    # The results index's partitioned layout: the backfill reads it, the result writer writes it.
+    "results_layout": "stacks.components.function_shared.results_layout",
 }
 
 
