@@ -34,3 +34,14 @@ def expose_shared_modules() -> None:
                 f"functions' shared module {dotted} needs that name; rename the other module"
             )
         sys.modules[name] = module
+
+
+def expose_runtime_modules(package: str, names: tuple[str, ...]) -> None:
+    """Give modules of a runtime folder their top-level names too: a handler imports its sibling (``seg_reader``)
+    as Lambda loads it, from the asset's top level; mypy reads those names through function_shared/stubs/."""
+    for name in names:
+        module = importlib.import_module(f"{package}.{name}")
+        existing = sys.modules.get(name)
+        if existing is not None and existing is not module:
+            raise ImportError(f"a module named {name!r} is already imported from {getattr(existing, '__file__', '?')}")
+        sys.modules[name] = module

@@ -1,7 +1,7 @@
 """Where the results index keeps one record per result: a Hive-style partitioned layout in S3.
 
 ``<prefix>model_name=<name>/model_version=<version>/result_date=<YYYY-MM-DD>/<imageSetId>.json``, one JSON line
-per object. The Glue table over it (stacks/backfill/results_table.py) declares the same three partition keys, and
+per object. The Glue table over it (stacks/inference/results_table.py) declares the same three partition keys, and
 Athena prunes on them; the backfill lists ``<prefix>model_name=<name>/model_version=<version>/`` to learn which
 image sets already have a result of that model version. Copied into every function's asset as the top-level module
 ``results_layout`` (stacks/components/function_shared/__init__.py), so it uses the standard library only.
