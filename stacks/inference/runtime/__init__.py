@@ -5,6 +5,8 @@ modules (function_settings.py, s3_uri.py) beside it (stacks/components/function_
 repository as this package, the handlers find the same modules under the same names through this import.
 """
 
-from stacks.components.function_shared import expose_shared_modules
+from stacks.components.function_shared import expose_runtime_modules, expose_shared_modules
 
 expose_shared_modules()
+# index_result imports its SEG reader as the sibling module it is in the asset.
+expose_runtime_modules(__name__, ("seg_reader",))
