@@ -17,7 +17,7 @@ SERVE_REQUIREMENTS := containers/pytorch-inference/requirements-local.txt contai
 TRITON_REQUIREMENTS := containers/triton-inference/requirements-local.txt containers/triton-inference/requirements.txt
 CONTAINERS_HADOLINT ?= $(VENV)/bin/hadolint
 
-.PHONY: venv-serve venv-triton serve serve-triton lint-dockerfiles test-containers bench-serving
+.PHONY: venv-serve venv-triton serve serve-triton lint-dockerfiles test-containers bench-serving soak
 
 # The integration tests run inside both serving stacks (tests/integration); hadolint comes with .venv.
 TEST_PREREQS += venv-serve venv-triton
@@ -61,3 +61,8 @@ test-containers: venv venv-serve venv-triton  ## container unit and integration 
 
 bench-serving: venv venv-serve  ## cold start and per-request latency through TorchServe
 	$(PY) benchmarks/serving.py
+
+# e.g. make soak SOAK_ARGS="--minutes 10 --clients 6" or SOAK_ARGS="--server edge --minutes 2"
+SOAK_ARGS ?=
+soak: venv venv-serve  ## mixed valid/invalid requests for N minutes: throughput, statuses, RSS growth per 1,000
+	$(PY) benchmarks/soak.py $(SOAK_ARGS)

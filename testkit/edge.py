@@ -27,15 +27,26 @@ class Answer:
 @contextlib.contextmanager
 def serve(model: Segmenter, limits: RunnerLimits | None = None) -> Iterator[str]:
     """The runner on a free loopback port for the block; yields its base URL."""
+    with serve_server(model, limits) as server:
+        yield url_of(server)
+
+
+@contextlib.contextmanager
+def serve_server(model: Segmenter, limits: RunnerLimits | None = None) -> Iterator[EdgeHTTPServer]:
+    """The runner on a free loopback port for the block; yields the server (its URL: ``url_of``)."""
     server = EdgeHTTPServer(("127.0.0.1", 0), EdgeService(model, limits or RunnerLimits()))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_port}"
+        yield server
     finally:
         server.shutdown()
-        server.server_close()
+        server.server_close()  # joins every connection's thread (EdgeHTTPServer.block_on_close)
         thread.join(timeout=10)
+
+
+def url_of(server: EdgeHTTPServer) -> str:
+    return f"http://127.0.0.1:{server.server_port}"
 
 
 def post(

@@ -76,6 +76,25 @@ class ServerProcess:
             self.process.wait(timeout=timeout_s)
 
 
+def server_processes(server: ServerProcess) -> dict[int, str]:
+    """pid -> role ("worker", "frontend", "launcher") of every process of a TorchServe started here: each names
+    its run folder on its command line (the launcher's config, the frontend's java.io.tmpdir, each worker's
+    socket). Read from /proc (ps would cut long command lines to the terminal's width)."""
+    marker = str(server.log_path.parent)
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            text = " ".join(a.decode(errors="replace") for a in (entry / "cmdline").read_bytes().split(b"\0") if a)
+        except OSError:  # the process ended while we looked
+            continue
+        if marker in text:
+            role = "worker" if "model_service_worker" in text else ("frontend" if "java" in text else "launcher")
+            found[int(entry.name)] = role
+    return found
+
+
 def http_status(url: str, *, timeout_s: float = 5.0) -> int | None:
     try:
         with urllib.request.urlopen(url, timeout=timeout_s) as response:  # noqa: S310 - loopback URLs we built

@@ -1,11 +1,21 @@
 """The error types every runtime raises and maps: a model directory or network that breaks the contract, a
-series that cannot be used, and bad input a caller can fix (with its HTTP status)."""
+series that cannot be used, bad input a caller can fix (with its HTTP status), and a dependency (AWS
+credentials, the network, a throttled service) that failed. ``model_code.core.failures`` maps each to its answer.
+"""
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from http import HTTPStatus
+from typing import Any
+
+# An error body is read by people and logged by proxies: a few hundred characters say what is wrong.
+MAX_MESSAGE_CHARS = 600
+# The directory part of an absolute path ("/tmp/invocation-x1/series.zip" -> "series.zip"): a server's paths
+# (temporary folders, the venv) are nobody's business outside it. Not after ":" or "/" (s3://, http://).
+_SERVER_DIRECTORY = re.compile(r"(?<![\w.:/])/(?:[^\s/'\"\[\],:;()]+/)+")
 
 
 class ModelDirectoryError(ValueError):
@@ -53,9 +63,39 @@ class ClientError(Exception):
         return error_body(self.status, self.message)
 
 
-def error_body(status: int, message: str) -> bytes:
-    """The JSON error document every server here answers with, 4xx or not: ``{"error": {...}}``."""
-    return json.dumps({"error": {"status": status, "reason": HTTPStatus(status).phrase, "message": message}}).encode()
+class DependencyError(Exception):
+    """A service the request needs failed, not the request: answered 502 (it answered badly or not at all) or
+    503 (it refused: throttling, missing credentials), with the cause named and ``retry_after_s`` when known."""
+
+    def __init__(self, status: int, message: str, *, retry_after_s: int | None = None) -> None:
+        if status not in (HTTPStatus.BAD_GATEWAY, HTTPStatus.SERVICE_UNAVAILABLE, HTTPStatus.GATEWAY_TIMEOUT):
+            raise ValueError(f"a DependencyError is a 502, 503 or 504, got {status}")
+        self.status = int(status)
+        self.message = message
+        self.retry_after_s = retry_after_s
+        super().__init__(f"{status} {HTTPStatus(status).phrase}: {message}")
+
+
+def excerpt(value: Any, limit: int = 80) -> str:
+    """``repr(value)`` cut to ``limit`` characters: what an error message may quote of a caller's input."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def bounded_message(message: str) -> str:
+    """An error message fit for a response: server directories removed, ASCII only (escapes for the rest), at
+    most MAX_MESSAGE_CHARS characters."""
+    text = _SERVER_DIRECTORY.sub("", message).encode("ascii", "backslashreplace").decode("ascii")
+    return text if len(text) <= MAX_MESSAGE_CHARS else text[: MAX_MESSAGE_CHARS - 3] + "..."
+
+
+def error_body(status: int, message: str, *, error_id: str | None = None) -> bytes:
+    """The JSON error document every server here answers with, 4xx or not: ``{"error": {...}}``; the message
+    bounded (``bounded_message``), the reason HTTP's standard phrase, ``errorId`` on an unexpected failure."""
+    error: dict[str, Any] = {"status": status, "reason": HTTPStatus(status).phrase, "message": bounded_message(message)}
+    if error_id is not None:
+        error["errorId"] = error_id
+    return json.dumps({"error": error}).encode("ascii")
 
 
 def bad_request(message: str) -> ClientError:

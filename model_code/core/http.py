@@ -12,6 +12,7 @@ from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
 from model_code.core.errors import ClientError
+from model_code.core.failures import Failure
 
 if TYPE_CHECKING:
     from model_code.core.service import Prediction
@@ -45,7 +46,9 @@ def negotiate(accept: str | None) -> str:
     )
 
 
-def encode_error(error: ClientError) -> tuple[bytes, str, int]:
+def encode_error(error: ClientError | Failure) -> tuple[bytes, str, int]:
+    if isinstance(error, Failure):
+        return error.body(), JSON, error.status
     return error.to_json(), JSON, error.status
 
 
@@ -53,9 +56,9 @@ def encode_json(document: Mapping[str, Any]) -> bytes:
     return json.dumps(document, sort_keys=True, default=str).encode()
 
 
-def respond(result: Prediction | ClientError, accept: str | None) -> tuple[bytes, str, int]:
-    """(body, content type, status) for a prediction or a client error."""
-    if isinstance(result, ClientError):
+def respond(result: Prediction | ClientError | Failure, accept: str | None) -> tuple[bytes, str, int]:
+    """(body, content type, status) for a prediction or a failure (``core.failures``)."""
+    if isinstance(result, ClientError | Failure):
         return encode_error(result)
     try:
         kind = negotiate(accept)

@@ -1,27 +1,34 @@
-"""Decode an /invocations body into a series request; every malformed body is a ClientError (400/415).
+"""Decode an /invocations body into a series request; every malformed body is a ClientError (400/413/415).
 
 Accepted bodies:
 
 * ``application/json`` ``{"datastoreId": ..., "imageSetId": ..., "seriesInstanceUid"?: ...}`` (HealthImaging)
   or ``{"dicomS3Uri": "s3://bucket/prefix/", "seriesInstanceUid"?: ...}`` (a series under an S3 prefix);
-* ``application/zip``: a zip of one series' DICOM files, its members expanding to at most
-  ``max_expanded_bytes`` (413 otherwise, decided from the member headers before anything is decompressed).
+* ``application/zip``: a zip of one series' DICOM files with relative member names, its members expanding to
+  at most ``limits.max_expanded_bytes`` (413 otherwise, decided from the member headers before anything is
+  decompressed).
+
+The body, the JSON document and the zip are checked against ``InputLimits`` (``model_code.core.limits``)
+before they are parsed; a message quotes at most a short excerpt of the input.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import re
 import zipfile
+import zlib
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
-from model_code.core.errors import ClientError, bad_request
+from model_code.core.errors import ClientError, bad_request, excerpt
 from model_code.core.http import JSON, ZIP, ZIP_ALIASES, media_type
+from model_code.core.limits import check_body, check_json, check_zip_members
 from model_code.core.s3_uri import S3Location, parse_s3_uri
-from model_code.core.settings import DEFAULT_MAX_EXPANDED_BYTES
+from model_code.core.settings import DEFAULT_MAX_ZIP_MEMBERS, InputLimits
 
 # HealthImaging's service model: both IDs are 32 lowercase hex-like characters.
 _ID = re.compile(r"^[0-9a-z]{32}$")
@@ -30,7 +37,7 @@ _HEALTHIMAGING_KEYS = {"datastoreId", "imageSetId"}
 _OPTIONAL_KEYS = {"seriesInstanceUid"}
 _USAGE = 'send {"datastoreId": "...", "imageSetId": "..."} or {"dicomS3Uri": "s3://bucket/prefix/"}'
 # One series is at most a few thousand files; a zip of millions of empty members is a bomb of another kind.
-MAX_ZIP_MEMBERS = 100_000
+MAX_ZIP_MEMBERS = DEFAULT_MAX_ZIP_MEMBERS
 
 
 @dataclass(frozen=True)
@@ -61,16 +68,21 @@ def decode_request(
     body: bytes | str | bytearray | None,
     content_type: str | None,
     *,
-    max_expanded_bytes: int = DEFAULT_MAX_EXPANDED_BYTES,
+    limits: InputLimits | None = None,
+    max_expanded_bytes: int | None = None,
 ) -> SeriesRequest:
+    """``max_expanded_bytes``, when given, overrides that one limit (the older keyword)."""
+    limits = limits or InputLimits()
+    if max_expanded_bytes is not None:
+        limits = dataclasses.replace(limits, max_expanded_bytes=max_expanded_bytes)
     kind = media_type(content_type)
     if kind == JSON:
-        return _decode_json(body)
+        return _decode_json(body, limits)
     if kind in ZIP_ALIASES:
-        return _decode_zip(body, max_expanded_bytes=max_expanded_bytes)
+        return _decode_zip(body, limits)
     raise ClientError(
         HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
-        f"content type {content_type or '(none)'!r} is not supported: send {JSON} ({_USAGE}) or {ZIP} "
+        f"content type {excerpt(content_type or '(none)', 60)} is not supported: send {JSON} ({_USAGE}) or {ZIP} "
         "(a zip of one series' DICOM files)",
     )
 
@@ -82,26 +94,28 @@ def _as_bytes(body: bytes | str | bytearray | None) -> bytes:
     return body.encode("utf-8") if isinstance(body, str) else bytes(body)
 
 
-def _decode_json(body: bytes | str | bytearray | None) -> SeriesRequest:
+def _decode_json(body: bytes | str | bytearray | None, limits: InputLimits) -> SeriesRequest:
     raw = _as_bytes(body)
+    check_body(len(raw), limits)
     if not raw.strip():
         raise bad_request(f"the request body is empty: {_USAGE}")
+    check_json(raw, limits)
     try:
         document: Any = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise bad_request(f"the body is not valid JSON ({error}): {_USAGE}") from error
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as error:
+        raise bad_request(f"the body is not valid JSON ({excerpt(str(error), 120)}): {_USAGE}") from error
     if not isinstance(document, dict):
         raise bad_request(f"the JSON body must be an object, got {type(document).__name__}: {_USAGE}")
 
     series_uid = document.get("seriesInstanceUid")
     if series_uid is not None and (not isinstance(series_uid, str) or not _UID.match(series_uid)):
-        raise bad_request(f"seriesInstanceUid must be a DICOM UID (digits and dots), got {series_uid!r}")
+        raise bad_request(f"seriesInstanceUid must be a DICOM UID (digits and dots), got {excerpt(series_uid)}")
 
     keys = set(document)
     if "dicomS3Uri" in keys:
         unknown = keys - {"dicomS3Uri"} - _OPTIONAL_KEYS
         if unknown:
-            raise bad_request(f"unexpected keys {sorted(unknown)} beside dicomS3Uri: {_USAGE}")
+            raise bad_request(f"unexpected keys {_some(unknown)} beside dicomS3Uri: {_USAGE}")
         uri = document["dicomS3Uri"]
         try:
             location = parse_s3_uri(uri, what="dicomS3Uri")
@@ -116,7 +130,7 @@ def _decode_json(body: bytes | str | bytearray | None) -> SeriesRequest:
             part
             for part in (
                 f"missing {sorted(missing)}" if missing else "",
-                f"unexpected {sorted(unknown)}" if unknown else "",
+                f"unexpected {_some(unknown)}" if unknown else "",
             )
             if part
         )
@@ -124,7 +138,9 @@ def _decode_json(body: bytes | str | bytearray | None) -> SeriesRequest:
     for key in sorted(_HEALTHIMAGING_KEYS):
         value = document[key]
         if not isinstance(value, str) or not _ID.match(value):
-            raise bad_request(f"{key} must be 32 lowercase letters or digits (a HealthImaging ID), got {value!r}")
+            raise bad_request(
+                f"{key} must be 32 lowercase letters or digits (a HealthImaging ID), got {excerpt(value)}"
+            )
     return HealthImagingRequest(
         datastore_id=document["datastoreId"],
         image_set_id=document["imageSetId"],
@@ -132,33 +148,27 @@ def _decode_json(body: bytes | str | bytearray | None) -> SeriesRequest:
     )
 
 
-def _decode_zip(body: bytes | str | bytearray | None, *, max_expanded_bytes: int) -> ZipSeriesRequest:
+def _some(keys: set[str]) -> str:
+    """A few of ``keys``, each cut short: 200k unknown keys must not become a 10 MB error body."""
+    shown = ", ".join(excerpt(key, 40) for key in sorted(keys)[:5])
+    return f"[{shown}{f', ... ({len(keys)} in all)' if len(keys) > 5 else ''}]"
+
+
+def _decode_zip(body: bytes | str | bytearray | None, limits: InputLimits) -> ZipSeriesRequest:
     payload = _as_bytes(body)
+    check_body(len(payload), limits)
     if not payload:
         raise bad_request("the request body is empty: send a zip of one series' DICOM files")
     try:
         with zipfile.ZipFile(io.BytesIO(payload)) as archive:
-            _check_expansion(archive.infolist(), max_expanded_bytes)
+            check_zip_members(archive.infolist(), limits)
             # testzip reads every member and checks its CRC: a truncated upload fails here, not mid-inference.
             corrupt = archive.testzip()
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError, NotImplementedError) as error:
-        raise bad_request(f"the body is not a readable zip archive ({error}): send a valid .zip") from error
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError, NotImplementedError, zlib.error,
+            OSError, UnicodeDecodeError) as error:
+        raise bad_request(
+            f"the body is not a readable zip archive ({excerpt(str(error), 120)}): send a valid .zip"
+        ) from error
     if corrupt is not None:
-        raise bad_request(f"zip member {corrupt!r} is corrupt (CRC mismatch): upload the archive again")
+        raise bad_request(f"zip member {excerpt(corrupt, 60)} is corrupt (CRC mismatch): upload the archive again")
     return ZipSeriesRequest(payload=payload)
-
-
-def _check_expansion(members: list[zipfile.ZipInfo], max_expanded_bytes: int) -> None:
-    """Refuse a zip from its central directory alone: zipfile never yields more than a member's declared
-    ``file_size`` (a member that inflates further fails its CRC), so the declared sum bounds every later read."""
-    if len(members) > MAX_ZIP_MEMBERS:
-        raise ClientError(
-            HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-            f"the zip holds {len(members)} members, over the limit of {MAX_ZIP_MEMBERS}: send one series",
-        )
-    expanded = sum(member.file_size for member in members)
-    if expanded > max_expanded_bytes:
-        raise ClientError(
-            HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-            f"the zip expands to {expanded} bytes, over this server's limit of {max_expanded_bytes}: send one series",
-        )

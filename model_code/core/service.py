@@ -18,10 +18,12 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from model_code.core.dicom.files import load_series
-from model_code.core.dicom.series import ImageSeries
+from model_code.core.dicom.series import ImageSeries, StackGeometry
 from model_code.core.errors import ClientError, InvalidSeriesError, unusable_series
 from model_code.core.http import ZIP
+from model_code.core.limits import SeriesGuard, model_spacing
 from model_code.core.requests import HealthImagingRequest, S3SeriesRequest, SeriesRequest, ZipSeriesRequest
+from model_code.core.settings import InputLimits
 
 
 class Segmenter(Protocol):
@@ -31,8 +33,10 @@ class Segmenter(Protocol):
     def run(self, series: ImageSeries) -> Any: ...
 
 
-# (request, its own temporary directory) -> the series; raises ClientError for one it cannot find or use.
-SeriesFetcher = Callable[[SeriesRequest, Path], ImageSeries]
+# (request, its own temporary directory, the input limits) -> the series; raises ClientError for one it cannot
+# find or use. A fetcher that reads DICOM files hands ``header_check(guard)`` to the loader, so the limits hold
+# before any pixel is decoded; the service checks every fetched series once more before the model runs.
+SeriesFetcher = Callable[[SeriesRequest, Path, SeriesGuard], ImageSeries]
 
 
 @dataclass(frozen=True)
@@ -53,7 +57,23 @@ def dataset_bytes(dataset: Any) -> bytes:
     return buffer.getvalue()
 
 
-def load_zip_series(request: SeriesRequest, workdir: Path) -> ImageSeries:
+def header_check(guard: SeriesGuard) -> Callable[[StackGeometry, Any], None]:
+    """The loader's ``check``: the guard's limits on a series' geometry and first header."""
+
+    def check(geometry: StackGeometry, first: Any) -> None:
+        guard.check_header(
+            slices=len(geometry.order),
+            rows=geometry.rows,
+            cols=geometry.cols,
+            affine=geometry.affine,
+            spacing=geometry.spacing,
+            first=lambda keyword: getattr(first, keyword, None),
+        )
+
+    return check
+
+
+def load_zip_series(request: SeriesRequest, workdir: Path, guard: SeriesGuard | None = None) -> ImageSeries:
     """The series of a zip request (written into ``workdir``, the request's own); other requests are a 415."""
     if not isinstance(request, ZipSeriesRequest):
         raise ClientError(
@@ -62,7 +82,7 @@ def load_zip_series(request: SeriesRequest, workdir: Path) -> ImageSeries:
     archive = workdir / "series.zip"
     archive.write_bytes(request.payload)
     try:
-        return load_series(archive)
+        return load_series(archive, check=header_check(guard or SeriesGuard()))
     except InvalidSeriesError as error:
         raise unusable_series(f"not a usable series: {error}") from error
 
@@ -88,13 +108,18 @@ class SegmentationService:
     """Loaded once per worker; ``predict`` runs every request in its own temporary directory. Thread-safe when
     the segmenter is (both segmenters here serialise only their network call)."""
 
-    def __init__(self, pipeline: Segmenter, *, fetch: SeriesFetcher = load_zip_series) -> None:
+    def __init__(
+        self, pipeline: Segmenter, *, fetch: SeriesFetcher = load_zip_series, limits: InputLimits | None = None
+    ) -> None:
         self.pipeline = pipeline
         self.fetch = fetch
+        # The model grid's size is bounded at the model's own spacing (its metadata's pre-processing).
+        self.guard = SeriesGuard(limits or InputLimits(), model_spacing(pipeline))
 
     def predict(self, request: SeriesRequest) -> Prediction:
         with tempfile.TemporaryDirectory(prefix="invocation-") as workdir:
-            series = self.fetch(request, Path(workdir))
+            series = self.fetch(request, Path(workdir), self.guard)
+            self.guard.check_series(series)
             try:
                 result = self.pipeline.run(series)
             except InvalidSeriesError as error:  # geometry the model cannot use (too few slices, ...)

@@ -11,7 +11,15 @@ Differences an offline device forces, each answered with a status of its own:
   whose member headers declare more than ``--max-series-mb`` (decoding's bound, before any
   decompression); a missing Content-Length is 411;
 * a bounded request queue: ``--workers`` requests run at once, ``--queue`` more wait, the rest get 503
-  with ``Retry-After``;
+  with ``Retry-After``; a request is admitted only once its whole body has arrived, so a slow upload holds
+  no worker or queue place;
+* slow and idle clients cannot hold the runner: every socket read waits at most ``--read-timeout-s`` (an idle
+  keep-alive connection is closed after it), a body must arrive within that plus its length at
+  ``--min-upload-mb-per-s`` (else 408), at most ``--max-connections`` connections are open at once and at
+  most ``max_uploads`` bodies are read at once (503 beyond either); closing the server ends every
+  connection's thread;
+* ``GET /ping`` answers 200 only when a request would be admitted now (503 while every worker and queue
+  place is taken);
 * nothing leaves the device (no S3, no HealthImaging): the SEG travels in the response.
 
 Run: ``python -m model_code.edge.runner --bundle DIR --port 8080 --threads 2`` (stdlib HTTP server,
@@ -21,9 +29,13 @@ numpy, pydicom, highdicom, onnxruntime; no torch, no network).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import logging
+import socket
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -32,9 +44,11 @@ from pathlib import Path
 from typing import Any
 
 from model_code.core.errors import ClientError, ModelDirectoryError, error_body
+from model_code.core.failures import failure_of
 from model_code.core.http import JSON, encode_error, negotiate, respond
 from model_code.core.requests import ZipSeriesRequest, decode_request
 from model_code.core.service import SegmentationService, Segmenter
+from model_code.core.settings import InputLimits
 from model_code.edge.engine import EdgeModel
 from model_code.edge.layout import BundleError
 
@@ -53,13 +67,54 @@ class RunnerLimits:
     queue: int = 2
     max_request_bytes: int = 256 * MIB
     max_series_bytes: int = 1024 * MIB
+    # Every socket read (request line, headers, each body chunk, an idle keep-alive connection) waits this long.
+    read_timeout_s: float = 15.0
+    # A body of N bytes must arrive within read_timeout_s + N / this rate: a trickling client cannot stay forever.
+    min_upload_bytes_per_s: int = 1 * MIB
+    # Open connections, and bodies being read, at once: beyond them a client gets 503 at once (bounded threads
+    # and memory: max_uploads x max_request_bytes).
+    max_connections: int = 64
+    max_uploads: int = 4
 
     def __post_init__(self) -> None:
-        for name in ("workers", "max_request_bytes", "max_series_bytes"):
+        for name in ("workers", "max_request_bytes", "max_series_bytes", "min_upload_bytes_per_s",
+                     "max_connections", "max_uploads"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.queue < 0:
             raise ValueError(f"queue must be >= 0, got {self.queue}")
+        if not self.read_timeout_s > 0:
+            raise ValueError(f"read_timeout_s must be > 0, got {self.read_timeout_s}")
+
+    def body_deadline_s(self, length: int) -> float:
+        return self.read_timeout_s + length / self.min_upload_bytes_per_s
+
+
+class _Counter:
+    """A bounded count of places (admitted requests, uploads): ``take`` never blocks, ``free`` is visible."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._taken = 0
+        self._lock = threading.Lock()
+
+    def take(self) -> bool:
+        with self._lock:
+            if self._taken >= self.size:
+                return False
+            self._taken += 1
+            return True
+
+    def give_back(self) -> None:
+        with self._lock:
+            if self._taken <= 0:
+                raise RuntimeError("a place was given back that was never taken")
+            self._taken -= 1
+
+    @property
+    def taken(self) -> int:
+        with self._lock:
+            return self._taken
 
 
 class EdgeService:
@@ -67,23 +122,40 @@ class EdgeService:
 
     The flow's fetcher reads zip requests only: nothing leaves the device (no S3, no HealthImaging)."""
 
-    def __init__(self, model: Segmenter, limits: RunnerLimits) -> None:
-        self.model = SegmentationService(model)
+    def __init__(self, model: Segmenter, limits: RunnerLimits, inputs: InputLimits | None = None) -> None:
+        # The server's input limits (SERVING_* in the environment) with the runner's own two bounds.
+        self.inputs = dataclasses.replace(
+            inputs or InputLimits.from_env(),
+            max_body_bytes=limits.max_request_bytes,
+            max_expanded_bytes=limits.max_series_bytes,
+        )
+        self.model = SegmentationService(model, limits=self.inputs)
         self.limits = limits
         # Admitted = running + waiting; beyond that a request is turned away at once (503).
-        self._admitted = threading.BoundedSemaphore(limits.workers + limits.queue)
+        self._admitted = _Counter(limits.workers + limits.queue)
         self._running = threading.Semaphore(limits.workers)
+        self.uploads = _Counter(limits.max_uploads)
 
     def admit(self) -> bool:
-        return self._admitted.acquire(blocking=False)
+        return self._admitted.take()
 
     def release(self) -> None:
-        self._admitted.release()
+        self._admitted.give_back()
+
+    def ready(self) -> tuple[bool, str]:
+        """(whether a request would be admitted now, why not): what /ping answers."""
+        if self.model.pipeline is None:
+            return False, "no model is loaded"
+        admitted = self._admitted.taken
+        if admitted >= self._admitted.size:
+            return False, (f"busy: {min(admitted, self.limits.workers)} running, "
+                           f"{max(admitted - self.limits.workers, 0)} waiting; retry later")
+        return True, "healthy"
 
     def handle(self, body: bytes, content_type: str | None, accept: str | None) -> tuple[bytes, str, int]:
         try:
             negotiate(accept)  # a 406 before the work, not after it
-            request = decode_request(body, content_type, max_expanded_bytes=self.limits.max_series_bytes)
+            request = decode_request(body, content_type, limits=self.inputs)
             if not isinstance(request, ZipSeriesRequest):
                 raise ClientError(
                     HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
@@ -92,14 +164,20 @@ class EdgeService:
                 )
             with self._running:
                 prediction = self.model.predict(request)
-        except ClientError as error:
-            return encode_error(error)
+        except Exception as error:  # one mapping for every server: the core's (a 500 carries an error ID)
+            return encode_error(failure_of(error))
         return respond(prediction, accept)
 
 
 class _Handler(BaseHTTPRequestHandler):
     server: EdgeHTTPServer
     protocol_version = "HTTP/1.1"
+
+    def setup(self) -> None:
+        super().setup()
+        # Every read waits at most this long; a timed-out request line or header ends the connection
+        # (BaseHTTPRequestHandler.handle_one_request catches the TimeoutError).
+        self.connection.settimeout(self.server.service.limits.read_timeout_s)
 
     def log_message(self, format: str, *args: Any) -> None:
         logger.info("%s " + format, self.address_string(), *args)
@@ -157,43 +235,124 @@ class _Handler(BaseHTTPRequestHandler):
         self._drain(length)
         self._send(error_body(status, message), JSON, status, close=True, extra=extra)
 
+    def _read_body(self, length: int) -> bytes | None:
+        """The whole body, or None when it did not arrive in time (each read bounded by the socket timeout, the
+        whole by ``body_deadline_s``) or the client went away."""
+        deadline = time.monotonic() + self.server.service.limits.body_deadline_s(length)
+        parts: list[bytes] = []
+        remaining = length
+        try:
+            while remaining > 0:
+                if time.monotonic() > deadline:
+                    return None
+                chunk = self.rfile.read1(min(_DRAIN_CHUNK * 16, remaining))
+                if not chunk:
+                    return None
+                parts.append(chunk)
+                remaining -= len(chunk)
+        except (TimeoutError, ConnectionError):
+            return None
+        return b"".join(parts)
+
     def do_GET(self) -> None:
         if self.path == "/ping":
-            self._send(b'{"status": "healthy"}', JSON, 200)
+            ready, why = self.server.service.ready()
+            if ready:
+                self._send(b'{"status": "healthy"}', JSON, 200)
+            else:
+                self._send(error_body(503, why), JSON, 503, extra={"Retry-After": "5"})
         else:
             self._send(error_body(404, f"no route {self.path}: POST /invocations or GET /ping"), JSON, 404)
 
     def do_POST(self) -> None:
         service = self.server.service
+        limits = service.limits
         length = self._content_length()
         refusal = self._refusal(length)
         if refusal is not None:
             self._refuse(*refusal, length)
             return
         assert length is not None  # _refusal answered 411 otherwise
-        if not service.admit():
-            message = (f"the runner is busy ({service.limits.workers} running, {service.limits.queue} waiting): "
-                       "retry later")
-            self._refuse(503, message, length, extra={"Retry-After": "5"})
+        if not service.uploads.take():
+            message = f"the runner is reading {limits.max_uploads} uploads already: retry later"
+            self._refuse(503, message, None, extra={"Retry-After": "5"})
             return
         try:
-            body = self.rfile.read(length)
+            body = self._read_body(length)
+        finally:
+            service.uploads.give_back()
+        if body is None:
+            message = (f"the body ({length} bytes declared) did not arrive within "
+                       f"{limits.body_deadline_s(length):.0f} s: send it at once")
+            with contextlib.suppress(OSError):
+                self._refuse(408, message, None)
+            return
+        # Admission only now: a slow upload held no worker or queue place while it arrived.
+        if not service.admit():
+            message = (f"the runner is busy ({limits.workers} running, {limits.queue} waiting): retry later")
+            self._send(error_body(503, message), JSON, 503, extra={"Retry-After": "5"})
+            return
+        try:
             try:
                 answer = service.handle(body, self.headers.get("Content-Type"), self.headers.get("Accept"))
-            except Exception:  # an unexpected failure: logged here, never a traceback to the caller
-                logger.exception("request failed")
-                answer = (error_body(500, "the runner failed on this request: see its log"), JSON, 500)
+            except Exception as error:  # handle maps everything; this is the last guard, same mapping
+                answer = encode_error(failure_of(error))
         finally:
             service.release()
         self._send(*answer)
 
 
 class EdgeHTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
+    """One thread per connection, at most ``max_connections`` of them; ``server_close`` ends them all.
+
+    Threads are not daemons and the server joins them on close (``block_on_close``); the sockets still open
+    are shut down first, so a thread waiting on an idle client wakes at once instead of at its read timeout.
+    """
+
+    daemon_threads = False
+    block_on_close = True
 
     def __init__(self, address: tuple[str, int], service: EdgeService) -> None:
         super().__init__(address, _Handler)
         self.service = service
+        self._open: set[socket.socket] = set()
+        self._open_lock = threading.Lock()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._open_lock:
+            full = len(self._open) >= self.service.limits.max_connections
+            if not full:
+                self._open.add(request)
+        if full:
+            # No thread for it: a short answer on the raw socket, then closed.
+            message = f"the runner has {self.service.limits.max_connections} connections open: retry later"
+            body = error_body(503, message)
+            head = (f"HTTP/1.1 503 Service Unavailable\r\nContent-Type: {JSON}\r\nContent-Length: {len(body)}\r\n"
+                    "Retry-After: 5\r\nConnection: close\r\n\r\n").encode("ascii")
+            with contextlib.suppress(OSError):
+                request.settimeout(1.0)
+                request.sendall(head + body)
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._open_lock:
+            self._open.discard(request)
+        super().shutdown_request(request)
+
+    @property
+    def open_connections(self) -> int:
+        with self._open_lock:
+            return len(self._open)
+
+    def server_close(self) -> None:
+        with self._open_lock:
+            still_open = list(self._open)
+        for connection in still_open:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
+        super().server_close()
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -206,6 +365,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--queue", type=int, default=2, help="requests allowed to wait; more get 503")
     parser.add_argument("--max-request-mb", type=int, default=256)
     parser.add_argument("--max-series-mb", type=int, default=1024, help="bound on the zip's expanded size")
+    parser.add_argument("--read-timeout-s", type=float, default=15.0, help="bound on every socket read")
+    parser.add_argument("--min-upload-mb-per-s", type=int, default=1, help="slowest accepted upload")
+    parser.add_argument("--max-connections", type=int, default=64, help="open connections at once; more get 503")
     parser.add_argument("--no-verify", action="store_true", help="skip the manifest checksums at start")
     return parser.parse_args(argv)
 
@@ -219,6 +381,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             queue=args.queue,
             max_request_bytes=args.max_request_mb * MIB,
             max_series_bytes=args.max_series_mb * MIB,
+            read_timeout_s=args.read_timeout_s,
+            min_upload_bytes_per_s=args.min_upload_mb_per_s * MIB,
+            max_connections=args.max_connections,
+            max_uploads=args.workers + args.queue + 1,
         )
         model = EdgeModel.load(args.bundle, threads=args.threads, verify=not args.no_verify)
     except (BundleError, ModelDirectoryError, ValueError) as error:

@@ -25,8 +25,10 @@ class ServingSettings(ServerSettings):
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ServingSettings:
         """Read every setting once; an invalid value raises ValueError naming the variable, at model load."""
         env = os.environ if environ is None else environ
+        base = ServerSettings.from_env(env)
         return cls(
-            **dataclasses.asdict(ServerSettings.from_env(env)),
+            # fields(), not asdict(): asdict would turn the nested InputLimits into a dict.
+            **{item.name: getattr(base, item.name) for item in dataclasses.fields(base)},
             healthimaging_endpoint_url=env_value(env, HEALTHIMAGING_ENDPOINT_URL),
             s3_endpoint_url=env_value(env, S3_ENDPOINT_URL),
             region=env_value(env, AWS_REGION) or env_value(env, "AWS_DEFAULT_REGION"),

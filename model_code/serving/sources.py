@@ -6,33 +6,49 @@ import re
 from pathlib import Path
 from typing import Any
 
+from botocore.exceptions import BotoCoreError
 from botocore.exceptions import ClientError as BotocoreClientError
 
 from model_code.core.dicom.files import load_series
 from model_code.core.dicom.series import ImageSeries
 from model_code.core.errors import ClientError, InvalidSeriesError, not_found, unusable_series
+from model_code.core.limits import SeriesGuard
 from model_code.core.requests import HealthImagingRequest, S3SeriesRequest, SeriesRequest, ZipSeriesRequest
 from model_code.core.s3_uri import S3Location
-from model_code.core.service import load_zip_series
+from model_code.core.service import header_check, load_zip_series
 from model_code.healthimaging import HealthImagingError, ImageSetNotFound, SeriesNotFound, load_image_set
 from model_code.serving.clients import ServingClients
+from model_code.serving.dependencies import dependency_failure, throttled
 
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
 
 
-def load_request_series(request: SeriesRequest, workdir: Path, *, clients: ServingClients) -> ImageSeries:
+def load_request_series(
+    request: SeriesRequest, workdir: Path, guard: SeriesGuard | None = None, *, clients: ServingClients
+) -> ImageSeries:
     """Fetch the series a request names into ``workdir`` (its own temporary directory) and load it."""
+    guard = guard or SeriesGuard()
     if isinstance(request, ZipSeriesRequest):
-        return load_zip_series(request, workdir)
+        return load_zip_series(request, workdir, guard)
     try:
         if isinstance(request, S3SeriesRequest):
-            return _load_s3(request, workdir, clients.s3())
+            return _load_s3(request, workdir, clients.s3(), guard)
         return _load_healthimaging(request, clients.medical_imaging())
     except InvalidSeriesError as error:
         raise unusable_series(f"not a usable series: {error}") from error
+    except BotoCoreError as error:  # credentials, the network: not the request's fault (502/503)
+        failure = dependency_failure(error)
+        if failure is error:
+            raise
+        raise failure from error
+    except BotocoreClientError as error:  # throttled after botocore's retries (503)
+        throttling = throttled(error)
+        if throttling is None:
+            raise
+        raise throttling from error
 
 
-def _load_s3(request: S3SeriesRequest, workdir: Path, s3: Any) -> ImageSeries:
+def _load_s3(request: S3SeriesRequest, workdir: Path, s3: Any, guard: SeriesGuard) -> ImageSeries:
     location = request.location
     folder = workdir / "series"
     folder.mkdir()
@@ -52,7 +68,7 @@ def _load_s3(request: S3SeriesRequest, workdir: Path, s3: Any) -> ImageSeries:
             raise ClientError(403, f"the endpoint may not read {location.uri} ({code}): grant its role s3:GetObject "
                               "and s3:ListBucket on that prefix") from error
         raise
-    return load_series(folder, series_instance_uid=request.series_instance_uid)
+    return load_series(folder, series_instance_uid=request.series_instance_uid, check=header_check(guard))
 
 
 def _list_keys(s3: Any, location: S3Location) -> list[str]:

@@ -5,7 +5,9 @@ carries one or more DICOM zips (``DICOM_ZIP``, TYPE_STRING, batch dimension firs
 the SEG bytes (``SEG``) and the JSON summary (``SUMMARY``). ``model.ts`` and ``metadata.json`` sit in the
 version folder, where SageMaker's multi-model endpoint unpacks the archive ``package_triton_model`` builds.
 Requests go through the core's request flow (``SegmentationService``), as on the other servers.
-Bad input answers that request with an error (HTTP 400 through Triton); other requests of the batch go on.
+Every failure is mapped by the core (``core.failures``) and answers that request with a TritonError whose
+code Triton's HTTP frontend turns into the nearest status (bad input 400/404, a dependency 503, anything
+else 500 with an error ID); other requests of the batch go on.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from model_code.core.errors import ClientError
+from model_code.core.failures import Failure, failure_of
 from model_code.core.http import ZIP, encode_json
 from model_code.core.requests import decode_request
 from model_code.core.service import SegmentationService
@@ -32,25 +34,35 @@ def version_dir(args: dict[str, str]) -> Path:
     return Path(args["model_repository"]) / args["model_version"]
 
 
-def triton_error(pb_utils: Any, error: ClientError) -> Any:
-    """A TritonError whose code Triton's HTTP frontend answers as 4xx (a code-less error is a 500).
+def triton_error(pb_utils: Any, failure: Failure) -> Any:
+    """A TritonError whose code Triton's HTTP frontend answers with the nearest status (a code-less one is 500).
 
-    Triton has no 415/422: NOT_FOUND becomes 404, everything else INVALID_ARG (400); the body keeps the
-    endpoint's own status and message.
+    Triton has no 413/415/422: NOT_FOUND becomes 404, other 4xx INVALID_ARG (400), 502/503 UNAVAILABLE (503),
+    the rest INTERNAL (500); the message keeps the endpoint's own status and reason, ASCII only.
     """
-    code = pb_utils.TritonError.NOT_FOUND if error.status == 404 else pb_utils.TritonError.INVALID_ARG
-    return pb_utils.TritonError(f"{error.status} {error.reason}: {error.message}", code)
+    errors = pb_utils.TritonError
+    if failure.status == 404:
+        code = errors.NOT_FOUND
+    elif 400 <= failure.status < 500:
+        code = errors.INVALID_ARG
+    elif failure.status in (502, 503, 504):
+        code = errors.UNAVAILABLE
+    else:
+        code = errors.INTERNAL
+    return errors(f"{failure.status} {failure.reason}: {failure.message}", code)
 
 
 class TritonPythonModel:
     def initialize(self, args: dict[str, str]) -> None:
         # Device: SERVING_DEVICE, else CUDA when the instance has a GPU (resolved by the pipeline).
         self.settings = ServerSettings.from_env()
-        self.model = SegmentationService(SegmentationPipeline.for_server(version_dir(args), self.settings))
+        self.model = SegmentationService(
+            SegmentationPipeline.for_server(version_dir(args), self.settings), limits=self.settings.limits
+        )
         self.model_name = args.get("model_name", "")
 
     def _one(self, payload: bytes) -> tuple[bytes, bytes]:
-        request = decode_request(payload, ZIP, max_expanded_bytes=self.settings.max_expanded_bytes)
+        request = decode_request(payload, ZIP, limits=self.settings.limits)
         prediction = self.model.predict(request)
         summary = {**prediction.summary, "source": prediction.source, "model_name": self.model_name}
         return prediction.seg_bytes, encode_json(summary)
@@ -63,8 +75,9 @@ class TritonPythonModel:
             zips = pb_utils.get_input_tensor_by_name(request, INPUT_NAME).as_numpy()
             try:
                 results = [self._one(bytes(item)) for item in zips.reshape(-1)]
-            except ClientError as error:
-                responses.append(pb_utils.InferenceResponse(output_tensors=[], error=triton_error(pb_utils, error)))
+            except Exception as error:  # one mapping for every server: the core's
+                failure = triton_error(pb_utils, failure_of(error))
+                responses.append(pb_utils.InferenceResponse(output_tensors=[], error=failure))
                 continue
             shape = (*zips.shape[:-1], 1) if zips.ndim > 1 else (len(results),)
             segs = np.array([seg for seg, _ in results], dtype=np.object_).reshape(shape)

@@ -17,7 +17,7 @@ import highdicom as hd
 import pytest
 from moto import mock_aws
 
-from model_code.core.errors import ClientError
+from model_code.core.failures import Failure
 from model_code.serving.handler import input_fn, model_fn, output_fn, predict_fn, respond, serving_settings
 from model_code.serving.service import ServingModel
 from model_code.serving.settings import ServingSettings
@@ -143,7 +143,7 @@ def max_expanded_bytes(monkeypatch: pytest.MonkeyPatch) -> Iterator[int]:
 
 def test_input_fn_bounds_zip_expansion_by_the_setting(phantom_zip: SeriesZip, max_expanded_bytes: int) -> None:
     error = input_fn(phantom_zip.payload, "application/zip")
-    assert isinstance(error, ClientError)
+    assert isinstance(error, Failure)
     assert error.status == 413
     assert f"over this server's limit of {max_expanded_bytes}" in error.message
 

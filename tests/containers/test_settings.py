@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from model_code.core.settings import ServerSettings
+from model_code.core.settings import InputLimits, ServerSettings
 from model_code.serving.settings import ServingSettings
 
 
@@ -27,7 +27,7 @@ from model_code.serving.settings import ServingSettings
                 region="eu-west-1",
                 device="cpu",
                 sw_batch_size=2,
-                max_expanded_bytes=1 << 20,
+                limits=InputLimits(max_expanded_bytes=1 << 20),
             ),
         ),
     ],

@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import io
 import zipfile
+import zlib
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pydicom
 from pydicom.errors import InvalidDicomError
 
-from model_code.core.dicom.series import ImageSeries, series_from_datasets
+from model_code.core.dicom.series import ImageSeries, StackGeometry, series_from_datasets
 from model_code.core.errors import InvalidSeriesError
+from model_code.core.limits import unsafe_member_name
 
 # Files that sit beside a series in real exports and are not instances of it.
 _IGNORED_NAMES = {"DICOMDIR", "Thumbs.db"}
@@ -37,12 +39,39 @@ def _iter_folder(folder: Path) -> Iterator[tuple[str, bytes | Path]]:
 def _iter_zip(archive: Path) -> Iterator[tuple[str, bytes | Path]]:
     try:
         with zipfile.ZipFile(archive) as zipped:
-            for info in sorted(zipped.infolist(), key=lambda i: i.filename):
+            members = sorted(zipped.infolist(), key=lambda i: i.filename)
+            # ".." starts with "." and would pass for a hidden file: refuse such names rather than drop them.
+            unsafe = [info.filename for info in members if unsafe_member_name(info.filename)]
+            if unsafe:
+                raise InvalidSeriesError(
+                    "zip member names are absolute or climb out of the archive with '..': zip the series folder "
+                    "with relative names",
+                    unsafe,
+                )
+            for info in members:
                 if not info.is_dir() and not _ignored(info.filename):
                     # Members are read into memory, never extracted: no path from the archive touches disk.
-                    yield f"{archive}:{info.filename}", zipped.read(info)
-    except zipfile.BadZipFile as error:
-        raise InvalidSeriesError(f"the archive cannot be read ({error}): send a valid .zip", [str(archive)]) from error
+                    yield f"{archive.name}:{info.filename}", zipped.read(info)
+    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as error:
+        raise InvalidSeriesError(f"the archive cannot be read ({error}): send a valid .zip", [archive.name]) from error
+
+
+def _starts_like_a_dataset(data: bytes) -> bool:
+    """A preamble-less instance starts with a file meta (0002) or identifying (0008) group tag, little endian.
+
+    Anything else read with ``force=True`` parses as elements all the same: 256 MB of zeros became millions of
+    empty (0000,0000) elements and held a worker for a minute.
+    """
+    return data[:2] in (b"\x02\x00", b"\x08\x00")
+
+
+def _convert_every_element(dataset: pydicom.Dataset) -> None:
+    """pydicom converts an element's bytes when it is first read; read them all here, so a malformed value fails
+    now, as "not DICOM", and never later inside the geometry or pixel code."""
+    for element in dataset.iterall():
+        _ = element.value
+    for element in dataset.file_meta.iterall() if hasattr(dataset, "file_meta") else ():
+        _ = element.value
 
 
 def _read(source: bytes | Path) -> pydicom.Dataset:
@@ -52,6 +81,8 @@ def _read(source: bytes | Path) -> pydicom.Dataset:
     except InvalidDicomError:
         # Some exporters omit the Part-10 preamble; accept those only if they look like an instance.
         if isinstance(stream, io.BytesIO):
+            if not _starts_like_a_dataset(stream.getvalue()):
+                raise
             stream.seek(0)
         dataset = pydicom.dcmread(stream, force=True)
         if "SOPClassUID" not in dataset or "SOPInstanceUID" not in dataset:
@@ -76,10 +107,15 @@ def _read_all(path: Path) -> tuple[list[pydicom.Dataset], list[str]]:
     not_dicom: list[str] = []
     for name, source in members:
         try:
-            datasets.append(_read(source))
-            names.append(name)
-        except (InvalidDicomError, OSError, ValueError, EOFError, KeyError):
+            dataset = _read(source)
+            _convert_every_element(dataset)
+        # pydicom raises a dozen types for malformed bytes (unknown VRs are NotImplementedError, bad lengths
+        # struct.error, bad values ValueError/TypeError): each means this file is not a readable instance.
+        except Exception:
             not_dicom.append(name)
+            continue
+        datasets.append(dataset)
+        names.append(name)
     if not_dicom:
         raise InvalidSeriesError(
             f"{len(not_dicom)} file(s) are not DICOM: remove them or point at a folder that holds only the series",
@@ -101,12 +137,18 @@ def _is_slice(dataset: pydicom.Dataset) -> bool:
     return "PixelData" in dataset and frames == 1 and "ImagePositionPatient" in dataset
 
 
-def load_series(path: Path, *, series_instance_uid: str | None = None) -> ImageSeries:
+def load_series(
+    path: Path,
+    *,
+    series_instance_uid: str | None = None,
+    check: Callable[[StackGeometry, pydicom.Dataset], None] | None = None,
+) -> ImageSeries:
     """Read every file under ``path`` (a folder, searched recursively, or a .zip) as one series.
 
     With several image series present, ``series_instance_uid`` chooses one; without it that is an
     error listing the series found. Series with no single-frame image (SR, presentation states, SEG)
-    are passed over unless chosen. Hidden files, ``DICOMDIR`` and ``__MACOSX/`` entries are skipped.
+    are passed over unless chosen. Hidden files, ``DICOMDIR`` and ``__MACOSX/`` entries are skipped; zip
+    members with absolute or ``..`` names are refused. ``check`` sees the geometry before pixels are decoded.
     """
     path = Path(path)
     datasets, names = _read_all(path)
@@ -150,4 +192,4 @@ def load_series(path: Path, *, series_instance_uid: str | None = None) -> ImageS
                 "convert it to single-frame instances first",
                 [name],
             )
-    return series_from_datasets(chosen_datasets, names=chosen_names, metadata={"source": str(path)})
+    return series_from_datasets(chosen_datasets, names=chosen_names, metadata={"source": str(path)}, check=check)

@@ -16,6 +16,7 @@ from pydicom.sr.codedict import codes
 from pydicom.uid import generate_uid
 
 from model_code.core.dicom.series import ImageSeries
+from model_code.core.errors import InvalidSeriesError
 from model_code.core.model_dir import ModelMetadata
 from model_code.core.spleen import SPLEEN_LABEL
 
@@ -57,7 +58,25 @@ def build_segmentation(
         algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
         algorithm_identification=algorithm,
     )
-    segmentation = hd.seg.Segmentation(
+    try:
+        segmentation = _segmentation(series, mask, description, metadata, series_instance_uid, sop_instance_uid)
+    except (AttributeError, KeyError, ValueError, TypeError) as error:
+        # highdicom validates the source instances it references (their SOP class, UIDs, patient and study
+        # attributes; a missing one is an AttributeError): a malformed header is the series' fault, not the
+        # server's (issue 20's fuzz found both).
+        raise InvalidSeriesError(f"the series' headers cannot be referenced by a SEG ({error})") from error
+    return segmentation
+
+
+def _segmentation(
+    series: ImageSeries,
+    mask: np.ndarray,
+    description: hd.seg.SegmentDescription,
+    metadata: ModelMetadata,
+    series_instance_uid: str | None,
+    sop_instance_uid: str | None,
+) -> hd.seg.Segmentation:
+    return hd.seg.Segmentation(
         # datasets[i] holds volume[i]: frame i of the mask lands on that instance's position.
         source_images=series.datasets,
         pixel_array=(mask == SPLEEN_LABEL).astype(np.uint8),
@@ -76,4 +95,3 @@ def build_segmentation(
         content_description=_long_string(f"Spleen segmentation by {metadata.name} {metadata.version}"),
         omit_empty_frames=False,
     )
-    return segmentation

@@ -90,9 +90,16 @@ def _required(value: HeaderValue, index: int, keyword: str, label: str) -> Any:
 
 
 def _floats(value: HeaderValue, index: int, keyword: str, label: str, count: int) -> np.ndarray:
-    found = np.asarray(_required(value, index, keyword, label), dtype=float).reshape(-1)
+    raw = _required(value, index, keyword, label)
+    try:
+        found = np.asarray(raw, dtype=float).reshape(-1)
+    except (TypeError, ValueError) as error:  # a malformed DS/IS string
+        raise InvalidSeriesError(f"{keyword} is not a list of numbers ({error})", [label]) from error
     if found.shape != (count,):
         raise InvalidSeriesError(f"{keyword} must have {count} values, has {found.size}", [label])
+    if not np.isfinite(found).all():
+        raise InvalidSeriesError(f"{keyword} {found.tolist()} is not finite: re-export the series with its geometry",
+                                 [label])
     return found
 
 
@@ -145,6 +152,8 @@ def stack_geometry(count: int, value: HeaderValue, labels: Sequence[str]) -> Sta
         positions[index] = _floats(value, index, "ImagePositionPatient", label, 3)
 
     orientation, pixel_spacing = orientations[0], pixel_spacings[0]
+    if (pixel_spacing <= 0).any():
+        raise InvalidSeriesError(f"PixelSpacing {pixel_spacing.tolist()} must be positive (mm)", [labels[0]])
     rows, cols = int(sizes[0, 0]), int(sizes[0, 1])
     split_hint = "a volume needs one orientation; split the series or remove the localizer"
     _check_uniform(orientations, "ImageOrientationPatient", _ORIENTATION_TOLERANCE, labels, split_hint)
@@ -215,17 +224,21 @@ def series_from_datasets(
     names: Sequence[str] | None = None,
     pixel_arrays: Sequence[np.ndarray] | None = None,
     metadata: dict[str, Any] | None = None,
+    check: Callable[[StackGeometry, pydicom.Dataset], None] | None = None,
 ) -> ImageSeries:
     """Sort single-frame instances of one series along the slice normal and stack them.
 
     ``names`` labels each dataset in error messages (file paths, frame IDs); ``pixel_arrays``
-    supplies already-decoded stored values instead of decoding each dataset's PixelData.
+    supplies already-decoded stored values instead of decoding each dataset's PixelData. ``check`` sees the
+    geometry and the first dataset before any pixel is decoded (a server's input limits) and may raise.
     Raises :class:`InvalidSeriesError` naming the files that break the series.
     """
     if names is not None and len(names) != len(datasets):
         raise ValueError("names must label every dataset")
     labels = [_name(ds, names, i) for i, ds in enumerate(datasets)]
     geometry = stack_geometry(len(datasets), lambda index, keyword: getattr(datasets[index], keyword, None), labels)
+    if check is not None:
+        check(geometry, datasets[geometry.order[0]])
 
     slices = []
     for index in geometry.order:
@@ -245,7 +258,12 @@ def series_from_datasets(
                 "single-frame grayscale instances stack into a volume",
                 [label],
             )
-        slope, intercept = rescale_of(ds.get)
+        try:
+            slope, intercept = rescale_of(ds.get)
+        except (TypeError, ValueError) as error:  # a malformed DS value (a stray byte in RescaleIntercept)
+            raise InvalidSeriesError(f"RescaleSlope/RescaleIntercept is not a number ({error})", [label]) from error
+        if not (np.isfinite(slope) and np.isfinite(intercept)):
+            raise InvalidSeriesError("RescaleSlope/RescaleIntercept is not finite", [label])
         slices.append(stored.astype(np.float32) * slope + intercept)
 
     return ImageSeries(
