@@ -60,18 +60,25 @@ def run_cli(platform: Platform, server: Any, *argv: str) -> int:
     return main(list(argv), runtime_factory=factory, cwd=REPO_ROOT)
 
 
+@pytest.mark.parametrize(
+    ("options", "count"),
+    [
+        ((), len(ARCHIVE)),  # the whole 10,000-image-set archive
+        (("--modality", "CT"), len(CT)),  # its CT image sets (the filter matched on every summary)
+    ],
+)
 def test_a_dry_run_prints_the_count_and_the_estimate_from_the_price_table(
-    platform: Platform, deployed: dict[str, Any], capsys: pytest.CaptureFixture[str]
+    platform: Platform, deployed: dict[str, Any], capsys: pytest.CaptureFixture[str], options: tuple[str, ...],
+    count: int,
 ) -> None:
     with serve(ARCHIVE) as server:
-        assert run_cli(platform, server, "backfill", "start", "--model-version", "0.5.9", "--modality", "CT",
-                       "--dry-run") == 0
+        assert run_cli(platform, server, "backfill", "start", "--model-version", "0.5.9", *options, "--dry-run") == 0
     out = capsys.readouterr().out
-    print(out)  # the closing note's figure: pytest tests/platform_cli/test_backfill.py -s
-    hours = len(CT) * 120.0 / 3600
-    usd = hours * sagemaker_hosting("ml.g4dn.xlarge").hourly + -(-len(CT) // 10) * 6 * STEP_FUNCTIONS_STANDARD_PER_TRANSITION
-    assert f"image sets listed:     {len(CT)} of 10000 read (200 SearchImageSets pages" in out
-    assert f"image sets to segment: {len(CT)}" in out
+    print(out)  # the closing note's figure: pytest tests/platform_cli/test_backfill.py -k dry_run -s
+    hours = count * 120.0 / 3600
+    usd = hours * sagemaker_hosting("ml.g4dn.xlarge").hourly + -(-count // 10) * 6 * STEP_FUNCTIONS_STANDARD_PER_TRANSITION
+    assert f"image sets listed:     {count} of 10000 read (200 SearchImageSets pages" in out
+    assert f"image sets to segment: {count}" in out
     assert "per-study time:        120.0 s (measured: median of the results index)" in out
     assert "endpoint:              up to 2 x ml.g4dn.xlarge" in out
     assert f"estimated duration:    {hours / 2:.1f} h" in out
