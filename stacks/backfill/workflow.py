@@ -140,9 +140,11 @@ class BackfillWorkflow(Construct):
             conditions={"StringLike": {"s3:prefix": [f"{RESULTS_PREFIX}*", f"{BACKFILL_PREFIX}*"]}}))
         listing.add_to_role_policy(iam.PolicyStatement(
             actions=["s3:GetObject", "s3:PutObject"], resources=[bucket.arn_for_objects(f"{BACKFILL_PREFIX}*")]))
-        # A batch claims, records failures (and releases claims) under backfill/ and writes requests under input/.
+        # A batch claims (and reads a claim it finds, to take over a stale one), records failures and releases claims
+        # under backfill/, and writes requests under input/.
         submitting.add_to_role_policy(iam.PolicyStatement(
-            actions=["s3:PutObject", "s3:DeleteObject"], resources=[bucket.arn_for_objects(f"{BACKFILL_PREFIX}*")]))
+            actions=["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+            resources=[bucket.arn_for_objects(f"{BACKFILL_PREFIX}*")]))
         submitting.add_to_role_policy(iam.PolicyStatement(
             actions=["s3:PutObject"], resources=[bucket.arn_for_objects(f"{REQUEST_PREFIX}*")]))
         submitting.add_to_role_policy(iam.PolicyStatement(
@@ -150,10 +152,9 @@ class BackfillWorkflow(Construct):
             resources=[stack.format_arn(service="sagemaker", resource="endpoint", resource_name=endpoint.name)]))
         # GetMetricData has no resource type (Service Authorization Reference): "*" is the only form.
         submitting.add_to_role_policy(iam.PolicyStatement(actions=["cloudwatch:GetMetricData"], resources=["*"]))
-        # The listing reads and writes SSE-KMS objects; a batch only writes them.
-        keys.data_key.grant(listing, "kms:Decrypt", "kms:GenerateDataKey")
-        keys.data_key.grant(submitting, "kms:GenerateDataKey")
+        # Both read and write SSE-KMS objects (a batch reads the claims it finds).
         for fn in (listing, submitting):
+            keys.data_key.grant(fn, "kms:Decrypt", "kms:GenerateDataKey")
             fn.add_to_role_policy(iam.PolicyStatement(
                 actions=["cloudwatch:PutMetricData"], resources=["*"],
                 conditions={"StringEquals": {"cloudwatch:namespace": NAMESPACE}}))

@@ -109,6 +109,15 @@ def test_a_batch_submits_its_share_of_the_room_and_defers_the_rest(aws: dict[str
     assert metric_sum(aws, "Submitted") == 2
 
 
+def test_a_batch_skips_what_an_earlier_batch_claimed(aws: dict[str, Any]) -> None:
+    event = {"Items": [{"imageSetId": CT[0]}], "BatchInput": {"run": RUN}}
+    kwargs = {"s3": aws["s3"], "sagemaker_runtime": aws["runtime"], "cloudwatch": aws["cloudwatch"],
+              "settings": SUBMIT_SETTINGS}  # fmt: skip
+    assert backfill_submit.handle(event, **kwargs)["submitted"] == 1
+    again = backfill_submit.handle(event, **kwargs)  # a redriven child: reads the claim, finds it INVOKED
+    assert (again["submitted"], again["skipped"]) == (0, 1)
+
+
 def test_a_batch_at_the_target_waits(aws: dict[str, Any]) -> None:
     aws["cloudwatch"].put_metric_data(Namespace="AWS/SageMaker", MetricData=[{
         "MetricName": "ApproximateBacklogSize", "Value": 4.0, "Timestamp": datetime.now(UTC) - timedelta(seconds=30),
