@@ -7,6 +7,8 @@ Success topic -> ``ImportSeg`` (only when ``serving.importSegBack``) -> SEG copi
 ``incoming/inference-seg/`` prefix and imported with the HealthImaging stack's import role.
 Success topic -> ``IndexResult`` (always) -> one record per result in the results index (``results-index/``),
 queried through the Glue table and Athena workgroup of ``results_table.py``.
+``Backfill`` (stacks/backfill/workflow.py): a Step Functions Distributed Map runs an archive's image sets through
+the same endpoint, keeping its backlog near ``backfill.backlogTarget``.
 Error topic -> ``failure_queue`` (kept 14 days for inspection; the monitoring stack alarms on its depth).
 Undeliverable events and failed function invocations -> ``dead_letter_queue`` (alarmed too).
 """
@@ -25,6 +27,7 @@ from aws_cdk import aws_sns_subscriptions as subscriptions
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from stacks.backfill.workflow import BackfillWorkflow
 from stacks.components.function_shared.results_layout import RESULTS_PREFIX
 from stacks.components.keys import allow_service, rotating_key
 from stacks.components.platform_function import (
@@ -172,6 +175,12 @@ class InferenceStack(Stack):
         self.results_table = ResultsTable(
             self, "ResultsTable", prefix=config.prefix, bucket=inference_bucket, key=keys.data_key
         )
+        # The backfill of an archive goes through the same endpoint, bucket and data store (stacks/backfill).
+        self.backfill = BackfillWorkflow(
+            self, "Backfill", config=config, keys=keys, vpc=network.vpc, subnets=network.subnets,
+            security_group=self.security_group, dead_letter_queue=self.dead_letter_queue, bucket=inference_bucket,
+            dicom_store=dicom_store, endpoint=endpoint,
+        )  # fmt: skip
 
         # What the monitoring stack graphs.
         self.functions = tuple(
@@ -181,6 +190,9 @@ class InferenceStack(Stack):
             acknowledge_function_role(function, IAM5_REASON)
 
         CfnOutput(self, "DeadLetterQueueUrl", value=self.dead_letter_queue.queue_url)
+        CfnOutput(self, "BackfillStateMachineArn", value=self.backfill.state_machine.state_machine_arn)
+        CfnOutput(self, "ResultsDatabase", value=self.results_table.database_name)
+        CfnOutput(self, "ResultsWorkGroup", value=self.results_table.workgroup.ref)
         CfnOutput(self, "FailureQueueUrl", value=self.failure_queue.queue_url)
 
     def _import_seg_function(

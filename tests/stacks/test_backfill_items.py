@@ -269,6 +269,23 @@ def test_two_submitters_racing_on_one_item_invoke_once(archive: Any, aws: dict[s
     assert len(aws["invocations"]) == 1
 
 
+def test_a_claim_left_by_a_dead_submitter_is_taken_over_once_it_is_stale(archive: Any, aws: dict[str, Any]) -> None:
+    s3, run, (item, *_) = aws["s3"], run_of(), march(archive)
+    # A submitter claimed the item and died before invoking: the claim stays CLAIMED.
+    s3.put_object(Bucket=BUCKET, Key=run.claim_key(item.image_set_id),
+                  Body=b'{"status": "CLAIMED", "claimedAt": "2026-12-02T11:00:00+00:00"}')
+    written = s3.head_object(Bucket=BUCKET, Key=run.claim_key(item.image_set_id))["LastModified"]
+    kwargs = {"s3": s3, "sagemaker_runtime": aws["runtime"], "run": run, "room": 1}
+    fresh = items.submit_batch([item], **kwargs, now=written + timedelta(minutes=1))
+    assert fresh.skipped == [item.image_set_id]  # maybe still alive: left alone
+    stale = items.submit_batch([item], **kwargs, now=written + items.STALE_CLAIM + timedelta(seconds=1))
+    assert [s["imageSetId"] for s in stale.submitted] == [item.image_set_id]
+    assert [call["InferenceId"] for call in aws["invocations"]] == [item.image_set_id]
+    # An INVOKED claim is never taken over, however old.
+    later = items.submit_batch([item], **kwargs, now=written + timedelta(days=1))
+    assert later.skipped == [item.image_set_id]
+
+
 def fail_invocations(runtime: Any, failing: dict[str, tuple[str, int]]) -> None:
     """Answer InvokeEndpointAsync of the named inference IDs with a service error (code, HTTP status)."""
 

@@ -205,10 +205,12 @@ def test_no_inference_role_trusts_anything_but_lambda_or_holds_a_managed_full_ac
     import_assembly: Assembly,
 ) -> None:
     roles = import_assembly.resources(STACK, "AWS::IAM::Role")
-    assert len(roles) == 3  # request, import, index
+    assert len(roles) == 6  # request, import, index, the backfill's list and submit, the backfill state machine
     for logical_id, role in roles.items():
         principals = [s["Principal"] for s in role["Properties"]["AssumeRolePolicyDocument"]["Statement"]]
-        assert principals == [{"Service": "lambda.amazonaws.com"}], logical_id
+        # Only the backfill's state machine is assumed by Step Functions; every other role is a function's.
+        service = "states.amazonaws.com" if logical_id.startswith("BackfillStateMachineRole") else "lambda.amazonaws.com"
+        assert principals == [{"Service": service}], logical_id
         assert "FullAccess" not in json.dumps(role["Properties"].get("ManagedPolicyArns", [])), logical_id
 
 

@@ -140,7 +140,9 @@ def test_studies_with_a_spleen_over_400_ml(engine: Any, written: Any) -> None:
         key=lambda row: (-row[2], row[0]),
     )  # fmt: skip
     assert len(expected) == 3  # 640, 450 and 419.84 mL; 256 and 0 are not
-    assert engine.execute(docs_query("spleen-over-400")).fetchall() == expected
+    got = engine.execute(docs_query("spleen-over-400")).fetchall()
+    print("spleen-over-400:", got)  # the closing note's rows: pytest tests/stacks/test_results_index.py -s
+    assert got == expected
 
 
 def test_segs_from_model_version_0_5_9(engine: Any, written: Any) -> None:
@@ -148,4 +150,6 @@ def test_segs_from_model_version_0_5_9(engine: Any, written: Any) -> None:
     expected = sorted((r["image_set_id"], r["seg_sop_instance_uid"], r["seg_location"]) for r in rows
                       if r["model_version"] == "0.5.9")  # fmt: skip
     assert [row[0] for row in expected] == ["a" * 32, "b" * 32, "d" * 32]
-    assert engine.execute(docs_query("segs-of-0.5.9")).fetchall() == expected
+    got = engine.execute(docs_query("segs-of-0.5.9")).fetchall()
+    print("segs-of-0.5.9:", got)
+    assert got == expected

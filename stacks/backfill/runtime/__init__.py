@@ -6,6 +6,8 @@ modules (function_settings.py, s3_uri.py, healthimaging_quotas.py, results_layou
 modules under the same names through this import.
 """
 
-from stacks.components.function_shared import expose_shared_modules
+from stacks.components.function_shared import expose_runtime_modules, expose_shared_modules
 
 expose_shared_modules()
+# The handlers import the item logic and the metrics as the sibling modules they are in the asset.
+expose_runtime_modules(__name__, ("backfill_items", "backfill_metrics"))

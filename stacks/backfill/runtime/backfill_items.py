@@ -54,6 +54,9 @@ RETRYABLE_CODES = frozenset(
     }
 )  # fmt: skip
 CLAIMED, INVOKED = "CLAIMED", "INVOKED"
+# Longer than the submit function's timeout (5 minutes) with margin: a CLAIMED claim this old has no live owner.
+STALE_CLAIM = timedelta(minutes=10)
+_TAKEN = ("PreconditionFailed", "ConditionalRequestConflict", "409", "412")
 REQUEST_PREFIX = "input/"  # where request_inference writes requests: import_seg and the index read them there
 BACKFILL_PREFIX = "backfill/"
 REQUEST_CONTENT_TYPE = "application/json"
@@ -426,16 +429,29 @@ def _put_json(s3: Any, bucket: str, key: str, document: Mapping[str, Any], **ext
 
 
 def _claim(s3: Any, run: Run, item: ImageSetItem, now: datetime) -> bool:
-    """Take this model version's claim on the image set; False when an earlier run holds it."""
+    """Take this model version's claim on the image set; False when an earlier run holds it.
+
+    A claim still CLAIMED after STALE_CLAIM belongs to a submitter that died between claim and invoke (the function
+    times out after 5 minutes): it is taken over with If-Match on its ETag, so exactly one submitter proceeds.
+    """
+    body = {"status": CLAIMED, "claimedAt": now.isoformat(), "item": item.to_json()}
+    key = run.claim_key(item.image_set_id)
     try:
-        _put_json(
-            s3, run.bucket, run.claim_key(item.image_set_id),
-            {"status": CLAIMED, "claimedAt": now.isoformat(), "item": item.to_json()}, IfNoneMatch="*",
-        )  # fmt: skip
+        _put_json(s3, run.bucket, key, body, IfNoneMatch="*")
+        return True
     except ClientError as error:
         # 412: the claim exists; 409: a concurrent conditional write to the same key won the race.
-        if error_code(error) in ("PreconditionFailed", "ConditionalRequestConflict", "409", "412"):
-            return False
+        if error_code(error) not in _TAKEN:
+            raise
+    existing = s3.get_object(Bucket=run.bucket, Key=key)
+    record = json.loads(existing["Body"].read())
+    if record.get("status") != CLAIMED or now - existing["LastModified"] < STALE_CLAIM:
+        return False
+    try:
+        _put_json(s3, run.bucket, key, {**body, "tookOverFrom": record.get("claimedAt")}, IfMatch=existing["ETag"])
+    except ClientError as error:
+        if error_code(error) in _TAKEN:
+            return False  # another submitter took it over first
         raise
     return True
 

@@ -13,7 +13,7 @@ client's GIL. Side by side, in one process, medians of ``--repeats``:
 
 It also prints what HealthImaging's published SearchImageSets quota lets a listing reach (healthimaging_quotas):
 in production the quota, not this code, bounds the listing. Run:
-``.venv/bin/python benchmarks/backfill_items.py`` (or ``make bench-backfill``).
+``.venv/bin/python benchmarks/backfill_throughput.py`` (or ``make bench-backfill``).
 """
 
 from __future__ import annotations
