@@ -13,7 +13,7 @@ from pathlib import Path
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
 
-from platform_cli import archives, dicom_import, doctor, models, segment, training
+from platform_cli import archives, backfill, dicom_import, doctor, models, segment, training
 from platform_cli.errors import EXIT_FAILURE, EXIT_USAGE, CliError
 from platform_cli.project import DEFAULT_STAGE, Deployment, resolve_deployment
 from platform_cli.runtime import Runtime
@@ -49,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     parents = [common_options(suppress=True)]
-    for module in (dicom_import, segment, training, models, archives, doctor):
+    for module in (dicom_import, segment, training, models, archives, backfill, doctor):
         module.add_parser(commands, parents)
     return parser
 

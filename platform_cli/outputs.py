@@ -40,6 +40,9 @@ MULTI_MODEL_PREFIX = OutputRef(
 TRAINING_STATE_MACHINE = OutputRef("Training", "StateMachineArn")
 MODEL_PACKAGE_GROUP = OutputRef("Training", "ModelPackageGroupName")
 
+# stacks/inference/stack.py (the backfill workflow and the results index live there)
+BACKFILL_STATE_MACHINE = OutputRef("Inference", "BackfillStateMachineArn")
+
 ALL_OUTPUTS = (
     DICOM_INBOX_BUCKET,
     INFERENCE_BUCKET,
@@ -49,6 +52,7 @@ ALL_OUTPUTS = (
     MULTI_MODEL_PREFIX,
     TRAINING_STATE_MACHINE,
     MODEL_PACKAGE_GROUP,
+    BACKFILL_STATE_MACHINE,
 )
 
 

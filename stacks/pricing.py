@@ -63,6 +63,10 @@ CLOUDWATCH_ALARM = Price(0.10, "month", "https://aws.amazon.com/cloudwatch/prici
 CODEPIPELINE_V1 = Price(1.00, "month", "https://aws.amazon.com/codepipeline/pricing/")  # per active V1 pipeline
 SECRET = Price(0.40, "month", "https://aws.amazon.com/secrets-manager/pricing/")
 
+# Usage prices a backfill estimate multiplies (monai-platform backfill start --dry-run), per unit named.
+STEP_FUNCTIONS_STANDARD_PER_TRANSITION = 0.025 / 1000  # Standard workflows, per state transition
+STEP_FUNCTIONS_SOURCE = "https://aws.amazon.com/step-functions/pricing/"
+
 # Resource types that cost nothing while idle: billed per use (requests, GB stored, GB processed, minutes).
 USAGE_BASED: dict[str, str] = {
     "AWS::HealthImaging::Datastore": "HealthImaging bills GB stored and API calls; an empty data store is $0",

@@ -5,8 +5,9 @@
   (``imagecodecs.htj2k_encode(reversible=True)``) per image frame, with its full-resolution CRC32.
 * :func:`serve` runs a ``ThreadingHTTPServer`` on 127.0.0.1 that answers GetImageSetMetadata,
   GetImageFrame, GetImageSet and SearchImageSets as botocore's ``medical-imaging`` model defines them
-  (rest-json, paginated search), with optional per-frame latency and injected error answers. Unlike the
-  Stubber, requests go through botocore's whole stack, retry handler included.
+  (rest-json, paginated search with the API's EQUAL and BETWEEN filters), with optional per-frame latency and
+  injected error answers. Unlike the Stubber, requests go through botocore's whole stack, retry handler included.
+* :func:`catalog_image_set` builds an image set as a search sees it (no frames), for archives of thousands.
 * :func:`stub_load` queues, on a botocore ``Stubber``, the answers one ``load_image_set`` call needs.
 
 Usage::
@@ -244,6 +245,7 @@ class LoopbackHealthImaging:
         self.page_size = page_size
         self.requests: Counter[str] = Counter()
         self._faults: list[Fault] = []
+        self._matches: dict[tuple[str, str, int], list[FakeImageSet]] = {}  # the last search's answer
         self._lock = threading.Lock()
         self.url = ""
 
@@ -287,16 +289,22 @@ class LoopbackHealthImaging:
         return _json(200, _image_set_properties(image_set))
 
     def _search(self, datastore_id: str, query: dict[str, list[str]], body: bytes) -> tuple[int, dict, bytes]:
-        criteria = json.loads(body or b"{}")
-        wanted = None
-        for search_filter in criteria.get("filters", []):
-            for value in search_filter.get("values", []):
-                wanted = value.get("DICOMStudyInstanceUID", wanted)
-        matches = [
-            s
-            for (store, _), s in sorted(self.image_sets.items())
-            if store == datastore_id and (wanted is None or s.study_instance_uid == wanted)
-        ]
+        criteria = json.loads(body or b"{}")  # the request's payload is its searchCriteria
+        try:
+            tests = [_filter_test(search_filter) for search_filter in criteria.get("filters", [])]
+        except ValueError as error:
+            return _error(400, "ValidationException", str(error))
+        # Every page of one search asks the same question: answer it once (the image sets never change here).
+        question = (datastore_id, json.dumps(criteria, sort_keys=True), len(self.image_sets))
+        matches = self._matches.get(question)
+        if matches is None:
+            summaries = {key: _summary(s) for key, s in self.image_sets.items()}
+            matches = [
+                s
+                for key, s in sorted(self.image_sets.items())
+                if key[0] == datastore_id and all(test(summaries[key], s) for test in tests)
+            ]
+            self._matches = {question: matches}
         start = int(query.get("nextToken", ["0"])[0])
         size = min(int(query.get("maxResults", [str(self.page_size)])[0]), self.page_size)
         page = matches[start : start + size]
@@ -304,6 +312,48 @@ class LoopbackHealthImaging:
         if start + size < len(matches):
             answer["nextToken"] = str(start + size)
         return _json(200, answer)
+
+
+# SearchImageSets' filters as the API reference defines them (SearchFilter, SearchByAttributeValue): each value
+# names one attribute; EQUAL takes one value, BETWEEN two (inclusive); the filters of a search all apply.
+_EQUAL_ATTRIBUTES = {
+    "DICOMPatientId": "DICOMPatientId",
+    "DICOMAccessionNumber": "DICOMAccessionNumber",
+    "DICOMStudyId": "DICOMStudyId",
+    "DICOMStudyInstanceUID": "DICOMStudyInstanceUID",
+    "DICOMSeriesInstanceUID": "DICOMSeriesInstanceUID",
+}
+
+
+def _filter_test(search_filter: dict[str, Any]) -> Any:
+    operator = search_filter.get("operator")
+    values = search_filter.get("values", [])
+    attributes = {name for value in values for name in value}
+    if len(attributes) != 1:
+        raise ValueError(f"a filter's values must name one attribute, got {sorted(attributes)}")
+    (attribute,) = attributes
+    if operator == "EQUAL":
+        if len(values) != 1 or attribute not in _EQUAL_ATTRIBUTES:
+            raise ValueError(f"EQUAL takes one value of a searchable attribute, got {values}")
+        wanted = values[0][attribute]
+        return lambda summary, _: summary["DICOMTags"].get(_EQUAL_ATTRIBUTES[attribute]) == wanted
+    if operator == "BETWEEN":
+        if len(values) != 2:
+            raise ValueError(f"BETWEEN takes two values, got {len(values)}")
+        if attribute == "DICOMStudyDateAndTime":
+            low, high = (v[attribute].get("DICOMStudyDate", "") + v[attribute].get("DICOMStudyTime", "")
+                         for v in values)
+
+            def in_range(summary: dict[str, Any], _: FakeImageSet) -> bool:
+                tags = summary["DICOMTags"]
+                stamp = tags.get("DICOMStudyDate", "") + (tags.get("DICOMStudyTime", "") or "000000")
+                return bool(tags.get("DICOMStudyDate")) and low <= stamp <= high
+
+            return in_range
+        if attribute in ("createdAt", "updatedAt"):
+            low_s, high_s = (float(v[attribute]) for v in values)
+            return lambda _, s: low_s <= s.created_at <= high_s
+    raise ValueError(f"operator {operator!r} does not apply to {attribute}")
 
 
 def _json(status: int, payload: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
@@ -316,18 +366,77 @@ def _error(status: int, code: str, message: str) -> tuple[int, dict[str, str], b
     return status, {**answer[1], "x-amzn-ErrorType": code}, answer[2]
 
 
+# DICOMTags of a summary (botocore's DICOMTags shape) and where the document keeps each.
+_SUMMARY_TAGS = (
+    ("DICOMPatientId", "Patient", "PatientID"),
+    ("DICOMStudyInstanceUID", "Study", "StudyInstanceUID"),
+    ("DICOMStudyId", "Study", "StudyID"),
+    ("DICOMAccessionNumber", "Study", "AccessionNumber"),
+    ("DICOMStudyDescription", "Study", "StudyDescription"),
+    ("DICOMStudyDate", "Study", "StudyDate"),
+    ("DICOMStudyTime", "Study", "StudyTime"),
+    ("DICOMSeriesInstanceUID", "Series", "SeriesInstanceUID"),
+    ("DICOMSeriesModality", "Series", "Modality"),
+    ("DICOMSeriesBodyPart", "Series", "BodyPartExamined"),
+)
+
+
 def _summary(image_set: FakeImageSet) -> dict[str, Any]:
-    study = image_set.document["Study"]["DICOM"]
+    study = image_set.document["Study"]
+    series: tuple[str, dict[str, Any]] = next(iter(study.get("Series", {}).items()), ("", {"DICOM": {}}))
+    levels = {
+        "Patient": image_set.document.get("Patient", {}).get("DICOM", {}),
+        "Study": study["DICOM"],
+        "Series": {"SeriesInstanceUID": series[0], **series[1].get("DICOM", {})},
+    }
+    tags: dict[str, Any] = {"DICOMStudyInstanceUID": "", "DICOMStudyId": ""}
+    for tag, level, keyword in _SUMMARY_TAGS:
+        value = levels[level].get(keyword)
+        if isinstance(value, str | int | float) and value != "":
+            tags[tag] = str(value)
+    tags["DICOMNumberOfStudyRelatedSeries"] = len(study.get("Series", {}))
     return {
         "imageSetId": image_set.image_set_id,
         "version": 1,
         "createdAt": image_set.created_at,
         "updatedAt": image_set.created_at,
-        "DICOMTags": {
-            "DICOMStudyInstanceUID": study.get("StudyInstanceUID", ""),
-            "DICOMStudyId": study.get("StudyID", ""),
+        "DICOMTags": tags,
+    }
+
+
+def catalog_image_set(
+    index: int,
+    *,
+    datastore_id: str = DATASTORE_ID,
+    modality: str = "CT",
+    study_date: str = "20200101",
+    patient_id: str | None = None,
+    accession_number: str | None = None,
+) -> FakeImageSet:
+    """An image set as a search sees it (patient, study and one series; no frames): archives of thousands cheaply."""
+    study_uid = f"1.2.826.0.1.3680043.10.1000.{index}"
+    series_uid = f"{study_uid}.1"
+    image_set_id = _id(datastore_id, "catalog", str(index))
+    document = {
+        "SchemaVersion": "1.1",
+        "DatastoreID": datastore_id,
+        "ImageSetID": image_set_id,
+        "Patient": {"DICOM": {"PatientID": patient_id or f"P{index % 997:04d}"}},
+        "Study": {
+            "DICOM": {
+                "StudyInstanceUID": study_uid,
+                "StudyID": str(index),
+                "AccessionNumber": accession_number or f"A{index:07d}",
+                "StudyDate": study_date,
+                "StudyTime": "120000",
+            },
+            "Series": {series_uid: {"DICOM": {"Modality": modality, "SeriesNumber": 1}, "Instances": {}}},
         },
     }
+    return FakeImageSet(
+        datastore_id=datastore_id, image_set_id=image_set_id, document=document, frames={},
+        created_at=1.7e9 + index,
+    )  # fmt: skip
 
 
 def _image_set_properties(image_set: FakeImageSet) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from stacks.config.fields import (
 )
 from stacks.config.sections import (
     AuditConfig,
+    BackfillConfig,
     DataConfig,
     EdgeConfig,
     ImagesConfig,
@@ -101,6 +102,7 @@ class PlatformConfig(Rules):
         convert=tuple,
     )))
     monitoring: MonitoringConfig = field(metadata=setting("monitoring", Nested(MonitoringConfig)))
+    backfill: BackfillConfig = field(metadata=setting("backfill", Nested(BackfillConfig)))
     edge: EdgeConfig = field(metadata=setting("edge", Nested(EdgeConfig)))
     viewer: ViewerConfig = field(metadata=setting("viewer", Nested(ViewerConfig)))
     audit: AuditConfig = field(metadata=setting("audit", Nested(AuditConfig)))

@@ -228,6 +228,24 @@ class MonitoringConfig(Rules):
 
 
 @dataclass(frozen=True)
+class BackfillConfig(Rules):
+    """The backfill workflow (stacks/backfill, docs/backfill.md): how hard it pushes the async endpoint."""
+
+    # Async requests the backfill keeps queued at the endpoint (ApproximateBacklogSize): enough for the endpoint's
+    # target tracking to scale out, few enough that nothing waits near the 6-hour request TTL.
+    backlog_target: int = field(metadata=setting("backlogTarget", Integer(minimum=1, maximum=10_000)))
+    # Distributed Map child workflows at once (Step Functions allows up to 10,000); each one submits a batch.
+    max_concurrency: int = field(metadata=setting("maxConcurrency", Integer(minimum=1, maximum=10_000)))
+    # Image sets per child workflow (ItemBatcher MaxItemsPerBatch).
+    batch_size: int = field(metadata=setting("batchSize", Integer(minimum=1, maximum=100)))
+    # The share of batches that may fail before the whole run fails (ToleratedFailurePercentage).
+    tolerated_failure_percentage: int = field(metadata=setting("toleratedFailurePercentage",
+                                                               Integer(minimum=0, maximum=100)))
+    # How long a batch waits before reading the backlog again when the endpoint is at the target.
+    backlog_wait_seconds: int = field(metadata=setting("backlogWaitSeconds", Integer(minimum=10, maximum=3600)))
+
+
+@dataclass(frozen=True)
 class EdgeConfig(Rules):
     """The offline edge runner as a Greengrass v2 component (stacks/edge, docs/edge.md)."""
 

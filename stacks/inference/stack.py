@@ -7,6 +7,10 @@ Success topic -> ``ImportSeg`` (only when ``serving.importSegBack``) -> SEG stor
 STOW-RS (HealthImaging's StoreDICOM, SigV4, through the network stack's DICOMweb endpoint), the result JSON naming
 the stored instance under ``output/results/``; a SEG too big for that is copied into the inbox's
 ``incoming/inference-seg/`` prefix and imported with the HealthImaging stack's import role.
+Success topic -> ``IndexResult`` (always) -> one record per result in the results index (``results-index/``),
+queried through the Glue table and Athena workgroup of ``results_table.py``.
+``Backfill`` (stacks/backfill/workflow.py): a Step Functions Distributed Map runs an archive's image sets through
+the same endpoint, keeping its backlog near ``backfill.backlogTarget``.
 Error topic -> ``failure_queue`` (kept 14 days for inspection; the monitoring stack alarms on its depth).
 Undeliverable events and failed function invocations -> ``dead_letter_queue`` (alarmed too).
 """
@@ -25,6 +29,8 @@ from aws_cdk import aws_sns_subscriptions as subscriptions
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from stacks.backfill.workflow import BackfillWorkflow
+from stacks.components.function_shared.results_layout import RESULTS_PREFIX
 from stacks.components.keys import allow_service, rotating_key
 from stacks.components.platform_function import (
     acknowledge_function_role,
@@ -36,7 +42,8 @@ from stacks.components.security_group import https_egress_security_group
 from stacks.config import PlatformConfig
 from stacks.data.stack import INBOX_INCOMING_PREFIX, INFERENCE_INPUT_PREFIX, INFERENCE_OUTPUT_PREFIX
 from stacks.healthimaging.stack import HEALTHIMAGING_SERVICE
-from stacks.inference.runtime import import_seg, request_inference
+from stacks.inference.results_table import ResultsTable
+from stacks.inference.runtime import import_seg, index_result, request_inference
 from stacks.props import AsyncEndpoint, DicomStore, PlatformKeys, WorkloadNetwork
 
 RUNTIME_DIR = str(Path(__file__).resolve().parent / "runtime")
@@ -80,6 +87,7 @@ class InferenceStack(Stack):
         super().__init__(scope, id_, **kwargs)
         self._keys = keys
         self._network = network
+        self._sns_may_redrive = False
         # The queues' own key: SNS and EventBridge deliver into them with it, and its policy names this stack's
         # topics and rules; the data stack's key cannot reference them without a cycle (serving depends on data).
         self.queue_key = rotating_key(
@@ -170,12 +178,28 @@ class InferenceStack(Stack):
                 endpoint=endpoint,
             )
 
+        self.index_function = self._index_function(inference_bucket=inference_bucket, endpoint=endpoint)
+        self.results_table = ResultsTable(
+            self, "ResultsTable", prefix=config.prefix, bucket=inference_bucket, key=keys.data_key
+        )
+        # The backfill of an archive goes through the same endpoint, bucket and data store (stacks/backfill).
+        self.backfill = BackfillWorkflow(
+            self, "Backfill", config=config, keys=keys, vpc=network.vpc, subnets=network.subnets,
+            security_group=self.security_group, dead_letter_queue=self.dead_letter_queue, bucket=inference_bucket,
+            dicom_store=dicom_store, endpoint=endpoint,
+        )  # fmt: skip
+
         # What the monitoring stack graphs.
-        self.functions = tuple(f for f in (self.request_function, self.import_seg_function) if f is not None)
+        self.functions = tuple(
+            f for f in (self.request_function, self.import_seg_function, self.index_function) if f is not None
+        )
         for function in self.functions:
             acknowledge_function_role(function, IAM5_REASON)
 
         CfnOutput(self, "DeadLetterQueueUrl", value=self.dead_letter_queue.queue_url)
+        CfnOutput(self, "BackfillStateMachineArn", value=self.backfill.state_machine.state_machine_arn)
+        CfnOutput(self, "ResultsDatabase", value=self.results_table.database_name)
+        CfnOutput(self, "ResultsWorkGroup", value=self.results_table.workgroup.ref)
         CfnOutput(self, "FailureQueueUrl", value=self.failure_queue.queue_url)
 
     def _import_seg_function(
@@ -225,9 +249,32 @@ class InferenceStack(Stack):
                 conditions={"StringEquals": {"iam:PassedToService": HEALTHIMAGING_SERVICE}},
             )
         )
+        self._subscribe_to_results(function, endpoint)
+        return function
+
+    def _index_function(self, *, inference_bucket: s3.IBucket, endpoint: AsyncEndpoint) -> lambda_.Function:
+        function = self._function(
+            "IndexResult",
+            handler="index_result.handler",
+            description="Writes one results-index record (UIDs, model, volumes, timings) per finished segmentation",
+            environment={
+                index_result.ENV_INFERENCE_BUCKET: inference_bucket.bucket_name,
+                index_result.ENV_RESULTS_PREFIX: RESULTS_PREFIX,
+            },
+        )
+        # It reads the SEGs under output/ and writes records under results-index/, nothing else.
+        inference_bucket.grant_read(function, f"{INFERENCE_OUTPUT_PREFIX}*")
+        inference_bucket.grant_put(function, f"{RESULTS_PREFIX}*")
+        self._subscribe_to_results(function, endpoint)
+        return function
+
+    def _subscribe_to_results(self, function: lambda_.Function, endpoint: AsyncEndpoint) -> None:
         endpoint.success_topic.add_subscription(
             subscriptions.LambdaSubscription(function, dead_letter_queue=self.dead_letter_queue)
         )
+        if self._sns_may_redrive:
+            return
+        self._sns_may_redrive = True
         # SNS encrypts what it redrives into the dead-letter queue; only for this topic's deliveries.
         self.queue_key.grant(
             iam.PrincipalWithConditions(
@@ -237,7 +284,6 @@ class InferenceStack(Stack):
             "kms:Decrypt",
             "kms:GenerateDataKey*",
         )
-        return function
 
     def _queue(self, id_: str, no_dlq_reason: str) -> sqs.Queue:
         return encrypted_queue(self, id_, key=self.queue_key, no_dead_letter_reason=no_dlq_reason)

@@ -21,6 +21,7 @@ from aws_cdk import aws_sns_subscriptions as subscriptions
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from stacks.backfill.runtime.backfill_metrics import NAMESPACE as BACKFILL_NAMESPACE
 from stacks.components.keys import allow_service, rotating_key
 from stacks.config import PlatformConfig
 from stacks.props import ImageBuild
@@ -299,6 +300,7 @@ class MonitoringStack(Stack):
             graph("Dead-letter and failure queues (messages)", queue_specs),
             graph("Import job failures", [import_spec]),
         )
+        dashboard.add_widgets(backfill_progress())
         dashboard.add_widgets(
             *([graph("Image pipeline and build failures", build_specs)] if build_specs else []),
             cloudwatch.GraphWidget(
@@ -309,3 +311,17 @@ class MonitoringStack(Stack):
             ),
         )
         return dashboard
+
+
+def backfill_progress() -> cloudwatch.GraphWidget:
+    """The backfill's progress (stacks/backfill/runtime/backfill_metrics.py): one line per metric and model version,
+    found with a SEARCH expression, since the versions a backfill will run are not known at synth. Pending and
+    Finished are what a run's listing found still to do and already done; Submitted and Failed add up per batch."""
+    lines = []
+    for metric, statistic in (("Pending", "Maximum"), ("Finished", "Maximum"), ("Submitted", "Sum"), ("Failed", "Sum")):
+        lines.append(cloudwatch.MathExpression(
+            expression=f"SEARCH('{{{BACKFILL_NAMESPACE},ModelName,ModelVersion}} MetricName=\"{metric}\"', "
+                       f"'{statistic}', 300)",
+            label=metric, period=Duration.minutes(5), using_metrics={},
+        ))  # fmt: skip
+    return cloudwatch.GraphWidget(title="Backfill progress (image sets)", left=lines, width=24, height=6)

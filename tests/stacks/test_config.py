@@ -94,6 +94,12 @@ CASES = [
     ({"platform.monitoring.modelLatencySeconds": "0"}, "context key 'platform.monitoring.modelLatencySeconds' must be >= 1, got 0"),
     ({"platform.monitoring.modelLatencySeconds": "3601"}, "context key 'platform.monitoring.modelLatencySeconds' must be <= 3600, got 3601"),
     ({"platform.monitoring.errorThreshold": "1.5"}, "context key 'platform.monitoring.errorThreshold' must be an integer, got 1.5"),
+    # The backfill workflow (stacks/backfill, in the inference stack).
+    ({"platform.backfill.backlogTarget": "0"}, "context key 'platform.backfill.backlogTarget' must be >= 1, got 0"),
+    ({"platform.backfill.maxConcurrency": "10001"}, "context key 'platform.backfill.maxConcurrency' must be <= 10000, got 10001"),
+    ({"platform.backfill.batchSize": "101"}, "context key 'platform.backfill.batchSize' must be <= 100, got 101"),
+    ({"platform.backfill.toleratedFailurePercentage": "-1"}, "context key 'platform.backfill.toleratedFailurePercentage' must be >= 0, got -1"),
+    ({"platform.backfill.backlogWaitSeconds": "5"}, "context key 'platform.backfill.backlogWaitSeconds' must be >= 10, got 5"),
     # Edge runner component (the edge stack).
     ({"platform.edge.componentVersion": "1.0"}, "context key 'platform.edge.componentVersion' must be a semantic version MAJOR.MINOR.PATCH such as '1.0.0'"),
     ({"platform.edge.artifactPrefix": "/edge/spleen/"}, "context key 'platform.edge.artifactPrefix' must be an S3 key prefix ending in '/' without a leading '/'"),

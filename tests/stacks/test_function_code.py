@@ -15,19 +15,24 @@ from types import ModuleType
 import pytest
 
 from stacks.approval.runtime import deploy_approved
+from stacks.backfill.runtime import backfill_list, backfill_submit
 from stacks.components.function_code import shared_module_files, stage_function_code
 from stacks.components.function_shared import SHARED_MODULES, expose_shared_modules
 from stacks.healthimaging.runtime import import_completed, start_import
-from stacks.inference.runtime import import_seg, request_inference
+from stacks.inference.runtime import import_seg, index_result, request_inference
 from stacks.viewer.runtime import dicomweb_proxy
 from tests.stacks.assembly import PROJECT_ROOT, Assembly
 
-HANDLER_MODULES = [start_import, import_completed, request_inference, import_seg, deploy_approved, dicomweb_proxy]
+HANDLER_MODULES = [
+    start_import, import_completed, request_inference, import_seg, index_result, deploy_approved, dicomweb_proxy,
+    backfill_list, backfill_submit,
+]
 
 RUNTIMES = {
     "healthimaging": ["import_completed.py", "start_import.py"],
-    "inference": ["import_seg.py", "request_inference.py", "store_seg.py"],
+    "inference": ["import_seg.py", "index_result.py", "request_inference.py", "seg_reader.py", "store_seg.py"],
     "approval": ["deploy_approved.py"],
+    "backfill": ["backfill_items.py", "backfill_list.py", "backfill_metrics.py", "backfill_submit.py"],
     "viewer": ["dicomweb_proxy.py"],
 }
 # Imports the handler module with only the asset folder (argv[1]) added to the path, as Lambda does, and fails when
@@ -75,7 +80,8 @@ def test_every_handler_imports_from_its_synthesized_asset_alone(assembly: Assemb
         result = import_alone(asset, module)
         assert result.returncode == 0, f"{stack}/{logical_id}: {result.stderr}"
         handlers.append(module)
-    assert sorted(handlers) == ["deploy_approved", "import_completed", "request_inference", "start_import"]
+    assert sorted(handlers) == ["backfill_list", "backfill_submit", "deploy_approved", "import_completed",
+                                "index_result", "request_inference", "start_import"]
 
 
 def test_the_viewer_proxy_imports_from_its_synthesized_asset_alone(variant_assembly: Assembly) -> None:

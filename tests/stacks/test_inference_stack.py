@@ -130,6 +130,10 @@ def test_the_import_function_exists_and_is_subscribed_only_when_import_is_on(
     lambda_subscriptions = [
         s for s in assembly.resources(STACK, "AWS::SNS::Subscription").values() if s["Properties"]["Protocol"] == "lambda"
     ]
+    # The results index's function is on the success topic either way (test_the_index_function_...).
+    assert len(lambda_subscriptions) == 1 + int(imports)
+    lambda_subscriptions = [s for s in lambda_subscriptions
+                            if s["Properties"]["Endpoint"]["Fn::GetAtt"][0].startswith("ImportSeg")]
     assert len(lambda_subscriptions) == int(imports)
     if imports:
         (subscription,) = lambda_subscriptions
@@ -197,8 +201,10 @@ def test_endpoint_failures_are_kept_in_an_encrypted_failure_queue(assembly: Asse
 @pytest.mark.parametrize(
     ("fixture", "sns_sources"),
     [
-        ("assembly", ["InferenceFailed"]),  # the failure queue's subscription
-        ("import_assembly", ["InferenceFailed", "InferenceSucceeded"]),  # plus the import subscription's redrive
+        # The failure queue's subscription, and the success topic's Lambda subscriptions' redrive (the results
+        # index's always, the import's when on: one statement for the topic).
+        ("assembly", ["InferenceFailed", "InferenceSucceeded"]),
+        ("import_assembly", ["InferenceFailed", "InferenceSucceeded"]),
     ],
 )
 def test_services_use_the_queue_key_only_for_their_own_sources(
@@ -225,10 +231,12 @@ def test_no_inference_role_trusts_anything_but_lambda_or_holds_a_managed_full_ac
     import_assembly: Assembly,
 ) -> None:
     roles = import_assembly.resources(STACK, "AWS::IAM::Role")
-    assert len(roles) == 2
+    assert len(roles) == 6  # request, import, index, the backfill's list and submit, the backfill state machine
     for logical_id, role in roles.items():
         principals = [s["Principal"] for s in role["Properties"]["AssumeRolePolicyDocument"]["Statement"]]
-        assert principals == [{"Service": "lambda.amazonaws.com"}], logical_id
+        # Only the backfill's state machine is assumed by Step Functions; every other role is a function's.
+        service = "states.amazonaws.com" if logical_id.startswith("BackfillStateMachineRole") else "lambda.amazonaws.com"
+        assert principals == [{"Service": service}], logical_id
         assert "FullAccess" not in json.dumps(role["Properties"].get("ManagedPolicyArns", [])), logical_id
 
 
@@ -238,3 +246,23 @@ def test_a_timed_out_claim_is_stale_by_the_time_lambda_retries() -> None:
     from stacks.inference.stack import FUNCTION_TIMEOUT
 
     assert FUNCTION_TIMEOUT.to_seconds() < request_inference.STALE_CLAIM_SECONDS < FUNCTION_TIMEOUT.to_seconds() + 60
+
+
+def test_the_index_function_reads_seg_outputs_and_writes_the_results_index_only(assembly: Assembly) -> None:
+    (subscription,) = [s["Properties"] for s in assembly.resources(STACK, "AWS::SNS::Subscription").values()
+                       if s["Properties"]["Protocol"] == "lambda"]
+    assert subscription["Endpoint"]["Fn::GetAtt"][0].startswith("IndexResult")
+    assert "InferenceSucceeded" in output_name(subscription["TopicArn"])
+    s3_statements = [s for s in statements(assembly, "IndexResult")
+                     if any(a.startswith("s3:") for a in as_list(s["Action"]))]
+    objects: dict[str, set[str]] = {}
+    for statement in s3_statements:
+        for resource in as_list(statement["Resource"]):
+            text = json.dumps(resource)
+            where = "read" if "output/*" in text else "write" if "results-index/*" in text else "other"
+            objects.setdefault(where, set()).update(as_list(statement["Action"]))
+    assert "s3:GetObject*" in objects["read"]
+    assert "s3:PutObject" in objects["write"]
+    assert not any(a.startswith(("s3:Delete", "s3:GetObject")) for a in objects["write"])
+    assert set(objects) - {"read", "write", "other"} == set()
+    assert not any(a.startswith("s3:Put") for a in objects.get("other", ()))

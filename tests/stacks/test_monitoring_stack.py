@@ -163,9 +163,17 @@ def test_one_dashboard_shows_every_alarmed_metric_and_the_alarm_status(assembly:
     for _, namespace, metric, *_ in EXPECTED_ALARMS:
         assert f'"{namespace}","{metric}"' in body, metric
     assert '"type":"alarm"' in body  # the status widget of all alarms
-    # Backlog, age, failures and errors, latency, queues, imports, builds, inference function errors.
-    assert body.count('"type":"metric"') == 8
+    # Backlog, age, failures and errors, latency, queues, imports, builds, inference function errors, backfill.
+    assert body.count('"type":"metric"') == 9
     assert '"AWS/Lambda","Errors"' in body
+
+
+def test_the_dashboard_shows_the_backfill_s_progress(assembly: Assembly) -> None:
+    body = dashboard_body(assembly)
+    assert "Backfill progress (image sets)" in body
+    for metric in ("Pending", "Finished", "Submitted", "Failed"):
+        # The namespace and metric names the backfill's functions publish (backfill_metrics.py).
+        assert f"SEARCH('{{MonaiPlatform/Backfill,ModelName,ModelVersion}} MetricName=\\\"{metric}\\\"'" in body, metric
 
 
 # --- The multi-model endpoint: alarmed and graphed only when it exists ---
@@ -198,7 +206,7 @@ def test_multi_model_alarms_exist_only_with_the_multi_model_endpoint(
     body = dashboard_body(assembly)
     assert ('"AWS/SageMaker","ModelLoadingWaitTime"' in body) is present
     assert (MME_NAME in body) is present
-    assert body.count('"type":"metric"') == (10 if present else 8)  # one row of two graphs more
+    assert body.count('"type":"metric"') == (11 if present else 9)  # one row of two graphs more
 
 
 @pytest.mark.parametrize("name", sorted(MME_ALARMS))

@@ -16,6 +16,10 @@ SHARED_MODULES: dict[str, str] = {
     "function_settings": "stacks.components.function_shared.function_settings",
     # The platform's one S3-URI parser (standard library only, like everything a function carries).
     "s3_uri": "model_code.core.s3_uri",
+    # HealthImaging's published API rate quotas (one place, with their source) and the pacer under them.
+    "healthimaging_quotas": "stacks.components.function_shared.healthimaging_quotas",
+    # The results index's partitioned layout: the backfill reads it, the result writer writes it.
+    "results_layout": "stacks.components.function_shared.results_layout",
     # The viewer's deep link (standard library only): results name the study with its SEG in the viewer.
     "viewer_link": "model_code.core.viewer_link",
 }
@@ -31,4 +35,15 @@ def expose_shared_modules() -> None:
                 f"a module named {name!r} is already imported from {getattr(existing, '__file__', '?')}: the "
                 f"functions' shared module {dotted} needs that name; rename the other module"
             )
+        sys.modules[name] = module
+
+
+def expose_runtime_modules(package: str, names: tuple[str, ...]) -> None:
+    """Give modules of a runtime folder their top-level names too: a handler imports its sibling (``seg_reader``)
+    as Lambda loads it, from the asset's top level; mypy reads those names through function_shared/stubs/."""
+    for name in names:
+        module = importlib.import_module(f"{package}.{name}")
+        existing = sys.modules.get(name)
+        if existing is not None and existing is not module:
+            raise ImportError(f"a module named {name!r} is already imported from {getattr(existing, '__file__', '?')}")
         sys.modules[name] = module

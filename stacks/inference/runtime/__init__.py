@@ -6,12 +6,8 @@ repository as this package, the handlers find the same modules under the same na
 ``store_seg`` (import_seg's STOW-RS, a module of this folder) under its top-level name as in the asset.
 """
 
-import sys
-
-from stacks.components.function_shared import expose_shared_modules
+from stacks.components.function_shared import expose_runtime_modules, expose_shared_modules
 
 expose_shared_modules()
-
-from stacks.inference.runtime import store_seg  # noqa: E402 - after the shared names, which it does not need
-
-sys.modules.setdefault("store_seg", store_seg)
+# index_result imports its SEG reader, import_seg its STOW-RS, as the sibling modules they are in the asset.
+expose_runtime_modules(__name__, ("seg_reader", "store_seg"))

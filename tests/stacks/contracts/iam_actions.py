@@ -63,6 +63,10 @@ OPERATION_ACTIONS: dict[tuple[str, str], str] = {
     ("s3", "ListParts"): "s3:ListMultipartUploadParts",
     ("s3", "DeleteObjects"): "s3:DeleteObject",
     ("s3", "CopyObject"): "s3:PutObject",  # and s3:GetObject on the source (iam_actions._s3)
+    # CloudWatch signs as "monitoring"; its IAM prefix is cloudwatch (Service Authorization Reference).
+    ("monitoring", "PutMetricData"): "cloudwatch:PutMetricData",
+    ("monitoring", "GetMetricData"): "cloudwatch:GetMetricData",
+    ("monitoring", "GetMetricStatistics"): "cloudwatch:GetMetricStatistics",
 }
 S3_READS = {"GetObject", "HeadObject"}
 S3_WRITES = {"PutObject", "CreateMultipartUpload", "UploadPart", "CompleteMultipartUpload"}
@@ -215,7 +219,9 @@ def caller_requirements(call: dict[str, Any], world: World) -> list[Requirement]
     params = call["params"]
     if call["signing_name"] == "s3":
         return _s3(call, action, world)
-    out = [request(action, params, world)]
+    # PutMetricData is authorized against the namespace it writes (CloudWatch User Guide, "cloudwatch:namespace").
+    context = (("cloudwatch:namespace", str(params["Namespace"])),) if action == "cloudwatch:PutMetricData" else ()
+    out = [request(action, params, world, context=context)]
     service = SERVICE_PRINCIPALS.get(call["signing_name"])
     for name in ROLE_PARAMETERS:
         if name in params and service:

@@ -74,6 +74,11 @@ FINDING_REASONS: tuple[FindingReason, ...] = (
                   "Authorization Reference's AWS HealthImaging page (docs.aws.amazon.com/service-authorization/latest/"
                   "reference/list_awshealthimaging.html) but not in parliament 1.6.4's copy of it",
                   detail=r'.*medical-imaging:StoreDICOM"?'),
+    FindingReason("RESOURCE_MISMATCH", r"Inference/BackfillStateMachineDistributedMapPolicy.*",
+                  "CDK's DistributedMap writes DescribeExecution on execution:<machine>/*:* too: the ARN form of a "
+                  "Distributed Map's child executions (Step Functions 'IAM policies for using Distributed Map "
+                  "states'), newer than parliament 1.6.4's copy of the reference; it names only this machine's own",
+                  detail=r'.*"states:DescribeExecution".*'),
     FindingReason("RESOURCE_STAR", r"Images/BuildImagesPolicyDocument.*",
                   "CodeBuild's own policy for builds in the VPC: the network interfaces do not exist before a build "
                   "starts (the same reason as the nag acknowledgment on this policy)"),

@@ -403,6 +403,11 @@ def _task(world: World, state_name: str, state: dict[str, Any],
         # which CDK's SnsPublish task does not grant (aws/aws-cdk#32303).
         yield None, Requirement("sns:Publish", (parameters["TopicArn"],), reason=why)
         yield from ((None, n) for n in encrypted_send(world.topic_keys.get(parameters["TopicArn"]), "topic"))
+    elif resource.endswith(":::lambda:invoke") or re.match(r"^arn:[^:]+:lambda:[^:]+:\d{12}:function:", resource):
+        # Step Functions 'IAM policies for AWS Lambda': lambda:InvokeFunction on the function (the optimized
+        # integration names it in FunctionName, a Lambda ARN Resource is the function itself).
+        function = parameters.get("FunctionName", resource) if resource.endswith(":::lambda:invoke") else resource
+        yield None, Requirement("lambda:InvokeFunction", (str(function),), reason=why)
     elif ":::aws-sdk:" in resource:
         # SDK integrations call the API with the role: the API's own IAM action (Step Functions 'Call other AWS
         # services'), on the resources its static parameters name.
@@ -421,15 +426,41 @@ def _task(world: World, state_name: str, state: dict[str, Any],
                                  "tests/stacks/contracts/service_side.py _task")
 
 
+def _distributed_map(world: World, state_name: str, state: dict[str, Any],
+                     state_machine_name: str) -> Iterator[Requirement]:
+    """Step Functions 'IAM policies for using Distributed Map states': the map starts its child workflows as
+    executions of the parent state machine (StartExecution on it; DescribeExecution and StopExecution on its
+    executions); an S3 ItemReader reads its object with s3:GetObject (kms:Decrypt from an SSE-KMS bucket)."""
+    why = f"Distributed Map {state_name}"
+    machine = world.arn("states", f"stateMachine:{state_machine_name}")
+    yield Requirement("states:StartExecution", (machine,), reason=f"{why}: starts its child workflows")
+    for action in ("states:DescribeExecution", "states:StopExecution"):
+        yield Requirement(action, (world.arn("states", f"execution:{state_machine_name}:{SAMPLE_ID}"),),
+                          reason=f"{why}: follows (and on failure stops) its child workflows")
+    reader = state.get("ItemReader") or {}
+    if reader.get("Resource", "").endswith(":::s3:getObject"):
+        bucket = reader["Parameters"]["Bucket"]
+        yield from object_need(world, "s3:GetObject", bucket, "backfill/listing/manifest.json", f"{why}: ItemReader")
+        yield from bucket_key(bucket, "kms:Decrypt", world, "the ItemReader's object is SSE-KMS")
+    elif reader:
+        raise UnknownWiringError(f"{state_name} reads items with {reader.get('Resource')}: add its rule to "
+                                 "tests/stacks/contracts/service_side.py _distributed_map")
+    if state.get("ResultWriter"):
+        raise UnknownWiringError(f"{state_name} writes results: add the ResultWriter's rule to _distributed_map")
+
+
 def _state_machines(world: World) -> Iterator[tuple[str, Requirement]]:
     for name, role_arn, definition in definitions(world.assembly):
         role = world.role_of_arn(role_arn)
+        stack, logical = name.split("/", 1)
+        props = world.assembly.resolve(stack, world.assembly.stacks[stack].resources[logical]["Properties"])
         for state_name, state in iter_states(definition):
             if state.get("Type") == "Task":
                 for target, requirement in _task(world, state_name, state, definition):
                     yield target or role, requirement
-        stack, logical = name.split("/", 1)
-        props = world.assembly.resolve(stack, world.assembly.stacks[stack].resources[logical]["Properties"])
+            if (state.get("ItemProcessor") or {}).get("ProcessorConfig", {}).get("Mode") == "DISTRIBUTED":
+                for requirement in _distributed_map(world, state_name, state, str(props["StateMachineName"])):
+                    yield role, requirement
         why = f"{name}: "
         if (props.get("LoggingConfiguration") or {}).get("Destinations"):
             # Step Functions 'Logging using CloudWatch Logs': the role manages the log delivery (no resource form).

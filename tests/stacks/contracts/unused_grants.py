@@ -85,6 +85,12 @@ def _only_the_data_store(grants: RoleGrants) -> bool:
 
 
 ROLE_REASONS: tuple[RoleReason, ...] = (
+    RoleReason("distributed-map-redrive",
+               "CDK's DistributedMap grants states:RedriveExecution on the map's child executions so that a redriven "
+               "run can redrive them (Step Functions 'IAM policies for using Distributed Map states'); no state of "
+               "the backfill redrives, a person does from the console or CLI",
+               role=r"Inference/BackfillStateMachineRole[0-9A-F]{8}$", statement=r".*DistributedMapPolicy.*",
+               actions=("states:RedriveExecution",)),
     RoleReason("viewer-dicomweb-proxy",
                "The viewer's proxy (stacks/viewer/runtime/dicomweb_proxy.py) signs plain HTTPS GETs to HealthImaging's "
                "DICOMweb API with SigV4; no botocore client makes them, so no call is recorded, and parliament's "
