@@ -26,10 +26,12 @@ from model_code.edge.layout import (
 )
 from model_code.runtimes import stage
 
-# Pinned to the versions the export ran with: the bundle's runner was tested against exactly these.
+# Pinned to the versions the export ran with: the bundle's runner was tested against exactly these. The runner
+# tree carries the whole core, whose DICOMweb client (core/dicomweb) needs the last four; the runner never calls it.
+_CORE = ("numpy", "nibabel", "pydicom", "highdicom", "pillow", "requests", "retrying", "dicomweb-client")
 _RUNNER_DISTRIBUTIONS = {
-    BundleFormat.ONNX: ("numpy", "nibabel", "pydicom", "highdicom", "onnxruntime"),
-    BundleFormat.TORCHSCRIPT: ("numpy", "nibabel", "pydicom", "highdicom", "torch"),
+    BundleFormat.ONNX: (*_CORE, "onnxruntime"),
+    BundleFormat.TORCHSCRIPT: (*_CORE, "torch"),
 }
 
 
