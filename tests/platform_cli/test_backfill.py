@@ -17,6 +17,7 @@ from platform_cli.runtime import Runtime
 from stacks.backfill.runtime.backfill_items import Run
 from stacks.components.function_shared.results_layout import record_key
 from stacks.pricing import STEP_FUNCTIONS_STANDARD_PER_TRANSITION, sagemaker_hosting
+from testkit.aws_account import PARTITION
 from testkit.healthimaging import DATASTORE_ID, catalog_image_set, loopback_client, serve
 from tests.platform_cli.fakes import ENDPOINT, REPO_ROOT, Platform
 
@@ -28,7 +29,7 @@ MODEL = "spleen_ct_segmentation"
 @pytest.fixture
 def deployed(platform: Platform, data_stack: dict[str, str]) -> dict[str, Any]:
     sagemaker = platform.session.client("sagemaker")
-    sagemaker.create_model(ModelName="spleen", ExecutionRoleArn="arn:aws:iam::123456789012:role/endpoint",
+    sagemaker.create_model(ModelName="spleen", ExecutionRoleArn=f"arn:{PARTITION}:iam::123456789012:role/endpoint",
                            PrimaryContainer={"Image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/i:1"})
     sagemaker.create_endpoint_config(EndpointConfigName="spleen-config", ProductionVariants=[{
         "VariantName": "AllTraffic", "ModelName": "spleen", "InstanceType": "ml.g4dn.xlarge",
@@ -40,8 +41,8 @@ def deployed(platform: Platform, data_stack: dict[str, str]) -> dict[str, Any]:
     stepfunctions = platform.session.client("stepfunctions")
     machine = stepfunctions.create_state_machine(
         name="backfill", definition=json.dumps({"StartAt": "A", "States": {"A": {"Type": "Pass", "End": True}}}),
-        roleArn="arn:aws:iam::123456789012:role/backfill")["stateMachineArn"]  # fmt: skip
-    platform.deploy("Imaging", {"DatastoreId": DATASTORE_ID, "ImportAlarmTopicArn": "arn:aws:sns:us-east-1:1:t"})
+        roleArn=f"arn:{PARTITION}:iam::123456789012:role/backfill")["stateMachineArn"]  # fmt: skip
+    platform.deploy("Imaging", {"DatastoreId": DATASTORE_ID, "ImportAlarmTopicArn": f"arn:{PARTITION}:sns:us-east-1:1:t"})
     platform.deploy("Serving", {"EndpointName": ENDPOINT})
     platform.deploy("Inference", {"BackfillStateMachineArn": machine})
     bucket = data_stack["InferenceBucketName"]
