@@ -1,4 +1,9 @@
-"""Model directories that honour the spleen contract without training: for tests, benchmarks and demos.
+"""MONAI bundles that honour the spleen contract without training: for tests, benchmarks and demos.
+
+Each is written with MONAI's own tools in the Model Zoo's layout (``model_code.segmentation.bundle.write_bundle``:
+configs/metadata.json + configs/inference.json that ``ConfigParser`` loads, models/model.pt + models/model.ts
+from ``torch.jit.script``). TRANSITION: until every consumer reads bundles, the old contract's ``model.ts`` and
+``metadata.json`` are written at the bundle's root as well (:func:`_write_legacy_files`).
 
 * ``save_threshold_model``: a TorchScript that segments the spleen intensity band. On the phantom
   (:mod:`model_code.synthetic.phantom`) it is exact up to partial-volume voxels, so tests can check
@@ -12,13 +17,18 @@
 from __future__ import annotations
 
 import dataclasses
+import shutil
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F  # noqa: N812 (the PyTorch convention)
 
+from model_code.core.bundle_layout import MODEL_TS
 from model_code.core.model_dir import MODEL_FILE, ModelMetadata
-from model_code.core.spleen import spleen_metadata
+from model_code.core.spleen import SPLEEN_UNET_ARGS, spleen_metadata
+from model_code.segmentation.bundle import write_bundle, zoo_inference_config
 from model_code.segmentation.networks import build_spleen_unet
 
 # Band around the phantom's spleen (115 HU) that excludes soft tissue (40 HU) and bone (700 HU).
@@ -72,12 +82,30 @@ def _scaled(hu: float, metadata: ModelMetadata) -> float:
     return b_min + (hu - low) / (high - low) * (b_max - b_min)
 
 
-def _save(model_dir: Path, module: torch.nn.Module, *, version: str, reference: dict[str, object]) -> Path:
-    """``model.ts`` (``module`` scripted) + ``metadata.json`` naming the reference model; returns the dir."""
+def _write_legacy_files(model_dir: Path, description: ModelMetadata) -> None:
+    """TRANSITION: the retired contract's root ``model.ts`` + ``metadata.json`` beside the bundle's own."""
+    shutil.copyfile(model_dir / MODEL_TS, model_dir / MODEL_FILE)
+    description.save(model_dir)
+
+
+def _save(
+    model_dir: Path,
+    module: torch.nn.Module,
+    *,
+    version: str,
+    reference: dict[str, object],
+    network_def: Mapping[str, Any],
+    description: ModelMetadata | None = None,
+    extra_preprocessing: tuple[Mapping[str, Any], ...] = (),
+) -> Path:
+    """A zoo-layout bundle of ``module`` (scripted) naming the reference model; returns the dir."""
     model_dir = Path(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
-    torch.jit.script(module.eval()).save(str(model_dir / MODEL_FILE))
-    dataclasses.replace(spleen_metadata(version=version), extra={"reference_model": reference}).save(model_dir)
+    base = description or spleen_metadata(version=version)
+    description = dataclasses.replace(base, extra={**base.extra, "reference_model": reference})
+    config = zoo_inference_config(description, network_def=network_def, extra_preprocessing=extra_preprocessing)
+    write_bundle(model_dir, network=module, description=description, network_def=network_def, inference_config=config)
+    _write_legacy_files(model_dir, description)
     return model_dir
 
 
@@ -88,13 +116,15 @@ def save_threshold_model(
     high_hu: float = DEFAULT_HIGH_HU,
     version: str = "0.0.1-threshold",
 ) -> Path:
-    """Write ``model.ts`` (scripted :class:`ThresholdSegmenter`) and ``metadata.json``; return the dir."""
+    """A bundle of :class:`ThresholdSegmenter` (scripted) on the spleen pre-processing; returns the dir."""
     if not low_hu < high_hu:
         raise ValueError(f"low_hu must be below high_hu, got {low_hu} and {high_hu}")
     metadata = spleen_metadata(version=version)
-    module = ThresholdSegmenter(low=_scaled(low_hu, metadata), high=_scaled(high_hu, metadata))
+    low, high = _scaled(low_hu, metadata), _scaled(high_hu, metadata)
+    module = ThresholdSegmenter(low=low, high=high)
     reference = {"kind": "threshold", "low_hu": low_hu, "high_hu": high_hu}
-    return _save(model_dir, module, version=version, reference=reference)
+    network_def = {"_target_": f"{__name__}.ThresholdSegmenter", "low": low, "high": high}
+    return _save(model_dir, module, version=version, reference=reference, network_def=network_def)
 
 
 class PooledThresholdSegmenter(torch.nn.Module):
@@ -117,15 +147,19 @@ class PooledThresholdSegmenter(torch.nn.Module):
 
 
 def save_pooled_threshold_model(model_dir: Path, *, version: str = "0.0.1-pooled") -> Path:
-    """``model.ts`` (scripted :class:`PooledThresholdSegmenter`) + ``metadata.json``; returns the directory."""
+    """A bundle of :class:`PooledThresholdSegmenter` (scripted); returns the directory."""
     metadata = spleen_metadata(version=version)
-    module = PooledThresholdSegmenter(low=_scaled(DEFAULT_LOW_HU, metadata), high=_scaled(DEFAULT_HIGH_HU, metadata))
+    low, high = _scaled(DEFAULT_LOW_HU, metadata), _scaled(DEFAULT_HIGH_HU, metadata)
+    module = PooledThresholdSegmenter(low=low, high=high)
     reference = {"kind": "pooled_threshold", "low_hu": DEFAULT_LOW_HU, "high_hu": DEFAULT_HIGH_HU}
-    return _save(model_dir, module, version=version, reference=reference)
+    network_def = {"_target_": f"{__name__}.PooledThresholdSegmenter", "low": low, "high": high}
+    return _save(model_dir, module, version=version, reference=reference, network_def=network_def)
 
 
 def save_untrained_unet(model_dir: Path, *, seed: int = 0, version: str = "0.0.1-untrained") -> Path:
-    """Write the contract UNet with seeded random weights, scripted, plus ``metadata.json``."""
+    """A bundle of the zoo's spleen UNet with seeded random weights (``network_def`` exactly the zoo's)."""
     torch.manual_seed(seed)
     network = build_spleen_unet()
-    return _save(model_dir, network, version=version, reference={"kind": "untrained_unet", "seed": seed})
+    network_def = {"_target_": "UNet", **SPLEEN_UNET_ARGS}
+    reference = {"kind": "untrained_unet", "seed": seed}
+    return _save(model_dir, network, version=version, reference=reference, network_def=network_def)
