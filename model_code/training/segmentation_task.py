@@ -117,28 +117,13 @@ class SegmentationTask(TrainingTask):
         return bc.component("UNet", **SPLEEN_UNET_ARGS)
 
     def inference_config(self) -> dict[str, Any]:
-        pre, inference = self.preprocessing, spleen_metadata().inference
-        # The zoo spleen bundle's inference pre-processing, with the values this model was trained with.
-        preprocessing = [
-            bc.component("LoadImaged", keys="image"),
-            bc.component("EnsureChannelFirstd", keys="image"),
-            bc.component("Orientationd", keys="image", axcodes=pre.orientation),
-            bc.component("Spacingd", keys="image", pixdim=list(pre.spacing_mm), mode="bilinear"),
-            bc.component("ScaleIntensityRanged", keys="image", a_min=pre.intensity_window[0],
-                         a_max=pre.intensity_window[1], b_min=pre.scaled_range[0], b_max=pre.scaled_range[1],
-                         clip=pre.clip),
-            bc.component("EnsureTyped", keys="image"),
-        ]
-        # Inference keeps the contract's 96^3 windows whatever patch side trained it: the UNet is fully
-        # convolutional, and 96^3 holds a whole abdomen's context.
-        inferer = bc.component("SlidingWindowInferer", roi_size=list(inference.roi_size),
-                               sw_batch_size=inference.sw_batch_size, overlap=inference.overlap)
-        postprocessing = [
-            bc.component("Activationsd", keys="pred", softmax=True),
-            bc.component("AsDiscreted", keys="pred", argmax=True),
-        ]
-        return bc.inference_document(network_def=self.network_def(), preprocessing=preprocessing, inferer=inferer,
-                                     postprocessing=postprocessing)
+        from model_code.segmentation.bundle import zoo_inference_config
+
+        # The zoo spleen bundle's inference config (the serving side reads the same) with the values this model
+        # was trained with; inference keeps the contract's 96^3 windows whatever patch side trained it (the
+        # UNet is fully convolutional, and 96^3 holds a whole abdomen's context).
+        description = replace(spleen_metadata(), preprocessing=self.preprocessing)
+        return zoo_inference_config(description, network_def=self.network_def())
 
     def bundle_metadata(self, *, metrics: dict[str, float], extra: dict[str, Any]) -> dict[str, Any]:
         labels = spleen_metadata().labels

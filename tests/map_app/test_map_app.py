@@ -4,6 +4,9 @@ installed (conftest.py); ``test_map_venv.py`` runs this module in the MAP venv f
 
 from __future__ import annotations
 
+import json
+import shutil
+import zipfile
 from pathlib import Path
 
 import highdicom as hd
@@ -86,3 +89,38 @@ def test_healthimaging_run_gives_the_folder_runs_mask(case, monkeypatch: pytest.
     seg_path = _seg_file(out)
     np.testing.assert_array_equal(_mask(seg_path, sources), _mask(folder_seg, sources))
     assert pydicom.dcmread(seg_path).ReferencedSeriesSequence[0].SeriesInstanceUID == sources[0].SeriesInstanceUID
+
+
+def _zoo_zip(bundle: Path, out: Path) -> Path:
+    """The bundle as the Model Zoo ships it: a zip of one folder, configs/ and models/ only."""
+    with zipfile.ZipFile(out, "w") as archive:
+        for path in sorted(bundle.rglob("*")):
+            relative = path.relative_to(bundle)
+            if path.is_file() and relative.parts[0] in ("configs", "models"):
+                archive.write(path, f"spleen_ct_segmentation/{relative.as_posix()}")
+    return out
+
+
+def test_a_zoo_zip_bundle_gives_the_folder_runs_mask(case) -> None:
+    # The SDK's bundle operator runs the zip's configs/ + models/ alone (no file of the old contract).
+    _, model_dir, sources, folder_seg, root = case
+    out = root / "out-zip"
+    bundle = _zoo_zip(model_dir, root / "spleen.zip")
+    assert main(["--model-dir", str(bundle), "--dicom-dir", str(root / "ct"), "--output-dir", str(out)]) == 0
+    np.testing.assert_array_equal(_mask(_seg_file(out), sources), _mask(folder_seg, sources))
+
+
+def test_a_bundle_label_without_a_code_is_refused_before_running(case, tmp_path: Path) -> None:
+    _, model_dir, _, _, root = case
+    bundle = shutil.copytree(model_dir, tmp_path / "bundle")
+    metadata = json.loads((bundle / "configs/metadata.json").read_text())
+    metadata["network_data_format"]["outputs"]["pred"]["channel_def"] = {"0": "background", "1": "gizzard"}
+    (bundle / "configs/metadata.json").write_text(json.dumps(metadata))
+    with pytest.raises(SystemExit, match="label 1 \\('gizzard'\\) has no SNOMED CT code"):
+        main(["--model-dir", str(bundle), "--dicom-dir", str(root / "ct"), "--output-dir", str(tmp_path / "out")])
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_missing_bundle_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match=r"configs/metadata\.json is missing"):
+        main(["--model-dir", str(tmp_path), "--dicom-dir", str(tmp_path), "--output-dir", str(tmp_path / "out")])
