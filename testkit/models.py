@@ -163,3 +163,37 @@ def save_untrained_unet(model_dir: Path, *, seed: int = 0, version: str = "0.0.1
     network_def = {"_target_": "UNet", **SPLEEN_UNET_ARGS}
     reference = {"kind": "untrained_unet", "seed": seed}
     return _save(model_dir, network, version=version, reference=reference, network_def=network_def)
+
+
+class SmoothBand(torch.nn.Module):
+    """[B,1,X,Y,Z] -> [B,C,X,Y,Z] logits that vary smoothly with a 3x3x3 mean of the input: channel ``c``
+    peaks where the mean is near ``c / (C - 1)``. No voxel is decided by a hair, so a test can compare two
+    implementations label for label, and window borders matter (the mean sees the padding)."""
+
+    def __init__(self, *, channels: int = 2, sharpness: float = 12.0) -> None:
+        super().__init__()
+        self.channels = channels
+        self.sharpness = sharpness
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mean = F.avg_pool3d(x.float(), kernel_size=3, stride=1, padding=1)
+        centres = torch.linspace(0.0, 1.0, self.channels, device=x.device).view(1, self.channels, 1, 1, 1)
+        return -self.sharpness * (mean - centres) ** 2
+
+
+def save_bundle(
+    model_dir: Path,
+    module: torch.nn.Module,
+    *,
+    description: ModelMetadata,
+    network_def: Mapping[str, Any],
+    extra_preprocessing: tuple[Mapping[str, Any], ...] = (),
+    edit: Any = None,
+) -> Path:
+    """A zoo-layout bundle of ``module`` with ``description``'s settings as MONAI config; ``edit`` (a callable)
+    may change the inference config before it is written (another inferer, post-processing ...)."""
+    config = zoo_inference_config(description, network_def=network_def, extra_preprocessing=extra_preprocessing)
+    if edit is not None:
+        edit(config)
+    return write_bundle(model_dir, network=module, description=description, network_def=network_def,
+                        inference_config=config)
