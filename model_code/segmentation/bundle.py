@@ -27,6 +27,7 @@ from monai.bundle import ConfigParser
 from model_code.core.bundle_layout import INFERENCE_JSON, LAYOUT, METADATA_JSON, MODEL_PT, MODEL_TS, open_bundle
 from model_code.core.errors import ModelDirectoryError
 from model_code.core.model_dir import InferenceSpec, ModelMetadata, NetworkSpec, Preprocessing
+from model_code.core.segment_codes import CODES_KEY, bundle_codes, code_document, resolve_codes
 
 __all__ = ["ModelBundle", "open_bundle", "write_bundle", "zoo_inference_config"]
 
@@ -169,17 +170,24 @@ class ModelBundle:
                 sw_batch_size=int(inferer.sw_batch_size),
             )
         known = {"name", "version", "task", "eval_metrics"}
+        labels, task = _labels(pred, metadata_path), _task(metadata, pred, metadata_path)
+        try:
+            # A segmentation bundle's labels become SEG segments: each needs its code now, not at the first request.
+            codes = resolve_codes(labels, bundle_codes(metadata)) if task == "segmentation" else {}
+        except ModelDirectoryError as error:
+            raise _broken(metadata_path, f"names a label the platform cannot code: {error}") from error
         description = ModelMetadata(
             name=str(metadata.get("name") or default_name),
             version=str(metadata.get("version", "0.0.0")),
-            task=_task(metadata, pred, metadata_path),
+            task=task,
             network=_network_spec(config),
-            labels=_labels(pred, metadata_path),
+            labels=labels,
             preprocessing=_described_preprocessing(preprocessing),
             inference=inference,
             metrics={str(k): float(v) for k, v in (metadata.get("eval_metrics") or {}).items()
                      if isinstance(v, (int, float))},
             extra={k: v for k, v in metadata.items() if k not in known},
+            segment_codes=codes,
         )
         return cls(root=root, parser=parser, description=description, metadata=metadata)
 
@@ -288,8 +296,10 @@ def zoo_metadata(description: ModelMetadata) -> dict[str, Any]:
 
     roi = list(description.inference.roi_size)
     labels = {str(k): v for k, v in sorted(description.labels.items())}
+    own_codes = {description.labels[i]: code_document(c) for i, c in sorted(description.segment_codes.items())}
     return {
         **description.extra,
+        **({CODES_KEY: own_codes} if own_codes else {}),
         "schema": ZOO_SCHEMA,
         "name": description.name,
         "version": description.version,

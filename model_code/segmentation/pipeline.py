@@ -203,9 +203,10 @@ class SegmentationPipeline:
         with timer.stage("seg", progress):
             seg = build_segmentation(series, mask, metadata=self.metadata)
         with timer.stage("overlay", progress):
-            shown = largest_slice(mask)
+            foreground = mask > 0  # every segment tinted alike in the preview
+            shown = largest_slice(foreground)
             index = shown if shown is not None else series.volume.shape[0] // 2
-            overlay = render_overlay_png(series.volume[index], mask[index])
+            overlay = render_overlay_png(series.volume[index], foreground[index])
         summary = self._summary(series, mask, seg, shown, timer)
         return SegmentationResult(mask=mask, seg_dataset=seg, summary=summary, overlay_png=overlay)
 
