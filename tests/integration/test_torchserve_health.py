@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from testkit.series import SeriesZip
-from testkit.servers import ServerProcess, invoke, launch_torchserve, server_processes
+from testkit.servers import ServerProcess, invoke, launch_torchserve, server_processes, start_torchserve
 
 pytestmark = pytest.mark.integration
 STARTUP_TIMEOUT_S = 180.0
@@ -192,3 +192,32 @@ def test_ping_stays_503_while_the_model_folder_is_gone(
     until(lambda: ping(server)[0] == 200, "/ping 200 once the model folder is back", server)
     answer = invoke(server.url, phantom.payload, content_type="application/zip", accept="application/json")
     assert answer[0] == 200, answer[2][:300]
+
+
+@pytest.mark.parametrize(
+    ("multi_model", "expected"),
+    [
+        (False, 503),  # a single-model endpoint with no model serves nothing
+        (True, 200),  # a multi-model endpoint starts empty; SageMaker loads models once /ping is 200
+    ],
+    ids=["single-model", "multi-model"],
+)
+def test_with_no_model_registered(model_dir: Path, tmp_path: Path, multi_model: bool, expected: int) -> None:
+    env = {"AWS_REGION": "us-east-1"}
+    if multi_model:
+        env["SAGEMAKER_MULTI_MODEL"] = "true"
+    server = start_torchserve(model_dir, tmp_path / "run", workers=1, env=env)
+    try:
+        # The management API (same port, as SageMaker's toolkit binds it) unregisters the model.
+        request = urllib.request.Request(server.url + "/models/model", method="DELETE")  # noqa: S310 - loopback
+        with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310 - loopback
+            assert response.status == 200
+        until(lambda: ping(server)[0] == expected, f"/ping {expected} with no model", server)
+        status, body = ping(server)
+        assert status == expected
+        assert body is not None
+        assert body["models"] == {}
+        if expected == 503:
+            assert "no model is registered" in str(body["error"])
+    finally:
+        server.stop()
