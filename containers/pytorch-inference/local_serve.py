@@ -74,11 +74,10 @@ def toolkit_properties(port: int, workers: int | None) -> str:
 
 
 def build_plugins(build_root: Path = REPO_ROOT / "build" / "ts-plugins") -> Path:
-    """The plugins jar's folder, compiled by ts-plugins/build.sh once per source version (and TorchServe jar)."""
-    import ts
+    """The plugins jar's folder, compiled by ts-plugins/build.sh once per source version and TorchServe version."""
+    from importlib.metadata import version
 
-    sdk_jar = Path(ts.__file__).parent / "frontend" / "model-server.jar"
-    digest = hashlib.sha256(str(sdk_jar.stat().st_size).encode())
+    digest = hashlib.sha256(version("torchserve").encode())
     for path in sorted(p for p in PLUGINS_SOURCE.rglob("*") if p.is_file()):
         digest.update(path.relative_to(PLUGINS_SOURCE).as_posix().encode() + b"\0" + path.read_bytes())
     out_dir = build_root / digest.hexdigest()[:16]
