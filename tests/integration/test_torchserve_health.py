@@ -9,10 +9,12 @@ model folder the tests may delete); every wait is a bounded poll, nothing assert
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
 import signal
+import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -23,7 +25,15 @@ from pathlib import Path
 import pytest
 
 from testkit.series import SeriesZip
-from testkit.servers import ServerProcess, invoke, launch_torchserve, server_processes, start_torchserve
+from testkit.servers import (
+    LOCAL_SERVE,
+    SERVE_VENV,
+    ServerProcess,
+    invoke,
+    launch_torchserve,
+    server_processes,
+    start_torchserve,
+)
 
 pytestmark = pytest.mark.integration
 STARTUP_TIMEOUT_S = 180.0
@@ -221,3 +231,45 @@ def test_with_no_model_registered(model_dir: Path, tmp_path: Path, multi_model: 
             assert "no model is registered" in str(body["error"])
     finally:
         server.stop()
+
+
+def test_the_images_properties_give_torchserve_the_plugins_folder(tmp_path: Path) -> None:
+    """The Dockerfile's own properties edit, run by bash on copies of the toolkit's files, then the toolkit's
+    properties generator and TorchServe's launcher parser (both in .venv-serve) read `plugins_path` from it."""
+    spec = importlib.util.spec_from_file_location("local_serve", LOCAL_SERVE)
+    assert spec is not None
+    assert spec.loader is not None
+    local_serve = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(local_serve)
+    python = str(SERVE_VENV / "bin" / "python")
+    text = (LOCAL_SERVE.parent / "Dockerfile").read_text().replace("\\\n", " ")
+    loop = text[text.index('for f in "${toolkit_etc}/default-ts.properties"') :]
+    loop = loop[: loop.index("done") + len("done")]
+    toolkit = subprocess.run(
+        [python, "-c", "import os, sagemaker_pytorch_serving_container as m; print(os.path.dirname(m.__file__))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    etc = tmp_path / "etc"
+    shutil.copytree(Path(toolkit) / "etc", etc)  # a copy: the venv's own files stay as pip installed them
+    subprocess.run(["bash", "-c", f"set -euo pipefail; toolkit_etc={etc}; {loop}"], check=True)
+    script = (
+        "import json, os, sys\n"
+        "from sagemaker_pytorch_serving_container import torchserve\n"
+        "from ts.model_server import load_properties\n"
+        "torchserve.DEFAULT_TS_CONFIG_FILE = sys.argv[1]\n"
+        "generated = torchserve._generate_ts_config_properties(torchserve.DEFAULT_HANDLER_SERVICE)\n"
+        "open(sys.argv[2], 'w').write(generated)\n"
+        "print(json.dumps(load_properties(sys.argv[2])))\n"
+    )
+    completed = subprocess.run(
+        [python, "-c", script, str(etc / "default-ts.properties"), str(tmp_path / "ts.properties")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    properties = json.loads(completed.stdout.splitlines()[-1])
+    assert properties["plugins_path"] == local_serve.IMAGE_PLUGINS_DIR
+    assert properties["enable_model_api"] == "true"  # the newline fix: no key glued to the next
+    assert (etc / "mme-ts.properties").read_text().splitlines()[-1] == f"plugins_path={local_serve.IMAGE_PLUGINS_DIR}"
