@@ -11,6 +11,12 @@ from dataclasses import dataclass, field
 # "cpu", "cuda", "cuda:1"; unset: CUDA when present.
 SERVING_DEVICE = "SERVING_DEVICE"
 SERVING_SW_BATCH_SIZE = "SERVING_SW_BATCH_SIZE"
+# Threads (model_code.core.threads): the worker count is the SageMaker inference toolkit's own variable (it
+# writes TorchServe's default_workers_per_model from it), so each worker reads the number the frontend starts;
+# the intra-op threads of each worker are torch's set_num_threads and onnxruntime's intra_op_num_threads.
+# Unset, both are derived from the machine so that workers x threads <= vCPUs.
+SAGEMAKER_MODEL_SERVER_WORKERS = "SAGEMAKER_MODEL_SERVER_WORKERS"
+SERVING_INTRA_OP_THREADS = "SERVING_INTRA_OP_THREADS"
 
 # The input limits (issue 20): each checked before the work it bounds, each named in the error it raises.
 # Bound on a request body (SageMaker async inference's own limit is 1 GB).
@@ -123,6 +129,8 @@ class InputLimits:
 class ServerSettings:
     device: str | None = None
     sw_batch_size: int | None = None
+    workers: int | None = None
+    intra_op_threads: int | None = None
     limits: InputLimits = field(default_factory=InputLimits)
 
     @property
@@ -136,5 +144,7 @@ class ServerSettings:
         return ServerSettings(
             device=env_value(env, SERVING_DEVICE),
             sw_batch_size=positive_int(env, SERVING_SW_BATCH_SIZE),
+            workers=positive_int(env, SAGEMAKER_MODEL_SERVER_WORKERS, "workers"),
+            intra_op_threads=positive_int(env, SERVING_INTRA_OP_THREADS, "threads"),
             limits=InputLimits.from_env(env),
         )

@@ -49,6 +49,7 @@ from model_code.core.http import JSON, encode_error, negotiate, respond
 from model_code.core.requests import ZipSeriesRequest, decode_request
 from model_code.core.service import SegmentationService, Segmenter
 from model_code.core.settings import InputLimits
+from model_code.core.threads import ThreadPlan, machine_vcpus, plan_threads
 from model_code.edge.engine import EdgeModel
 from model_code.edge.layout import BundleError
 
@@ -360,8 +361,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--bundle", type=Path, required=True, help="the exported edge bundle folder")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0 to serve the site network)")
     parser.add_argument("--port", type=int, default=8080, help="0 picks a free port (printed on start)")
-    parser.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads")
-    parser.add_argument("--workers", type=int, default=1, help="requests segmented at once")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="onnxruntime intra-op threads per request (0: derived, workers x threads <= CPUs)")
+    parser.add_argument("--workers", type=int, default=0, help="requests segmented at once (0: derived)")
     parser.add_argument("--queue", type=int, default=2, help="requests allowed to wait; more get 503")
     parser.add_argument("--max-request-mb", type=int, default=256)
     parser.add_argument("--max-series-mb", type=int, default=1024, help="bound on the zip's expanded size")
@@ -372,21 +374,30 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def runner_plan(workers: int, threads: int) -> ThreadPlan:
+    """``--workers`` and ``--threads`` (0: derived from this device's CPUs, model_code.core.threads)."""
+    for name, value in (("--workers", workers), ("--threads", threads)):
+        if value < 0:
+            raise ValueError(f"{name} must be >= 0 (0 derives it from the device's CPUs), got {value}")
+    return plan_threads(machine_vcpus(), 0, workers=workers or None, threads=threads or None)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     args = parse_args(argv)
     try:
+        plan = runner_plan(args.workers, args.threads)
         limits = RunnerLimits(
-            workers=args.workers,
+            workers=plan.workers,
             queue=args.queue,
             max_request_bytes=args.max_request_mb * MIB,
             max_series_bytes=args.max_series_mb * MIB,
             read_timeout_s=args.read_timeout_s,
             min_upload_bytes_per_s=args.min_upload_mb_per_s * MIB,
             max_connections=args.max_connections,
-            max_uploads=args.workers + args.queue + 1,
+            max_uploads=plan.workers + args.queue + 1,
         )
-        model = EdgeModel.load(args.bundle, threads=args.threads, verify=not args.no_verify)
+        model = EdgeModel.load(args.bundle, threads=plan.threads, verify=not args.no_verify)
     except (BundleError, ModelDirectoryError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

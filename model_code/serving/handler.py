@@ -22,6 +22,7 @@ from model_code.core.failures import Failure, failure_of
 from model_code.core.http import respond
 from model_code.core.requests import SeriesRequest, decode_request
 from model_code.core.service import Prediction
+from model_code.core.threads import apply_torch_threads, server_plan
 from model_code.serving.service import ServingModel
 from model_code.serving.settings import ServingSettings
 
@@ -35,7 +36,11 @@ def serving_settings() -> ServingSettings:
 
 
 def model_fn(model_dir: str, context: Any = None) -> ServingModel:
-    return ServingModel.load(Path(model_dir), settings=serving_settings())
+    settings = serving_settings()
+    # Before the model loads: torch sizes its pools on first use. The worker count is the toolkit's variable,
+    # the frontend's too, so workers x threads stays within the vCPUs (model_code.core.threads).
+    apply_torch_threads(server_plan(settings).threads)
+    return ServingModel.load(Path(model_dir), settings=settings)
 
 
 def input_fn(input_data: Any, content_type: str | None, context: Any = None) -> SeriesRequest | Failure:

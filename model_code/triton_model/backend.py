@@ -12,6 +12,7 @@ else 500 with an error ID); other requests of the batch go on.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from model_code.core.http import ZIP, encode_json
 from model_code.core.requests import decode_request
 from model_code.core.service import SegmentationService
 from model_code.core.settings import ServerSettings
+from model_code.core.threads import apply_torch_threads, server_plan
 from model_code.segmentation.pipeline import SegmentationPipeline
 
 INPUT_NAME = "DICOM_ZIP"
@@ -32,6 +34,12 @@ SUMMARY_OUTPUT = "SUMMARY"
 def version_dir(args: dict[str, str]) -> Path:
     """Where Triton unpacked this model version (``<repository>/<model>/<version>``)."""
     return Path(args["model_repository"]) / args["model_version"]
+
+
+def instance_count(args: dict[str, str]) -> int:
+    """The python-backend processes Triton starts for this model (its config's instance groups), at least 1."""
+    config = json.loads(args.get("model_config") or "{}")
+    return max(1, sum(int(group.get("count", 1)) for group in config.get("instance_group", [])))
 
 
 def triton_error(pb_utils: Any, failure: Failure) -> Any:
@@ -56,6 +64,8 @@ class TritonPythonModel:
     def initialize(self, args: dict[str, str]) -> None:
         # Device: SERVING_DEVICE, else CUDA when the instance has a GPU (resolved by the pipeline).
         self.settings = ServerSettings.from_env()
+        # Each instance is a process of its own: together they stay within the vCPUs (model_code.core.threads).
+        apply_torch_threads(server_plan(self.settings, workers=instance_count(args)).threads)
         self.model = SegmentationService(
             SegmentationPipeline.for_server(version_dir(args), self.settings), limits=self.settings.limits
         )

@@ -20,7 +20,8 @@ import pytest
 from model_code.core.errors import ClientError
 from model_code.core.http import negotiate
 from model_code.core.requests import decode_request
-from model_code.edge.runner import READY_LINE, RunnerLimits
+from model_code.core.threads import machine_vcpus
+from model_code.edge.runner import READY_LINE, RunnerLimits, runner_plan
 from model_code.synthetic.dicom_writer import write_dicom_series
 from model_code.synthetic.phantom import Phantom, make_phantom
 from testkit.edge import post, serve, zip_folder
@@ -261,3 +262,26 @@ def test_runner_cli_refuses_a_folder_that_is_not_a_bundle(tmp_path: Path) -> Non
     from model_code.edge import runner
 
     assert runner.main(["--bundle", str(tmp_path), "--port", "0"]) == 2
+
+
+@pytest.mark.parametrize(
+    ("workers", "threads", "expected"),
+    [
+        # (--workers, --threads, (workers, threads)); 0 derives it from this device's CPUs
+        (0, 0, None),  # both derived: within the CPUs
+        (2, 0, (2, max(1, machine_vcpus() // 2))),
+        (0, 1, (machine_vcpus(), 1)),
+        (3, 2, (3, 2)),  # both given: as given
+    ],
+)
+def test_runner_plan(workers: int, threads: int, expected: tuple[int, int] | None) -> None:
+    plan = runner_plan(workers, threads)
+    if expected is None:
+        assert plan.workers * plan.threads <= machine_vcpus()
+    else:
+        assert (plan.workers, plan.threads) == expected
+
+
+def test_runner_plan_refuses_negative_counts() -> None:
+    with pytest.raises(ValueError, match=r"--threads must be >= 0 \(0 derives it from the device's CPUs\), got -1"):
+        runner_plan(1, -1)
