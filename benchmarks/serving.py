@@ -1,6 +1,8 @@
 """Serving latency through the real TorchServe stack, side by side with the same pipeline in-process.
 
-Cold start: launcher process start -> /ping 200 -> first SEG answered. Per request: a 48x512x512 CT series
+Cold start: launcher process start -> /ping 200 -> the worker READY -> first SEG answered, and the first
+request against the warm ones, with the servers' warm-up (the default) and without it (SERVING_WARMUP=0).
+Per request: a 48x512x512 CT series
 (zip, ~25 MB) posted to /invocations with Accept: application/dicom, sequentially. The in-process column
 runs ServingModel.predict on the same zip in this process: the ratio is what the server stack costs.
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import platform
 import signal
@@ -29,12 +32,13 @@ import tempfile
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from testkit.series import series_zip
-from testkit.servers import invoke, start_torchserve
+from testkit.servers import get, invoke, start_torchserve
 
 
 def machine() -> str:
@@ -105,7 +109,7 @@ def contention(args: argparse.Namespace, series_payload: bytes) -> None:
     from model_code.core.threads import machine_vcpus, server_plan
 
     cores = machine_vcpus()
-    new = server_plan(ServerSettings(device="cpu"))
+    new = server_plan(ServerSettings(device="cpu"), gpus=0)
     # Before issue 19: the toolkit's default of a worker per core, and torch's default of a thread per core.
     settings = {"old": (cores, cores), "new": (new.workers, new.threads)}
     # results[setting][busy] = [(req/s, p50, p95) per round]
@@ -177,38 +181,61 @@ def main() -> None:
             local.append(time.perf_counter() - start)
         del model
 
-        # Through TorchServe: one worker, as one request at a time is what a latency figure means.
-        started = time.perf_counter()
-        server = start_torchserve(model_dir, Path(scratch) / "run", workers=1, timeout_s=300)
-        ready = time.perf_counter() - started
-        try:
-            status, _, body = invoke(
-                server.url, series.payload, content_type="application/zip", accept="application/dicom", timeout_s=1800
-            )
-            first = time.perf_counter() - started
-            if status != 200:
-                raise SystemExit(f"first request answered {status}: {body[:500]!r}\n{server.logs()}")
-            served = []
-            for _ in range(args.requests):
-                start = time.perf_counter()
-                status, _, body = invoke(
-                    server.url,
-                    series.payload,
-                    content_type="application/zip",
-                    accept="application/dicom",
-                    timeout_s=1800,
-                )
-                served.append(time.perf_counter() - start)
-                assert status == 200, body[:500]
-        finally:
-            server.stop()
+        # Through TorchServe: one worker, as one request at a time is what a latency figure means; with the
+        # warm-up (the default) and without it (SERVING_WARMUP=0, as before issue 19).
+        cold = {warm: cold_start(model_dir, Path(scratch) / f"run-{warm}", series.payload, args.requests, warm=warm)
+                for warm in (True, False)}
 
-    print(f"cold start: /ping ready {ready:.1f} s, first SEG {first:.1f} s after process start")
+    served = cold[True].served
+    print(f"{'cold start (s after launch)':<30}{'/ping 200':>10}{'worker READY':>13}{'first SEG':>10}"
+          f"{'first request':>14}{'warm median':>12}{'first/warm':>11}")
+    for warm, figures in cold.items():
+        name = "with warm-up" if warm else "without (SERVING_WARMUP=0)"
+        warm_median = statistics.median(figures.served)
+        print(f"{name:<30}{figures.ping:>10.1f}{figures.ready:>13.1f}{figures.first_seg:>10.1f}"
+              f"{figures.first_request:>14.2f}{warm_median:>12.2f}{figures.first_request / warm_median:>10.2f}x")
     print(f"{'per request (s)':<18}{'median':>9}{'min':>9}{'max':>9}   (n={args.requests})")
     for name, values in (("in-process", local), ("TorchServe", served)):
         print(f"{name:<18}{statistics.median(values):>9.2f}{min(values):>9.2f}{max(values):>9.2f}")
     print(f"TorchServe / in-process (median): {statistics.median(served) / statistics.median(local):.2f}x")
 
+
+@dataclass(frozen=True)
+class ColdStart:
+    ping: float  # launch -> /ping 200
+    ready: float  # launch -> the worker READY (management API)
+    first_seg: float  # launch -> the first SEG answered
+    first_request: float  # the first request alone
+    served: list[float]  # the requests after it
+
+
+def cold_start(model_dir: Path, run_dir: Path, payload: bytes, requests: int, *, warm: bool) -> ColdStart:
+    started = time.perf_counter()
+    server = start_torchserve(model_dir, run_dir, workers=1, timeout_s=600,
+                              env={"SERVING_WARMUP": "1" if warm else "0", "SERVING_DEVICE": "cpu"})
+    ping = time.perf_counter() - started
+    try:
+        while True:
+            status, _, body = get(f"{server.url}/models/model")
+            if status == 200 and [w["status"] for w in json.loads(body)[0]["workers"]] == ["READY"]:
+                break
+            time.sleep(0.05)
+        ready = time.perf_counter() - started
+
+        def one() -> float:
+            start = time.perf_counter()
+            status, _, body = invoke(server.url, payload, content_type="application/zip", accept="application/dicom",
+                                     timeout_s=1800)
+            if status != 200:
+                raise SystemExit(f"request answered {status}: {body[:500]!r}\n{server.logs()}")
+            return time.perf_counter() - start
+
+        first_request = one()
+        first_seg = time.perf_counter() - started
+        served = [one() for _ in range(requests)]
+    finally:
+        server.stop()
+    return ColdStart(ping, ready, first_seg, first_request, served)
 
 if __name__ == "__main__":
     main()

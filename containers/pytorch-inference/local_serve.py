@@ -142,8 +142,9 @@ def main(argv: list[str] | None = None) -> None:
     # The container's rule where the stack sets nothing: the workers here, each worker's threads in model_fn.
     from model_code.core.settings import ServerSettings
     from model_code.core.threads import server_plan
+    from model_code.segmentation.threads import machine_gpus
 
-    workers = args.workers or server_plan(ServerSettings.from_env()).workers
+    workers = args.workers or server_plan(ServerSettings.from_env(), gpus=machine_gpus()).workers
     config = write_run_dir(run_dir, port=args.port, workers=workers)
     command = serve_command(model_dir, config, run_dir)
     print(f"serving {model_dir} on http://127.0.0.1:{args.port} (/ping, /invocations); logs in {run_dir / 'logs'}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -123,6 +124,15 @@ class SegmentationService:
         self.fetch = fetch
         # The model grid's size is bounded at the model's own spacing (its metadata's pre-processing).
         self.guard = SeriesGuard(limits or InputLimits(), model_spacing(pipeline))
+
+    def warm_up(self, payload: bytes, *, runs: int = 1) -> float:
+        """Segment the zip ``payload`` ``runs`` times through the whole flow (decode, model, SEG and its bytes),
+        so that the first real request costs what the next does; returns the seconds it took. Raises what
+        ``predict`` raises: a server whose model cannot segment a phantom must not report ready."""
+        started = time.perf_counter()
+        for _ in range(runs):
+            self.predict(ZipSeriesRequest(payload))
+        return time.perf_counter() - started
 
     def predict(self, request: SeriesRequest) -> Prediction:
         with tempfile.TemporaryDirectory(prefix="invocation-") as workdir:

@@ -13,7 +13,6 @@ the result in the container's environment; a server started without it derives t
 
 from __future__ import annotations
 
-import contextlib
 import os
 from dataclasses import dataclass
 
@@ -59,37 +58,15 @@ def machine_vcpus() -> int:
         return os.cpu_count() or 1
 
 
-def machine_gpus() -> int:
-    """CUDA devices torch sees here; 0 without torch or CUDA."""
-    try:
-        import torch
-    except ImportError:
-        return 0
-    return int(torch.cuda.device_count()) if torch.cuda.is_available() else 0
-
-
-def machine_plan(*, workers: int | None = None, threads: int | None = None, gpus: int | None = None) -> ThreadPlan:
-    """The plan on this machine: its vCPUs and (unless given) GPUs, with the settings' overrides."""
-    return plan_threads(machine_vcpus(), machine_gpus() if gpus is None else gpus, workers=workers, threads=threads)
-
-
-def apply_torch_threads(threads: int) -> None:
-    """Size this process's torch pools: ``threads`` intra-op, one inter-op (the pipeline runs no parallel
-    graph branches; each pool thread would only spin on a core another worker needs)."""
-    import torch
-
-    torch.set_num_threads(threads)
-    # Allowed once per process and only before any inter-op work: a second model load keeps the first setting.
-    with contextlib.suppress(RuntimeError):
-        torch.set_num_interop_threads(1)
-
-
-def server_plan(settings: ServerSettings, *, workers: int | None = None) -> ThreadPlan:
-    """A model server's plan from its settings: ``workers`` where the server knows its own count (Triton's
-    instance group), else the settings'; no GPUs counted when the settings pin the CPU."""
+def server_plan(settings: ServerSettings, *, gpus: int, workers: int | None = None) -> ThreadPlan:
+    """A model server's plan on this machine from its settings: ``workers`` where the server knows its own count
+    (Triton's instance group), else the settings'; no GPUs counted when the settings pin the CPU. The torch
+    servers count ``gpus`` with torch (model_code.segmentation.threads); the core never imports it."""
     pinned_cpu = (settings.device or "").startswith("cpu")
-    return machine_plan(
+    return plan_threads(
+        machine_vcpus(),
+        0 if pinned_cpu else gpus,
         workers=workers if workers is not None else settings.workers,
         threads=settings.intra_op_threads,
-        gpus=0 if pinned_cpu else None,
     )
+

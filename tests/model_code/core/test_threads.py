@@ -1,4 +1,5 @@
-"""The thread rule: workers x intra-op threads <= vCPUs by default, overrides win, settings read from the env."""
+"""Server settings of issue 19: the thread rule (workers x intra-op threads <= vCPUs by default, overrides win)
+and the warm-up switch, read from the environment."""
 
 from __future__ import annotations
 
@@ -55,5 +56,24 @@ def test_settings_read_the_toolkit_workers_and_the_threads() -> None:
     ],
 )
 def test_server_plan_on_this_machine(env: dict[str, str], workers: int | None, threads: int | None) -> None:
-    plan = server_plan(ServerSettings.from_env(env), workers=workers)
+    plan = server_plan(ServerSettings.from_env(env), gpus=1, workers=workers)  # SERVING_DEVICE=cpu: no GPU counted
     assert plan.threads == (machine_vcpus() if threads is None else threads)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (None, True),  # default: every server warms up before it reports ready
+        ("0", False),
+        ("false", False),
+        ("1", True),
+    ],
+)
+def test_warmup_setting(value: str | None, expected: bool) -> None:
+    env = {} if value is None else {"SERVING_WARMUP": value}
+    assert ServerSettings.from_env(env).warmup is expected
+
+
+def test_warmup_setting_refuses_other_values() -> None:
+    with pytest.raises(ValueError, match=r"SERVING_WARMUP must be 1 or 0 \(true or false\), got 'yes'"):
+        ServerSettings.from_env({"SERVING_WARMUP": "yes"})
