@@ -5,8 +5,10 @@ rule -> ``RequestInference`` (request JSON under ``input/`` + InvokeEndpointAsyn
 writes the SEG under ``output/`` and notifies the serving stack's success or error topic.
 Success topic -> ``ImportSeg`` (only when ``serving.importSegBack``) -> SEG stored into its study with DICOMweb
 STOW-RS (HealthImaging's StoreDICOM, SigV4, through the network stack's DICOMweb endpoint), the result JSON naming
-the stored instance under ``output/results/``; a SEG too big for that is copied into the inbox's
-``incoming/inference-seg/`` prefix and imported with the HealthImaging stack's import role.
+the stored instance under ``output/results/``, then one message on the results topic (``<prefix>-results``: the
+stored UIDs, the model, the result JSON and the viewer's deep link; ``notificationEmails`` subscribed); a SEG too big
+for that is copied into the inbox's ``incoming/inference-seg/`` prefix and imported with the HealthImaging stack's
+import role.
 Success topic -> ``IndexResult`` (always) -> one record per result in the results index (``results-index/``),
 queried through the Glue table and Athena workgroup of ``results_table.py``.
 ``Backfill`` (stacks/backfill/workflow.py): a Step Functions Distributed Map runs an archive's image sets through
@@ -25,6 +27,7 @@ from aws_cdk import aws_events as events
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
@@ -58,6 +61,12 @@ DICOMWEB_STORE_ACTIONS = ("medical-imaging:StoreDICOM", "medical-imaging:GetDICO
 FUNCTION_RESERVED_CONCURRENCY = 5
 FUNCTION_TIMEOUT = Duration.seconds(60)
 
+
+def results_topic_name(prefix: str) -> str:
+    """The topic ImportSeg announces each stored SEG on (beside the monitoring stack's ``<prefix>-alarms``)."""
+    return f"{prefix}-results"
+
+
 IAM5_REASON = (
     "Wildcards come from CDK grants scoped to one bucket prefix (input/ or output/ of the inference bucket, the "
     "inbox's inference-seg/ prefix), KMS actions such as kms:GenerateDataKey* on one key, and the image sets of "
@@ -66,8 +75,8 @@ IAM5_REASON = (
 
 
 class InferenceStack(Stack):
-    """``request_function``, ``import_seg_function`` (None when off), ``functions`` (those that exist),
-    ``dead_letter_queue`` and ``failure_queue``."""
+    """``request_function``, ``import_seg_function`` and ``results_topic`` (None when the write-back is off),
+    ``functions`` (those that exist), ``dead_letter_queue`` and ``failure_queue``."""
 
     def __init__(
         self,
@@ -168,8 +177,12 @@ class InferenceStack(Stack):
         )
 
         self.import_seg_function: lambda_.Function | None = None
+        self.results_topic: sns.Topic | None = None
         if config.serving.import_seg_back:
+            # Only the write-back knows where a SEG was stored: without it nothing would publish here.
+            self.results_topic = self._results_topic(config)
             self.import_seg_function = self._import_seg_function(
+                results_topic=self.results_topic,
                 viewer_url=config.viewer.url,
                 inference_bucket=inference_bucket,
                 inbox_bucket=inbox_bucket,
@@ -201,10 +214,28 @@ class InferenceStack(Stack):
         CfnOutput(self, "ResultsDatabase", value=self.results_table.database_name)
         CfnOutput(self, "ResultsWorkGroup", value=self.results_table.workgroup.ref)
         CfnOutput(self, "FailureQueueUrl", value=self.failure_queue.queue_url)
+        if self.results_topic is not None:
+            CfnOutput(self, "ResultsTopicArn", value=self.results_topic.topic_arn,
+                      description="One message per SEG stored into its study (docs/inference.md)")
+
+    def _results_topic(self, config: PlatformConfig) -> sns.Topic:
+        # The data key, as the serving stack's success and error topics: the messages name studies and image sets.
+        topic = sns.Topic(
+            self,
+            "ResultsTopic",
+            topic_name=results_topic_name(config.prefix),
+            display_name=f"{config.prefix} stored segmentations",
+            master_key=self._keys.data_key,
+            enforce_ssl=True,
+        )
+        for email in config.notification_emails:
+            topic.add_subscription(subscriptions.EmailSubscription(email))
+        return topic
 
     def _import_seg_function(
         self,
         *,
+        results_topic: sns.ITopic,
         viewer_url: str | None,
         inference_bucket: s3.IBucket,
         inbox_bucket: s3.IBucket,
@@ -226,12 +257,15 @@ class InferenceStack(Stack):
                 import_seg.ENV_SIGNING_REGION: self.region,
                 import_seg.ENV_INFERENCE_BUCKET: inference_bucket.bucket_name,
                 import_seg.ENV_RESULT_PREFIX: RESULT_PREFIX,
+                import_seg.ENV_RESULTS_TOPIC_ARN: results_topic.topic_arn,
                 # The viewer stack's URL (known at synth): each stored result names its deep link (viewerUrl).
                 **({import_seg.ENV_VIEWER_URL: viewer_url} if viewer_url else {}),
             },
         )
         inference_bucket.grant_read(function, f"{INFERENCE_OUTPUT_PREFIX}*")
         inference_bucket.grant_put(function, f"{RESULT_PREFIX}*")
+        # sns:Publish on this topic only, and kms:Decrypt / kms:GenerateDataKey* on its key (the data key).
+        results_topic.grant_publish(function)
         # STOW-RS into the one data store (StoreDICOM takes the data store as its resource), and the read-back.
         function.add_to_role_policy(
             iam.PolicyStatement(actions=list(DICOMWEB_STORE_ACTIONS), resources=[dicom_store.datastore_arn])

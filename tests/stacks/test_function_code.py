@@ -30,7 +30,8 @@ HANDLER_MODULES = [
 
 RUNTIMES = {
     "healthimaging": ["import_completed.py", "start_import.py"],
-    "inference": ["import_seg.py", "index_result.py", "request_inference.py", "seg_reader.py", "store_seg.py"],
+    "inference": ["import_seg.py", "index_result.py", "request_inference.py", "result_notice.py", "seg_reader.py",
+                  "store_seg.py"],
     "approval": ["deploy_approved.py"],
     "backfill": ["backfill_items.py", "backfill_list.py", "backfill_metrics.py", "backfill_submit.py"],
     "viewer": ["dicomweb_proxy.py"],

@@ -133,6 +133,11 @@ TWINS = [
     pytest.param("assembly", "Audit", "AuditTrailLogsRoleDefaultPolicy",
                  _drop(lambda s: "logs:PutLogEvents" in s.get("Action", [])), "MISSING: logs:PutLogEvents",
                  id="trail-log-delivery"),
+    # ImportSeg announces each stored SEG on the results topic: its one sns:Publish grant, named by the recorded call.
+    pytest.param("import_assembly", "Inference", "ImportSegServiceRoleDefaultPolicy",
+                 _drop(lambda s: s.get("Action") == "sns:Publish"),
+                 "MISSING: sns:Publish on arn:aws:sns:us-east-1:123456789012:monai-imaging-dev-results",
+                 id="results-topic-publish"),
 ]
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from stacks.inference.runtime import import_seg, request_inference
-from stacks.inference.stack import SEG_IMPORT_PREFIX, InferenceStack
+from stacks.inference.stack import SEG_IMPORT_PREFIX, InferenceStack, results_topic_name
 from tests.stacks.assembly import INFERENCE_OVERRIDES, VIEWER_DOMAIN, VIEWER_OVERRIDES, Assembly, as_list, output_name
 from tests.stacks.scaffold import Scaffold, alone
 
@@ -32,6 +32,8 @@ def build(scaffold: Scaffold) -> None:
 assembly = alone(build)
 import_assembly = alone(build, INFERENCE_OVERRIDES)  # serving.importSegBack on
 viewer_import_assembly = alone(build, {**INFERENCE_OVERRIDES, **VIEWER_OVERRIDES})  # ... and the viewer
+# serving.importSegBack on, notificationEmails left empty (cdk.json's default).
+quiet_import_assembly = alone(build, {"platform.serving.importSegBack": "true"})
 
 
 def test_the_write_back_names_the_viewer_only_when_the_viewer_is_on(
@@ -266,3 +268,72 @@ def test_the_index_function_reads_seg_outputs_and_writes_the_results_index_only(
     assert not any(a.startswith(("s3:Delete", "s3:GetObject")) for a in objects["write"])
     assert set(objects) - {"read", "write", "other"} == set()
     assert not any(a.startswith("s3:Put") for a in objects.get("other", ()))
+
+
+def results_topics(assembly: Assembly) -> dict[str, dict[str, Any]]:
+    return assembly.resources(STACK, "AWS::SNS::Topic")
+
+
+@pytest.mark.parametrize(
+    ("fixture", "topics"),
+    [
+        ("assembly", 0),  # no write-back: nothing would publish, so no topic
+        ("import_assembly", 1),
+    ],
+)
+def test_the_results_topic_exists_only_with_the_write_back(
+    request: pytest.FixtureRequest, fixture: str, topics: int
+) -> None:
+    assembly: Assembly = request.getfixturevalue(fixture)
+    assert len(results_topics(assembly)) == topics
+    assert ("ResultsTopicArn" in assembly.templates[STACK].get("Outputs", {})) == bool(topics)
+
+
+def test_the_results_topic_is_encrypted_with_the_data_key_and_tls_only(import_assembly: Assembly) -> None:
+    ((logical_id, topic),) = results_topics(import_assembly).items()
+    assert topic["Properties"]["TopicName"] == results_topic_name("monai-imaging-dev") == "monai-imaging-dev-results"
+    assert "KeysDataKey" in output_name(topic["Properties"]["KmsMasterKeyId"])
+    (policy,) = [p["Properties"] for p in import_assembly.resources(STACK, "AWS::SNS::TopicPolicy").values()
+                 if {"Ref": logical_id} in p["Properties"]["Topics"]]
+    (deny,) = [s for s in policy["PolicyDocument"]["Statement"] if s["Effect"] == "Deny"]
+    assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    assert actions(deny) == ["sns:Publish"]
+    output = import_assembly.templates[STACK]["Outputs"]["ResultsTopicArn"]
+    assert output["Value"] == {"Ref": logical_id}
+
+
+@pytest.mark.parametrize(
+    ("fixture", "emails"),
+    [
+        ("quiet_import_assembly", []),  # notificationEmails empty: no subscription to confirm
+        ("import_assembly", ["imaging-ops@example.org"]),
+    ],
+)
+def test_notification_emails_subscribe_to_the_results_topic(
+    request: pytest.FixtureRequest, fixture: str, emails: list[str]
+) -> None:
+    assembly: Assembly = request.getfixturevalue(fixture)
+    (logical_id,) = results_topics(assembly)
+    subscriptions = [s["Properties"] for s in assembly.resources(STACK, "AWS::SNS::Subscription").values()
+                     if s["Properties"]["Protocol"] == "email"]
+    assert [s["Endpoint"] for s in subscriptions] == emails
+    assert all(s["TopicArn"] == {"Ref": logical_id} for s in subscriptions)
+
+
+def test_only_the_import_function_publishes_and_only_to_the_results_topic(import_assembly: Assembly) -> None:
+    (logical_id,) = results_topics(import_assembly)
+    env = import_assembly.one(STACK, "AWS::Lambda::Function", "ImportSeg")["Properties"]["Environment"]["Variables"]
+    assert env[import_seg.ENV_RESULTS_TOPIC_ARN] == {"Ref": logical_id}
+    (publish,) = [s for s in statements(import_assembly, "ImportSeg") if "sns:Publish" in actions(s)]
+    assert actions(publish) == ["sns:Publish"]
+    assert publish["Resource"] == {"Ref": logical_id}  # must not: the serving stack's topics, or any topic
+    # Its messages are encrypted with the topic's key: the role may use that key (and no other for SNS).
+    kms = [s for s in statements(import_assembly, "ImportSeg")
+           if {"kms:Decrypt", "kms:GenerateDataKey*"} <= set(actions(s))]
+    assert any("KeysDataKey" in json.dumps(r) for s in kms for r in as_list(s["Resource"]))
+    # Must not: any other role of the stack publishing anywhere.
+    policies = import_assembly.resources(STACK, "AWS::IAM::Policy")
+    publishers = [logical for logical, policy in policies.items()
+                  if any("sns:Publish" in as_list(s["Action"]) for s in policy["Properties"]["PolicyDocument"]["Statement"])]
+    assert len(publishers) == 1
+    assert publishers[0].startswith("ImportSegServiceRoleDefaultPolicy")

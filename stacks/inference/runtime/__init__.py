@@ -9,5 +9,6 @@ repository as this package, the handlers find the same modules under the same na
 from stacks.components.function_shared import expose_runtime_modules, expose_shared_modules
 
 expose_shared_modules()
-# index_result imports its SEG reader, import_seg its STOW-RS, as the sibling modules they are in the asset.
-expose_runtime_modules(__name__, ("seg_reader", "store_seg"))
+# index_result imports its SEG reader, import_seg its STOW-RS and its results notice, as the sibling modules they are
+# in the asset.
+expose_runtime_modules(__name__, ("seg_reader", "store_seg", "result_notice"))

@@ -9,13 +9,16 @@ the endpoint's success topic; SNS invokes this function with that notification (
 
 The SEG is checked (DICOM preamble) and stored with DICOMweb STOW-RS (``store_seg.py``: HealthImaging's
 ``StoreDICOM``, synchronous, SigV4-signed, read back before it counts as stored); the result JSON naming the stored
-instance is written to ``<result prefix><datastoreId>/<imageSetId>.json`` in the inference bucket. Only a SEG too
+instance is written to ``<result prefix><datastoreId>/<imageSetId>.json`` in the inference bucket, then announced on
+the results topic (``result_notice.py``: the stored UIDs, the model, the result JSON's URI and, with the viewer, its
+deep link; at least once, like every SNS delivery). Only a SEG too
 big for one STOW-RS request from this function (``STOW_IN_FUNCTION_MAX_BYTES``) takes the import-job path: copied
 to ``incoming/inference-seg/<imageSetId>/seg.dcm`` in the DICOM inbox (the prefix the import role may read; no
 manifest is written, so the batch-import rule ignores it) and imported with ``StartDICOMImportJob``, whose client
 token is derived from the inference ID, so a retried notification never starts a second job. A store the service
 rejects and AWS errors raise: SNS's asynchronous invocation retries (a repeated STOW-RS of the same SOP Instance
-UID stores it once), then the dead-letter queue, which the monitoring stack alarms on.
+UID stores it once, the result JSON is rewritten and the notice published again), then the dead-letter queue, which
+the monitoring stack alarms on. The import-job path publishes no notice: the SEG is not stored until the job ends.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ import boto3
 # Beside this module in the function's asset (stacks/components/function_shared: the settings helper and the
 # platform's one S3-URI parser, model_code/core/s3_uri.py).
 from function_settings import EnvironmentSettings
+from result_notice import ResultNotice, publish
 from s3_uri import parse_s3_uri
 from store_seg import StoredSeg, store_seg
 from viewer_link import viewer_link
@@ -48,6 +52,8 @@ ENV_DICOMWEB_ENDPOINT = "DICOMWEB_ENDPOINT"
 ENV_SIGNING_REGION = "SIGNING_REGION"
 ENV_INFERENCE_BUCKET = "INFERENCE_BUCKET"
 ENV_RESULT_PREFIX = "RESULT_PREFIX"
+# The inference stack's results topic: each stored SEG is announced there.
+ENV_RESULTS_TOPIC_ARN = "RESULTS_TOPIC_ARN"
 # Set only when the viewer stack is enabled (viewer.enabled): the result then carries the SEG's deep link.
 ENV_VIEWER_URL = "VIEWER_URL"
 OPTIONAL_VARIABLES = (ENV_VIEWER_URL,)
@@ -102,6 +108,7 @@ class Settings(EnvironmentSettings):
     signing_region: str
     inference_bucket: str
     result_prefix: str
+    results_topic_arn: str
 
     viewer_url: str = ""  # optional (ENV_VIEWER_URL): "" when the viewer is off
 
@@ -197,9 +204,10 @@ def _check(s3: Any, settings: Settings, result: Result) -> None:
         )
 
 
-def write_back(*, s3: Any, medical_imaging: Any, settings: Settings, result: Result, credentials: Any,
+def write_back(*, s3: Any, medical_imaging: Any, sns: Any, settings: Settings, result: Result, credentials: Any,
                store: Any = store_seg) -> dict[str, Any]:
-    """The SEG into its study: STOW-RS when one request from here carries it, else the import job."""
+    """The SEG into its study: STOW-RS when one request from here carries it (then the result JSON and the notice),
+    else the import job."""
     _check(s3, settings, result)
     size = int(s3.head_object(Bucket=result.output_bucket, Key=result.output_key)["ContentLength"])
     if size > STOW_IN_FUNCTION_MAX_BYTES:
@@ -221,7 +229,22 @@ def write_back(*, s3: Any, medical_imaging: Any, settings: Settings, result: Res
     key = result_key(settings, result)
     s3.put_object(Bucket=settings.inference_bucket, Key=key, Body=json.dumps(document, indent=2).encode(),
                   ContentType="application/json")
-    return {**document, "result": f"s3://{settings.inference_bucket}/{key}"}
+    result_uri = f"s3://{settings.inference_bucket}/{key}"
+    # After the result JSON: a subscriber that follows the notice's "result" always finds it.
+    notice = ResultNotice(
+        inference_id=result.inference_id,
+        datastore_id=result.datastore_id,
+        image_set_id=result.image_set_id,
+        study_instance_uid=stored.study_instance_uid,
+        seg_series_instance_uid=stored.series_instance_uid,
+        seg_sop_instance_uid=stored.sop_instance_uid,
+        model_name=stored.model_name,
+        model_version=stored.model_version,
+        result_uri=result_uri,
+        viewer_url=str(document.get("viewerUrl", "")),
+    )
+    message_id = publish(sns, settings.results_topic_arn, notice)
+    return {**document, "result": result_uri, "notificationId": message_id}
 
 
 def import_seg(*, s3: Any, medical_imaging: Any, settings: Settings, result: Result,
@@ -253,9 +276,9 @@ def import_seg(*, s3: Any, medical_imaging: Any, settings: Settings, result: Res
 
 
 @cache
-def _clients() -> tuple[Any, Any]:
+def _clients() -> tuple[Any, Any, Any]:
     # Created on first use, never at import: tests and cold starts without credentials import this module.
-    return boto3.client("s3"), boto3.client("medical-imaging")
+    return boto3.client("s3"), boto3.client("medical-imaging"), boto3.client("sns")
 
 
 @cache
@@ -269,8 +292,8 @@ def _settings() -> Settings:
     return Settings.from_environment()
 
 
-def handle(event: dict[str, Any], *, s3: Any, medical_imaging: Any, settings: Settings, credentials: Any = None,
-           store: Any = store_seg) -> list[dict[str, Any]]:
+def handle(event: dict[str, Any], *, s3: Any, medical_imaging: Any, sns: Any, settings: Settings,
+           credentials: Any = None, store: Any = store_seg) -> list[dict[str, Any]]:
     """An SNS event (one record per notification): store each successful result back into its study."""
     outcomes = []
     for record in event.get("Records", []):
@@ -282,12 +305,13 @@ def handle(event: dict[str, Any], *, s3: Any, medical_imaging: Any, settings: Se
         if result is None:
             outcomes.append({"status": "IGNORED", "reason": "not a completed inference"})
             continue
-        outcomes.append(write_back(s3=s3, medical_imaging=medical_imaging, settings=settings, result=result,
+        outcomes.append(write_back(s3=s3, medical_imaging=medical_imaging, sns=sns, settings=settings, result=result,
                                    credentials=credentials, store=store))
     return outcomes
 
 
 def handler(event: dict[str, Any], context: Any) -> list[dict[str, Any]]:
-    s3, medical_imaging = _clients()
+    s3, medical_imaging, sns = _clients()
     credentials = _session().get_credentials().get_frozen_credentials()
-    return handle(event, s3=s3, medical_imaging=medical_imaging, settings=_settings(), credentials=credentials)
+    return handle(event, s3=s3, medical_imaging=medical_imaging, sns=sns, settings=_settings(),
+                  credentials=credentials)

@@ -42,6 +42,9 @@ _REFERENCED_SOP_INSTANCE_UID = "00081155"
 _FAILURE_REASON = "00081197"
 _STUDY_INSTANCE_UID = "0020000D"
 _SERIES_INSTANCE_UID = "0020000E"
+# Where model_code/core/dicom/seg.py writes the model that made the SEG (the results notice names it).
+_MANUFACTURER_MODEL_NAME = "00081090"
+_SOFTWARE_VERSIONS = "00181020"
 
 
 class StoreRejectedError(RuntimeError):
@@ -79,6 +82,8 @@ class StoredSeg:
     retrieve_url: str
     study_instance_uid: str = ""  # from the read-back metadata: where the store put it
     series_instance_uid: str = ""
+    model_name: str = ""  # from the read-back metadata too: the model as the stored SEG names it
+    model_version: str = ""
 
     def to_json(self) -> dict[str, str]:
         return {"studyInstanceUid": self.study_instance_uid, "seriesInstanceUid": self.series_instance_uid,
@@ -175,4 +180,6 @@ def store_seg(part10: bytes, *, dicomweb_root: str, credentials: Any, region: st
     metadata = _dicom_json(check.body)
     return StoredSeg(sop_instance_uid=sop_instance_uid, retrieve_url=retrieve_url,
                      study_instance_uid=str(_first(metadata, _STUDY_INSTANCE_UID) or ""),
-                     series_instance_uid=str(_first(metadata, _SERIES_INSTANCE_UID) or ""))
+                     series_instance_uid=str(_first(metadata, _SERIES_INSTANCE_UID) or ""),
+                     model_name=str(_first(metadata, _MANUFACTURER_MODEL_NAME) or ""),
+                     model_version=str(_first(metadata, _SOFTWARE_VERSIONS) or ""))

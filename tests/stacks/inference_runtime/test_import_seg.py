@@ -18,6 +18,7 @@ from tests.stacks.inference_runtime.conftest import (
     INBOX,
     INFERENCE,
     REGION,
+    RESULTS_TOPIC_ARN,
     Aws,
 )
 
@@ -36,6 +37,7 @@ SETTINGS = import_seg.Settings(
     signing_region=REGION,
     inference_bucket=INFERENCE,
     result_prefix="output/results/",
+    results_topic_arn=RESULTS_TOPIC_ARN,
 )
 
 
@@ -93,7 +95,7 @@ def expect_import(aws: Aws) -> None:
 
 
 def handle(aws: Aws, event: dict[str, Any]) -> list[dict[str, Any]]:
-    return import_seg.handle(event, s3=aws.s3, medical_imaging=aws.medical_imaging, settings=SETTINGS)
+    return import_seg.handle(event, s3=aws.s3, medical_imaging=aws.medical_imaging, sns=aws.sns, settings=SETTINGS)
 
 
 def test_a_seg_too_big_for_stow_is_copied_to_the_inbox_and_imported(aws: Aws, big_seg: None) -> None:
@@ -184,7 +186,7 @@ def test_the_request_key_of_request_inference_is_the_one_import_seg_parses() -> 
 
 def test_settings_name_every_missing_variable() -> None:
     with pytest.raises(RuntimeError, match=r"\['IMPORT_ROLE_ARN', 'IMPORT_OUTPUT_BUCKET', 'DICOMWEB_ENDPOINT', "
-                       r"'SIGNING_REGION', 'INFERENCE_BUCKET', 'RESULT_PREFIX'\] are not set"):
+                       r"'SIGNING_REGION', 'INFERENCE_BUCKET', 'RESULT_PREFIX', 'RESULTS_TOPIC_ARN'\] are not set"):
         import_seg.Settings.from_environment(
             {"DATASTORE_ID": "d", "INBOX_BUCKET": "b", "SEG_IMPORT_PREFIX": "incoming/inference-seg/"}
         )

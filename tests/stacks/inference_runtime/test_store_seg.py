@@ -1,14 +1,16 @@
 """The write-back's STOW-RS (import_seg -> store_seg) against a real DICOMweb server: Orthanc on loopback behind a
 front that checks every SigV4 signature the way HealthImaging would (testkit/dicomweb.py, testkit/sigv4.py) and
-serves it at HealthImaging's ``/datastore/<id>`` root. S3 is moto's.
+serves it at HealthImaging's ``/datastore/<id>`` root. S3, SNS and SQS are moto's.
 
-A stored SEG lands in its study and the result JSON names it; a SEG the server drops, a body it rejects and a server
-that keeps failing are failures that raise (the function's failure path), never a result that claims a store.
+A stored SEG lands in its study, the result JSON names it and the results topic announces it (what its SQS subscriber
+receives); a SEG the server drops, a body it rejects and a server that keeps failing are failures that raise (the
+function's failure path), never a result or a notice that claims a store.
 """
 
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,7 @@ from typing import Any
 import pydicom
 import pytest
 from botocore.credentials import Credentials
+from botocore.exceptions import ClientError
 
 from model_code.core.dicom.files import load_series
 from model_code.core.dicom.seg import build_segmentation
@@ -33,6 +36,8 @@ from tests.stacks.inference_runtime.test_import_seg import OUTPUT_KEY, SETTINGS,
 CREDENTIALS = Credentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", "session-token")
 # Orthanc's Lua filter (https://orthanc.uclouvain.be/book/users/lua.html): it drops every SEG, while its STOW-RS
 # answer still lists the SEG as stored.
+# The model the phantom SEGs name (ManufacturerModelName, SoftwareVersions), as the endpoint writes them.
+MODEL = spleen_metadata()
 DROP_SEG = 'function ReceivedInstanceFilter(dicom, origin, info) return dicom.Modality ~= "SEG" end'
 
 
@@ -62,7 +67,7 @@ def server(request: pytest.FixtureRequest) -> Iterator[tuple[OrthancServer, Fron
 
 
 def _handle(aws: Aws, front: Front, **kwargs: Any) -> list[dict[str, Any]]:
-    return import_seg.handle(sns_event(notification()), s3=aws.s3, medical_imaging=aws.medical_imaging,
+    return import_seg.handle(sns_event(notification()), s3=aws.s3, medical_imaging=aws.medical_imaging, sns=aws.sns,
                              settings=_settings(front), credentials=CREDENTIALS, **kwargs)
 
 
@@ -94,6 +99,25 @@ def test_the_seg_is_stored_into_its_study_and_the_result_names_it(aws: Aws, serv
     assert [r["method"] for r in front.requests] == ["POST"]  # the read-back follows Orthanc's RetrieveURL
     # No import job: the inbox stays empty.
     assert aws.keys("inbox-bucket") == []
+    # One notice, after the result JSON, naming what was stored and by which model.
+    (envelope,) = aws.published()
+    assert envelope["MessageId"] == outcome["notificationId"]
+    assert json.loads(envelope["Message"]) == {
+        "event": "SegStored",
+        "inferenceId": IMAGE_SET_ID,
+        "datastoreId": DATASTORE_ID,
+        "imageSetId": IMAGE_SET_ID,
+        "studyInstanceUid": study,
+        "segSeriesInstanceUid": str(seg.SeriesInstanceUID),
+        "segSopInstanceUid": str(seg.SOPInstanceUID),
+        "model": {"name": MODEL.name, "version": MODEL.version},
+        "result": outcome["result"],
+    }  # must not: a viewerUrl, the viewer is off
+    assert envelope["Subject"] == f"SEG stored: {MODEL.name} {MODEL.version}, image set {IMAGE_SET_ID}"
+    assert envelope["MessageAttributes"] == {
+        "modelName": {"Type": "String", "Value": MODEL.name},
+        "modelVersion": {"Type": "String", "Value": MODEL.version},
+    }
 
 
 def test_with_the_viewer_the_result_carries_the_segs_deep_link(aws: Aws, server, tmp_path: Path) -> None:
@@ -102,10 +126,41 @@ def test_with_the_viewer_the_result_carries_the_segs_deep_link(aws: Aws, server,
     aws.s3.put_object(Bucket=INFERENCE, Key=OUTPUT_KEY, Body=part10)
     settings = import_seg.Settings(**{**_settings(front).__dict__, "viewer_url": "https://viewer.example.org"})
     (outcome,) = import_seg.handle(sns_event(notification()), s3=aws.s3, medical_imaging=aws.medical_imaging,
-                                   settings=settings, credentials=CREDENTIALS)
+                                   sns=aws.sns, settings=settings, credentials=CREDENTIALS)
     expected = viewer_link("https://viewer.example.org", str(seg.StudyInstanceUID), str(seg.SeriesInstanceUID))
     assert outcome["viewerUrl"] == expected
     assert aws.json_object(INFERENCE, f"output/results/{DATASTORE_ID}/{IMAGE_SET_ID}.json")["viewerUrl"] == expected
+    (envelope,) = aws.published()
+    assert json.loads(envelope["Message"])["viewerUrl"] == expected  # the success notification carries the link too
+
+
+def test_a_retried_notification_stores_once_and_announces_again(aws: Aws, server, tmp_path: Path) -> None:
+    orthanc, front = server
+    seg, _, part10 = _seg(tmp_path)
+    aws.s3.put_object(Bucket=INFERENCE, Key=OUTPUT_KEY, Body=part10)
+    _handle(aws, front)
+    _handle(aws, front)  # SNS's retry of the same success notification
+    # At least once: the same message twice (docs/inference.md: subscribers key on segSopInstanceUid).
+    first, second = aws.published()
+    assert first["Message"] == second["Message"]
+    assert first["MessageId"] != second["MessageId"]
+    # ... of one stored instance: the repeated STOW-RS of the same SOP Instance UID replaced it.
+    metadata = DicomWebSession(orthanc.dicomweb_url).series_metadata(str(seg.StudyInstanceUID),
+                                                                     str(seg.SeriesInstanceUID))
+    assert len(metadata) == 1
+
+
+def test_a_publish_that_fails_fails_the_invocation_after_the_result_is_written(
+    aws: Aws, server, tmp_path: Path
+) -> None:
+    _, front = server
+    _, _, part10 = _seg(tmp_path)
+    aws.s3.put_object(Bucket=INFERENCE, Key=OUTPUT_KEY, Body=part10)
+    aws.sns.delete_topic(TopicArn=aws.results_topic_arn)
+    with pytest.raises(ClientError, match="NotFound"):
+        _handle(aws, front)
+    # SNS's retry then stores again (the same instance), rewrites this result and publishes.
+    assert aws.keys(INFERENCE) == sorted([OUTPUT_KEY, f"output/results/{DATASTORE_ID}/{IMAGE_SET_ID}.json"])
 
 
 def test_the_viewer_url_is_optional_in_the_environment() -> None:
@@ -123,6 +178,7 @@ def test_a_seg_the_server_drops_is_a_failure_not_a_result(aws: Aws, server, tmp_
     with pytest.raises(store_seg.StoreRejectedError, match="reading it back answered HTTP 404"):
         _handle(aws, front)
     assert not [k for k in aws.keys(INFERENCE) if k.startswith("output/results/")]
+    assert aws.published() == []  # must not: a notice of a SEG that is not stored
 
 
 def test_a_body_the_server_rejects_is_a_failure(aws: Aws, server) -> None:
@@ -132,6 +188,7 @@ def test_a_body_the_server_rejects_is_a_failure(aws: Aws, server) -> None:
     with pytest.raises(store_seg.StoreRejectedError, match="rejected the SEG"):
         _handle(aws, front)
     assert not [k for k in aws.keys(INFERENCE) if k.startswith("output/results/")]
+    assert aws.published() == []
 
 
 def test_a_wrong_signature_is_refused(aws: Aws, server, tmp_path: Path) -> None:
@@ -141,7 +198,7 @@ def test_a_wrong_signature_is_refused(aws: Aws, server, tmp_path: Path) -> None:
     wrong = Credentials(CREDENTIALS.access_key, "not-the-secret", CREDENTIALS.token)
     with pytest.raises(store_seg.StoreRejectedError, match="HTTP 403"):
         import_seg.handle(sns_event(notification()), s3=aws.s3, medical_imaging=aws.medical_imaging,
-                          settings=_settings(front), credentials=wrong)
+                          sns=aws.sns, settings=_settings(front), credentials=wrong)
     assert front.requests[-1]["signature_problem"] == "signature does not match"
 
 
