@@ -38,7 +38,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from testkit.series import series_zip
-from testkit.servers import get, invoke, start_torchserve
+from testkit.servers import ServerProcess, get, invoke, start_torchserve
 
 
 def machine() -> str:
@@ -124,6 +124,7 @@ def contention(args: argparse.Namespace, series_payload: bytes) -> None:
                     env={"SERVING_INTRA_OP_THREADS": str(threads), "SERVING_DEVICE": "cpu"}, timeout_s=600,
                 )
                 try:
+                    wait_for_workers(server, workers)
                     load(server.url, series_payload, clients=1, requests=workers)  # every worker warm
                     for busy in args.contention:
                         with busy_processes(busy):
@@ -200,6 +201,17 @@ def main() -> None:
     print(f"TorchServe / in-process (median): {statistics.median(served) / statistics.median(local):.2f}x")
 
 
+def wait_for_workers(server: ServerProcess, count: int, timeout_s: float = 900) -> None:
+    """Until ``count`` workers are READY (management API): /ping alone may answer before any worker can."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        status, _, body = get(f"{server.url}/models/model")
+        if status == 200 and [w["status"] for w in json.loads(body)[0]["workers"]] == ["READY"] * count:
+            return
+        time.sleep(0.05)
+    raise SystemExit(f"{count} workers were not READY within {timeout_s:.0f} s:\n{server.logs()}")
+
+
 @dataclass(frozen=True)
 class ColdStart:
     ping: float  # launch -> /ping 200
@@ -215,11 +227,7 @@ def cold_start(model_dir: Path, run_dir: Path, payload: bytes, requests: int, *,
                               env={"SERVING_WARMUP": "1" if warm else "0", "SERVING_DEVICE": "cpu"})
     ping = time.perf_counter() - started
     try:
-        while True:
-            status, _, body = get(f"{server.url}/models/model")
-            if status == 200 and [w["status"] for w in json.loads(body)[0]["workers"]] == ["READY"]:
-                break
-            time.sleep(0.05)
+        wait_for_workers(server, 1)
         ready = time.perf_counter() - started
 
         def one() -> float:

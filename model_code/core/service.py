@@ -23,6 +23,7 @@ from model_code.core.dicom.series import ImageSeries, StackGeometry
 from model_code.core.errors import ClientError, InvalidSeriesError, unusable_series
 from model_code.core.http import ZIP
 from model_code.core.limits import SeriesGuard, model_spacing
+from model_code.core.memory import release_memory
 from model_code.core.requests import (
     DicomWebRequest,
     HealthImagingRequest,
@@ -135,6 +136,13 @@ class SegmentationService:
         return time.perf_counter() - started
 
     def predict(self, request: SeriesRequest) -> Prediction:
+        try:
+            return self._predict(request)
+        finally:
+            # The request's volumes are garbage now: hand their pages back before the next request.
+            release_memory()
+
+    def _predict(self, request: SeriesRequest) -> Prediction:
         with tempfile.TemporaryDirectory(prefix="invocation-") as workdir:
             series = self.fetch(request, Path(workdir), self.guard)
             self.guard.check_series(series)
@@ -142,11 +150,12 @@ class SegmentationService:
                 result = self.pipeline.run(series)
             except InvalidSeriesError as error:  # geometry the model cannot use (too few slices, ...)
                 raise unusable_series(f"not a usable series: {error}") from error
-        seg = result.seg_dataset
+        seg, summary = result.seg_dataset, _json_ready(result.summary)
         source = {**describe(request), "seriesInstanceUid": series.series_instance_uid}
+        del series, result  # the volume and the mask: only the SEG is needed from here
         return Prediction(
             seg_bytes=dataset_bytes(seg),
             seg_sop_instance_uid=str(seg.SOPInstanceUID),
-            summary=_json_ready(result.summary),
+            summary=summary,
             source=source,
         )
