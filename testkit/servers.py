@@ -216,6 +216,14 @@ def post(url: str, body: bytes = b"", *, headers: dict[str, str] | None = None, 
         return int(error.code), dict(error.headers), error.read()
 
 
+def get(url: str, *, timeout_s: float = 30.0) -> tuple[int, dict[str, str], bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as response:  # noqa: S310 - loopback URLs we built
+            return int(response.status), dict(response.headers), response.read()
+    except urllib.error.HTTPError as error:
+        return int(error.code), dict(error.headers), error.read()
+
+
 def triton_infer_zips(
     url: str, model: str, zips: Sequence[bytes], *, timeout_s: float = 300.0
 ) -> tuple[int, list[bytes], list[bytes], bytes]:

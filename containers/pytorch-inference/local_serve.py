@@ -151,7 +151,10 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8080")))
     parser.add_argument("--model-dir", type=Path, default=None, help="model.ts + metadata.json (default: see doc)")
-    parser.add_argument("--workers", type=int, default=None, help="worker processes (default: one per CPU)")
+    parser.add_argument(
+        "--workers", type=int, default=None, help="worker processes (default: workers x threads <= CPUs, see "
+        "model_code/core/threads.py)"
+    )
     parser.add_argument("--run-dir", type=Path, default=None, help="properties, logs, temp (default: a new one)")
     args = parser.parse_args(argv)
     if not 1024 <= args.port <= 64000:
@@ -166,7 +169,13 @@ def main(argv: list[str] | None = None) -> None:
     environment = serving_environment(run_dir)
     # The toolkit's properties generator reads the same environment (timeout, workers) as the container's.
     os.environ.update(environment)
-    config = write_run_dir(run_dir, port=args.port, workers=args.workers, plugins_dir=plugins_dir)
+    # The container's rule where the stack sets nothing: the workers here, each worker's threads in model_fn.
+    from model_code.core.settings import ServerSettings
+    from model_code.core.threads import server_plan
+    from model_code.segmentation.threads import machine_gpus
+
+    workers = args.workers or server_plan(ServerSettings.from_env(), gpus=machine_gpus()).workers
+    config = write_run_dir(run_dir, port=args.port, workers=workers, plugins_dir=plugins_dir)
     command = serve_command(model_dir, config, run_dir)
     print(f"serving {model_dir} on http://127.0.0.1:{args.port} (/ping, /invocations); logs in {run_dir / 'logs'}")
     sys.stdout.flush()

@@ -8,7 +8,8 @@ Every operator but the HealthImaging loader is stock. The inference is the SDK's
 ``MonaiBundleInferenceOperator``: it parses the bundle's ``configs/inference.json`` with MONAI's
 ``ConfigParser`` and runs its pre-processing (minus the file loader), inferer and post-processing (Invertd
 back onto the series' grid, argmax), so a retrained or zoo model needs no code change. The SEG's segments
-are the bundle's foreground labels (``channel_def``), coded as the platform's own SEG writer codes them.
+are the bundle's foreground labels (``channel_def``), coded as the platform's own SEG writer codes them
+(``core.segment_codes``).
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ from monai.deploy.operators.dicom_series_to_volume_operator import DICOMSeriesTo
 from monai.deploy.operators.monai_bundle_inference_operator import IOMapping, MonaiBundleInferenceOperator
 
 from model_code.core.bundle_layout import INFERENCE_JSON, LAYOUT, METADATA_JSON, MODEL_PT, MODEL_TS, open_bundle
-from model_code.core.dicom.seg import SPLEEN_CATEGORY, SPLEEN_TYPE
 from model_code.core.errors import ModelDirectoryError
+from model_code.core.segment_codes import SegmentCode, bundle_codes, resolve_codes
 
 if TYPE_CHECKING:
     from model_code.map_app.healthimaging_operator import ClientFactory
@@ -72,6 +73,7 @@ class BundleLabels:
     name: str
     version: str
     labels: dict[int, str]
+    codes: dict[int, SegmentCode]
 
 
 def read_bundle(root: Path) -> BundleLabels:
@@ -95,31 +97,32 @@ def read_bundle(root: Path) -> BundleLabels:
             f"({type(error).__name__}: {error}): the SEG's labels come from there"
         ) from error
     meta = parser["_meta_"]
+    # The platform's own SEG writer codes segments the same way (core.segment_codes): the bundle's codes, then the
+    # table of common structures; an uncoded foreground label is refused here, naming it.
+    codes = resolve_codes(labels, bundle_codes(meta))
     return BundleLabels(name=str(meta.get("name") or root.name), version=str(meta.get("version", "0.0.0")),
-                        labels=labels)
+                        labels=labels, codes=codes)
 
 
 def segment_descriptions(bundle: BundleLabels) -> list[Any]:
-    """One SEG segment per foreground label of the bundle (channel 0 is the background)."""
-    segments = []
-    for channel, label in sorted(bundle.labels.items()):
-        if channel == 0:
-            continue
-        if label.lower() != "spleen":
-            raise ModelDirectoryError(
-                f"label {channel} ({label!r}) has no SNOMED CT code here: the MAP app codes the spleen only"
-            )
-        segments.append(
-            SegmentDescription(
-                segment_label=label,
-                # The same codes as the platform's own SEG writer, so both SEGs say the same thing.
-                segmented_property_category=SPLEEN_CATEGORY,
-                segmented_property_type=SPLEEN_TYPE,
-                algorithm_name=bundle.name,
-                algorithm_version=bundle.version,
-            )
+    """One SEG segment per coded foreground label of the bundle, in channel order (the SEG's segment numbers)."""
+    lateral = [bundle.labels[i] for i, code in bundle.codes.items() if code.modifier is not None]
+    if lateral:
+        # The stock writer's SegmentDescription has no type modifier: "left kidney" would be coded as "kidney".
+        raise ModelDirectoryError(
+            f"labels {lateral} need a laterality modifier, which MONAI Deploy's DICOMSegmentationWriterOperator "
+            "cannot write: serve this bundle from the platform's endpoints (their SEG writer carries it)"
         )
-    return segments
+    return [
+        SegmentDescription(
+            segment_label=bundle.labels[index],
+            segmented_property_category=code.category,
+            segmented_property_type=code.type,
+            algorithm_name=bundle.name,
+            algorithm_version=bundle.version,
+        )
+        for index, code in sorted(bundle.codes.items())
+    ]
 
 
 class BundleSegApp(Application):  # type: ignore[misc]  # the SDK is untyped here
