@@ -223,8 +223,11 @@ def test_bad_input_names_the_file_and_the_reason(tmp_path, breaker, message, uid
 def test_preallocated_decode_equals_the_stacked_volume(tmp_path: Path, slope: float, intercept: float,
                                                        descending: bool) -> None:
     paths = _write(tmp_path / "series", descending=descending)
+    def rescale(ds: pydicom.Dataset) -> None:
+        ds.RescaleSlope, ds.RescaleIntercept = slope, intercept
+
     for path in paths:
-        _edit(path, lambda ds: (setattr(ds, "RescaleSlope", slope), setattr(ds, "RescaleIntercept", intercept)))
+        _edit(path, rescale)
     archive = _zip(tmp_path / "series", tmp_path / "series.zip")
     series = load_series(archive)
     # The volume as the loader built it before issue 19: every slice decoded, cast, rescaled, then stacked.
