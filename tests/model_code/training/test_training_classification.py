@@ -12,7 +12,6 @@ import torch
 from monai.bundle import ConfigParser, verify_net_in_out
 
 from model_code.core.errors import ModelDirectoryError
-from model_code.core.model_dir import ModelMetadata, model_file
 from model_code.training.classification_bundle import ClassificationBundle, evaluate
 from model_code.training.classification_bundle import main as bundle_main
 
@@ -38,13 +37,13 @@ def test_auc_rises_past_the_threshold_on_a_tiny_2d_set(overfit_2d):
 
 def test_2d_model_directory_and_occlusion_map(overfit_2d):
     run_dir, _ = overfit_2d
-    metadata = ModelMetadata.load(run_dir / "model")
-    assert (metadata.task, metadata.network.name, metadata.labels) == ("classification", "DenseNet121",
-                                                                       {0: "blue", 1: "red"})
-    assert metadata.network.args == {"spatial_dims": 2, "in_channels": 3, "out_channels": 2}
-    assert set(metadata.metrics) == {"train_loss", "val_auc", "val_accuracy"}
+    parser = _parser(run_dir / "model")
+    assert parser["_meta_"]["task"] == "classification"
+    assert parser["network_def"] == {"_target_": "DenseNet121", "spatial_dims": 2, "in_channels": 3,
+                                     "out_channels": 2}
+    assert set(parser["_meta_"]["eval_metrics"]) == {"train_loss", "val_auc", "val_accuracy"}
     with torch.no_grad():
-        logits = torch.jit.load(str(model_file(run_dir / "model")))(torch.rand(2, 3, 32, 32))
+        logits = torch.jit.load(str(run_dir / "model" / "models" / "model.ts"))(torch.rand(2, 3, 32, 32))
     assert logits.shape == (2, 2)
     png = run_dir / "output" / "occlusion_map.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -57,12 +56,13 @@ def test_3d_volumes_train_a_3d_densenet(tmp_path, classification_3d_channel, tra
                    "--validation-channel", str(classification_3d_channel))
     assert result.trained_epochs == [1]
     assert 0.0 <= result.history[0]["val_auc"] <= 1.0
-    metadata = ModelMetadata.load(tmp_path / "model")
-    assert metadata.network.args == {"spatial_dims": 3, "in_channels": 1, "out_channels": 2}
-    assert metadata.labels == {0: "left", 1: "right"}
-    with torch.no_grad():
-        assert torch.jit.load(str(model_file(tmp_path / "model")))(torch.rand(1, 1, 32, 32, 32)).shape == (1, 2)
     bundle = tmp_path / "model"
+    parser = _parser(bundle)
+    assert parser["network_def"] == {"_target_": "DenseNet121", "spatial_dims": 3, "in_channels": 1,
+                                     "out_channels": 2}
+    assert parser["_meta_"]["network_data_format"]["outputs"]["pred"]["channel_def"] == {"0": "left", "1": "right"}
+    with torch.no_grad():
+        assert torch.jit.load(str(bundle / "models" / "model.ts"))(torch.rand(1, 1, 32, 32, 32)).shape == (1, 2)
     verify_net_in_out(net_id="network_def", meta_file=str(bundle / "configs/metadata.json"),
                       config_file=str(bundle / "configs/inference.json"), device="cpu")
     classifier = ClassificationBundle.load(bundle)
