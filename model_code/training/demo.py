@@ -133,8 +133,9 @@ def run_demo(argv: Sequence[str] | None = None) -> float:
     mask = seg_mask_on(output / "seg.dcm", affine=phantom.affine, shape=phantom.mask.shape)
     score = dice(mask, phantom.mask)
     steps = -(-TRAIN_CASES // 2)
+    bundle_files = sorted(p.relative_to(model_dir).as_posix() for p in model_dir.rglob("*") if p.is_file())
     summary = {
-        "bundle": sorted(p.relative_to(model_dir).as_posix() for p in model_dir.rglob("*") if p.is_file()),
+        "bundle": bundle_files,
         "dice": round(score, 4),
         "target": TARGET_DICE,
         "epochs": len(history),
@@ -147,7 +148,7 @@ def run_demo(argv: Sequence[str] | None = None) -> float:
     (output / "dice.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(f"demo: Dice {score:.4f} against the planted organ (target >= {TARGET_DICE}); "
           f"{len(history)} epochs in {train_seconds:.0f} s ({summary['seconds_per_iteration']} s/iteration); "
-          f"bundle {model_dir}/ ({', '.join(summary['bundle'])}); outputs in {output}/ "
+          f"bundle {model_dir}/ ({', '.join(bundle_files)}); outputs in {output}/ "
           "(seg.dcm, overlay.png, training_curve.png, result.json, dice.json)")
     return score
 
