@@ -121,7 +121,8 @@ def serving_environment(run_dir: Path) -> dict[str, str]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8080")))
-    parser.add_argument("--model-dir", type=Path, default=None, help="model.ts + metadata.json (default: see doc)")
+    parser.add_argument("--model-dir", type=Path, default=None,
+                        help="a MONAI bundle: directory, .zip or model.tar.gz (default: see doc)")
     parser.add_argument("--workers", type=int, default=None, help="worker processes (default: one per CPU)")
     parser.add_argument("--run-dir", type=Path, default=None, help="properties, logs, temp (default: a new one)")
     args = parser.parse_args(argv)
