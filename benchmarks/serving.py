@@ -1,28 +1,44 @@
 """Serving latency through the real TorchServe stack, side by side with the same pipeline in-process.
 
-Cold start: launcher process start -> /ping 200 -> first SEG answered. Per request: a 48x512x512 CT series
+Cold start: launcher process start -> /ping 200 -> the worker READY -> first SEG answered, and the first
+request against the warm ones, with the servers' warm-up (the default) and without it (SERVING_WARMUP=0).
+Per request: a 48x512x512 CT series
 (zip, ~25 MB) posted to /invocations with Accept: application/dicom, sequentially. The in-process column
 runs ServingModel.predict on the same zip in this process: the ratio is what the server stack costs.
 
     .venv/bin/python benchmarks/serving.py                  # untrained contract UNet (real compute)
     .venv/bin/python benchmarks/serving.py --model threshold --requests 5
+
+Contention (``--contention 0 2 8``): TorchServe with the old settings (a worker per core, torch threads =
+cores) and the new (model_code/core/threads.py), each loaded by ``--clients`` concurrent clients while
+0, 2, 8 busy processes (started here, stopped by PID) spin on the machine; prints requests/s, p50 and p95
+per setting and the new/old ratios, medians over ``--rounds``.
+
+    .venv/bin/python benchmarks/serving.py --model threshold --contention 0 2 8 --clients 4 --requests 8
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import os
 import platform
+import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from testkit.series import series_zip
-from testkit.servers import invoke, start_torchserve
+from testkit.servers import ServerProcess, get, invoke, start_torchserve
 
 
 def machine() -> str:
@@ -48,16 +64,108 @@ def make_model(kind: str, folder: Path) -> Path:
     return save_threshold_model(folder) if kind == "threshold" else save_untrained_unet(folder, seed=0)
 
 
+@contextlib.contextmanager
+def busy_processes(count: int) -> Iterator[list[int]]:
+    """``count`` processes spinning on a core each (other work on the machine); stopped by PID at the end."""
+    processes = [
+        subprocess.Popen([sys.executable, "-c", "while True: pass"], stdin=subprocess.DEVNULL)
+        for _ in range(count)
+    ]
+    try:
+        yield [process.pid for process in processes]
+    finally:
+        for process in processes:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(process.pid, signal.SIGTERM)
+        for process in processes:
+            process.wait(timeout=30)
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+
+def load(url: str, payload: bytes, *, clients: int, requests: int) -> tuple[float, float, float]:
+    """(requests/s, p50 s, p95 s) of ``requests`` SEG requests from ``clients`` concurrent clients."""
+
+    def one(index: int) -> float:
+        start = time.perf_counter()
+        status, _, body = invoke(url, payload, content_type="application/zip", accept="application/dicom",
+                                 timeout_s=1800)
+        if status != 200:
+            raise SystemExit(f"request answered {status}: {body[:500]!r}")
+        return time.perf_counter() - start
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=clients) as pool:
+        latencies = list(pool.map(one, range(requests)))
+    wall = time.perf_counter() - started
+    return requests / wall, statistics.median(latencies), percentile(latencies, 0.95)
+
+
+def contention(args: argparse.Namespace, series_payload: bytes) -> None:
+    from model_code.core.settings import ServerSettings
+    from model_code.core.threads import machine_vcpus, server_plan
+
+    cores = machine_vcpus()
+    new = server_plan(ServerSettings(device="cpu"), gpus=0)
+    # Before issue 19: the toolkit's default of a worker per core, and torch's default of a thread per core.
+    settings = {"old": (cores, cores), "new": (new.workers, new.threads)}
+    # results[setting][busy] = [(req/s, p50, p95) per round]
+    results: dict[str, dict[int, list[tuple[float, float, float]]]] = {k: {b: [] for b in args.contention}
+                                                                      for k in settings}
+    with tempfile.TemporaryDirectory(prefix="bench-contention-") as scratch:
+        model_dir = make_model(args.model, Path(scratch) / "model")
+        for round_index in range(args.rounds):
+            for name, (workers, threads) in settings.items():
+                server = start_torchserve(
+                    model_dir, Path(scratch) / f"run-{name}-{round_index}", workers=workers,
+                    env={"SERVING_INTRA_OP_THREADS": str(threads), "SERVING_DEVICE": "cpu"}, timeout_s=600,
+                )
+                try:
+                    wait_for_workers(server, workers)
+                    load(server.url, series_payload, clients=1, requests=workers)  # every worker warm
+                    for busy in args.contention:
+                        with busy_processes(busy):
+                            figures = load(server.url, series_payload, clients=args.clients, requests=args.requests)
+                        results[name][busy].append(figures)
+                        print(f"round {round_index + 1} {name} ({workers} workers x {threads} threads), {busy} busy: "
+                              f"{figures[0]:.2f} req/s, p50 {figures[1]:.2f} s, p95 {figures[2]:.2f} s", flush=True)
+                finally:
+                    server.stop()
+
+    def median_of(name: str, busy: int, index: int) -> float:
+        return statistics.median(r[index] for r in results[name][busy])
+
+    print(f"contention: {args.clients} concurrent clients, {args.requests} requests per point, medians of "
+          f"{args.rounds} round(s); old = {cores} workers x {cores} threads, new = {new.workers} x {new.threads}")
+    print(f"{'busy':>5} | {'old req/s':>9} {'p50':>7} {'p95':>7} | {'new req/s':>9} {'p50':>7} {'p95':>7} | "
+          f"{'req/s new/old':>13} {'p95 old/new':>11}")
+    for busy in args.contention:
+        old = [median_of("old", busy, i) for i in range(3)]
+        fresh = [median_of("new", busy, i) for i in range(3)]
+        print(f"{busy:>5} | {old[0]:>9.2f} {old[1]:>7.2f} {old[2]:>7.2f} | {fresh[0]:>9.2f} {fresh[1]:>7.2f} "
+              f"{fresh[2]:>7.2f} | {fresh[0] / old[0]:>12.2f}x {old[2] / fresh[2]:>10.2f}x")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", choices=["unet", "threshold"], default="unet")
-    parser.add_argument("--requests", type=int, default=3, help="timed requests after the first")
+    parser.add_argument("--requests", type=int, default=3, help="timed requests after the first (per point)")
     parser.add_argument("--shape", type=int, nargs=3, default=[48, 512, 512], metavar=("SLICES", "ROWS", "COLS"))
+    parser.add_argument("--contention", type=int, nargs="+", default=None, metavar="BUSY",
+                        help="contention mode: busy-process counts to load the server under (e.g. 0 2 8)")
+    parser.add_argument("--clients", type=int, default=4, help="concurrent clients (contention mode)")
+    parser.add_argument("--rounds", type=int, default=1, help="rounds to take medians over (contention mode)")
     args = parser.parse_args()
 
     print(f"machine: {machine()}")
     series = series_zip(shape=tuple(args.shape), spacing=(2.5, 0.8, 0.8), seed=0)  # type: ignore[arg-type]
     print(f"series: {'x'.join(map(str, args.shape))} CT, zip {len(series.payload) / 1e6:.1f} MB; model: {args.model}")
+    if args.contention is not None:
+        contention(args, series.payload)
+        return
 
     with tempfile.TemporaryDirectory(prefix="bench-serving-") as scratch:
         model_dir = make_model(args.model, Path(scratch) / "model")
@@ -74,38 +182,68 @@ def main() -> None:
             local.append(time.perf_counter() - start)
         del model
 
-        # Through TorchServe: one worker, as one request at a time is what a latency figure means.
-        started = time.perf_counter()
-        server = start_torchserve(model_dir, Path(scratch) / "run", workers=1, timeout_s=300)
-        ready = time.perf_counter() - started
-        try:
-            status, _, body = invoke(
-                server.url, series.payload, content_type="application/zip", accept="application/dicom", timeout_s=1800
-            )
-            first = time.perf_counter() - started
-            if status != 200:
-                raise SystemExit(f"first request answered {status}: {body[:500]!r}\n{server.logs()}")
-            served = []
-            for _ in range(args.requests):
-                start = time.perf_counter()
-                status, _, body = invoke(
-                    server.url,
-                    series.payload,
-                    content_type="application/zip",
-                    accept="application/dicom",
-                    timeout_s=1800,
-                )
-                served.append(time.perf_counter() - start)
-                assert status == 200, body[:500]
-        finally:
-            server.stop()
+        # Through TorchServe: one worker, as one request at a time is what a latency figure means; with the
+        # warm-up (the default) and without it (SERVING_WARMUP=0, as before issue 19).
+        cold = {warm: cold_start(model_dir, Path(scratch) / f"run-{warm}", series.payload, args.requests, warm=warm)
+                for warm in (True, False)}
 
-    print(f"cold start: /ping ready {ready:.1f} s, first SEG {first:.1f} s after process start")
+    served = cold[True].served
+    print(f"{'cold start (s after launch)':<30}{'/ping 200':>10}{'worker READY':>13}{'first SEG':>10}"
+          f"{'first request':>14}{'warm median':>12}{'first/warm':>11}")
+    for warm, figures in cold.items():
+        name = "with warm-up" if warm else "without (SERVING_WARMUP=0)"
+        warm_median = statistics.median(figures.served)
+        print(f"{name:<30}{figures.ping:>10.1f}{figures.ready:>13.1f}{figures.first_seg:>10.1f}"
+              f"{figures.first_request:>14.2f}{warm_median:>12.2f}{figures.first_request / warm_median:>10.2f}x")
     print(f"{'per request (s)':<18}{'median':>9}{'min':>9}{'max':>9}   (n={args.requests})")
     for name, values in (("in-process", local), ("TorchServe", served)):
         print(f"{name:<18}{statistics.median(values):>9.2f}{min(values):>9.2f}{max(values):>9.2f}")
     print(f"TorchServe / in-process (median): {statistics.median(served) / statistics.median(local):.2f}x")
 
+
+def wait_for_workers(server: ServerProcess, count: int, timeout_s: float = 900) -> None:
+    """Until ``count`` workers are READY (management API): /ping alone may answer before any worker can."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        status, _, body = get(f"{server.url}/models/model")
+        if status == 200 and [w["status"] for w in json.loads(body)[0]["workers"]] == ["READY"] * count:
+            return
+        time.sleep(0.05)
+    raise SystemExit(f"{count} workers were not READY within {timeout_s:.0f} s:\n{server.logs()}")
+
+
+@dataclass(frozen=True)
+class ColdStart:
+    ping: float  # launch -> /ping 200
+    ready: float  # launch -> the worker READY (management API)
+    first_seg: float  # launch -> the first SEG answered
+    first_request: float  # the first request alone
+    served: list[float]  # the requests after it
+
+
+def cold_start(model_dir: Path, run_dir: Path, payload: bytes, requests: int, *, warm: bool) -> ColdStart:
+    started = time.perf_counter()
+    server = start_torchserve(model_dir, run_dir, workers=1, timeout_s=600,
+                              env={"SERVING_WARMUP": "1" if warm else "0", "SERVING_DEVICE": "cpu"})
+    ping = time.perf_counter() - started
+    try:
+        wait_for_workers(server, 1)
+        ready = time.perf_counter() - started
+
+        def one() -> float:
+            start = time.perf_counter()
+            status, _, body = invoke(server.url, payload, content_type="application/zip", accept="application/dicom",
+                                     timeout_s=1800)
+            if status != 200:
+                raise SystemExit(f"request answered {status}: {body[:500]!r}\n{server.logs()}")
+            return time.perf_counter() - start
+
+        first_request = one()
+        first_seg = time.perf_counter() - started
+        served = [one() for _ in range(requests)]
+    finally:
+        server.stop()
+    return ColdStart(ping, ready, first_seg, first_request, served)
 
 if __name__ == "__main__":
     main()

@@ -17,10 +17,10 @@ SERVE_REQUIREMENTS := containers/pytorch-inference/requirements-local.txt contai
 TRITON_REQUIREMENTS := containers/triton-inference/requirements-local.txt containers/triton-inference/requirements.txt
 CONTAINERS_HADOLINT ?= $(VENV)/bin/hadolint
 
-.PHONY: venv-serve venv-triton serve serve-triton lint-dockerfiles test-containers bench-serving soak
+.PHONY: venv-serve venv-triton jdk serve serve-triton lint-dockerfiles test-containers bench-serving soak
 
 # The integration tests run inside both serving stacks (tests/integration); hadolint comes with .venv.
-TEST_PREREQS += venv-serve venv-triton
+TEST_PREREQS += venv-serve venv-triton jdk
 
 # The stamp file rebuilds a venv only when its requirements change.
 $(SERVE_VENV)/.installed: $(SERVE_REQUIREMENTS)
@@ -32,6 +32,10 @@ $(SERVE_VENV)/.installed: $(SERVE_REQUIREMENTS)
 	touch $@
 
 venv-serve: $(SERVE_VENV)/.installed  ## .venv-serve: TorchServe + sagemaker-pytorch-inference + MONAI (pyenv 3.11)
+
+# TorchServe's frontend runs on Java 17; local_serve.py compiles its /ping plugin (ts-plugins/build.sh) with javac.
+jdk:  ## install a JDK 17 (Debian openjdk-17-jdk-headless) when javac is missing
+	@command -v javac >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq --no-install-recommends openjdk-17-jdk-headless; }
 
 $(TRITON_VENV)/.installed: $(TRITON_REQUIREMENTS)
 	@# Debian's interpreter makes venvs only with its python3.11-venv package: install it when missing.
@@ -45,7 +49,7 @@ venv-triton: $(TRITON_VENV)/.installed  ## .venv-triton: nvidia-pytriton's trito
 
 # sagemaker-pytorch-inference on TorchServe, 127.0.0.1:$(PORT), serving $(MODEL_DIR)
 # (default: demo-output/model when `make demo` left one, else an untrained contract UNet in build/serve-model).
-serve: venv-serve  ## the PyTorch endpoint on 127.0.0.1:$(PORT) (MODEL_DIR=...; see docs/containers.md)
+serve: venv-serve jdk  ## the PyTorch endpoint on 127.0.0.1:$(PORT) (MODEL_DIR=...; see docs/containers.md)
 	$(SERVE_VENV)/bin/python containers/pytorch-inference/local_serve.py --port $(PORT) $(if $(MODEL_DIR),--model-dir $(MODEL_DIR))
 
 # tritonserver (nvidia-pytriton's) on 127.0.0.1:$(TRITON_PORT), explicit model control; repository: $(TRITON_REPOSITORY),
@@ -56,13 +60,13 @@ serve-triton: venv-triton  ## tritonserver on 127.0.0.1:$(TRITON_PORT), explicit
 lint-dockerfiles: venv  ## hadolint every Dockerfile
 	$(CONTAINERS_HADOLINT) containers/*/Dockerfile
 
-test-containers: venv venv-serve venv-triton  ## container unit and integration tests only
+test-containers: venv venv-serve venv-triton jdk  ## container unit and integration tests only
 	$(PY) -m pytest tests/containers tests/integration -q --durations=10
 
-bench-serving: venv venv-serve  ## cold start and per-request latency through TorchServe
+bench-serving: venv venv-serve jdk  ## cold start and per-request latency through TorchServe
 	$(PY) benchmarks/serving.py
 
 # e.g. make soak SOAK_ARGS="--minutes 10 --clients 6" or SOAK_ARGS="--server edge --minutes 2"
 SOAK_ARGS ?=
-soak: venv venv-serve  ## mixed valid/invalid requests for N minutes: throughput, statuses, RSS growth per 1,000
+soak: venv venv-serve jdk  ## mixed valid/invalid requests for N minutes: throughput, statuses, RSS growth per 1,000
 	$(PY) benchmarks/soak.py $(SOAK_ARGS)

@@ -54,18 +54,19 @@ PACKAGES: dict[str, Package] = {
                 "numpy, pydicom and nibabel; highdicom in the SEG writer only; dicomweb-client in dicomweb/",
                 optional=(BOTOCORE,)),
         Package("synthetic", (), (TORCH, MONAI, BOTO3, BOTOCORE, ONNXRUNTIME, IMAGECODECS),
-                "phantoms and DICOM series written from them (make demo, the ONNX export check)"),
+                "phantoms and DICOM series written from them (make demo, the ONNX export check, the servers' warm-up)"),
         # MONAI imports tensorboard where it is installed, and tensorboard imports boto3 where that is installed.
         Package("segmentation", ("core",), (BOTO3, BOTOCORE, ONNXRUNTIME, IMAGECODECS),
                 "the torch engine: pipeline, transforms, networks, the predict CLI", pulled_in=(BOTO3, BOTOCORE)),
         Package("healthimaging", ("core",), (TORCH, MONAI, ONNXRUNTIME),
                 "the AWS HealthImaging connector (boto3, imagecodecs' HTJ2K)"),
-        Package("serving", ("core", "segmentation", "healthimaging"), (ONNXRUNTIME,),
+        # serving, triton_model, edge -> synthetic: each segments a phantom before it reports ready (warmup.py).
+        Package("serving", ("core", "segmentation", "healthimaging", "synthetic"), (ONNXRUNTIME,),
                 "the SageMaker async endpoint: series from a zip, S3 or HealthImaging"),
-        Package("triton_model", ("core", "segmentation"), (BOTO3, BOTOCORE, ONNXRUNTIME, IMAGECODECS),
+        Package("triton_model", ("core", "segmentation", "synthetic"), (BOTO3, BOTOCORE, ONNXRUNTIME, IMAGECODECS),
                 "the Triton python-backend model: zips in, SEGs out"),
         # A TorchScript bundle runs on devices that carry torch: the engine imports it for that format only.
-        Package("edge", ("core",), (TORCH, MONAI, BOTO3, BOTOCORE, IMAGECODECS),
+        Package("edge", ("core", "synthetic"), (TORCH, MONAI, BOTO3, BOTOCORE, IMAGECODECS),
                 "the offline edge runner: numpy + onnxruntime", optional=(TORCH,)),
         Package("map_app", ("core", "healthimaging"), (ONNXRUNTIME,),
                 "the MONAI Deploy app: stock operators, our HealthImaging loader"),

@@ -134,6 +134,15 @@ def start_torchserve(
     timeout_s: float = 180.0,
 ) -> ServerProcess:
     """``make serve``'s launcher, on a free loopback port, ready when /ping answers 200."""
+    server = launch_torchserve(model_dir, run_dir, port=port, workers=workers, env=env)
+    wait_until_ready(server, "/ping", timeout_s=timeout_s, what="TorchServe")
+    return server
+
+
+def launch_torchserve(
+    model_dir: Path, run_dir: Path, *, port: int | None = None, workers: int = 1, env: dict[str, str] | None = None
+) -> ServerProcess:
+    """``make serve``'s launcher, started and not waited for (a test of what /ping says while it starts)."""
     python = _require_venv(SERVE_VENV, "venv-serve")
     port = port or free_port_block()
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -148,11 +157,7 @@ def start_torchserve(
             env={**os.environ, **(env or {})},
             start_new_session=True,
         )
-    server = ServerProcess(
-        process=process, url=f"http://127.0.0.1:{port}", log_path=log_path, logs_dir=run_dir / "logs"
-    )
-    wait_until_ready(server, "/ping", timeout_s=timeout_s, what="TorchServe")
-    return server
+    return ServerProcess(process=process, url=f"http://127.0.0.1:{port}", log_path=log_path, logs_dir=run_dir / "logs")
 
 
 @contextlib.contextmanager
@@ -206,6 +211,14 @@ def post(url: str, body: bytes = b"", *, headers: dict[str, str] | None = None, 
     request = urllib.request.Request(url, data=body, headers=headers or {}, method="POST")  # noqa: S310 - loopback
     try:
         with urllib.request.urlopen(request, timeout=timeout_s) as response:  # noqa: S310
+            return int(response.status), dict(response.headers), response.read()
+    except urllib.error.HTTPError as error:
+        return int(error.code), dict(error.headers), error.read()
+
+
+def get(url: str, *, timeout_s: float = 30.0) -> tuple[int, dict[str, str], bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as response:  # noqa: S310 - loopback URLs we built
             return int(response.status), dict(response.headers), response.read()
     except urllib.error.HTTPError as error:
         return int(error.code), dict(error.headers), error.read()

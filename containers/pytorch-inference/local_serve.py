@@ -11,7 +11,10 @@ What differs from ``serve`` in the container, and why:
 * each run has its own folder (properties, logs, TMPDIR, java.io.tmpdir): TorchServe keeps its pid file in
   TMPDIR and its worker sockets in java.io.tmpdir, so two servers on one machine would otherwise collide;
 * the launcher owns the TorchServe process (``--foreground``) instead of the toolkit's process scan, which
-  refuses to run when any other TorchServe runs on the machine.
+  refuses to run when any other TorchServe runs on the machine;
+* the frontend plugins (``ts-plugins/``: the truthful ``/ping``) are compiled once into ``build/ts-plugins/``
+  by the same ``build.sh`` the image build runs, and ``plugins_path`` names that folder instead of
+  ``/opt/ts-plugins`` (the image appends it to the toolkit's properties file; here it is appended to ours).
 
 Derived ports: inference and management on PORT (as SageMaker), metrics PORT+1, gRPC PORT+2 and PORT+3,
 worker sockets from PORT+1000.
@@ -20,8 +23,10 @@ worker sockets from PORT+1000.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -29,6 +34,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parents[1]
 DOCKERFILE = HERE / "Dockerfile"
+PLUGINS_SOURCE = HERE / "ts-plugins"
+# Where the image build puts the plugins jar (Dockerfile); `plugins_path` in TorchServe's properties names it.
+IMAGE_PLUGINS_DIR = "/opt/ts-plugins"
 # The Dockerfile's WORKDIR-free layout: PYTHONPATH=/opt/program holds code/ and model_code.
 PROGRAM_DIR = "/opt/program"
 HANDLER_SERVICE = "sagemaker_pytorch_serving_container.handler_service"
@@ -65,11 +73,32 @@ def toolkit_properties(port: int, workers: int | None) -> str:
     return generated.replace("http://0.0.0.0:", "http://127.0.0.1:")
 
 
-def write_run_dir(run_dir: Path, *, port: int, workers: int | None) -> Path:
+def build_plugins(build_root: Path = REPO_ROOT / "build" / "ts-plugins") -> Path:
+    """The plugins jar's folder, compiled by ts-plugins/build.sh once per source version and TorchServe version."""
+    from importlib.metadata import version
+
+    digest = hashlib.sha256(version("torchserve").encode())
+    for path in sorted(p for p in PLUGINS_SOURCE.rglob("*") if p.is_file()):
+        digest.update(path.relative_to(PLUGINS_SOURCE).as_posix().encode() + b"\0" + path.read_bytes())
+    out_dir = build_root / digest.hexdigest()[:16]
+    if not (out_dir / "monai-ts-plugins.jar").is_file():
+        completed = subprocess.run(
+            ["bash", str(PLUGINS_SOURCE / "build.sh"), str(out_dir), sys.executable],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if completed.returncode != 0:
+            raise SystemExit(f"building the TorchServe plugins failed:\n{completed.stdout}{completed.stderr}")
+    return out_dir
+
+
+def write_run_dir(run_dir: Path, *, port: int, workers: int | None, plugins_dir: Path) -> Path:
     for sub in ("logs", "tmp", "model-store"):
         (run_dir / sub).mkdir(parents=True, exist_ok=True)
     properties = toolkit_properties(port, workers)
     properties += (
+        f"plugins_path={plugins_dir}\n"
         f"vmargs=-XX:-UseContainerSupport -Djava.io.tmpdir={run_dir / 'tmp'}\n"
         f"metrics_address=http://127.0.0.1:{port + 1}\n"
         "grpc_inference_address=127.0.0.1\n"
@@ -123,7 +152,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8080")))
     parser.add_argument("--model-dir", type=Path, default=None,
                         help="a MONAI bundle: directory, .zip or model.tar.gz (default: see doc)")
-    parser.add_argument("--workers", type=int, default=None, help="worker processes (default: one per CPU)")
+    parser.add_argument(
+        "--workers", type=int, default=None, help="worker processes (default: workers x threads <= CPUs, see "
+        "model_code/core/threads.py)"
+    )
     parser.add_argument("--run-dir", type=Path, default=None, help="properties, logs, temp (default: a new one)")
     args = parser.parse_args(argv)
     if not 1024 <= args.port <= 64000:
@@ -134,10 +166,17 @@ def main(argv: list[str] | None = None) -> None:
 
     model_dir = resolve_model_dir(args.model_dir)
     run_dir = (args.run_dir or Path(tempfile.mkdtemp(prefix="torchserve-"))).resolve()
+    plugins_dir = build_plugins()  # before TMPDIR points into the run folder (build.sh's mktemp uses it)
     environment = serving_environment(run_dir)
     # The toolkit's properties generator reads the same environment (timeout, workers) as the container's.
     os.environ.update(environment)
-    config = write_run_dir(run_dir, port=args.port, workers=args.workers)
+    # The container's rule where the stack sets nothing: the workers here, each worker's threads in model_fn.
+    from model_code.core.settings import ServerSettings
+    from model_code.core.threads import server_plan
+    from model_code.segmentation.threads import machine_gpus
+
+    workers = args.workers or server_plan(ServerSettings.from_env(), gpus=machine_gpus()).workers
+    config = write_run_dir(run_dir, port=args.port, workers=workers, plugins_dir=plugins_dir)
     command = serve_command(model_dir, config, run_dir)
     print(f"serving {model_dir} on http://127.0.0.1:{args.port} (/ping, /invocations); logs in {run_dir / 'logs'}")
     sys.stdout.flush()

@@ -86,7 +86,8 @@ def server_command(
         "--log-verbose=0",
     ]
     if explicit:
-        command += ["--model-control-mode=explicit", "--strict-readiness=false"]
+        # strict readiness (the default) as SageMaker's serve runs it: /v2/health/ready is what /ping answers there
+        command += ["--model-control-mode=explicit"]
     return command
 
 

@@ -11,6 +11,14 @@ from dataclasses import dataclass, field
 # "cpu", "cuda", "cuda:1"; unset: CUDA when present.
 SERVING_DEVICE = "SERVING_DEVICE"
 SERVING_SW_BATCH_SIZE = "SERVING_SW_BATCH_SIZE"
+# Threads (model_code.core.threads): the worker count is the SageMaker inference toolkit's own variable (it
+# writes TorchServe's default_workers_per_model from it), so each worker reads the number the frontend starts;
+# the intra-op threads of each worker are torch's set_num_threads and onnxruntime's intra_op_num_threads.
+# Unset, both are derived from the machine so that workers x threads <= vCPUs.
+SAGEMAKER_MODEL_SERVER_WORKERS = "SAGEMAKER_MODEL_SERVER_WORKERS"
+SERVING_INTRA_OP_THREADS = "SERVING_INTRA_OP_THREADS"
+# "0" skips the warm-up each server runs before it reports ready (model_code/synthetic/warmup.py); default on.
+SERVING_WARMUP = "SERVING_WARMUP"
 
 # The input limits (issue 20): each checked before the work it bounds, each named in the error it raises.
 # Bound on a request body (SageMaker async inference's own limit is 1 GB).
@@ -59,6 +67,16 @@ def positive_int(env: Mapping[str, str], name: str, unit: str = "") -> int | Non
     if value is not None and (not value.isdigit() or int(value) < 1):
         raise ValueError(f"{name} must be an integer >= 1{f' ({unit})' if unit else ''}, got {value!r}")
     return int(value) if value is not None else None
+
+
+def flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    """"1"/"0" (or "true"/"false") from ``name``, ``default`` when unset; anything else raises naming it."""
+    value = env_value(env, name)
+    if value is None:
+        return default
+    if value.lower() not in ("0", "1", "true", "false"):
+        raise ValueError(f"{name} must be 1 or 0 (true or false), got {value!r}")
+    return value.lower() in ("1", "true")
 
 
 def positive_float(env: Mapping[str, str], name: str, default: float, unit: str = "") -> float:
@@ -123,6 +141,9 @@ class InputLimits:
 class ServerSettings:
     device: str | None = None
     sw_batch_size: int | None = None
+    workers: int | None = None
+    intra_op_threads: int | None = None
+    warmup: bool = True
     limits: InputLimits = field(default_factory=InputLimits)
 
     @property
@@ -136,5 +157,8 @@ class ServerSettings:
         return ServerSettings(
             device=env_value(env, SERVING_DEVICE),
             sw_batch_size=positive_int(env, SERVING_SW_BATCH_SIZE),
+            workers=positive_int(env, SAGEMAKER_MODEL_SERVER_WORKERS, "workers"),
+            intra_op_threads=positive_int(env, SERVING_INTRA_OP_THREADS, "threads"),
+            warmup=flag(env, SERVING_WARMUP, default=True),
             limits=InputLimits.from_env(env),
         )

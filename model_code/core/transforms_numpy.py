@@ -19,9 +19,11 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from model_code.core.geometry import (
+    INVERSE_SLAB_SLICES,
     ResamplePlan,
     check_logits,
     from_model_passes,
+    inverse_slabs,
     lerp_taps,
     plan_windows,
     to_model_passes,
@@ -69,6 +71,22 @@ def from_model_grid(values: np.ndarray, plan: ResamplePlan) -> np.ndarray:
     for k, coords in from_model_passes(plan):
         out = lerp_axis(out, k, coords)
     return np.ascontiguousarray(out)
+
+
+def mask_from_model_grid(
+    values: np.ndarray, plan: ResamplePlan, *, threshold: float, slab: int = INVERSE_SLAB_SLICES
+) -> np.ndarray:
+    """``from_model_grid(values, plan) > threshold`` as uint8, ``slab`` source slices at a time: only one slab
+    of the full-resolution float32 volume ever exists. Equal to the whole-volume result (``inverse_slabs``)."""
+    plan.check_model_shape(values.shape)
+    source = values.transpose(plan.to_source_permutation)
+    mask = np.empty(plan.source_shape, dtype=np.uint8)
+    for part in inverse_slabs(plan, slab):
+        out = source[part.rows]
+        for k, coords in part.passes:
+            out = lerp_axis(out, k, coords)
+        np.greater(out, threshold, out=mask[part.out], casting="unsafe")
+    return mask
 
 
 def foreground_probability(

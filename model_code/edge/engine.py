@@ -20,7 +20,7 @@ from model_code.core.spleen import check_series, spleen_summary
 from model_code.core.transforms_numpy import (
     WindowNetwork,
     foreground_probability,
-    from_model_grid,
+    mask_from_model_grid,
     scale_intensity,
     to_model_grid,
 )
@@ -127,7 +127,7 @@ class EdgeModel:
         timings["inference"] = time.perf_counter() - start
         start = time.perf_counter()
         # argmax over {background, spleen} == (p_spleen > 0.5), ties going to background.
-        mask = (from_model_grid(probability, plan) > 0.5).astype(np.uint8)
+        mask = mask_from_model_grid(probability, plan, threshold=0.5)
         timings["postprocess"] = time.perf_counter() - start
         return mask
 

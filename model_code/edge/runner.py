@@ -18,11 +18,13 @@ Differences an offline device forces, each answered with a status of its own:
   ``--min-upload-mb-per-s`` (else 408), at most ``--max-connections`` connections are open at once and at
   most ``max_uploads`` bodies are read at once (503 beyond either); closing the server ends every
   connection's thread;
-* ``GET /ping`` answers 200 only when a request would be admitted now (503 while every worker and queue
-  place is taken);
+* ``GET /ping`` answers 200 only when a request would be admitted now: 503 while the runner warms up (a
+  phantom segmented end to end at start, so the first request costs what the next does; ``SERVING_WARMUP=0``
+  skips it) and while every worker and queue place is taken;
 * nothing leaves the device (no S3, no HealthImaging): the SEG travels in the response.
 
-Run: ``python -m model_code.edge.runner --bundle DIR --port 8080 --threads 2`` (stdlib HTTP server,
+Run: ``python -m model_code.edge.runner --bundle DIR --port 8080`` (``--workers``/``--threads`` 0 or unset:
+derived, workers x threads <= the device's CPUs; stdlib HTTP server,
 numpy, pydicom, highdicom, onnxruntime; no torch, no network).
 """
 
@@ -48,13 +50,17 @@ from model_code.core.failures import failure_of
 from model_code.core.http import JSON, encode_error, negotiate, respond
 from model_code.core.requests import ZipSeriesRequest, decode_request
 from model_code.core.service import SegmentationService, Segmenter
-from model_code.core.settings import InputLimits
+from model_code.core.settings import InputLimits, ServerSettings
+from model_code.core.threads import ThreadPlan, machine_vcpus, plan_threads
 from model_code.edge.engine import EdgeModel
 from model_code.edge.layout import BundleError
+from model_code.synthetic.warmup import warmup_zip
 
 logger = logging.getLogger("model_code.edge.runner")
 MIB = 1 << 20
 READY_LINE = "edge runner listening on"
+WARMED_UP = "warmed up"
+WARMING_UP = "warming up (segmenting a phantom before the first request): retry later"
 _DRAIN_CHUNK = 64 * 1024
 # A refused body up to this many times the request bound is read and dropped (in chunks, no memory kept) so
 # the client sees the answer; a larger one gets the answer and a closed socket.
@@ -122,7 +128,9 @@ class EdgeService:
 
     The flow's fetcher reads zip requests only: nothing leaves the device (no S3, no HealthImaging)."""
 
-    def __init__(self, model: Segmenter, limits: RunnerLimits, inputs: InputLimits | None = None) -> None:
+    def __init__(
+        self, model: Segmenter, limits: RunnerLimits, inputs: InputLimits | None = None, *, warming: bool = False
+    ) -> None:
         # The server's input limits (SERVING_* in the environment) with the runner's own two bounds.
         self.inputs = dataclasses.replace(
             inputs or InputLimits.from_env(),
@@ -135,6 +143,21 @@ class EdgeService:
         self._admitted = _Counter(limits.workers + limits.queue)
         self._running = threading.Semaphore(limits.workers)
         self.uploads = _Counter(limits.max_uploads)
+        # warming: not ready (/ping 503, requests 503) until warm_up has segmented a phantom end to end.
+        self._warm = threading.Event()
+        if not warming:
+            self._warm.set()
+
+    @property
+    def warm(self) -> bool:
+        return self._warm.is_set()
+
+    def warm_up(self, payload: bytes) -> float:
+        """Segment the zip ``payload`` through the whole flow, then report ready; the seconds it took."""
+        seconds = self.model.warm_up(payload)
+        logger.info("%s in %.2f s: ready", WARMED_UP, seconds)  # logged before /ping can say 200
+        self._warm.set()
+        return seconds
 
     def admit(self) -> bool:
         return self._admitted.take()
@@ -146,6 +169,8 @@ class EdgeService:
         """(whether a request would be admitted now, why not): what /ping answers."""
         if self.model.pipeline is None:
             return False, "no model is loaded"
+        if not self.warm:
+            return False, WARMING_UP
         admitted = self._admitted.taken
         if admitted >= self._admitted.size:
             return False, (f"busy: {min(admitted, self.limits.workers)} running, "
@@ -287,6 +312,9 @@ class _Handler(BaseHTTPRequestHandler):
             with contextlib.suppress(OSError):
                 self._refuse(408, message, None)
             return
+        if not service.warm:
+            self._send(error_body(503, WARMING_UP), JSON, 503, extra={"Retry-After": "5"})
+            return
         # Admission only now: a slow upload held no worker or queue place while it arrived.
         if not service.admit():
             message = (f"the runner is busy ({limits.workers} running, {limits.queue} waiting): retry later")
@@ -360,8 +388,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--bundle", type=Path, required=True, help="the exported edge bundle folder")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0 to serve the site network)")
     parser.add_argument("--port", type=int, default=8080, help="0 picks a free port (printed on start)")
-    parser.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads")
-    parser.add_argument("--workers", type=int, default=1, help="requests segmented at once")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="onnxruntime intra-op threads per request (0: derived, workers x threads <= CPUs)")
+    parser.add_argument("--workers", type=int, default=0, help="requests segmented at once (0: derived)")
     parser.add_argument("--queue", type=int, default=2, help="requests allowed to wait; more get 503")
     parser.add_argument("--max-request-mb", type=int, default=256)
     parser.add_argument("--max-series-mb", type=int, default=1024, help="bound on the zip's expanded size")
@@ -372,33 +401,61 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def runner_plan(workers: int, threads: int) -> ThreadPlan:
+    """``--workers`` and ``--threads`` (0: derived from this device's CPUs, model_code.core.threads)."""
+    for name, value in (("--workers", workers), ("--threads", threads)):
+        if value < 0:
+            raise ValueError(f"{name} must be >= 0 (0 derives it from the device's CPUs), got {value}")
+    return plan_threads(machine_vcpus(), 0, workers=workers or None, threads=threads or None)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     args = parse_args(argv)
     try:
+        plan = runner_plan(args.workers, args.threads)
         limits = RunnerLimits(
-            workers=args.workers,
+            workers=plan.workers,
             queue=args.queue,
             max_request_bytes=args.max_request_mb * MIB,
             max_series_bytes=args.max_series_mb * MIB,
             read_timeout_s=args.read_timeout_s,
             min_upload_bytes_per_s=args.min_upload_mb_per_s * MIB,
             max_connections=args.max_connections,
-            max_uploads=args.workers + args.queue + 1,
+            max_uploads=plan.workers + args.queue + 1,
         )
-        model = EdgeModel.load(args.bundle, threads=args.threads, verify=not args.no_verify)
+        model = EdgeModel.load(args.bundle, threads=plan.threads, verify=not args.no_verify)
     except (BundleError, ModelDirectoryError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    server = EdgeHTTPServer((args.host, args.port), EdgeService(model, limits))
+    warmup = ServerSettings.from_env().warmup
+    service = EdgeService(model, limits, warming=warmup)
+    server = EdgeHTTPServer((args.host, args.port), service)
     print(f"{READY_LINE} http://{args.host}:{server.server_port}", flush=True)
+    failed: list[BaseException] = []
+    if warmup:
+        # Listening already, so /ping can say "warming up" (503) instead of refusing the connection.
+        threading.Thread(target=_warm_up, args=(service, server, failed), name="warm-up", daemon=True).start()
     try:
         server.serve_forever()
     except KeyboardInterrupt:
         pass
     finally:
         server.server_close()
+    if failed:
+        print(f"error: the warm-up segmentation of a phantom failed, so the runner never reported ready: "
+              f"{failed[0]}", file=sys.stderr)
+        return 2
     return 0
+
+
+def _warm_up(service: EdgeService, server: EdgeHTTPServer, failed: list[BaseException]) -> None:
+    try:
+        service.warm_up(warmup_zip())
+    except Exception as error:  # a model that cannot segment a phantom must not serve: stop the runner
+        logger.exception("warm-up failed")
+        failed.append(error)
+        server.shutdown()
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ from model_code.core.spleen import check_series, spleen_summary
 from model_code.segmentation.overlay import largest_slice, render_overlay_png
 from model_code.segmentation.transforms_torch import (
     foreground_probability,
-    from_model_grid,
+    mask_from_model_grid,
     scale_intensity,
     to_model_grid,
 )
@@ -178,7 +178,7 @@ class SegmentationPipeline:
                 )
             with timer.stage("postprocess", progress):
                 # argmax over {background, spleen} == (p_spleen > 0.5), ties going to background.
-                mask = (from_model_grid(probability, plan) > 0.5).to(torch.uint8).cpu().numpy()
+                mask = mask_from_model_grid(probability, plan, threshold=0.5)
         return mask
 
     def run(self, series: ImageSeries, *, progress: Progress | None = None) -> SegmentationResult:

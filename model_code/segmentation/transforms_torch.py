@@ -5,7 +5,8 @@ numpy twins the edge runner uses are ``model_code.core.transforms_numpy``, and
 tests/model_code/test_transforms_match_monai.py pins both to MONAI's own transforms on the same inputs.
 
 * :func:`scale_intensity` -- ``ScaleIntensityRange(a_min, a_max, b_min, b_max, clip)``.
-* :func:`to_model_grid` / :func:`from_model_grid` -- ``Orientation(axcodes)`` followed by
+* :func:`to_model_grid` / :func:`from_model_grid` (:func:`mask_from_model_grid`, slab by slab, for the
+  label volume) -- ``Orientation(axcodes)`` followed by
   ``Spacing(pixdim, mode="bilinear", padding_mode="border")``, and their inverse (``Invertd``), without a
   general grid sampler. Orientation only permutes and flips voxel axes (nibabel's ``io_orientation``, as
   MONAI uses). ``Spacing`` keeps the direction cosines and the first voxel (``zoom_affine`` +
@@ -91,6 +92,23 @@ def from_model_grid(values: torch.Tensor, plan: ResamplePlan) -> torch.Tensor:
     for k, coords in geometry.from_model_passes(plan):
         out = lerp_axis(out, k, coords)
     return out
+
+
+def mask_from_model_grid(
+    values: torch.Tensor, plan: ResamplePlan, *, threshold: float, slab: int = geometry.INVERSE_SLAB_SLICES
+) -> np.ndarray:
+    """``from_model_grid(values, plan) > threshold`` as a uint8 source-grid volume, computed ``slab`` source
+    slices at a time: the full-resolution float32 volume (4 bytes a voxel, plus the passes' copies) never
+    exists, only one slab of it. Equal to the whole-volume result (``geometry.inverse_slabs``)."""
+    plan.check_model_shape(values.shape)
+    source = values.permute(plan.to_source_permutation)
+    mask = np.empty(plan.source_shape, dtype=np.uint8)
+    for part in geometry.inverse_slabs(plan, slab):
+        out = source[part.rows]
+        for k, coords in part.passes:
+            out = lerp_axis(out, k, coords)
+        mask[part.out] = (out > threshold).cpu().numpy()
+    return mask
 
 
 def foreground_probability(

@@ -22,8 +22,10 @@ from model_code.core.failures import Failure, failure_of
 from model_code.core.http import respond
 from model_code.core.requests import SeriesRequest, decode_request
 from model_code.core.service import Prediction
+from model_code.segmentation.threads import size_torch_threads
 from model_code.serving.service import ServingModel
 from model_code.serving.settings import ServingSettings
+from model_code.synthetic.warmup import WARMUP_RUNS, warmup_zip
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +37,17 @@ def serving_settings() -> ServingSettings:
 
 
 def model_fn(model_dir: str, context: Any = None) -> ServingModel:
-    return ServingModel.load(Path(model_dir), settings=serving_settings())
+    settings = serving_settings()
+    # Before the model loads: torch sizes its pools on first use. The worker count is the toolkit's variable,
+    # the frontend's too, so workers x threads stays within the vCPUs (model_code.core.threads).
+    size_torch_threads(settings)
+    model = ServingModel.load(Path(model_dir), settings=settings)
+    if settings.warmup:
+        # The worker is READY (and /ping may say so) only once model_fn returns: the first request's one-time
+        # costs are paid here (model_code/synthetic/warmup.py).
+        seconds = model.warm_up(warmup_zip(), runs=WARMUP_RUNS)
+        logger.info("warmed up in %.2f s (%d phantom segmentations)", seconds, WARMUP_RUNS)
+    return model
 
 
 def input_fn(input_data: Any, content_type: str | None, context: Any = None) -> SeriesRequest | Failure:

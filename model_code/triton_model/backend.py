@@ -12,6 +12,7 @@ else 500 with an error ID); other requests of the batch go on.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,8 @@ from model_code.core.requests import decode_request
 from model_code.core.service import SegmentationService
 from model_code.core.settings import ServerSettings
 from model_code.segmentation.pipeline import SegmentationPipeline
+from model_code.segmentation.threads import size_torch_threads
+from model_code.synthetic.warmup import WARMUP_RUNS, warmup_zip
 
 INPUT_NAME = "DICOM_ZIP"
 SEG_OUTPUT = "SEG"
@@ -32,6 +35,12 @@ SUMMARY_OUTPUT = "SUMMARY"
 def version_dir(args: dict[str, str]) -> Path:
     """Where Triton unpacked this model version (``<repository>/<model>/<version>``)."""
     return Path(args["model_repository"]) / args["model_version"]
+
+
+def instance_count(args: dict[str, str]) -> int:
+    """The python-backend processes Triton starts for this model (its config's instance groups), at least 1."""
+    config = json.loads(args.get("model_config") or "{}")
+    return max(1, sum(int(group.get("count", 1)) for group in config.get("instance_group", [])))
 
 
 def triton_error(pb_utils: Any, failure: Failure) -> Any:
@@ -52,14 +61,30 @@ def triton_error(pb_utils: Any, failure: Failure) -> Any:
     return errors(f"{failure.status} {failure.reason}: {failure.message}", code)
 
 
+def _log_info(message: str) -> None:
+    """Triton's own log (the stub's Python logging has no handler there); nothing outside the stub."""
+    try:
+        import triton_python_backend_utils as pb_utils
+    except ImportError:  # imported outside Triton (tests of the package)
+        return
+    pb_utils.Logger.log_info(message)
+
+
 class TritonPythonModel:
     def initialize(self, args: dict[str, str]) -> None:
         # Device: SERVING_DEVICE, else CUDA when the instance has a GPU (resolved by the pipeline).
         self.settings = ServerSettings.from_env()
+        # Each instance is a process of its own: together they stay within the vCPUs (model_code.core.threads).
+        size_torch_threads(self.settings, workers=instance_count(args))
         self.model = SegmentationService(
             SegmentationPipeline.for_server(version_dir(args), self.settings), limits=self.settings.limits
         )
         self.model_name = args.get("model_name", "")
+        if self.settings.warmup:
+            # Triton marks the model READY only once initialize returns: the first request's one-time costs are
+            # paid here, before /v2/models/<name>/ready answers 200 (model_code/synthetic/warmup.py).
+            seconds = self.model.warm_up(warmup_zip(), runs=WARMUP_RUNS)
+            _log_info(f"{self.model_name}: warmed up in {seconds:.2f} s ({WARMUP_RUNS} phantom segmentations)")
 
     def _one(self, payload: bytes) -> tuple[bytes, bytes]:
         request = decode_request(payload, ZIP, limits=self.settings.limits)

@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Any, Self
 
+from model_code.core.threads import ThreadPlan, plan_threads
 from stacks.config.fields import (
     ConfigError,
     Flag,
@@ -112,13 +113,51 @@ class ServingConfig(Rules):
     )
     # Import each SEG the async endpoint writes back into HealthImaging (stacks/inference); off by default.
     import_seg_back: bool = field(metadata=setting("importSegBack", Flag()))
+    # The async endpoint's TorchServe workers and each one's intra-op threads; 0 derives it from the instance
+    # type so that workers x threads <= its vCPUs (model_code/core/threads.py has the rule and why).
+    workers_per_instance: int = field(metadata=setting("workersPerInstance", Integer(minimum=0, maximum=256)))
+    threads_per_worker: int = field(metadata=setting("threadsPerWorker", Integer(minimum=0, maximum=256)))
 
     def check(self, section: Section) -> Self:
         section.require_at_most(("asyncMinInstances", self.async_min_instances),
                                 ("asyncMaxInstances", self.async_max_instances), CAPACITY_FIX)
         section.require_at_most(("multiModelMinInstances", self.multi_model_min_instances),
                                 ("multiModelMaxInstances", self.multi_model_max_instances), CAPACITY_FIX)
+        self._check_threads(section)
         return self
+
+    def _check_threads(self, section: Section) -> None:
+        from stacks.components.instance_types import instance_capacity
+
+        capacity = instance_capacity(self.async_instance_type)
+        if capacity is None:
+            if not (self.workers_per_instance and self.threads_per_worker):
+                raise ConfigError(
+                    f"context key '{section.key('asyncInstanceType')}' is {self.async_instance_type!r}, whose vCPUs "
+                    "stacks/components/instance_types.py does not list: add the type there, or set "
+                    f"'{section.key('workersPerInstance')}' and '{section.key('threadsPerWorker')}' (both >= 1)"
+                )
+            return
+        vcpus = capacity[0]
+        if self.workers_per_instance and self.threads_per_worker and (
+            self.workers_per_instance * self.threads_per_worker > vcpus
+        ):
+            raise ConfigError(
+                f"context keys '{section.key('workersPerInstance')}' x '{section.key('threadsPerWorker')}' "
+                f"({self.workers_per_instance} x {self.threads_per_worker}) must be <= the {vcpus} vCPUs of "
+                f"{self.async_instance_type}: more threads than cores slow every request down (set either to 0 "
+                "to derive it)"
+            )
+
+    def async_thread_plan(self) -> ThreadPlan:
+        """The async endpoint's workers and threads: the configured ones, the rest derived from the type."""
+        from stacks.components.instance_types import instance_capacity
+
+        vcpus, gpus = instance_capacity(self.async_instance_type) or (
+            self.workers_per_instance * self.threads_per_worker, 0
+        )
+        return plan_threads(vcpus, gpus, workers=self.workers_per_instance or None,
+                            threads=self.threads_per_worker or None)
 
 
 def _is_s3(read: Any) -> bool:
@@ -266,7 +305,8 @@ class EdgeConfig(Rules):
     )))
     # Unprivileged ports only: the component runs as the Greengrass user, not root.
     port: int = field(metadata=setting("port", Integer(minimum=1024, maximum=65535)))
-    threads: int = field(metadata=setting("threads", Integer(minimum=1, maximum=64)))
+    # The runner's onnxruntime threads per request; 0 derives them on the device (workers x threads <= its CPUs).
+    threads: int = field(metadata=setting("threads", Integer(minimum=0, maximum=64)))
     queue: int = field(metadata=setting("queue", Integer(minimum=0, maximum=64)))
     max_request_mb: int = field(metadata=setting("maxRequestMb", Integer(minimum=1, maximum=4096)))
     # Deploy the component to this IoT thing group; None: the component is published, not deployed.

@@ -28,7 +28,7 @@ class RunnerSettings:
     queue: int
     max_request_mb: int
     host: str = "127.0.0.1"  # loopback unless a site opts in: the runner has no authentication of its own
-    workers: int = 1
+    workers: int = 0  # 0: the runner derives it from the device's CPUs (model_code/core/threads.py)
     pip_arguments: str = ""
 
     def to_json(self) -> dict[str, Any]:

@@ -22,6 +22,8 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
+from model_code.core.settings import SAGEMAKER_MODEL_SERVER_WORKERS, SERVING_INTRA_OP_THREADS
+from model_code.core.threads import ThreadPlan
 from stacks.compliance import skip_checkov
 from stacks.components.security_group import https_egress_security_group
 from stacks.config import PlatformConfig
@@ -53,6 +55,12 @@ WORKLOAD_SUBNET_REASONS = {
     False: "isolated private subnets that reach AWS only via VPC endpoints.",
     True: "private subnets whose other HTTPS traffic leaves through the VPC's NAT gateways (natGateways > 0).",
 }
+
+
+def thread_environment(plan: ThreadPlan) -> dict[str, str]:
+    """TorchServe's workers (the inference toolkit's variable) and each worker's torch threads: together within
+    the instance's vCPUs (model_code/core/threads.py); the approval stack's new models copy this environment."""
+    return {SAGEMAKER_MODEL_SERVER_WORKERS: str(plan.workers), SERVING_INTRA_OP_THREADS: str(plan.threads)}
 
 
 class ServingStack(Stack):
@@ -120,6 +128,7 @@ class ServingStack(Stack):
                 image=image_uri,
                 # The handler picks CUDA when the instance has a GPU (model_code/serving/settings.py).
                 model_data_url=model_store.bucket.s3_url_for_object(srv.model_data_key),
+                environment=thread_environment(srv.async_thread_plan()),
             ),
             vpc_config=workload_vpc_config(network, self.security_group),
             enable_network_isolation=False,

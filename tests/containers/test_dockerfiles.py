@@ -110,3 +110,23 @@ def test_buildspec_builds_tags_and_pushes_every_image() -> None:
     # the SDK the buildspec installs is the one the tests resolve with
     dev_pins = (ROOT / "requirements-dev.txt").read_text().split()
     assert any(f'"{pin}"' in commands for pin in dev_pins if pin.startswith("sagemaker-core=="))
+
+
+def test_the_image_builds_the_ping_plugin_where_its_properties_point() -> None:
+    """The truthful /ping (ts-plugins/) is compiled at image build, into the folder `plugins_path` names in the
+    toolkit's properties files; make serve compiles the same sources with the same script."""
+    spec = importlib.util.spec_from_file_location("local_serve", CONTAINERS / "pytorch-inference" / "local_serve.py")
+    assert spec is not None
+    assert spec.loader is not None
+    local_serve = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(local_serve)
+    text = (CONTAINERS / "pytorch-inference" / "Dockerfile").read_text().replace("\\\n", " ")
+    plugins_dir = local_serve.IMAGE_PLUGINS_DIR
+    assert f"bash /tmp/ts-plugins/build.sh {plugins_dir} " in text
+    assert f'echo "plugins_path={plugins_dir}" >> "${{f}}"' in text
+    assert "default-ts.properties" in text
+    assert "mme-ts.properties" in text
+    dockerfile = CONTAINERS / "pytorch-inference" / "Dockerfile"
+    copies = {copy.destination: copy.sources for copy in dockerfile_copies(dockerfile)}
+    assert copies["/tmp/ts-plugins"] == ("containers/pytorch-inference/ts-plugins",)
+    assert local_serve.PLUGINS_SOURCE == CONTAINERS / "pytorch-inference" / "ts-plugins"

@@ -14,7 +14,7 @@ import highdicom as hd
 import pytest
 
 from testkit.series import SeriesZip, dice, seg_mask, series_zip
-from testkit.servers import ServerProcess, http_status, invoke
+from testkit.servers import ServerProcess, get, http_status, invoke
 
 pytestmark = pytest.mark.integration
 
@@ -145,3 +145,24 @@ def test_bad_input_is_a_4xx_json_and_the_server_stays_up(
     assert error["status"] == status
     assert message in error["message"]
     assert http_status(torchserve.url + "/ping") == 200
+
+
+def test_each_worker_warms_up_before_it_is_ready(torchserve: ServerProcess) -> None:
+    """model_fn segments a phantom (SEG included) before it returns, and TorchServe marks a worker READY only
+    once model_fn has returned: every READY worker has logged its warm-up."""
+    import time
+
+    deadline = time.monotonic() + 120
+    workers: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        status, _, body = get(f"{torchserve.url}/models/model")
+        workers = json.loads(body)[0]["workers"] if status == 200 else []
+        if workers and all(worker["status"] == "READY" for worker in workers):
+            break
+        time.sleep(0.5)
+    assert [worker["status"] for worker in workers] == ["READY", "READY"], workers
+    log = torchserve.logs_dir / "model_log.log"  # type: ignore[operator]
+    # the frontend copies each worker's stdout into the log on a thread of its own: give it a moment
+    while time.monotonic() < deadline and log.read_text().count("warmed up in") < len(workers):
+        time.sleep(0.5)
+    assert log.read_text().count("warmed up in") >= len(workers), log.read_text()[-3000:]

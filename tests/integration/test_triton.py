@@ -17,7 +17,7 @@ from tritonclient.grpc import model_config_pb2
 
 from model_code.triton_model.package import package_triton_model
 from testkit.series import SeriesZip, dice, seg_mask
-from testkit.servers import ServerProcess, post, triton_infer_zips
+from testkit.servers import ServerProcess, http_status, post, triton_infer_zips
 
 pytestmark = pytest.mark.integration
 
@@ -47,6 +47,9 @@ def test_multi_model_flow(
     assert post(f"{server.url}/v2/models/{first}/infer", b"{}")[0] in (400, 404)
     status, _, body = post(f"{server.url}/v2/repository/models/{first}/load")
     assert status == 200, body
+    # the load answers once initialize has returned, warm-up (a phantom through the whole flow) included
+    assert http_status(f"{server.url}/v2/models/{first}/ready") == 200
+    assert _logged(server, f"{first}: warmed up in "), server.logs()[-3000:]
 
     # two series in one request: the batch dimension
     status, segs, summaries, body = triton_infer_zips(server.url, first, [phantom.payload, phantom.payload])
@@ -80,6 +83,16 @@ def test_multi_model_flow(
     states = repository_state(server)
     assert states[second] == "READY"
     assert states[first] != "READY"
+
+
+def _logged(server: ServerProcess, text: str) -> bool:
+    """Whether the server's log holds ``text``; the stub's log messages reach it through a queue, so a moment."""
+    import time
+
+    deadline = time.monotonic() + 30
+    while text not in server.log_path.read_text(errors="replace") and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return text in server.log_path.read_text(errors="replace")
 
 
 def test_a_zoo_layout_bundle_zip_is_served_by_triton(

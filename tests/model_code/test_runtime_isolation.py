@@ -112,7 +112,7 @@ def test_no_source_imports_outside_the_table(name: str) -> None:
 
 def test_the_source_scan_sees_imports() -> None:
     serving = set().union(*(_model_code_imports(p) for p in (MODEL_CODE / "serving").rglob("*.py")))
-    assert serving == {"core", "healthimaging", "segmentation", "serving"}
+    assert serving == {"core", "healthimaging", "segmentation", "serving", "synthetic"}
     assert _model_code_imports(ROOT / "testkit" / "edge.py") >= {"core", "edge"}
     # function-level imports count: the edge engine imports torch inside torchscript_network only
     assert "torch" in _imports(MODEL_CODE / "edge" / "engine.py")

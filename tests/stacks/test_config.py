@@ -112,7 +112,11 @@ CASES = [
     ({"platform.audit.logFileExpirationDays": "90"}, "context key 'platform.audit.logFileExpirationDays' must be >= 365, got 90"),
     ({"platform.edge.enabled": "no"}, "context key 'platform.edge.enabled' must be true or false, got 'no'"),
     ({"platform.edge.port": "80"}, "context key 'platform.edge.port' must be >= 1024, got 80"),
-    ({"platform.edge.threads": "0"}, "context key 'platform.edge.threads' must be >= 1, got 0"),
+    ({"platform.edge.threads": "-1"}, "context key 'platform.edge.threads' must be >= 0, got -1"),
+    # Threads of the async endpoint (model_code/core/threads.py): the product stays within the type's vCPUs.
+    ({"platform.serving.workersPerInstance": "4", "platform.serving.threadsPerWorker": "2"}, "context keys 'platform.serving.workersPerInstance' x 'platform.serving.threadsPerWorker' (4 x 2) must be <= the 4 vCPUs of ml.g4dn.xlarge"),
+    ({"platform.serving.asyncInstanceType": "ml.r5.xlarge"}, "context key 'platform.serving.asyncInstanceType' is 'ml.r5.xlarge', whose vCPUs stacks/components/instance_types.py does not list: add the type there, or set 'platform.serving.workersPerInstance' and 'platform.serving.threadsPerWorker' (both >= 1)"),
+    ({"platform.serving.threadsPerWorker": "-1"}, "context key 'platform.serving.threadsPerWorker' must be >= 0, got -1"),
     ({"platform.edge.queue": "65"}, "context key 'platform.edge.queue' must be <= 64, got 65"),
     ({"platform.edge.maxRequestMb": "0"}, "context key 'platform.edge.maxRequestMb' must be >= 1, got 0"),
     # The viewer (the viewer stack): its host name and certificate are required once it is enabled.
@@ -133,6 +137,25 @@ def test_invalid_values_raise_with_key_and_fix(overrides: dict[str, str], messag
     with pytest.raises(ConfigError) as raised:
         config_with(**overrides)
     assert message in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        # (serving keys, (workers, threads)) -- from stacks/components/instance_types.py's table
+        ({}, (1, 4)),  # ml.g4dn.xlarge: one worker for its GPU, its 4 vCPUs as torch threads
+        ({"asyncInstanceType": "ml.m5.large"}, (2, 1)),  # 2 vCPUs: a worker each, one thread
+        ({"asyncInstanceType": "ml.m5.xlarge"}, (2, 2)),
+        ({"asyncInstanceType": "ml.c5.9xlarge"}, (18, 2)),
+        ({"asyncInstanceType": "ml.g5.12xlarge"}, (4, 12)),  # 4 GPUs, 48 vCPUs
+        ({"asyncInstanceType": "ml.m5.xlarge", "workersPerInstance": "4"}, (4, 1)),  # the other one derived
+        ({"asyncInstanceType": "ml.m5.xlarge", "threadsPerWorker": "4"}, (1, 4)),
+        ({"asyncInstanceType": "ml.r5.xlarge", "workersPerInstance": "2", "threadsPerWorker": "2"}, (2, 2)),
+    ],
+)
+def test_async_endpoint_threads(overrides: dict[str, str], expected: tuple[int, int]) -> None:
+    plan = config_with(**{f"platform.serving.{key}": value for key, value in overrides.items()}).serving.async_thread_plan()
+    assert (plan.workers, plan.threads) == expected
 
 
 def test_missing_embedded_config_says_where_it_comes_from() -> None:

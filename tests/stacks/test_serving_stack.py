@@ -56,6 +56,21 @@ def test_model_runs_the_ssm_recorded_image_and_the_configured_archive(assembly: 
     assert json.dumps(container["ModelDataUrl"]).endswith('"/models/spleen/model.tar.gz"]]}')
 
 
+@pytest.mark.parametrize(
+    ("fixture", "workers", "threads"),
+    [
+        ("assembly", "1", "4"),  # ml.g4dn.xlarge: one worker for its GPU, its 4 vCPUs as torch threads
+        ("codestar_assembly", "2", "2"),  # ml.m5.xlarge: 2 workers x 2 threads = its 4 vCPUs
+    ],
+)
+def test_model_sizes_workers_and_threads_to_the_instance_type(
+    request: pytest.FixtureRequest, fixture: str, workers: str, threads: str
+) -> None:
+    assembly: Assembly = request.getfixturevalue(fixture)
+    container = assembly.one(STACK, "AWS::SageMaker::Model")["Properties"]["PrimaryContainer"]
+    assert container["Environment"] == {"SAGEMAKER_MODEL_SERVER_WORKERS": workers, "SERVING_INTRA_OP_THREADS": threads}
+
+
 def test_model_is_in_the_vpc_workload_subnets_behind_its_own_security_group(assembly: Assembly) -> None:
     model = assembly.one(STACK, "AWS::SageMaker::Model")["Properties"]
     assert len(model["VpcConfig"]["Subnets"]) == 2  # one workload subnet per AZ (maxAzs 2)

@@ -91,17 +91,17 @@ def _read(source: bytes | Path) -> pydicom.Dataset:
 
 
 def _read_all(path: Path) -> tuple[list[pydicom.Dataset], list[str]]:
+    # One member at a time: each is parsed and its bytes let go before the next is read, so the members' bytes
+    # and the parsed instances are never all in memory together.
+    members: Iterator[tuple[str, bytes | Path]]
     if path.is_dir():
-        members = list(_iter_folder(path))
+        members = _iter_folder(path)
     elif path.is_file() and zipfile.is_zipfile(path):
-        members = list(_iter_zip(path))
+        members = _iter_zip(path)
     elif path.is_file():
         raise InvalidSeriesError("expected a folder of DICOM files or a .zip of them, got a single file", [str(path)])
     else:
         raise InvalidSeriesError("the path does not exist: pass a folder or a .zip of one DICOM series", [str(path)])
-    if not members:
-        raise InvalidSeriesError("no files found: the folder or archive holds no DICOM series", [str(path)])
-
     datasets: list[pydicom.Dataset] = []
     names: list[str] = []
     not_dicom: list[str] = []
@@ -114,8 +114,12 @@ def _read_all(path: Path) -> tuple[list[pydicom.Dataset], list[str]]:
         except Exception:
             not_dicom.append(name)
             continue
+        finally:
+            del source
         datasets.append(dataset)
         names.append(name)
+    if not datasets and not not_dicom:
+        raise InvalidSeriesError("no files found: the folder or archive holds no DICOM series", [str(path)])
     if not_dicom:
         raise InvalidSeriesError(
             f"{len(not_dicom)} file(s) are not DICOM: remove them or point at a folder that holds only the series",

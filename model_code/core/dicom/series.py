@@ -225,12 +225,14 @@ def series_from_datasets(
     pixel_arrays: Sequence[np.ndarray] | None = None,
     metadata: dict[str, Any] | None = None,
     check: Callable[[StackGeometry, pydicom.Dataset], None] | None = None,
+    drop_pixel_data: bool = True,
 ) -> ImageSeries:
     """Sort single-frame instances of one series along the slice normal and stack them.
 
     ``names`` labels each dataset in error messages (file paths, frame IDs); ``pixel_arrays``
     supplies already-decoded stored values instead of decoding each dataset's PixelData. ``check`` sees the
     geometry and the first dataset before any pixel is decoded (a server's input limits) and may raise.
+    ``drop_pixel_data`` (the default) removes each decoded instance's PixelData: the volume holds its pixels.
     Raises :class:`InvalidSeriesError` naming the files that break the series.
     """
     if names is not None and len(names) != len(datasets):
@@ -240,8 +242,11 @@ def series_from_datasets(
     if check is not None:
         check(geometry, datasets[geometry.order[0]])
 
-    slices = []
-    for index in geometry.order:
+    # Decoded straight into the volume, slice by slice, and each instance's PixelData (with pydicom's cached
+    # array) dropped once copied: the pixels are held once, as the volume, not three times (stored bytes, decoded
+    # array, a list of float32 slices stacked into a second volume). The SEG writer reads headers only.
+    volume = np.empty((len(geometry.order), geometry.rows, geometry.cols), dtype=np.float32)
+    for position, index in enumerate(geometry.order):
         ds, label = datasets[index], labels[index]
         if pixel_arrays is not None:
             stored = pixel_arrays[index]
@@ -264,10 +269,15 @@ def series_from_datasets(
             raise InvalidSeriesError(f"RescaleSlope/RescaleIntercept is not a number ({error})", [label]) from error
         if not (np.isfinite(slope) and np.isfinite(intercept)):
             raise InvalidSeriesError("RescaleSlope/RescaleIntercept is not finite", [label])
-        slices.append(stored.astype(np.float32) * slope + intercept)
+        # Same float32 arithmetic as stored.astype(float32) * slope + intercept, without the temporaries.
+        np.multiply(stored, slope, out=volume[position], dtype=np.float32)
+        volume[position] += intercept
+        del stored
+        if pixel_arrays is None and drop_pixel_data:
+            del ds.PixelData  # pydicom clears its cached pixel_array with it
 
     return ImageSeries(
-        volume=np.stack(slices),
+        volume=volume,
         affine=geometry.affine,
         spacing=geometry.spacing,
         datasets=[datasets[i] for i in geometry.order],

@@ -9,6 +9,8 @@ import socket
 import subprocess
 import sys
 import threading
+import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -20,9 +22,19 @@ import pytest
 from model_code.core.errors import ClientError
 from model_code.core.http import negotiate
 from model_code.core.requests import decode_request
-from model_code.edge.runner import READY_LINE, RunnerLimits
+from model_code.core.threads import machine_vcpus
+from model_code.edge.runner import (
+    READY_LINE,
+    WARMED_UP,
+    WARMING_UP,
+    EdgeHTTPServer,
+    EdgeService,
+    RunnerLimits,
+    runner_plan,
+)
 from model_code.synthetic.dicom_writer import write_dicom_series
 from model_code.synthetic.phantom import Phantom, make_phantom
+from model_code.synthetic.warmup import warmup_zip
 from testkit.edge import post, serve, zip_folder
 from tests.model_code.segmentation.test_predict_phantoms import _frames_by_source, _mask_in_phantom_order
 
@@ -222,15 +234,30 @@ def test_a_full_queue_answers_503_and_the_admitted_request_completes(edge_model,
     assert first["a"].status == 200  # type: ignore[attr-defined]
 
 
-def _start_from_bundle(bundle: Path, cwd: Path) -> subprocess.Popen:
+def _start_from_bundle(bundle: Path, cwd: Path, log: Path | None = None) -> subprocess.Popen:
     # Only the bundle's own copy of model_code is importable, and torch is made unimportable.
     code = ("import sys; sys.modules['torch'] = None; import runpy; "
             "runpy.run_module('model_code.edge.runner', run_name='__main__')")
     env = {**os.environ, "PYTHONPATH": str(bundle / "runner"), "PYTHONNOUSERSITE": "1"}
+    stderr = subprocess.STDOUT if log is None else log.open("w")
     return subprocess.Popen(
         [sys.executable, "-c", code, "--bundle", str(bundle), "--port", "0", "--threads", "1"],
-        cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=stderr, text=True,
     )
+
+
+def _ping_until_ready(base: str) -> list[tuple[int, bytes]]:
+    """Every /ping answer until the first 200 (at most ~2 minutes of 503s)."""
+    answers = []
+    for _ in range(1200):
+        try:
+            with urllib.request.urlopen(f"{base}/ping", timeout=30) as response:  # noqa: S310 - loopback
+                answers.append((int(response.status), response.read()))
+                return answers
+        except urllib.error.HTTPError as error:
+            answers.append((int(error.code), error.read()))
+        time.sleep(0.1)
+    return answers
 
 
 def test_the_bundle_runs_alone_without_torch(onnx_bundle: Path, tmp_path: Path) -> None:
@@ -241,11 +268,60 @@ def test_the_bundle_runs_alone_without_torch(onnx_bundle: Path, tmp_path: Path) 
         line = process.stdout.readline()
         assert READY_LINE in line, line
         base = line.split()[-1]
+        assert _ping_until_ready(base)[-1][0] == 200
         answer = post(f"{base}/invocations", payload, content_type=ZIP, accept=JSON)
         assert answer.status == 200, answer.body[:300]
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def test_the_runner_reports_ready_only_after_its_warm_up(onnx_bundle: Path, tmp_path: Path) -> None:
+    log = tmp_path / "runner.log"
+    process = _start_from_bundle(onnx_bundle, tmp_path, log=log)
+    try:
+        assert process.stdout is not None
+        base = process.stdout.readline().split()[-1]
+        answers = _ping_until_ready(base)
+        # The warm-up's line is written before the runner may answer 200: it is in the log at the first 200.
+        warmed = log.read_text()
+        early = post(f"{base}/invocations", b"PK", content_type=ZIP)  # ready now: a real answer, not 503
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    assert answers[-1][0] == 200
+    assert all(status == 503 and b"warming up" in body for status, body in answers[:-1])
+    assert f"{WARMED_UP} in " in warmed, warmed[-2000:]
+    assert early.status == 400
+
+
+def test_a_warming_runner_answers_503_to_ping_and_requests(edge_model) -> None:
+    service = EdgeService(edge_model, RunnerLimits(), warming=True)
+    assert service.ready() == (False, WARMING_UP)
+    server = EdgeHTTPServer(("127.0.0.1", 0), service)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        base = f"http://127.0.0.1:{server.server_port}"
+        pinged = _ping_until_ready_once(base)
+        refused = post(f"{base}/invocations", b"PK", content_type=ZIP)
+        service.warm_up(warmup_zip())
+        ready = _ping_until_ready_once(base)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert pinged == 503
+    assert (refused.status, refused.headers.get("Retry-After")) == (503, "5")
+    assert b"warming up" in refused.body
+    assert ready == 200
+
+
+def _ping_until_ready_once(base: str) -> int:
+    try:
+        with urllib.request.urlopen(f"{base}/ping", timeout=30) as response:  # noqa: S310 - loopback
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        return int(error.code)
 
 
 def test_the_runner_imports_from_the_bundle_alone(onnx_bundle: Path, tmp_path: Path) -> None:
@@ -261,3 +337,26 @@ def test_runner_cli_refuses_a_folder_that_is_not_a_bundle(tmp_path: Path) -> Non
     from model_code.edge import runner
 
     assert runner.main(["--bundle", str(tmp_path), "--port", "0"]) == 2
+
+
+@pytest.mark.parametrize(
+    ("workers", "threads", "expected"),
+    [
+        # (--workers, --threads, (workers, threads)); 0 derives it from this device's CPUs
+        (0, 0, None),  # both derived: within the CPUs
+        (2, 0, (2, max(1, machine_vcpus() // 2))),
+        (0, 1, (machine_vcpus(), 1)),
+        (3, 2, (3, 2)),  # both given: as given
+    ],
+)
+def test_runner_plan(workers: int, threads: int, expected: tuple[int, int] | None) -> None:
+    plan = runner_plan(workers, threads)
+    if expected is None:
+        assert plan.workers * plan.threads <= machine_vcpus()
+    else:
+        assert (plan.workers, plan.threads) == expected
+
+
+def test_runner_plan_refuses_negative_counts() -> None:
+    with pytest.raises(ValueError, match=r"--threads must be >= 0 \(0 derives it from the device's CPUs\), got -1"):
+        runner_plan(1, -1)

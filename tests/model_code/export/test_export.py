@@ -35,7 +35,7 @@ def test_onnx_bundle_holds_model_metadata_runner_and_manifest(onnx_bundle: Path,
     runner = {path for path in listed if path.startswith("runner/model_code/")}
     # The core and the runner, nothing else: no other runtime, no test support.
     assert runner == {f"runner/model_code/{m}" for m in package_files("edge")}
-    assert {path.split("/")[2] for path in runner} == {"__init__.py", "core", "edge"}
+    assert {path.split("/")[2] for path in runner} == {"__init__.py", "core", "edge", "synthetic"}  # + the warm-up
     assert MODEL_FILE not in listed  # an ONNX bundle carries no TorchScript
     assert len(verify_manifest(onnx_bundle)) == len(listed)
     edge = ModelMetadata.load(onnx_bundle).extra[EDGE_KEY]

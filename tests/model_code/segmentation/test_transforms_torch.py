@@ -85,3 +85,31 @@ def test_contract_violations_are_named(network, message):
     with pytest.raises(NetworkContractError, match=message) as raised:
         foreground_probability(network, torch.rand(8, 8, 8), roi_size=(8, 8, 8), overlap=0.5, sw_batch_size=1, amp=False)
     assert isinstance(raised.value, ModelDirectoryError)
+
+
+# (shape, spacing, orientation, descending, slab): each row a different inverse plan; the slab cuts it unevenly.
+SLAB_CASES = [
+    ((40, 64, 64), (2.5, 0.8, 0.8), "axial", False, 16),  # the CT case: slices upsampled, in-plane upsampled
+    ((40, 64, 64), (2.5, 0.8, 0.8), "axial", True, 7),  # head-to-feet: the slice axis flipped
+    ((30, 24, 28), (1.0, 3.0, 3.0), "coronal", False, 4),  # the slice axis is not the model's first
+    ((33, 20, 20), (0.7, 2.0, 2.0), "sagittal", True, 1),  # one slice a slab; downsampled slices
+    ((9, 16, 16), (2.0, 1.5, 1.5), "axial", False, 100),  # one slab for everything; in-plane identity
+    ((1, 16, 16), (2.0, 1.5, 1.5), "axial", False, 1),  # a one-slice axis (a gather)
+]
+
+
+@pytest.mark.parametrize(("shape", "spacing", "orientation", "descending", "slab"), SLAB_CASES)
+def test_slabbed_inverse_equals_the_whole_volume_inverse(shape, spacing, orientation, descending, slab) -> None:
+    from model_code.core import transforms_numpy
+    from model_code.segmentation.transforms_torch import mask_from_model_grid
+
+    plan = plan_resample(phantom_affine(shape=shape, spacing=spacing, orientation=orientation, descending=descending),
+                         shape, pixdim=PIXDIM)
+    values = torch.from_numpy(np.random.default_rng(0).random(plan.model_shape, dtype=np.float32))
+    expected = (from_model_grid(values, plan) > 0.5).to(torch.uint8).numpy()
+    assert 0 < expected.sum() < expected.size  # the threshold cuts through the values: a real comparison
+    np.testing.assert_array_equal(mask_from_model_grid(values, plan, threshold=0.5, slab=slab), expected)
+    # the edge runner's numpy twin, against its own whole-volume inverse
+    whole = (transforms_numpy.from_model_grid(values.numpy(), plan) > 0.5).astype(np.uint8)
+    np.testing.assert_array_equal(transforms_numpy.mask_from_model_grid(values.numpy(), plan, threshold=0.5,
+                                                                        slab=slab), whole)

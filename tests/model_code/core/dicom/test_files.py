@@ -210,3 +210,43 @@ def test_bad_input_names_the_file_and_the_reason(tmp_path, breaker, message, uid
         load_series(target, series_instance_uid=uid)
     assert any(named in name for name in raised.value.files), raised.value.files
     assert named in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("slope", "intercept", "descending"),
+    [
+        (1.0, -1024.0, False),  # the usual CT rescale
+        (0.5, -1000.5, True),  # a fractional slope, slices stored head to feet
+        (1.0, 0.0, False),  # no rescale
+    ],
+)
+def test_preallocated_decode_equals_the_stacked_volume(tmp_path: Path, slope: float, intercept: float,
+                                                       descending: bool) -> None:
+    paths = _write(tmp_path / "series", descending=descending)
+    def rescale(ds: pydicom.Dataset) -> None:
+        ds.RescaleSlope, ds.RescaleIntercept = slope, intercept
+
+    for path in paths:
+        _edit(path, rescale)
+    archive = _zip(tmp_path / "series", tmp_path / "series.zip")
+    series = load_series(archive)
+    # The volume as the loader built it before issue 19: every slice decoded, cast, rescaled, then stacked.
+    by_uid = {str(ds.SOPInstanceUID): ds for ds in (pydicom.dcmread(p) for p in paths)}
+    ordered = [by_uid[str(ds.SOPInstanceUID)] for ds in series.datasets]
+    expected = np.stack([ds.pixel_array.astype(np.float32) * np.float32(slope) + np.float32(intercept)
+                         for ds in ordered])
+    assert series.volume.dtype == np.float32
+    np.testing.assert_array_equal(series.volume, expected)
+    # The volume holds the pixels: the instances kept for the SEG carry headers only.
+    assert all("PixelData" not in ds for ds in series.datasets)
+    assert all("SOPInstanceUID" in ds and "ImagePositionPatient" in ds for ds in series.datasets)
+
+
+def test_pixel_data_is_kept_when_asked(tmp_path: Path) -> None:
+    from model_code.core.dicom.series import series_from_datasets
+
+    datasets = [pydicom.dcmread(path) for path in _write(tmp_path)]
+    series = series_from_datasets(datasets, drop_pixel_data=False)
+    assert all("PixelData" in ds for ds in series.datasets)
+    np.testing.assert_array_equal(series.volume, series_from_datasets([pydicom.dcmread(p) for p in
+                                                                       _write(tmp_path / "again")]).volume)
