@@ -97,14 +97,13 @@ def check_archive(path: Path) -> str:
 
 
 def package(model_dir: Path, name: str, staging: Path) -> Path:
-    """The Triton archive of the bundle at ``model_dir`` (directory, .zip or model.tar.gz), under ``staging``."""
-    from model_code.core.bundle_layout import open_bundle
+    """The Triton archive of the bundle at ``model_dir`` (directory, .zip or model.tar.gz: the packager opens it),
+    under ``staging``."""
     from model_code.core.errors import ModelDirectoryError
     from model_code.triton_model.package import package_triton_model
 
     try:
-        root = open_bundle(model_dir, staging / "source")
-        return package_triton_model(root, staging / f"{name}{ARCHIVE_SUFFIX}")
+        return package_triton_model(model_dir, staging / f"{name}{ARCHIVE_SUFFIX}")
     except (ModelDirectoryError, ValueError) as error:
         raise UsageError(f"--model-dir {model_dir}: {error}") from error
 

@@ -197,3 +197,88 @@ def save_bundle(
         edit(config)
     return write_bundle(model_dir, network=module, description=description, network_def=network_def,
                         inference_config=config)
+
+
+# The Model Zoo's spleen_ct_segmentation bundle as it ships: its metadata and inference keys and values
+# (datasets, evaluator and checkpoint loader included), for tests and benchmarks that must read the zoo's own layout.
+ZOO_TRANSFORMS = [
+    {"_target_": "LoadImaged", "keys": "image"},
+    {"_target_": "EnsureChannelFirstd", "keys": "image"},
+    {"_target_": "Orientationd", "keys": "image", "axcodes": "RAS"},
+    {"_target_": "Spacingd", "keys": "image", "pixdim": [1.5, 1.5, 2.0], "mode": "bilinear"},
+    {"_target_": "ScaleIntensityRanged", "keys": "image", "a_min": -57, "a_max": 164, "b_min": 0, "b_max": 1,
+     "clip": True},
+    {"_target_": "EnsureTyped", "keys": "image"},
+]
+
+
+def zoo_spleen_configs() -> tuple[dict[str, Any], dict[str, Any]]:
+    """metadata.json and inference.json with the keys and values of the zoo's spleen_ct_segmentation."""
+    pred = {"type": "image", "format": "segmentation", "num_channels": 2, "spatial_shape": [96, 96, 96],
+            "dtype": "float32", "value_range": [0, 1], "is_patch_data": True,
+            "channel_def": {"0": "background", "1": "spleen"}}
+    metadata = {
+        "schema": "https://github.com/Project-MONAI/MONAI-extra-test-data/releases/download/0.8.1/meta_schema_20220324.json",
+        "version": "0.2.0", "monai_version": "0.9.0", "pytorch_version": "1.10.0", "numpy_version": "1.21.2",
+        "optional_packages_version": {"nibabel": "3.2.1"}, "task": "Decathlon spleen segmentation",
+        "description": "spleen from CT", "authors": "MONAI Imaging Platform tests", "copyright": "n/a",
+        "eval_metrics": {"mean_dice": 0.96},
+        "network_data_format": {
+            "inputs": {"image": {"type": "image", "format": "hounsfield", "modality": "CT", "num_channels": 1,
+                                 "spatial_shape": [96, 96, 96], "dtype": "float32", "value_range": [0, 1],
+                                 "is_patch_data": True, "channel_def": {"0": "image"}}},
+            "outputs": {"pred": pred},
+        },
+    }
+    inference = {
+        "imports": ["$import glob", "$import os"],
+        "bundle_root": ".",
+        "output_dir": "$@bundle_root + '/eval'",
+        "dataset_dir": "/workspace/data/Task09_Spleen",
+        "datalist": "$list(sorted(glob.glob(@dataset_dir + '/imagesTs/*.nii.gz')))",
+        "device": "$torch.device('cuda:0' if torch.cuda.is_available() else 'cpu')",
+        "network_def": {"_target_": "UNet", **SPLEEN_UNET_ARGS},
+        "network": "$@network_def.to(@device)",
+        "preprocessing": {"_target_": "Compose", "transforms": ZOO_TRANSFORMS},
+        "dataset": {"_target_": "Dataset", "data": "$[{'image': i} for i in @datalist]", "transform": "@preprocessing"},
+        "dataloader": {"_target_": "DataLoader", "dataset": "@dataset", "batch_size": 1, "shuffle": False,
+                       "num_workers": 4},
+        "inferer": {"_target_": "SlidingWindowInferer", "roi_size": [96, 96, 96], "sw_batch_size": 4, "overlap": 0.5},
+        "postprocessing": {"_target_": "Compose", "transforms": [
+            {"_target_": "Activationsd", "keys": "pred", "softmax": True},
+            {"_target_": "Invertd", "keys": "pred", "transform": "@preprocessing", "orig_keys": "image",
+             "nearest_interp": False, "to_tensor": True},
+            {"_target_": "AsDiscreted", "keys": "pred", "argmax": True},
+            {"_target_": "SaveImaged", "keys": "pred", "output_dir": "@output_dir", "output_ext": ".nii.gz"},
+        ]},
+        "evaluator": {"_target_": "SupervisedEvaluator", "device": "@device", "val_data_loader": "@dataloader",
+                      "network": "@network", "inferer": "@inferer", "postprocessing": "@postprocessing", "amp": True},
+        "checkpointloader": {"_target_": "CheckpointLoader", "load_path": "$@bundle_root + '/models/model.pt'",
+                             "load_dict": {"model": "@network"}},
+        "initialize": ["$monai.utils.set_determinism(seed=123)", "$@checkpointloader(@evaluator)"],
+        "run": ["$@evaluator.run()"],
+    }
+    return metadata, inference
+
+
+def save_zoo_spleen_bundle(model_dir: Path, module: torch.nn.Module | None = None) -> Path:
+    """The zoo's spleen layout with ``module`` (default: the threshold segmenter on the zoo's window) as
+    models/model.ts + models/model.pt; configs written by ``ConfigParser.export_config_file``."""
+    from monai.bundle import ConfigParser
+
+    from model_code.core.bundle_layout import INFERENCE_JSON, METADATA_JSON, MODEL_PT
+
+    metadata, inference = zoo_spleen_configs()
+    if module is None:
+        description = spleen_metadata()
+        low, high = _scaled(DEFAULT_LOW_HU, description), _scaled(DEFAULT_HIGH_HU, description)
+        module = ThresholdSegmenter(low=low, high=high)
+    model_dir = Path(model_dir)
+    (model_dir / "configs").mkdir(parents=True, exist_ok=True)
+    (model_dir / "models").mkdir(exist_ok=True)
+    ConfigParser.export_config_file(metadata, str(model_dir / METADATA_JSON), indent=4)
+    ConfigParser.export_config_file(inference, str(model_dir / INFERENCE_JSON), indent=4)
+    module = module.eval()
+    torch.save(module.state_dict(), str(model_dir / MODEL_PT))
+    torch.jit.script(module).save(str(model_dir / MODEL_TS))
+    return model_dir

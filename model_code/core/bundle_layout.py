@@ -7,6 +7,7 @@ with MONAI's ``ConfigParser`` is ``model_code.segmentation.bundle``'s job.
 
 from __future__ import annotations
 
+import json
 import tarfile
 import zipfile
 from pathlib import Path, PurePosixPath
@@ -41,6 +42,25 @@ def find_root(directory: Path) -> Path:
         f"{directory} is not a MONAI bundle: {METADATA_JSON} is missing (a bundle holds {LAYOUT}, at its top "
         "or in one folder); lay the model out as the MONAI Model Zoo does"
     )
+
+
+def check_bundle_files(root: Path) -> Path:
+    """The checks a packager can make without MONAI: the layout's files exist and its configs are JSON objects.
+    (Parsing them with ``ConfigParser`` is the serving runtime's job, on load.)"""
+    root = find_root(Path(root))
+    for config in (METADATA_JSON, INFERENCE_JSON):
+        path = root / config
+        if not path.is_file():
+            raise ModelDirectoryError(f"{path} is missing: a MONAI bundle holds {LAYOUT}")
+        try:
+            document = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise ModelDirectoryError(f"{path} is not valid JSON ({error}): fix it or re-export the bundle") from error
+        if not isinstance(document, dict):
+            raise ModelDirectoryError(f"{path} holds a JSON {type(document).__name__}, not an object")
+    if not (root / MODEL_TS).is_file() and not (root / MODEL_PT).is_file():
+        raise ModelDirectoryError(f"{root} has no network: a bundle needs {MODEL_TS} or {MODEL_PT}")
+    return root
 
 
 def _member_path(target: Path, name: str, archive: Path) -> Path:

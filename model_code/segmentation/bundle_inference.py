@@ -54,6 +54,7 @@ from model_code.segmentation.bundle import INFERER, POSTPROCESSING, PREPROCESSIN
 from model_code.segmentation.transforms_torch import (
     foreground_probability,
     from_model_grid,
+    mask_from_model_grid,
     scale_intensity,
     to_model_grid,
 )
@@ -208,8 +209,8 @@ class BundleInference:
                 probability = _activated(torch.as_tensor(logits)[0].float(), self.output.activation)
         with stage("postprocess"):
             if foreground is not None:
-                # argmax over {background, foreground} == (p > 0.5), ties going to background.
-                return (from_model_grid(probability, plan) > 0.5).to(torch.uint8).cpu().numpy()
+                # argmax over {background, foreground} == (p > 0.5), ties going to background; slab by slab.
+                return mask_from_model_grid(probability, plan, threshold=0.5)
             return self._discrete(torch.stack([from_model_grid(c, plan) for c in probability]))
 
     def _grid_steps(self, image: torch.Tensor) -> torch.Tensor:

@@ -19,12 +19,10 @@ import numpy as np
 import pydicom
 import torch
 
-from model_code.core.bundle_layout import is_bundle
 from model_code.core.dicom.seg import build_segmentation
 from model_code.core.dicom.series import ImageSeries
-from model_code.core.errors import ModelDirectoryError
 from model_code.core.geometry import plan_resample
-from model_code.core.model_dir import ModelMetadata, model_file
+from model_code.core.model_dir import ModelMetadata
 from model_code.core.settings import ServerSettings
 from model_code.core.spleen import check_series, spleen_summary
 from model_code.segmentation.overlay import largest_slice, render_overlay_png
@@ -136,21 +134,9 @@ class SegmentationPipeline:
         sw_batch_size: int | None = None,
         amp: bool = True,
     ) -> SegmentationPipeline:
-        """Load a bundle (:meth:`from_bundle`), or the retired ``model.ts`` + ``metadata.json`` directory;
-        ``device`` None = CUDA if available else CPU."""
-        if not Path(model_dir).is_dir() or is_bundle(Path(model_dir)):
-            return cls.from_bundle(model_dir, device=device, sw_batch_size=sw_batch_size, amp=amp)
-        resolved = resolve_device(device)
-        metadata = ModelMetadata.load(Path(model_dir))
-        path = model_file(Path(model_dir))
-        try:
-            network = torch.jit.load(str(path), map_location=resolved)
-        except (RuntimeError, ValueError) as error:
-            raise ModelDirectoryError(
-                f"{path} cannot be loaded as TorchScript ({error}): export it with torch.jit.script/trace + save"
-            ) from error
-        network.eval()
-        return cls(network=network, metadata=metadata, device=resolved, sw_batch_size=sw_batch_size, amp=amp)
+        """The model of every serving path: a MONAI bundle (:meth:`from_bundle`: a directory, a .zip or a
+        model.tar.gz); ``device`` None = CUDA if available else CPU."""
+        return cls.from_bundle(Path(model_dir), device=device, sw_batch_size=sw_batch_size, amp=amp)
 
     @classmethod
     def for_server(cls, model_dir: Path, settings: ServerSettings) -> SegmentationPipeline:

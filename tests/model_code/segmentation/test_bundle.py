@@ -24,64 +24,7 @@ from model_code.core.errors import ModelDirectoryError
 from model_code.core.model_dir import InferenceSpec, Preprocessing
 from model_code.core.spleen import SPLEEN_UNET_ARGS
 from model_code.segmentation.bundle import ModelBundle
-
-ZOO_TRANSFORMS = [
-    {"_target_": "LoadImaged", "keys": "image"},
-    {"_target_": "EnsureChannelFirstd", "keys": "image"},
-    {"_target_": "Orientationd", "keys": "image", "axcodes": "RAS"},
-    {"_target_": "Spacingd", "keys": "image", "pixdim": [1.5, 1.5, 2.0], "mode": "bilinear"},
-    {"_target_": "ScaleIntensityRanged", "keys": "image", "a_min": -57, "a_max": 164, "b_min": 0, "b_max": 1,
-     "clip": True},
-    {"_target_": "EnsureTyped", "keys": "image"},
-]
-
-
-def zoo_spleen_configs() -> tuple[dict, dict]:
-    """metadata.json and inference.json with the keys and values of the zoo's spleen_ct_segmentation."""
-    pred = {"type": "image", "format": "segmentation", "num_channels": 2, "spatial_shape": [96, 96, 96],
-            "dtype": "float32", "value_range": [0, 1], "is_patch_data": True,
-            "channel_def": {"0": "background", "1": "spleen"}}
-    metadata = {
-        "schema": "https://github.com/Project-MONAI/MONAI-extra-test-data/releases/download/0.8.1/meta_schema_20220324.json",
-        "version": "0.2.0", "monai_version": "0.9.0", "pytorch_version": "1.10.0", "numpy_version": "1.21.2",
-        "optional_packages_version": {"nibabel": "3.2.1"}, "task": "Decathlon spleen segmentation",
-        "description": "spleen from CT", "authors": "test", "copyright": "test", "eval_metrics": {"mean_dice": 0.96},
-        "network_data_format": {
-            "inputs": {"image": {"type": "image", "format": "hounsfield", "modality": "CT", "num_channels": 1,
-                                 "spatial_shape": [96, 96, 96], "dtype": "float32", "value_range": [0, 1],
-                                 "is_patch_data": True, "channel_def": {"0": "image"}}},
-            "outputs": {"pred": pred},
-        },
-    }
-    inference = {
-        "imports": ["$import glob", "$import os"],
-        "bundle_root": ".",
-        "output_dir": "$@bundle_root + '/eval'",
-        "dataset_dir": "/workspace/data/Task09_Spleen",
-        "datalist": "$list(sorted(glob.glob(@dataset_dir + '/imagesTs/*.nii.gz')))",
-        "device": "$torch.device('cuda:0' if torch.cuda.is_available() else 'cpu')",
-        "network_def": {"_target_": "UNet", **SPLEEN_UNET_ARGS},
-        "network": "$@network_def.to(@device)",
-        "preprocessing": {"_target_": "Compose", "transforms": ZOO_TRANSFORMS},
-        "dataset": {"_target_": "Dataset", "data": "$[{'image': i} for i in @datalist]", "transform": "@preprocessing"},
-        "dataloader": {"_target_": "DataLoader", "dataset": "@dataset", "batch_size": 1, "shuffle": False,
-                       "num_workers": 4},
-        "inferer": {"_target_": "SlidingWindowInferer", "roi_size": [96, 96, 96], "sw_batch_size": 4, "overlap": 0.5},
-        "postprocessing": {"_target_": "Compose", "transforms": [
-            {"_target_": "Activationsd", "keys": "pred", "softmax": True},
-            {"_target_": "Invertd", "keys": "pred", "transform": "@preprocessing", "orig_keys": "image",
-             "nearest_interp": False, "to_tensor": True},
-            {"_target_": "AsDiscreted", "keys": "pred", "argmax": True},
-            {"_target_": "SaveImaged", "keys": "pred", "output_dir": "@output_dir", "output_ext": ".nii.gz"},
-        ]},
-        "evaluator": {"_target_": "SupervisedEvaluator", "device": "@device", "val_data_loader": "@dataloader",
-                      "network": "@network", "inferer": "@inferer", "postprocessing": "@postprocessing", "amp": True},
-        "checkpointloader": {"_target_": "CheckpointLoader", "load_path": "$@bundle_root + '/models/model.pt'",
-                             "load_dict": {"model": "@network"}},
-        "initialize": ["$monai.utils.set_determinism(seed=123)", "$@checkpointloader(@evaluator)"],
-        "run": ["$@evaluator.run()"],
-    }
-    return metadata, inference
+from testkit.models import zoo_spleen_configs
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from botocore.stub import ANY
 
-from model_code.triton_model.package import DEFAULT_MODEL_NAME, MODEL_PY, render_config
+from model_code.triton_model.package import DEFAULT_MODEL_NAME, MODEL_PY, package_triton_model, render_config
 from stacks.approval.runtime import deploy_approved as runtime
 from tests.stacks.approval_runtime.conftest import ARTIFACTS, Aws, contract_members, model_archive
 
@@ -212,11 +212,16 @@ def test_the_triton_archive_matches_what_triton_package_builds(aws: Aws, tmp_pat
         with tarfile.open(fileobj=io.BytesIO(archive), mode="r:gz") as tar:
             return {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}  # type: ignore[union-attr]
 
-    # The Triton layout model_code's packager builds: the config, the backend's model.py, the bundle as trained
-    # in the version folder (where the Triton model reads it).
-    expected = {f"{name}/config.pbtxt": render_config(name).encode(), f"{name}/1/model.py": MODEL_PY.encode(),
-                **{f"{name}/1/{member}": data for member, data in contract_members().items()}}
-    assert contents(published) == expected
+    # The reference: model_code's packager over the same bundle (the config, the backend's model.py, the bundle in
+    # the version folder, where the Triton model reads it).
+    bundle = tmp_path / "bundle"
+    for member, data in contract_members().items():
+        (bundle / member).parent.mkdir(parents=True, exist_ok=True)
+        (bundle / member).write_bytes(data)
+    reference = package_triton_model(bundle, tmp_path / f"{name}.tar.gz").read_bytes()
+    assert contents(published) == contents(reference)
+    assert contents(published)[f"{name}/config.pbtxt"].decode() == render_config(name)
+    assert f"{name}/1/configs/inference.json" in contents(published)
 
 
 def test_the_published_bundle_loads_as_the_triton_model_loads_it(aws: Aws, tmp_path: Path) -> None:
