@@ -150,7 +150,8 @@ def serving_environment(run_dir: Path) -> dict[str, str]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8080")))
-    parser.add_argument("--model-dir", type=Path, default=None, help="model.ts + metadata.json (default: see doc)")
+    parser.add_argument("--model-dir", type=Path, default=None,
+                        help="a MONAI bundle: directory, .zip or model.tar.gz (default: see doc)")
     parser.add_argument(
         "--workers", type=int, default=None, help="worker processes (default: workers x threads <= CPUs, see "
         "model_code/core/threads.py)"

@@ -14,7 +14,7 @@ launcher does what pytriton does before it starts the server, without pytriton's
 Model control is explicit by default: nothing loads until the repository API asks
 (POST /v2/repository/models/<name>/load), which is how SageMaker's multi-model endpoint drives Triton.
 Without --repository, a new repository holds the spleen model (--model-dir, else what `make demo` left,
-else an untrained contract UNet) as ``spleen_ct_segmentation``.
+else an untrained UNet bundle) as ``spleen_ct_segmentation``.
 """
 
 from __future__ import annotations
@@ -95,7 +95,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")), help="HTTP port")
     parser.add_argument("--repository", type=Path, default=None, help="default: a new one holding --model-dir")
-    parser.add_argument("--model-dir", type=Path, default=None, help="model.ts + metadata.json (default: see doc)")
+    parser.add_argument("--model-dir", type=Path, default=None,
+                        help="a MONAI bundle: directory, .zip or model.tar.gz (default: see doc)")
     parser.add_argument("--run-dir", type=Path, default=None)
     parser.add_argument("--load-all", action="store_true", help="load every model at start (no explicit control)")
     args = parser.parse_args(argv)

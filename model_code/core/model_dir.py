@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from model_code.core.errors import ModelDirectoryError
+from model_code.core.segment_codes import SegmentCode
 
 MODEL_FILE = "model.ts"
 METADATA_FILE = "metadata.json"
@@ -63,9 +64,13 @@ class ModelMetadata:
     inference: InferenceSpec = field(default_factory=InferenceSpec)
     metrics: dict[str, float] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+    # A SNOMED CT code per foreground channel, resolved when a bundle is loaded (model_code.core.segment_codes);
+    # empty: the SEG writer looks the labels up in the table of common structures.
+    segment_codes: dict[int, SegmentCode] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         document = asdict(self)
+        document.pop("segment_codes")  # a bundle carries them in its own metadata key (segment_codes.CODES_KEY)
         extra = document.pop("extra")
         document["labels"] = {str(k): v for k, v in self.labels.items()}
         return {**extra, **document}
@@ -75,7 +80,7 @@ class ModelMetadata:
         # Absent pre-processing and inference keys take the dataclasses' own defaults (one place for them).
         pre_default, inf_default = Preprocessing(), InferenceSpec()
         try:
-            known = {f.name for f in fields(cls)} - {"extra"}
+            known = {f.name for f in fields(cls)} - {"extra", "segment_codes"}
             pre = document.get("preprocessing", {})
             inf = document.get("inference", {})
             return cls(

@@ -10,6 +10,7 @@ import numpy as np
 
 from model_code.core.errors import InvalidSeriesError
 from model_code.core.model_dir import InferenceSpec, ModelMetadata, NetworkSpec, Preprocessing
+from model_code.core.segment_codes import is_background, normalise_label
 
 if TYPE_CHECKING:
     import pydicom
@@ -59,11 +60,9 @@ def check_series(series: ImageSeries) -> None:
         )
 
 
-def spleen_summary(
-    metadata: ModelMetadata, series: ImageSeries, mask: np.ndarray, seg: pydicom.Dataset
-) -> dict[str, Any]:
-    """The summary keys every serving path reports first (model, UIDs, spleen volume and centroid)."""
-    voxels = int(mask.sum(dtype=np.int64))
+def _extent(series: ImageSeries, binary: np.ndarray) -> tuple[int, float, list[float] | None]:
+    """Voxel count, volume (mL) and centroid (LPS mm) of ``binary``."""
+    voxels = int(binary.sum(dtype=np.int64))
     voxel_ml = abs(float(np.linalg.det(series.affine[:3, :3]))) / 1000.0
     centroid: list[float] | None = None
     if voxels:
@@ -71,15 +70,41 @@ def spleen_summary(
         # (Integer sums, one division: the same value as np.argwhere(mask).mean(axis=0).)
         index = []
         for axis in range(3):
-            marginal = mask.sum(axis=tuple(a for a in range(3) if a != axis), dtype=np.int64)
-            index.append(float(np.dot(marginal, np.arange(mask.shape[axis]))) / voxels)
+            marginal = binary.sum(axis=tuple(a for a in range(3) if a != axis), dtype=np.int64)
+            index.append(float(np.dot(marginal, np.arange(binary.shape[axis]))) / voxels)
         centroid = [round(float(v), 3) for v in (series.affine @ np.append(index, 1.0))[:3]]
-    return {
+    return voxels, round(voxels * voxel_ml, 3), centroid
+
+
+def label_summary(metadata: ModelMetadata, series: ImageSeries, mask: np.ndarray) -> list[dict[str, Any]]:
+    """One entry per SEG segment (foreground label, in channel order): its number, label, size and centroid."""
+    entries = []
+    channels = [index for index, label in sorted(metadata.labels.items()) if not is_background(index, label)]
+    for number, channel in enumerate(channels, start=1):
+        voxels, volume_ml, centroid = _extent(series, mask == channel)
+        entries.append({"segment_number": number, "label": metadata.labels[channel], "channel": channel,
+                        "voxel_count": voxels, "volume_ml": volume_ml, "centroid_lps_mm": centroid})
+    return entries
+
+
+def spleen_summary(
+    metadata: ModelMetadata, series: ImageSeries, mask: np.ndarray, seg: pydicom.Dataset
+) -> dict[str, Any]:
+    """The summary keys every serving path reports first: model, UIDs, one entry per segment and, for a model
+    with a spleen label, the spleen keys other code reads (spleen_volume_ml ...)."""
+    segments = label_summary(metadata, series, mask)
+    summary: dict[str, Any] = {
         "model": {"name": metadata.name, "version": metadata.version},
         "series_instance_uid": series.series_instance_uid,
         "seg_series_instance_uid": str(seg.SeriesInstanceUID),
         "seg_sop_instance_uid": str(seg.SOPInstanceUID),
-        "spleen_voxel_count": voxels,
-        "spleen_volume_ml": round(voxels * voxel_ml, 3),
-        "spleen_centroid_lps_mm": centroid,
     }
+    spleen = [entry for entry in segments if normalise_label(entry["label"]) == "spleen"]
+    if spleen:
+        summary.update({
+            "spleen_voxel_count": spleen[0]["voxel_count"],
+            "spleen_volume_ml": spleen[0]["volume_ml"],
+            "spleen_centroid_lps_mm": spleen[0]["centroid_lps_mm"],
+        })
+    summary["segments"] = segments
+    return summary

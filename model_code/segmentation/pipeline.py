@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pydicom
@@ -21,9 +21,8 @@ import torch
 
 from model_code.core.dicom.seg import build_segmentation
 from model_code.core.dicom.series import ImageSeries
-from model_code.core.errors import ModelDirectoryError
 from model_code.core.geometry import plan_resample
-from model_code.core.model_dir import ModelMetadata, model_file
+from model_code.core.model_dir import ModelMetadata
 from model_code.core.settings import ServerSettings
 from model_code.core.spleen import check_series, spleen_summary
 from model_code.segmentation.overlay import largest_slice, render_overlay_png
@@ -33,6 +32,9 @@ from model_code.segmentation.transforms_torch import (
     scale_intensity,
     to_model_grid,
 )
+
+if TYPE_CHECKING:
+    from model_code.segmentation.bundle_inference import BundleInference
 
 Progress = Callable[[str], None]
 
@@ -83,8 +85,11 @@ class SegmentationPipeline:
         device: torch.device,
         sw_batch_size: int | None = None,
         amp: bool = True,
+        inference: BundleInference | None = None,
     ) -> None:
         batch = metadata.inference.sw_batch_size if sw_batch_size is None else sw_batch_size
+        if inference is not None and sw_batch_size is None and inference.sw_batch_size is not None:
+            batch = inference.sw_batch_size
         if batch < 1:
             raise ValueError(f"sw_batch_size must be >= 1, got {batch}")
         self.network = network
@@ -92,7 +97,33 @@ class SegmentationPipeline:
         self.device = device
         self.sw_batch_size = int(batch)
         self.amp = amp
+        # The bundle's own pre-processing, inferer and post-processing (None: the description's spleen settings).
+        self.inference = inference.with_sw_batch_size(self.sw_batch_size) if inference is not None else None
         self._network_lock = threading.Lock()
+
+    @classmethod
+    def from_bundle(
+        cls,
+        source: Path,
+        *,
+        device: str | torch.device | None = None,
+        sw_batch_size: int | None = None,
+        amp: bool = True,
+        workdir: Path | None = None,
+    ) -> SegmentationPipeline:
+        """Load a MONAI bundle (directory, .zip or model.tar.gz) once: its network, and its inference.json's
+        pre-processing, inferer and post-processing planned (:class:`BundleInference`), refusing what cannot run."""
+        # MONAI is imported here, not with the module: importing it loads tensorboard (and boto3 through it),
+        # which the runtimes that import this module (triton_model) must not carry until a model is loaded.
+        from model_code.segmentation.bundle import ModelBundle
+        from model_code.segmentation.bundle_inference import BundleInference
+
+        resolved = resolve_device(device)
+        bundle = ModelBundle.load(Path(source), workdir=workdir)
+        inference = BundleInference.plan(bundle)
+        network = bundle.network(resolved)
+        return cls(network=network, metadata=bundle.description, device=resolved, sw_batch_size=sw_batch_size,
+                   amp=amp, inference=inference)
 
     @classmethod
     def from_model_dir(
@@ -103,18 +134,9 @@ class SegmentationPipeline:
         sw_batch_size: int | None = None,
         amp: bool = True,
     ) -> SegmentationPipeline:
-        """Load ``model.ts`` + ``metadata.json`` once; ``device`` None = CUDA if available else CPU."""
-        resolved = resolve_device(device)
-        metadata = ModelMetadata.load(Path(model_dir))
-        path = model_file(Path(model_dir))
-        try:
-            network = torch.jit.load(str(path), map_location=resolved)
-        except (RuntimeError, ValueError) as error:
-            raise ModelDirectoryError(
-                f"{path} cannot be loaded as TorchScript ({error}): export it with torch.jit.script/trace + save"
-            ) from error
-        network.eval()
-        return cls(network=network, metadata=metadata, device=resolved, sw_batch_size=sw_batch_size, amp=amp)
+        """The model of every serving path: a MONAI bundle (:meth:`from_bundle`: a directory, a .zip or a
+        model.tar.gz); ``device`` None = CUDA if available else CPU."""
+        return cls.from_bundle(Path(model_dir), device=device, sw_batch_size=sw_batch_size, amp=amp)
 
     @classmethod
     def for_server(cls, model_dir: Path, settings: ServerSettings) -> SegmentationPipeline:
@@ -126,6 +148,12 @@ class SegmentationPipeline:
     ) -> np.ndarray:
         """Only the mask (uint8, series.volume's shape): pre-processing, network, inverse."""
         timer = timer or _Timer()
+        if self.inference is not None:
+            with torch.inference_mode(), self._network_lock:
+                return self.inference.predict(
+                    self.network, series.volume, series.affine, device=self.device, amp=self.amp,
+                    stage=lambda name: timer.stage(name, progress),
+                )
         pre, inference = self.metadata.preprocessing, self.metadata.inference
         with torch.inference_mode():
             with timer.stage("preprocess", progress):
@@ -161,9 +189,10 @@ class SegmentationPipeline:
         with timer.stage("seg", progress):
             seg = build_segmentation(series, mask, metadata=self.metadata)
         with timer.stage("overlay", progress):
-            shown = largest_slice(mask)
+            foreground = mask > 0  # every segment tinted alike in the preview
+            shown = largest_slice(foreground)
             index = shown if shown is not None else series.volume.shape[0] // 2
-            overlay = render_overlay_png(series.volume[index], mask[index])
+            overlay = render_overlay_png(series.volume[index], foreground[index])
         summary = self._summary(series, mask, seg, shown, timer)
         return SegmentationResult(mask=mask, seg_dataset=seg, summary=summary, overlay_png=overlay)
 

@@ -1,9 +1,12 @@
-"""Command line: segment the spleen in one DICOM series.
+"""Command line: segment one DICOM series with a MONAI bundle (the spleen model, or any segmentation bundle).
 
     python -m model_code.segmentation.predict --model-dir M --dicom-dir D --output-dir O \
         [--device cpu|cuda] [--sw-batch-size N] [--series-uid UID] [--viewer-url URL]
     python -m model_code.segmentation.predict --model-dir M --output-dir O \
         --dicomweb-url URL --study-uid UID --series-uid UID [--store] [--dicomweb-auth none|sigv4] ...
+
+``--model-dir`` is a MONAI bundle in the Model Zoo's layout (configs/metadata.json, configs/inference.json,
+models/model.ts and/or models/model.pt): its directory, its .zip, or a SageMaker model.tar.gz of it.
 
 The series comes from a folder or .zip (``--dicom-dir``) or from a DICOMweb server (``--dicomweb-url``, a DICOMweb
 root such as ``http://pacs/dicom-web`` or HealthImaging's ``https://dicom-medical-imaging.<region>.amazonaws.com/
@@ -13,7 +16,7 @@ study on the same root with STOW-RS. ``--dicomweb-auth`` defaults to sigv4 for H
 Writes ``O/seg.dcm`` (DICOM SEG), ``O/result.json`` (summary; with ``--store`` its ``stored`` names the stored
 instance; with ``--viewer-url`` its ``viewerUrl`` is the deep link that opens the study with this SEG once the SEG
 is in the viewer's store) and ``O/overlay.png``. Progress goes to stderr. Exit codes: 0 done; 2 bad input (series,
-model directory or arguments, a DICOMweb series that does not exist: the message names the file or URL and the
+bundle or arguments, a DICOMweb series that does not exist: the message names the file or URL and the
 reason); 1 a failure: a DICOMweb server that refuses, fails or rejects the store (the message says which and
 what to do; seg.dcm stays written), or anything unexpected (with its traceback).
 """
@@ -69,9 +72,10 @@ def _dicomweb_url(text: str) -> str:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m model_code.segmentation.predict",
-        description="Spleen CT segmentation of one DICOM series into a DICOM SEG, a JSON summary and a PNG overlay.",
+        description="Segment one DICOM series with a MONAI bundle into a DICOM SEG, a JSON summary and a PNG overlay.",
     )
-    parser.add_argument("--model-dir", type=Path, required=True, help="folder holding model.ts and metadata.json")
+    parser.add_argument("--model-dir", type=Path, required=True,
+                        help="a MONAI bundle: its directory, its .zip or a SageMaker model.tar.gz of it")
     parser.add_argument("--dicom-dir", type=Path, default=None, help="folder (or .zip) of one CT series")
     parser.add_argument("--output-dir", type=Path, required=True, help="where seg.dcm, result.json, overlay.png go")
     parser.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda if available")
@@ -106,7 +110,7 @@ def check_source(parser: argparse.ArgumentParser, args: argparse.Namespace) -> N
 
 
 def _progress(message: str) -> None:
-    print(f"[spleen-seg] {message}", file=sys.stderr, flush=True)
+    print(f"[segment] {message}", file=sys.stderr, flush=True)
 
 
 def run(args: argparse.Namespace) -> dict[str, object]:
@@ -172,9 +176,8 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         seg = result.seg_dataset
         summary["viewerUrl"] = viewer_link(args.viewer_url, str(seg.StudyInstanceUID), str(seg.SeriesInstanceUID))
     (output / RESULT_FILE).write_text(json.dumps(summary, indent=2) + "\n")
-    _progress(
-        f"spleen {summary['spleen_volume_ml']} mL ({summary['spleen_voxel_count']} voxels); wrote {output}"
-    )
+    found = "; ".join(f"{s['label']} {s['volume_ml']} mL ({s['voxel_count']} voxels)" for s in summary["segments"])
+    _progress(f"{found}; wrote {output}")
     return summary
 
 

@@ -2,7 +2,7 @@
 
 The model repository's ``1/model.py`` only imports :class:`TritonPythonModel` from here. Each request
 carries one or more DICOM zips (``DICOM_ZIP``, TYPE_STRING, batch dimension first) and gets back, per zip,
-the SEG bytes (``SEG``) and the JSON summary (``SUMMARY``). ``model.ts`` and ``metadata.json`` sit in the
+the SEG bytes (``SEG``) and the JSON summary (``SUMMARY``). The MONAI bundle (configs/, models/) is the
 version folder, where SageMaker's multi-model endpoint unpacks the archive ``package_triton_model`` builds.
 Requests go through the core's request flow (``SegmentationService``), as on the other servers.
 Every failure is mapped by the core (``core.failures``) and answers that request with a TritonError whose

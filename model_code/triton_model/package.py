@@ -1,12 +1,12 @@
-"""Build the Triton model repository entry for a model directory, and the per-model archive SageMaker loads.
+"""Build the Triton model repository entry for a MONAI bundle, and the per-model archive SageMaker loads.
 
 A SageMaker multi-model endpoint on the Triton image downloads ``<TargetModel>`` (``name.tar.gz``) from its
 S3 prefix and unpacks it into the model repository, so the archive holds exactly one model folder::
 
     name/config.pbtxt        (name: "name", python backend, inputs/outputs, dynamic batching)
     name/1/model.py          (imports model_code.triton_model.backend)
-    name/1/model.ts          (the model directory contract)
-    name/1/metadata.json
+    name/1/configs/metadata.json, name/1/configs/inference.json, name/1/models/model.ts|model.pt, ...
+                             (the bundle, every file of it: the version folder is the bundle's root)
 
 The config and model.py are rendered here, in one place.
 """
@@ -19,7 +19,7 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from model_code.core.model_dir import METADATA_FILE, MODEL_FILE, ModelMetadata, model_file
+from model_code.core.bundle_layout import check_bundle_files, open_bundle
 
 DEFAULT_MODEL_NAME = "spleen_ct_segmentation"
 VERSION = "1"
@@ -90,16 +90,17 @@ def render_config(name: str = DEFAULT_MODEL_NAME) -> str:
 
 
 def write_model_entry(repository: Path, *, name: str = DEFAULT_MODEL_NAME, model_dir: Path | None = None) -> Path:
-    """Write ``repository/name`` (config.pbtxt, 1/model.py, and the model files when ``model_dir`` is given)."""
+    """Write ``repository/name`` (config.pbtxt, 1/model.py, and, when ``model_dir`` is given, the bundle it names
+    (a directory, .zip or model.tar.gz) copied into the version folder)."""
     entry = Path(repository) / check_model_name(name)
     version = entry / VERSION
     version.mkdir(parents=True, exist_ok=True)
     (entry / "config.pbtxt").write_text(render_config(name))
     (version / "model.py").write_text(MODEL_PY)
     if model_dir is not None:
-        ModelMetadata.load(Path(model_dir))  # fail here, not when Triton loads the archive
-        shutil.copyfile(model_file(Path(model_dir)), version / MODEL_FILE)
-        shutil.copyfile(Path(model_dir) / METADATA_FILE, version / METADATA_FILE)
+        with tempfile.TemporaryDirectory(prefix="triton-bundle-") as unpacked:
+            root = check_bundle_files(open_bundle(Path(model_dir), Path(unpacked)))  # fail here, not in Triton
+            shutil.copytree(root, version, dirs_exist_ok=True)
     return entry
 
 

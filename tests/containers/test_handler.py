@@ -86,6 +86,18 @@ def test_zip_request_answers_per_accept(
         assert document["summary"]["model"]["name"] == "spleen_ct_segmentation"
 
 
+def test_model_fn_reads_the_bundle_sagemaker_unpacks(tmp_path: Path, phantom_zip: SeriesZip) -> None:
+    # SageMaker unpacks model.tar.gz into the model dir: here the zoo's spleen layout, nothing else beside it.
+    from testkit.models import save_zoo_spleen_bundle
+
+    model_dir = save_zoo_spleen_bundle(tmp_path / "model")
+    assert sorted(p.name for p in model_dir.iterdir()) == ["configs", "models"]
+    body, answered_type, status = _invoke(model_fn(str(model_dir)), phantom_zip.payload, "application/zip",
+                                          "application/dicom")
+    assert (status, answered_type) == (200, "application/dicom")
+    _check_seg(body, phantom_zip)
+
+
 def test_output_fn_returns_body_and_type(serving_model: ServingModel, phantom_zip: SeriesZip) -> None:
     body, content_type = output_fn(predict_fn(input_fn(phantom_zip.payload, "application/zip"), serving_model), "*/*")
     assert content_type == "application/json"

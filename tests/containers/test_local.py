@@ -16,12 +16,27 @@ def test_a_named_model_directory_is_used(threshold_model_dir: Path) -> None:
     assert has_model(threshold_model_dir)
 
 
-@pytest.mark.parametrize("content", [[], ["model.ts"], ["metadata.json"]], ids=["empty", "no-metadata", "no-model"])
-def test_an_incomplete_model_directory_is_refused(tmp_path: Path, content: list[str]) -> None:
+@pytest.mark.parametrize("content", [[], ["model.ts", "metadata.json"], ["models/model.ts"]],
+                         ids=["empty", "the-retired-layout", "no-configs"])
+def test_a_folder_that_is_not_a_bundle_is_refused(tmp_path: Path, content: list[str]) -> None:
     for name in content:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text("x")
-    with pytest.raises(SystemExit, match=r"is not a model directory: it needs model\.ts and metadata\.json"):
+    with pytest.raises(SystemExit, match=r"is not a MONAI bundle: configs/metadata\.json is missing"):
         resolve_model_dir(tmp_path)
+
+
+def test_a_bundle_archive_is_unpacked_for_the_local_servers(threshold_model_dir: Path, tmp_path: Path) -> None:
+    import tarfile
+
+    archive = tmp_path / "model.tar.gz"
+    with tarfile.open(archive, "w:gz") as tarred:
+        for path in sorted(threshold_model_dir.iterdir()):
+            tarred.add(path, arcname=path.name)
+    unpacked = resolve_model_dir(archive)
+    assert has_model(unpacked)
+    assert (unpacked / "configs" / "inference.json").read_bytes() == (
+        threshold_model_dir / "configs" / "inference.json").read_bytes()
 
 
 @pytest.mark.parametrize(

@@ -39,14 +39,11 @@ def test_archive_holds_one_model_folder_named_like_the_archive(threshold_model_d
         names = sorted(opened.getnames())
         config_text = opened.extractfile("spleen-v2/config.pbtxt").read().decode()  # type: ignore[union-attr]
         model_py = opened.extractfile("spleen-v2/1/model.py").read().decode()  # type: ignore[union-attr]
-    assert names == [
-        "spleen-v2",
-        "spleen-v2/1",
-        "spleen-v2/1/metadata.json",
-        "spleen-v2/1/model.py",
-        "spleen-v2/1/model.ts",
-        "spleen-v2/config.pbtxt",
-    ]
+    bundle_files = sorted(p.relative_to(threshold_model_dir).as_posix() for p in threshold_model_dir.rglob("*"))
+    assert {"configs/metadata.json", "configs/inference.json", "models/model.ts", "models/model.pt"} <= set(bundle_files)
+    # The version folder is the bundle's root, every file of it, beside the rendered model.py.
+    assert names == sorted(["spleen-v2", "spleen-v2/1", "spleen-v2/1/model.py", "spleen-v2/config.pbtxt",
+                            *(f"spleen-v2/1/{name}" for name in bundle_files)])
     assert parse(config_text).name == "spleen-v2"
     assert model_py == MODEL_PY
 
@@ -67,5 +64,31 @@ def test_bad_archive_names_are_refused(threshold_model_dir: Path, tmp_path: Path
 def test_a_folder_without_a_model_is_refused(tmp_path: Path) -> None:
     from model_code.core.errors import ModelDirectoryError
 
-    with pytest.raises(ModelDirectoryError, match=r"metadata\.json is missing"):
+    with pytest.raises(ModelDirectoryError, match=r"is not a MONAI bundle: configs/metadata\.json is missing"):
         package_triton_model(tmp_path, tmp_path / "spleen.tar.gz")
+
+
+def test_a_zoo_bundle_zip_is_packaged_with_its_own_files(tmp_path: Path) -> None:
+    import zipfile
+
+    from testkit.models import save_zoo_spleen_bundle
+
+    bundle = save_zoo_spleen_bundle(tmp_path / "spleen_ct_segmentation")
+    with zipfile.ZipFile(tmp_path / "spleen.zip", "w") as zipped:
+        for path in sorted(bundle.rglob("*")):
+            zipped.write(path, f"spleen_ct_segmentation/{path.relative_to(bundle).as_posix()}")
+    archive = package_triton_model(tmp_path / "spleen.zip", tmp_path / "zoo.tar.gz")
+    with tarfile.open(archive) as opened:
+        names = set(opened.getnames())
+    assert {"zoo/1/configs/metadata.json", "zoo/1/configs/inference.json", "zoo/1/models/model.ts"} <= names
+
+
+def test_a_bundle_with_a_broken_config_is_refused_when_packaged(threshold_model_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from model_code.core.errors import ModelDirectoryError
+
+    bundle = Path(shutil.copytree(threshold_model_dir, tmp_path / "b"))
+    (bundle / "configs" / "inference.json").write_text("{")
+    with pytest.raises(ModelDirectoryError, match=r"configs/inference\.json is not valid JSON"):
+        package_triton_model(bundle, tmp_path / "spleen.tar.gz")

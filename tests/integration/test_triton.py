@@ -93,3 +93,28 @@ def _logged(server: ServerProcess, text: str) -> bool:
     while text not in server.log_path.read_text(errors="replace") and time.monotonic() < deadline:
         time.sleep(0.5)
     return text in server.log_path.read_text(errors="replace")
+
+
+def test_a_zoo_layout_bundle_zip_is_served_by_triton(
+    tritonserver: tuple[ServerProcess, Path], phantom: SeriesZip, tmp_path: Path
+) -> None:
+    import zipfile
+
+    from testkit.models import save_zoo_spleen_bundle
+
+    server, repository = tritonserver
+    bundle = save_zoo_spleen_bundle(tmp_path / "spleen_ct_segmentation")
+    zipped_bundle = tmp_path / "spleen_ct_segmentation.zip"
+    with zipfile.ZipFile(zipped_bundle, "w") as zipped:  # as the zoo ships it: the bundle in its own folder
+        for path in sorted(bundle.rglob("*")):
+            zipped.write(path, f"spleen_ct_segmentation/{path.relative_to(bundle).as_posix()}")
+    name = deploy(package_triton_model(zipped_bundle, tmp_path / "zoo-spleen.tar.gz"), repository)
+    assert (repository / name / "1" / "configs" / "inference.json").is_file()
+    status, _, body = post(f"{server.url}/v2/repository/models/{name}/load")
+    assert status == 200, body
+    status, segs, summaries, body = triton_infer_zips(server.url, name, [phantom.payload])
+    assert status == 200, body[:500]
+    assert dice(seg_mask(segs[0], phantom.sop_instance_uids), phantom.mask) > 0.9
+    assert [s["label"] for s in json.loads(summaries[0])["segments"]] == ["spleen"]
+    status, _, body = post(f"{server.url}/v2/repository/models/{name}/unload")
+    assert status == 200, body

@@ -83,6 +83,8 @@ IDS = [library.name for library in LIBRARIES]
         ((-57.0, 164.0), (0.0, 1.0), True),  # the spleen contract
         ((-57.0, 164.0), (0.0, 1.0), False),  # unclipped: values outside the window extrapolate
         ((-1000.0, 1000.0), (-1.0, 1.0), True),  # another window onto a signed range
+        ((-100.0, 250.0), (0.0, 1.0), True),  # a bundle's own window (tests/.../test_bundle_inference.py)
+        ((250.0, -100.0), (1.0, 0.0), True),  # a reversed window: ScaleIntensityRange allows it
     ],
 )
 def test_scale_intensity_equals_scale_intensity_range(library: Library, window, scaled_range, clip) -> None:
@@ -114,8 +116,10 @@ GRIDS = [
 ]
 
 
-def _monai(volume: np.ndarray, affine_lps: np.ndarray) -> tuple[Compose, MetaTensor]:
-    chain = Compose([Orientation(axcodes="RAS"), Spacing(pixdim=PIXDIM, mode="bilinear", padding_mode="border")])
+def _monai(
+    volume: np.ndarray, affine_lps: np.ndarray, *, axcodes: str = "RAS", pixdim=PIXDIM
+) -> tuple[Compose, MetaTensor]:
+    chain = Compose([Orientation(axcodes=axcodes), Spacing(pixdim=pixdim, mode="bilinear", padding_mode="border")])
     image = MetaTensor(torch.from_numpy(volume)[None], affine=torch.from_numpy(LPS_TO_RAS @ affine_lps))
     return chain, chain(image)
 
@@ -188,3 +192,32 @@ def test_foreground_probability_equals_sliding_window_inference(library, shape, 
     reference = torch.softmax(logits, dim=1)[0, 1].numpy()
     assert ours.shape == reference.shape == shape
     np.testing.assert_allclose(ours, reference, atol=1e-5)
+
+
+# The orientations and spacings a bundle's Orientationd / Spacingd may carry besides the spleen bundle's.
+BUNDLE_GEOMETRY = [
+    ("LPS", (2.0, 1.2, 3.0)),
+    ("PIL", (0.8, 1.3, 2.5)),
+    ("RAS", (1.0, 1.0, 1.0)),
+    ("SAR", (3.0, 0.7, 1.1)),
+]
+
+
+@pytest.mark.parametrize("library", LIBRARIES, ids=IDS)
+@pytest.mark.parametrize(("axcodes", "pixdim"), BUNDLE_GEOMETRY)
+@pytest.mark.parametrize(("orientation", "descending", "shape", "spacing", "tilt"), [GRIDS[1], GRIDS[2], GRIDS[5]])
+def test_both_directions_equal_monai_for_a_bundles_orientation_and_spacing(
+    library: Library, axcodes, pixdim, orientation, descending, shape, spacing, tilt
+):
+    affine = _affine(orientation, descending, shape, spacing, tilt)
+    plan = plan_resample(affine, shape, pixdim=pixdim, axcodes=axcodes)
+    volume = np.random.default_rng(2).normal(size=shape).astype(np.float32)
+    chain, forward = _monai(volume, affine, axcodes=axcodes, pixdim=pixdim)
+    ours = library.to_model(volume, plan)
+    assert ours.shape == tuple(forward.shape[1:]) == plan.model_shape
+    np.testing.assert_allclose(ours, forward[0].float().numpy(), atol=1e-5)
+    values = np.random.default_rng(3).uniform(size=plan.model_shape).astype(np.float32)
+    prediction = MetaTensor(torch.from_numpy(values)[None].clone(), affine=forward.affine)
+    prediction.applied_operations = forward.applied_operations
+    reference = chain.inverse(prediction)
+    np.testing.assert_allclose(library.from_model(values, plan), reference[0].float().numpy(), atol=1e-5)

@@ -1,4 +1,8 @@
-"""The spleen mask as a DICOM SEG (highdicom), one frame per source slice.
+"""A label map as a DICOM SEG (highdicom): one segment per foreground label, one frame per source slice.
+
+Segments are numbered 1..N in channel order over the model's foreground labels (channel 0 and "background"
+carry none), each coded from ``metadata.segment_codes`` (resolved when the bundle loaded) or, for a description
+without codes, the table of common structures (``model_code.core.segment_codes``).
 
 Decision: empty frames are kept (``omit_empty_frames=False``). Every source instance then has
 exactly one frame at its own ImagePositionPatient, in source order, so consumers that pair frames
@@ -9,6 +13,8 @@ valid SEG (rather than a file with no frames). A binary frame costs rows*cols/8 
 
 from __future__ import annotations
 
+import re
+
 import highdicom as hd
 import numpy as np
 import pydicom
@@ -18,13 +24,13 @@ from pydicom.uid import generate_uid
 from model_code.core.dicom.series import ImageSeries
 from model_code.core.errors import InvalidSeriesError
 from model_code.core.model_dir import ModelMetadata
-from model_code.core.spleen import SPLEEN_LABEL
+from model_code.core.segment_codes import COMMON_STRUCTURES, SegmentCode, resolve_codes
 
 MANUFACTURER = "MONAI Imaging Platform"
 SEG_SERIES_NUMBER = 9001
-# SNOMED CT codes, as the DICOM segmentation templates (CID 7150/7166) use them.
-SPLEEN_CATEGORY = codes.cid7150.AnatomicalStructure  # SCT 91723000
-SPLEEN_TYPE = codes.SCT.Spleen  # SCT 78961009
+# The spleen's codes, for the MONAI Deploy app's stock SEG writer (it takes one segment's codes directly).
+SPLEEN_CATEGORY = COMMON_STRUCTURES["spleen"].category  # SCT 91723000
+SPLEEN_TYPE = COMMON_STRUCTURES["spleen"].type  # SCT 78961009
 
 
 def _long_string(text: str) -> str:
@@ -40,7 +46,8 @@ def build_segmentation(
     series_instance_uid: str | None = None,
     sop_instance_uid: str | None = None,
 ) -> pydicom.Dataset:
-    """A BINARY SEG over ``series`` with one segment (spleen); returned as a pydicom Dataset."""
+    """A BINARY SEG over ``series``, one segment per foreground label of ``mask`` (uint8 channel indices, the
+    series volume's shape); returned as a pydicom Dataset."""
     if mask.shape != series.volume.shape:
         raise ValueError(f"mask shape {mask.shape} must equal the series volume shape {series.volume.shape}")
     if not series.datasets:
@@ -50,16 +57,19 @@ def build_segmentation(
         version=_long_string(metadata.version),
         family=codes.cid7162.ArtificialIntelligence,
     )
-    description = hd.seg.SegmentDescription(
-        segment_number=1,
-        segment_label=metadata.labels.get(SPLEEN_LABEL, "spleen"),
-        segmented_property_category=SPLEEN_CATEGORY,
-        segmented_property_type=SPLEEN_TYPE,
-        algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
-        algorithm_identification=algorithm,
-    )
+    channels = segment_channels(metadata)
+    descriptions = [
+        _description(number, metadata.labels[channel], code, algorithm)
+        for number, (channel, code) in enumerate(channels.items(), start=1)
+    ]
+    # Channel index -> segment number (0 stays background): the label map highdicom reads.
+    lookup = np.zeros(max([*metadata.labels, *channels, int(mask.max(initial=0))]) + 1, dtype=np.uint8)
+    for number, channel in enumerate(channels, start=1):
+        lookup[channel] = number
+    # A boolean mask would index as a selection, not as channel numbers.
+    pixels = lookup[mask if np.issubdtype(mask.dtype, np.integer) else mask.astype(np.uint8)]
     try:
-        segmentation = _segmentation(series, mask, description, metadata, series_instance_uid, sop_instance_uid)
+        segmentation = _segmentation(series, pixels, descriptions, metadata, series_instance_uid, sop_instance_uid)
     except (AttributeError, KeyError, ValueError, TypeError) as error:
         # highdicom validates the source instances it references (their SOP class, UIDs, patient and study
         # attributes; a missing one is an AttributeError): a malformed header is the series' fault, not the
@@ -68,10 +78,33 @@ def build_segmentation(
     return segmentation
 
 
+def segment_channels(metadata: ModelMetadata) -> dict[int, SegmentCode]:
+    """Foreground channel -> its code, in channel order: segment ``i + 1`` is the ``i``-th entry."""
+    return dict(sorted((metadata.segment_codes or resolve_codes(metadata.labels)).items()))
+
+
+def _description(
+    number: int, label: str, code: SegmentCode, algorithm: hd.AlgorithmIdentificationSequence
+) -> hd.seg.SegmentDescription:
+    description = hd.seg.SegmentDescription(
+        segment_number=number,
+        segment_label=_long_string(label),
+        segmented_property_category=code.category,
+        segmented_property_type=code.type,
+        algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
+        algorithm_identification=algorithm,
+    )
+    if code.modifier is not None:
+        # PS3.3 C.8.20.2: laterality qualifies the type inside its own code item; highdicom takes no argument.
+        item = description.SegmentedPropertyTypeCodeSequence[0]
+        item.SegmentedPropertyTypeModifierCodeSequence = [hd.sr.CodedConcept.from_code(code.modifier)]
+    return description
+
+
 def _segmentation(
     series: ImageSeries,
-    mask: np.ndarray,
-    description: hd.seg.SegmentDescription,
+    pixels: np.ndarray,
+    descriptions: list[hd.seg.SegmentDescription],
     metadata: ModelMetadata,
     series_instance_uid: str | None,
     sop_instance_uid: str | None,
@@ -79,9 +112,9 @@ def _segmentation(
     return hd.seg.Segmentation(
         # datasets[i] holds volume[i]: frame i of the mask lands on that instance's position.
         source_images=series.datasets,
-        pixel_array=(mask == SPLEEN_LABEL).astype(np.uint8),
+        pixel_array=pixels,
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
-        segment_descriptions=[description],
+        segment_descriptions=descriptions,
         series_instance_uid=series_instance_uid or generate_uid(),
         series_number=SEG_SERIES_NUMBER,
         sop_instance_uid=sop_instance_uid or generate_uid(),
@@ -91,7 +124,18 @@ def _segmentation(
         software_versions=_long_string(metadata.version),
         device_serial_number="0",
         series_description=_long_string(f"{metadata.name} {metadata.version}"),
-        content_label="SPLEEN",
-        content_description=_long_string(f"Spleen segmentation by {metadata.name} {metadata.version}"),
+        content_label=_content_label(metadata),
+        content_description=_long_string(f"{_segment_names(metadata)} by {metadata.name} {metadata.version}"),
         omit_empty_frames=False,
     )
+
+
+def _segment_names(metadata: ModelMetadata) -> str:
+    return ", ".join(metadata.labels[channel] for channel in segment_channels(metadata)) or "segmentation"
+
+
+def _content_label(metadata: ModelMetadata) -> str:
+    """A Code String (CS): upper case, digits, space and underscore, 16 characters at most."""
+    names = [metadata.labels[channel] for channel in segment_channels(metadata)]
+    text = names[0] if len(names) == 1 else "SEGMENTATION"
+    return re.sub(r"[^A-Z0-9_ ]", "_", text.upper())[:16]

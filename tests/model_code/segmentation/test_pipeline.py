@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -12,10 +13,11 @@ import pydicom
 import pytest
 import torch
 
+from model_code.core.bundle_layout import INFERENCE_JSON, MODEL_TS
 from model_code.core.dicom.files import load_series
 from model_code.core.errors import InvalidSeriesError
-from model_code.core.model_dir import MODEL_FILE, InferenceSpec, ModelMetadata
 from model_code.core.spleen import spleen_metadata
+from model_code.segmentation.bundle import write_bundle
 from model_code.segmentation.pipeline import SegmentationPipeline, resolve_device
 from model_code.synthetic.dicom_writer import write_dicom_series
 from model_code.synthetic.phantom import make_phantom
@@ -79,10 +81,12 @@ def test_non_ct_is_refused(tmp_path, pipeline):
 def test_traced_torchscript_works_too(tmp_path, pipeline):
     # Any TorchScript honouring the contract: here a traced (not scripted) module.
     model_dir = tmp_path / "traced"
-    model_dir.mkdir()
-    module = ThresholdSegmenter(low=(80 + 57) / 221, high=(150 + 57) / 221).eval()
-    torch.jit.trace(module, torch.rand(1, 1, 8, 8, 8)).save(str(model_dir / MODEL_FILE))
-    spleen_metadata(version="traced-1").save(model_dir)
+    low, high = (80 + 57) / 221, (150 + 57) / 221
+    module = ThresholdSegmenter(low=low, high=high).eval()
+    network_def = {"_target_": "testkit.models.ThresholdSegmenter", "low": low, "high": high}
+    write_bundle(model_dir, network=module, description=spleen_metadata(version="traced-1"), network_def=network_def,
+                 scripted=False)
+    torch.jit.trace(module, torch.rand(1, 1, 8, 8, 8)).save(str(model_dir / MODEL_TS))
     series, _ = _series(tmp_path / "s")
     traced = SegmentationPipeline.from_model_dir(model_dir, device="cpu")
     result = traced.run(series)
@@ -94,8 +98,9 @@ def test_untrained_unet_runs_end_to_end(tmp_path, untrained_unet_dir):
     # The real network through the whole pipeline; 32^3 windows instead of 96^3 keep it cheap on CPU.
     model_dir = tmp_path / "unet"
     shutil.copytree(untrained_unet_dir, model_dir)
-    metadata = ModelMetadata.load(model_dir)
-    dataclasses.replace(metadata, inference=InferenceSpec(roi_size=(32, 32, 32), overlap=0.5)).save(model_dir)
+    config = json.loads((model_dir / INFERENCE_JSON).read_text())
+    config["inferer"]["roi_size"] = [32, 32, 32]
+    (model_dir / INFERENCE_JSON).write_text(json.dumps(config))
     series, _ = _series(tmp_path / "s")
     unet = SegmentationPipeline.from_model_dir(model_dir, device="cpu", sw_batch_size=2)
     result = unet.run(series)

@@ -4,19 +4,23 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
-from pathlib import Path
+import tarfile
+import zipfile
+from pathlib import Path, PurePosixPath
 
 import pydicom
 import pytest
 import torch
 
-from model_code.core.model_dir import METADATA_FILE, MODEL_FILE
+from model_code.core.bundle_layout import INFERENCE_JSON, METADATA_JSON, MODEL_PT, MODEL_TS
 from model_code.core.viewer_link import viewer_link
 from model_code.segmentation import predict
 from model_code.synthetic.dicom_writer import write_dicom_series
 from model_code.synthetic.phantom import make_phantom
+from testkit.models import save_zoo_spleen_bundle
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -46,12 +50,12 @@ def test_python_dash_m_writes_the_three_files(tmp_path, threshold_model_dir, dic
     assert "viewerUrl" not in summary  # no viewer named, no deep link
 
 
-def _bad_model_dir(tmp_path: Path, threshold_model_dir: Path, *, drop: str | None = None, write: dict[str, bytes] | None = None) -> Path:
-    model_dir = tmp_path / "model"
-    model_dir.mkdir()
-    for name in (MODEL_FILE, METADATA_FILE):
-        if name != drop:
-            (model_dir / name).write_bytes((threshold_model_dir / name).read_bytes())
+def _bad_model_dir(tmp_path: Path, threshold_model_dir: Path, *, drop: tuple[PurePosixPath, ...] = (),
+                   write: dict[PurePosixPath, bytes] | None = None) -> Path:
+    """A copy of the threshold bundle with ``drop`` removed and ``write`` overwritten."""
+    model_dir = Path(shutil.copytree(threshold_model_dir, tmp_path / "model"))
+    for name in drop:
+        (model_dir / name).unlink()
     for name, content in (write or {}).items():
         (model_dir / name).write_bytes(content)
     return model_dir
@@ -64,7 +68,7 @@ class _ThreeChannels(torch.nn.Module):
 
 def _wrong_channels(tmp_path: Path, threshold_model_dir: Path) -> Path:
     model_dir = _bad_model_dir(tmp_path, threshold_model_dir)
-    torch.jit.script(_ThreeChannels()).save(str(model_dir / MODEL_FILE))
+    torch.jit.script(_ThreeChannels()).save(str(model_dir / MODEL_TS))
     return model_dir
 
 
@@ -97,10 +101,12 @@ BAD_INPUTS = [
     ("not-dicom-file", lambda t, m, d: (m, _extra_file(d, t, "readme.txt", b"hello")), "readme.txt"),
     ("mr-series", lambda t, m, d: (m, _mr_series(t)), "reads CT"),
     ("two-series", lambda t, m, d: (m, _two_series(d, t)), "choose one"),
-    ("missing-model-ts", lambda t, m, d: (_bad_model_dir(t, m, drop=MODEL_FILE), d), "model.ts is missing"),
-    ("missing-metadata", lambda t, m, d: (_bad_model_dir(t, m, drop=METADATA_FILE), d), "metadata.json is missing"),
-    ("metadata-not-json", lambda t, m, d: (_bad_model_dir(t, m, write={METADATA_FILE: b"{"}), d), "not valid JSON"),
-    ("model-not-torchscript", lambda t, m, d: (_bad_model_dir(t, m, write={MODEL_FILE: b"PK junk"}), d), "cannot be loaded as TorchScript"),
+    ("missing-model-files", lambda t, m, d: (_bad_model_dir(t, m, drop=(MODEL_TS, MODEL_PT)), d), "has no network"),
+    ("missing-metadata", lambda t, m, d: (_bad_model_dir(t, m, drop=(METADATA_JSON,)), d), "configs/metadata.json is missing"),
+    ("metadata-not-json", lambda t, m, d: (_bad_model_dir(t, m, write={METADATA_JSON: b"{"}), d), "configs/metadata.json is not valid JSON"),
+    ("inference-not-json", lambda t, m, d: (_bad_model_dir(t, m, write={INFERENCE_JSON: b"[1,"}), d), "configs/inference.json is not valid JSON"),
+    ("model-not-torchscript", lambda t, m, d: (_bad_model_dir(t, m, write={MODEL_TS: b"PK junk"}), d), "cannot be loaded as TorchScript"),
+    ("no-such-bundle", lambda t, m, d: (t / "nowhere.zip", d), "nowhere.zip does not exist"),
     ("model-breaks-contract", lambda t, m, d: (_wrong_channels(t, m), d), "the contract is"),
 ]
 
@@ -154,3 +160,34 @@ def test_cuda_without_cuda_exits_2(monkeypatch, tmp_path, capsys, threshold_mode
                          "--device", "cuda"])
     assert code == predict.EXIT_BAD_INPUT
     assert "use --device cpu" in capsys.readouterr().err
+
+
+def _as_archive(bundle: Path, archive: Path) -> Path:
+    if archive.name.endswith(".zip"):
+        with zipfile.ZipFile(archive, "w") as zipped:  # the zoo's zips wrap the bundle in its own folder
+            for path in sorted(bundle.rglob("*")):
+                zipped.write(path, f"{bundle.name}/{path.relative_to(bundle).as_posix()}")
+    else:
+        with tarfile.open(archive, "w:gz") as tarred:  # SageMaker's model.tar.gz holds it at the top
+            for path in sorted(bundle.iterdir()):
+                tarred.add(path, arcname=path.name)
+    return archive
+
+
+@pytest.mark.parametrize("form", ["directory", "spleen_ct_segmentation.zip", "model.tar.gz"])
+def test_the_cli_segments_with_a_zoo_layout_bundle_in_each_form(tmp_path, dicom_dir, form):
+    bundle = save_zoo_spleen_bundle(tmp_path / "spleen_ct_segmentation")
+    assert sorted(p.relative_to(bundle).as_posix() for p in bundle.rglob("*") if p.is_file()) == [
+        "configs/inference.json", "configs/metadata.json", "models/model.pt", "models/model.ts"]
+    source = bundle if form == "directory" else _as_archive(bundle, tmp_path / form)
+    out = tmp_path / "out"
+    code = predict.main(["--model-dir", str(source), "--dicom-dir", str(dicom_dir), "--output-dir", str(out),
+                         "--device", "cpu"])
+    assert code == predict.EXIT_OK
+    summary = json.loads((out / "result.json").read_text())
+    # The zoo's metadata names no model: the bundle's folder does, or the archive's file name.
+    name = "model" if form == "model.tar.gz" else "spleen_ct_segmentation"
+    assert summary["model"] == {"name": name, "version": "0.2.0"}
+    assert summary["spleen_voxel_count"] > 0
+    assert [s["label"] for s in summary["segments"]] == ["spleen"]
+    assert pydicom.dcmread(out / "seg.dcm").SegmentSequence[0].SegmentLabel == "spleen"
