@@ -118,16 +118,17 @@ def mask_from_model_grid(
 ) -> np.ndarray:
     """``from_model_grid(values, plan) > threshold`` as a uint8 source-grid volume, computed ``slab`` source
     slices at a time: the full-resolution float32 volume (4 bytes a voxel, plus the passes' copies) never
-    exists, only one slab of it. Equal to the whole-volume result (``geometry.inverse_slabs``)."""
+    exists, only one slab of it. Equal to the whole-volume result (``geometry.inverse_slabs``). On a GPU the
+    label volume is built there and crosses to the host once, at the end (uint8: a quarter of the float32)."""
     plan.check_model_shape(values.shape)
     source = values.permute(plan.to_source_permutation)
-    mask = np.empty(plan.source_shape, dtype=np.uint8)
+    mask = torch.empty(plan.source_shape, dtype=torch.uint8, device=values.device)
     for part in geometry.inverse_slabs(plan, slab):
         out = source[part.rows]
         for k, coords in part.passes:
             out = lerp_axis(out, k, coords)
-        mask[part.out] = (out > threshold).cpu().numpy()
-    return mask
+        mask[part.out] = out > threshold
+    return mask.cpu().numpy()  # on the CPU: the same memory, no copy
 
 
 def foreground_probability(
