@@ -9,7 +9,9 @@ launcher does what pytriton does before it starts the server, without pytriton's
   embedded interpreter finds the venv (torch, monai);
 * stages the image's own tree (the Dockerfile's COPY lines, ``testkit.images``) into the run folder and makes it
   the whole PYTHONPATH, so the model imports only what the image carries;
-* binds HTTP, gRPC and metrics to 127.0.0.1 and gives the python backend a shared-memory prefix of its own.
+* binds HTTP, gRPC and metrics to 127.0.0.1 and gives the python backend a shared-memory prefix of its own;
+* runs tritonserver under the image's stub watchdog (``triton_watchdog.py``, beside this file), which reloads a
+  model whose python stub died (the image's watchdog stops the server instead: see its docstring).
 
 Model control is explicit by default: nothing loads until the repository API asks
 (POST /v2/repository/models/<name>/load), which is how SageMaker's multi-model endpoint drives Triton.
@@ -30,6 +32,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parents[1]
 DOCKERFILE = HERE / "Dockerfile"
+WATCHDOG = HERE / "triton_watchdog.py"
 PROGRAM_DIR = "/opt/program"  # the image's PYTHONPATH
 
 
@@ -119,8 +122,9 @@ def main(argv: list[str] | None = None) -> None:
         explicit=not args.load_all,
     )
     print(f"tritonserver on http://127.0.0.1:{args.port} (repository {repository})", flush=True)
-    # exec: stopping the process group stops tritonserver and its python backend stubs together.
-    os.execve(command[0], command, server_environment(run_dir))  # noqa: S606 - argument list built above
+    # exec: stopping the process group stops the watchdog, tritonserver and its python backend stubs together.
+    watchdog = [sys.executable, str(WATCHDOG), "--on-stub-death=reload", "--", *command]
+    os.execve(watchdog[0], watchdog, server_environment(run_dir))  # noqa: S606 - argument list built above
 
 
 if __name__ == "__main__":
