@@ -171,3 +171,36 @@ def test_a_dead_stub_makes_the_watchdog_reload_the_model_and_it_serves_again(
         f"\nstub kill: first not-ready poll after {not_ready_after} s, ready again after {ready_after:.1f} s, "
         f"served after {served_after:.1f} s; readiness in order {seen[:3]}...{seen[-3:]} ({len(seen)} polls)"
     )
+
+
+def test_in_the_image_a_dead_stub_stops_the_server(
+    model_dirs: dict[str, Path], phantom: SeriesZip, tmp_path: Path
+) -> None:
+    """The image's way (``local_triton.py --as-image``): the shim the Dockerfile puts first on PATH, given SageMaker
+    serve's --allow-http=false first, turns HTTP on on loopback for the watchdog (tritonserver keeps an option's
+    last value), and a dead stub stops tritonserver: the container's /ping then fails and SageMaker replaces it."""
+    repository = tmp_path / "repository"
+    repository.mkdir()
+    server = start_tritonserver(repository, tmp_path / "run", launcher_args=["--as-image"])
+    try:
+        name = deploy(package_triton_model(model_dirs["spleen"], tmp_path / "image.tar.gz"), repository)
+        status, _, body = post(f"{server.url}/v2/repository/models/{name}/load")
+        assert status == 200, body
+        status, segs, _, body = triton_infer_zips(server.url, name, [phantom.payload], timeout_s=120)
+        assert (status, len(segs)) == (200, 1), body[:300]
+        # SageMaker unloading a model (its stub ends cleanly) is no death: the server stays up.
+        status, _, body = post(f"{server.url}/v2/repository/models/{name}/unload")
+        assert status == 200, body
+        status, _, body = post(f"{server.url}/v2/repository/models/{name}/load")
+        assert status == 200, body
+        assert server.alive()
+        for pid in stub_pids(server, name):
+            os.kill(pid, signal.SIGKILL)
+        code = server.process.wait(timeout=120)  # a bound on the wait, not a threshold asserted
+        assert code == 1, f"the watchdog should exit 1 after stopping tritonserver, got {code}"
+        assert http_status(server.url + "/v2/health/live") is None  # nothing answers any more
+        log = server.log_path.read_text(errors="replace")
+        assert "stub death -> terminate" in log
+        assert f"python stub of model(s) ['{name}'] died; stopping tritonserver" in log, log[-2000:]
+    finally:
+        server.stop()
