@@ -71,7 +71,7 @@ diff: venv node  ## compare STAGE with what is deployed (needs AWS credentials)
 bootstrap: venv node  ## cdk bootstrap the account and region of STAGE (needs AWS credentials)
 	$(CDK) bootstrap -c stage=$(STAGE)
 
-bench: bench-healthimaging bench-segmentation bench-serving bench-backfill  ## every side-by-side benchmark (prints ratios)
+bench: bench-healthimaging bench-segmentation bench-bundle bench-serving bench-backfill  ## every side-by-side benchmark (prints ratios)
 
 clean:  ## remove build outputs (keeps the venvs)
 	rm -rf $(CDK_OUT) .pytest_cache .mypy_cache .ruff_cache build
