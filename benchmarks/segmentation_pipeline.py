@@ -90,11 +90,11 @@ def run_ours(model_dir: Path, dicom_dir: Path, out_dir: Path, *, sw_batch_size: 
 
 def build_deploy_app(model_dir: Path, dicom_dir: Path, out_dir: Path, *, sw_batch_size: int):
     """The MONAI Deploy App SDK app of stock operators that our MAP ships (model_code/map_app), on a folder:
-    DICOM loader -> series selector -> series-to-volume -> MonaiSegInferenceOperator -> SEG writer.
+    DICOM loader -> series selector -> series-to-volume -> MonaiBundleInferenceOperator -> SEG writer.
     Imported here: the SDK lives in the bench venv only."""
-    from model_code.map_app.app import SpleenSegApp
+    from model_code.map_app.app import BundleSegApp
 
-    return SpleenSegApp(model_dir=model_dir, output_dir=out_dir, dicom_dir=dicom_dir, sw_batch_size=sw_batch_size)
+    return BundleSegApp(bundle=model_dir, output_dir=out_dir, dicom_dir=dicom_dir, sw_batch_size=sw_batch_size)
 
 
 def run_deploy(model_dir: Path, dicom_dir: Path, out_dir: Path, *, sw_batch_size: int) -> tuple[float, Path]:

@@ -19,10 +19,10 @@ TEST_PREREQS += dicom-tools
 test-edge: venv dicom-tools  ## export, edge runner and edge stack tests
 	$(PY) -m pytest tests/model_code/export tests/model_code/edge tests/stacks/test_edge_stack.py -q --durations=10
 
-edge-demo-model: venv  ## a contract model dir that exports to ONNX (pooled threshold, for demos) in EDGE_MODEL_DIR
+edge-demo-model: venv  ## a MONAI bundle that exports to ONNX (pooled threshold, for demos) in EDGE_MODEL_DIR
 	$(PY) -c "from testkit.models import save_pooled_threshold_model as s; print(s('$(EDGE_MODEL_DIR)'))"
 
-edge-bundle: venv  ## export EDGE_MODEL_DIR to EDGE_BUNDLE (+ EDGE_BUNDLE.zip, the Greengrass artifact)
+edge-bundle: venv  ## export the MONAI bundle EDGE_MODEL_DIR (dir/.zip/model.tar.gz) to EDGE_BUNDLE (+ .zip, the Greengrass artifact)
 	$(PY) -m model_code.export --model-dir $(EDGE_MODEL_DIR) --format $(EDGE_FORMAT) --out $(EDGE_BUNDLE) \
 		--archive $(EDGE_BUNDLE).zip --force
 

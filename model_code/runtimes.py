@@ -72,8 +72,11 @@ PACKAGES: dict[str, Package] = {
                 "the MONAI Deploy app: stock operators, our HealthImaging loader"),
         Package("training", ("core", "segmentation", "synthetic"), (BOTO3, BOTOCORE, ONNXRUNTIME, IMAGECODECS),
                 "the SageMaker trainer; the CPU demo trains on synthetic phantoms", pulled_in=(BOTO3, BOTOCORE)),
-        Package("export", ("core", "edge", "synthetic", "runtimes"), (BOTO3, BOTOCORE, IMAGECODECS),
-                "build-machine tool: torch -> ONNX/TorchScript edge bundle, checked on phantoms"),
+        # The export reads the MONAI bundle with the serving side's reader (segmentation.bundle), so the edge applies
+        # what the cloud applies; MONAI imports tensorboard, which imports boto3, where they are installed.
+        Package("export", ("core", "edge", "segmentation", "synthetic", "runtimes"), (BOTO3, BOTOCORE, IMAGECODECS),
+                "build-machine tool: MONAI bundle -> ONNX/TorchScript edge bundle, checked on phantoms",
+                pulled_in=(BOTO3, BOTOCORE)),
         Package("runtimes", (), (TORCH, MONAI, BOTO3, BOTOCORE, ONNXRUNTIME, IMAGECODECS),
                 "this table, and the tree each deliverable carries (a module, standard library only)"),
     )

@@ -2,7 +2,8 @@
 
 Adding a model is copying ``<name>.tar.gz`` under the endpoint's S3 prefix; the endpoint loads it on the first
 request with ``TargetModel=<name>.tar.gz``, with no endpoint update. An archive holds one Triton model folder,
-as ``model_code.triton_model.package.package_triton_model`` builds it.
+as ``model_code.triton_model.package.package_triton_model`` builds it from a MONAI bundle (a directory, the
+zoo's ``.zip`` or a training job's ``model.tar.gz``: unpacked first, then packed as SageMaker unpacks it).
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ def add_parser(subparsers: Any, parents: list[argparse.ArgumentParser]) -> None:
         "add", parents=parents, help="upload a model as <name>.tar.gz under the multi-model prefix"
     )
     source = add.add_mutually_exclusive_group(required=True)
-    source.add_argument("--model-dir", type=Path, help="a model directory (model.ts + metadata.json) to package")
+    source.add_argument("--model-dir", type=Path,
+                        help="a MONAI bundle to package: a directory, a bundle .zip or a model.tar.gz of one")
     source.add_argument("--archive", type=Path, help="an archive built by package_triton_model (<name>.tar.gz)")
     add.add_argument("--name", help="model name with --model-dir (default: spleen_ct_segmentation)")
     add.add_argument("--replace", action="store_true", help="overwrite an archive of the same name")
@@ -95,6 +97,8 @@ def check_archive(path: Path) -> str:
 
 
 def package(model_dir: Path, name: str, staging: Path) -> Path:
+    """The Triton archive of the bundle at ``model_dir`` (directory, .zip or model.tar.gz: the packager opens it),
+    under ``staging``."""
     from model_code.core.errors import ModelDirectoryError
     from model_code.triton_model.package import package_triton_model
 

@@ -369,12 +369,10 @@ class FakeCdk:
                 archive.writestr("README.md", "the platform's source at HEAD\n")
             return 0
         if command[:2] == ["make", "demo"]:
-            from model_code.core.spleen import spleen_metadata
+            # A real (untrained, threshold) MONAI bundle where `make demo` leaves its trained one.
+            from testkit.models import save_threshold_model
 
-            model_dir = Path(self._value(command, "DEMO_OUTPUT")) / "model"
-            model_dir.mkdir(parents=True, exist_ok=True)
-            (model_dir / "model.ts").write_bytes(b"rehearsal torchscript")
-            spleen_metadata().save(model_dir)
+            save_threshold_model(Path(self._value(command, "DEMO_OUTPUT")) / "model")
             return 0
         if command[:2] == ["make", "edge-bundle"]:
             with zipfile.ZipFile(f"{self._value(command, 'EDGE_BUNDLE')}.zip", "w") as archive:

@@ -189,15 +189,22 @@ LOCAL_TRITON = REPO_ROOT / "containers" / "triton-inference" / "local_triton.py"
 
 
 def start_tritonserver(
-    repository: Path, run_dir: Path, *, port: int | None = None, timeout_s: float = 120.0
+    repository: Path,
+    run_dir: Path,
+    *,
+    port: int | None = None,
+    timeout_s: float = 120.0,
+    launcher_args: Sequence[str] = (),
 ) -> ServerProcess:
-    """pytriton's tritonserver with explicit model control; ready when /v2/health/live answers 200."""
+    """pytriton's tritonserver with explicit model control; ready when /v2/health/live answers 200.
+
+    ``launcher_args`` go to local_triton.py (``--as-image``: the image's watchdog shim)."""
     python = _require_venv(TRITON_VENV, "venv-triton")
     port = port or free_port_block(3)
     run_dir.mkdir(parents=True, exist_ok=True)
     log_path = run_dir / "tritonserver.log"
     command = [str(python), str(LOCAL_TRITON), "--port", str(port), "--repository", str(repository)]
-    command += ["--run-dir", str(run_dir)]
+    command += ["--run-dir", str(run_dir), *launcher_args]
     with log_path.open("wb") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     server = ServerProcess(process=process, url=f"http://127.0.0.1:{port}", log_path=log_path)

@@ -9,7 +9,9 @@ launcher does what pytriton does before it starts the server, without pytriton's
   embedded interpreter finds the venv (torch, monai);
 * stages the image's own tree (the Dockerfile's COPY lines, ``testkit.images``) into the run folder and makes it
   the whole PYTHONPATH, so the model imports only what the image carries;
-* binds HTTP, gRPC and metrics to 127.0.0.1 and gives the python backend a shared-memory prefix of its own.
+* binds HTTP, gRPC and metrics to 127.0.0.1 and gives the python backend a shared-memory prefix of its own;
+* runs tritonserver under the image's stub watchdog (``triton_watchdog.py``, beside this file), which reloads a
+  model whose python stub died (the image's watchdog stops the server instead: see its docstring).
 
 Model control is explicit by default: nothing loads until the repository API asks
 (POST /v2/repository/models/<name>/load), which is how SageMaker's multi-model endpoint drives Triton.
@@ -30,6 +32,10 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parents[1]
 DOCKERFILE = HERE / "Dockerfile"
+WATCHDOG = HERE / "triton_watchdog.py"
+SHIM = HERE / "watchdog-bin" / "tritonserver"  # the image's `tritonserver` on PATH
+# What SageMaker's serve passes before its own options (server docker/sagemaker/serve): --as-image starts with them.
+SERVE_OPTIONS = ("--allow-sagemaker=true", "--allow-http=false", "--model-control-mode=explicit")
 PROGRAM_DIR = "/opt/program"  # the image's PYTHONPATH
 
 
@@ -99,6 +105,13 @@ def main(argv: list[str] | None = None) -> None:
                         help="a MONAI bundle: directory, .zip or model.tar.gz (default: see doc)")
     parser.add_argument("--run-dir", type=Path, default=None)
     parser.add_argument("--load-all", action="store_true", help="load every model at start (no explicit control)")
+    parser.add_argument(
+        "--as-image",
+        action="store_true",
+        help="run the server the image's way: its watchdog-bin/tritonserver shim (the watchdog stops the server "
+        "when a stub dies) with SageMaker serve's HTTP-off options first (pytriton's server has no SageMaker "
+        "frontend, so --allow-sagemaker is left out)",
+    )
     args = parser.parse_args(argv)
     run_dir = (args.run_dir or Path(tempfile.mkdtemp(prefix="tritonserver-"))).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -120,8 +133,17 @@ def main(argv: list[str] | None = None) -> None:
         explicit=not args.load_all,
     )
     print(f"tritonserver on http://127.0.0.1:{args.port} (repository {repository})", flush=True)
-    # exec: stopping the process group stops tritonserver and its python backend stubs together.
-    os.execve(command[0], command, server_environment(run_dir))  # noqa: S606 - argument list built above
+    environment = server_environment(run_dir)
+    if args.as_image:
+        # The shim appends --allow-http=true --http-address=127.0.0.1 --http-port=$TRITON_WATCHDOG_HTTP_PORT.
+        environment.update(
+            TRITON_WATCHDOG_DIR=str(HERE), TRITON_WATCHDOG_SERVER=command[0], TRITON_WATCHDOG_HTTP_PORT=str(args.port)
+        )
+        watchdog = ["/bin/sh", str(SHIM), *SERVE_OPTIONS[1:], *command[1:]]
+    else:
+        watchdog = [sys.executable, str(WATCHDOG), "--on-stub-death=reload", "--", *command]
+    # exec: stopping the process group stops the watchdog, tritonserver and its python backend stubs together.
+    os.execve(watchdog[0], watchdog, environment)  # noqa: S606 - argument list built above
 
 
 if __name__ == "__main__":

@@ -129,45 +129,55 @@ def from_model_passes(plan: ResamplePlan) -> list[tuple[int, np.ndarray]]:
     return passes
 
 
-# Source slices per slab of the slabbed inverse: 16 slices of 512 x 512 float32 are 16 MiB of intermediates.
-INVERSE_SLAB_SLICES = 16
+# Slices (of the output, along the source slice axis) per slab of the slabbed resampling: 16 slices of
+# 512 x 512 float32 are 16 MiB of intermediates, where the whole volume's passes held several volumes' worth.
+SLAB_SLICES = 16
 
 
 @dataclass(frozen=True)
-class InverseSlab:
-    """One slab of the inverse resampling: source slices ``out`` come from model-grid values ``rows`` along the
-    source slice axis (values permuted to source axis order), through ``passes`` (axis-0 taps made relative)."""
+class Slab:
+    """One slab of a resampling: output slices ``out`` (along the source slice axis) come from input slices
+    ``rows`` through ``passes``, whose slice-axis taps are made relative to ``rows.start``."""
 
     out: slice
     rows: slice
     passes: list[tuple[int, np.ndarray]]
 
 
-def inverse_slabs(plan: ResamplePlan, slab: int = INVERSE_SLAB_SLICES) -> list[InverseSlab]:
-    """:func:`from_model_passes` cut into slabs of ``slab`` source slices, each reading only the rows of the
-    model grid its slices interpolate from. Exact: a 1-D linear pass computes each output from its own two
-    taps, and ``coordinate - first_row`` is exact in float64 (both are multiples of the coordinate's ulp), so
-    every slab's taps and weights are the whole volume's (tests/model_code/segmentation/test_transforms_torch.py)."""
+def slabs_of(passes: list[tuple[int, np.ndarray]], in_size: int, out_size: int, slab: int) -> list[Slab]:
+    """``passes`` (from :func:`to_model_passes` or :func:`from_model_passes`) cut into slabs of ``slab`` output
+    slices, each reading only the input slices its outputs interpolate from. Exact: a 1-D linear pass computes
+    each output from its own two taps, and ``coordinate - first_row`` is exact in float64 (both are multiples of
+    the coordinate's ulp), so every slab's taps and weights are the whole volume's; the passes along the other
+    axes treat each slice alone. ``in_size``/``out_size``: the slice axis's length before and after."""
     if slab < 1:
-        raise ValueError(f"slab must be >= 1 source slice, got {slab}")
-    passes = from_model_passes(plan)
-    size = plan.target_size[0]  # model extent along the source slice axis
+        raise ValueError(f"slab must be >= 1 slice, got {slab}")
     along = dict(passes).get(0)
     slabs = []
-    for start in range(0, plan.source_shape[0], slab):
-        stop = min(start + slab, plan.source_shape[0])
+    for start in range(0, out_size, slab):
+        stop = min(start + slab, out_size)
         if along is None:  # no pass along the slice axis: slices map one to one
-            slabs.append(InverseSlab(slice(start, stop), slice(start, stop), passes))
+            slabs.append(Slab(slice(start, stop), slice(start, stop), passes))
             continue
-        coords = np.clip(along[start:stop], 0.0, size - 1.0)
-        if size == 1:
+        coords = np.clip(along[start:stop], 0.0, in_size - 1.0)
+        if in_size == 1:
             first, last = 0, 1
         else:
-            lower = np.minimum(np.floor(coords).astype(np.int64), size - 2)
+            lower = np.minimum(np.floor(coords).astype(np.int64), in_size - 2)
             first, last = int(lower.min()), int(lower.max()) + 2
         relative = [(k, coords - first if k == 0 else c) for k, c in passes]
-        slabs.append(InverseSlab(slice(start, stop), slice(first, last), relative))
+        slabs.append(Slab(slice(start, stop), slice(first, last), relative))
     return slabs
+
+
+def forward_slabs(plan: ResamplePlan, slab: int = SLAB_SLICES) -> list[Slab]:
+    """:func:`to_model_passes` in slabs (the output's slice axis is ``plan.target_size[0]`` long)."""
+    return slabs_of(to_model_passes(plan), plan.source_shape[0], plan.target_size[0], slab)
+
+
+def inverse_slabs(plan: ResamplePlan, slab: int = SLAB_SLICES) -> list[Slab]:
+    """:func:`from_model_passes` in slabs, on model-grid values permuted to source axis order."""
+    return slabs_of(from_model_passes(plan), plan.target_size[0], plan.source_shape[0], slab)
 
 
 def window_starts(size: int, roi: int, overlap: float) -> list[int]:

@@ -23,7 +23,7 @@ from model_code.core.dicom.series import ImageSeries, StackGeometry
 from model_code.core.errors import ClientError, InvalidSeriesError, unusable_series
 from model_code.core.http import ZIP
 from model_code.core.limits import SeriesGuard, model_spacing
-from model_code.core.memory import release_memory
+from model_code.core.memory import map_large_allocations, release_memory
 from model_code.core.requests import (
     DicomWebRequest,
     HealthImagingRequest,
@@ -123,6 +123,7 @@ class SegmentationService:
     ) -> None:
         self.pipeline = pipeline
         self.fetch = fetch
+        map_large_allocations()  # every server's requests allocate volumes: keep freed ones out of the RSS
         # The model grid's size is bounded at the model's own spacing (its metadata's pre-processing).
         self.guard = SeriesGuard(limits or InputLimits(), model_spacing(pipeline))
 

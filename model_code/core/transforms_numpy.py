@@ -19,9 +19,10 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from model_code.core.geometry import (
-    INVERSE_SLAB_SLICES,
+    SLAB_SLICES,
     ResamplePlan,
     check_logits,
+    forward_slabs,
     from_model_passes,
     inverse_slabs,
     lerp_taps,
@@ -55,13 +56,23 @@ def lerp_axis(values: np.ndarray, axis: int, coordinates: np.ndarray) -> np.ndar
     return low + (high - low) * w
 
 
-def to_model_grid(volume: np.ndarray, plan: ResamplePlan) -> np.ndarray:
-    """Source-ordered (slice, row, col) volume -> model grid (X, Y, Z), bilinear, border padding."""
+def to_model_grid(volume: np.ndarray, plan: ResamplePlan, *, slab: int | None = SLAB_SLICES) -> np.ndarray:
+    """Source-ordered (slice, row, col) volume -> model grid (X, Y, Z), bilinear, border padding; ``slab``
+    output slices at a time into one array (``forward_slabs``, exact; None: the whole volume in one go)."""
     plan.check_source_shape(volume.shape)
-    out = np.asarray(volume, dtype=np.float32)
-    for k, coords in to_model_passes(plan):
-        out = lerp_axis(out, k, coords)
-    return np.ascontiguousarray(out.transpose(plan.to_model_permutation))
+    passes = to_model_passes(plan)
+    if slab is None or not passes:
+        out = np.asarray(volume, dtype=np.float32)
+        for k, coords in passes:
+            out = lerp_axis(out, k, coords)
+        return np.ascontiguousarray(out.transpose(plan.to_model_permutation))
+    grid = np.empty(plan.target_size, dtype=np.float32)
+    for part in forward_slabs(plan, slab):
+        values = np.asarray(volume[part.rows], dtype=np.float32)
+        for k, coords in part.passes:
+            values = lerp_axis(values, k, coords)
+        grid[part.out] = values
+    return np.ascontiguousarray(grid.transpose(plan.to_model_permutation))
 
 
 def from_model_grid(values: np.ndarray, plan: ResamplePlan) -> np.ndarray:
@@ -74,7 +85,7 @@ def from_model_grid(values: np.ndarray, plan: ResamplePlan) -> np.ndarray:
 
 
 def mask_from_model_grid(
-    values: np.ndarray, plan: ResamplePlan, *, threshold: float, slab: int = INVERSE_SLAB_SLICES
+    values: np.ndarray, plan: ResamplePlan, *, threshold: float, slab: int = SLAB_SLICES
 ) -> np.ndarray:
     """``from_model_grid(values, plan) > threshold`` as uint8, ``slab`` source slices at a time: only one slab
     of the full-resolution float32 volume ever exists. Equal to the whole-volume result (``inverse_slabs``)."""

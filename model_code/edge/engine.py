@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable
@@ -15,7 +16,7 @@ import pydicom
 from model_code.core.dicom.seg import build_segmentation
 from model_code.core.dicom.series import ImageSeries
 from model_code.core.geometry import plan_resample
-from model_code.core.model_dir import MODEL_FILE, ModelMetadata
+from model_code.core.model_dir import ModelMetadata
 from model_code.core.spleen import check_series, spleen_summary
 from model_code.core.transforms_numpy import (
     WindowNetwork,
@@ -24,7 +25,16 @@ from model_code.core.transforms_numpy import (
     scale_intensity,
     to_model_grid,
 )
-from model_code.edge.layout import EDGE_KEY, INPUT_NAME, ONNX_FILE, BundleError, BundleFormat, verify_manifest
+from model_code.edge.layout import (
+    DESCRIPTION_FILE,
+    EDGE_KEY,
+    INPUT_NAME,
+    ONNX_FILE,
+    TORCHSCRIPT_FILE,
+    BundleError,
+    BundleFormat,
+    verify_manifest,
+)
 
 
 @dataclass(frozen=True)
@@ -63,6 +73,20 @@ def torchscript_network(path: Path, *, threads: int) -> WindowNetwork:
     return run
 
 
+def _description(bundle: Path) -> ModelMetadata:
+    """edge.json: the model as the export read it from the MONAI bundle (the runner carries no MONAI)."""
+    path = bundle / DESCRIPTION_FILE
+    if not path.is_file():
+        raise BundleError(
+            f"{path} is missing: {bundle} is not an edge bundle (export one with python -m model_code.export)"
+        )
+    try:
+        document = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise BundleError(f"{path} is not valid JSON ({error}): export the bundle again") from error
+    return ModelMetadata.from_json(document, source=str(path))
+
+
 class EdgeModel:
     """Loaded once by the runner; ``run`` is thread-safe (the network call is serialised).
 
@@ -83,11 +107,11 @@ class EdgeModel:
             raise ValueError(f"threads must be >= 1, got {threads}")
         if verify:
             verify_manifest(bundle)
-        metadata = ModelMetadata.load(bundle)
+        metadata = _description(bundle)
         edge = metadata.extra.get(EDGE_KEY)
         if not isinstance(edge, dict) or "format" not in edge:
             raise BundleError(
-                f"{bundle}/metadata.json has no '{EDGE_KEY}' section: export the bundle with model_code.export"
+                f"{bundle}/{DESCRIPTION_FILE} has no '{EDGE_KEY}' section: export the bundle with model_code.export"
             )
         try:
             fmt = BundleFormat(edge["format"])
@@ -95,7 +119,7 @@ class EdgeModel:
             raise BundleError(f"unknown bundle format {edge['format']!r}: expected onnx or torchscript") from error
         loaders: dict[BundleFormat, tuple[str, Callable[..., WindowNetwork]]] = {
             BundleFormat.ONNX: (ONNX_FILE, onnx_network),
-            BundleFormat.TORCHSCRIPT: (MODEL_FILE, torchscript_network),
+            BundleFormat.TORCHSCRIPT: (TORCHSCRIPT_FILE, torchscript_network),
         }
         file_name, loader = loaders[fmt]
         return cls(network=loader(bundle / file_name, threads=threads), metadata=metadata, runtime=fmt.value)

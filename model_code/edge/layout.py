@@ -2,11 +2,15 @@
 
 ```
 <bundle>/
-  model.onnx | model.ts     the network (ONNX for onnxruntime, or the contract TorchScript)
-  metadata.json             the model contract, plus an "edge" section (format, tensor names, tolerance)
+  model.onnx | model.ts     the network (ONNX for onnxruntime, or the source bundle's TorchScript)
+  edge.json                 the model as the runner applies it, MONAI-free (name, version, labels, pre-processing,
+                            sliding window: read from the MONAI bundle by the export), plus an "edge" section
+                            (format, tensor names, tolerance, the source network's sha256)
+  source/configs/           the source MONAI bundle's configs, verbatim (what the model was, for an audit)
   runner/                   the runner's Python sources (model_code subset) and requirements.txt
   manifest.json             sha256 and size of every other file
 ```
+The runner carries no MONAI: it never parses the MONAI configs, it reads edge.json.
 """
 
 from __future__ import annotations
@@ -19,10 +23,13 @@ from pathlib import Path
 from typing import Any
 
 MANIFEST_FILE = "manifest.json"
+DESCRIPTION_FILE = "edge.json"
 ONNX_FILE = "model.onnx"
+TORCHSCRIPT_FILE = "model.ts"
+SOURCE_DIR = "source"
 RUNNER_DIR = "runner"
 RUNNER_REQUIREMENTS = "requirements.txt"
-EDGE_KEY = "edge"  # the metadata.json section the exporter adds
+EDGE_KEY = "edge"  # the edge.json section the exporter adds
 INPUT_NAME = "image"
 OUTPUT_NAME = "logits"
 MANIFEST_SCHEMA = 1

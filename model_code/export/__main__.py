@@ -1,7 +1,8 @@
-"""``python -m model_code.export --model-dir M --format onnx|torchscript --out E [--archive E.zip]``.
+"""``python -m model_code.export --model-dir BUNDLE --format onnx|torchscript --out E [--archive E.zip]``.
 
-Exit codes: 0 written, 2 bad input (model directory, --out, or an ONNX export that disagrees with the
-TorchScript beyond the stated tolerance).
+BUNDLE is a MONAI bundle: a directory, a bundle .zip, or a SageMaker model.tar.gz of one.
+Exit codes: 0 written, 2 bad input (the bundle, --out, a bundle the edge runner cannot run as it says, or an
+ONNX export that disagrees with the TorchScript beyond the stated tolerance).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ EXIT_BAD_INPUT = 2
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m model_code.export", description="Export an edge bundle.")
-    parser.add_argument("--model-dir", type=Path, required=True, help="a contract model directory")
+    parser.add_argument("--model-dir", type=Path, required=True, help="a MONAI bundle: directory, .zip or model.tar.gz")
     parser.add_argument("--format", choices=[f.value for f in BundleFormat], default=BundleFormat.ONNX.value)
     parser.add_argument("--out", type=Path, required=True, help="the bundle folder to write")
     parser.add_argument("--archive", type=Path, help="also write the bundle as a zip (the Greengrass artifact)")

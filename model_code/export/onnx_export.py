@@ -1,7 +1,7 @@
 """TorchScript -> ONNX, and the check that both answer the same on phantom windows.
 
 The legacy TorchScript exporter (``dynamo=False``) is used: the dynamo exporter needs onnxscript and
-cannot take a ScriptModule, and the contract's model file *is* a ScriptModule. Not every TorchScript
+cannot take a ScriptModule, and a bundle's models/model.ts *is* a ScriptModule. Not every TorchScript
 exports faithfully (in-place ops on views, e.g. ``narrow(...).logical_and_()``, are dropped by the legacy
 exporter), so every export is compared with its source before a bundle is written.
 """
@@ -33,7 +33,7 @@ class Agreement:
     within_tolerance: bool
 
 
-def export_onnx(module: torch.jit.ScriptModule, path: Path, *, roi_size: tuple[int, int, int]) -> Path:
+def export_onnx(module: torch.nn.Module, path: Path, *, roi_size: tuple[int, int, int]) -> Path:
     example = torch.zeros((1, 1, *roi_size), dtype=torch.float32)
     # Batch and spatial axes dynamic: the runner batches windows, and a bundle may change roi_size.
     axes = {0: "batch", 2: "x", 3: "y", 4: "z"}
@@ -44,7 +44,7 @@ def export_onnx(module: torch.jit.ScriptModule, path: Path, *, roi_size: tuple[i
     return path
 
 
-def _export(module: torch.jit.ScriptModule, example: torch.Tensor, path: Path, axes: dict[int, str]) -> None:
+def _export(module: torch.nn.Module, example: torch.Tensor, path: Path, axes: dict[int, str]) -> None:
     torch.onnx.export(
         module,
         (example,),
@@ -72,7 +72,7 @@ def phantom_windows(metadata: ModelMetadata, *, seeds: tuple[int, ...] = (0, 1))
     return np.stack(windows)[:, None].astype(np.float32)
 
 
-def compare(module: torch.jit.ScriptModule, onnx_path: Path, inputs: np.ndarray) -> Agreement:
+def compare(module: torch.nn.Module, onnx_path: Path, inputs: np.ndarray) -> Agreement:
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])

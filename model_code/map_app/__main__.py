@@ -1,7 +1,9 @@
-"""``python -m model_code.map_app``: run the spleen MAP app on a DICOM folder or a HealthImaging image set.
+"""``python -m model_code.map_app``: run a MONAI bundle as a MAP app on a DICOM folder or a HealthImaging image set.
 
-    python -m model_code.map_app --model-dir M --dicom-dir D --output-dir O
-    python -m model_code.map_app --model-dir M --datastore-id X --image-set-id Y [--endpoint-url U] --output-dir O
+    python -m model_code.map_app --model-dir BUNDLE --dicom-dir D --output-dir O
+    python -m model_code.map_app --model-dir BUNDLE --datastore-id X --image-set-id Y [--endpoint-url U] --output-dir O
+
+BUNDLE is a MONAI bundle directory (configs/ + models/), a bundle .zip, or a SageMaker model.tar.gz of one.
 
 Inside the packaged MAP the paths default to the MAP's environment (HOLOSCAN_INPUT_PATH,
 HOLOSCAN_OUTPUT_PATH, HOLOSCAN_MODEL_PATH), so the container runs with no arguments on a folder.
@@ -16,21 +18,8 @@ import os
 import sys
 from pathlib import Path
 
-from model_code.core.model_dir import METADATA_FILE
-from model_code.map_app.app import HealthImagingSource, SpleenSegApp
-
-
-def resolve_model_dir(path: Path) -> Path:
-    """``path`` itself, or its one subfolder holding a model (the MAP copies ``-m DIR`` to models/DIR/)."""
-    if (path / METADATA_FILE).is_file():
-        return path
-    candidates = sorted(p for p in path.glob(f"*/{METADATA_FILE}"))
-    if len(candidates) == 1:
-        return candidates[0].parent
-    raise SystemExit(
-        f"no model directory at {path}: expected {METADATA_FILE} and model.ts there or in exactly one subfolder"
-        f" (found {len(candidates)})"
-    )
+from model_code.core.errors import ModelDirectoryError
+from model_code.map_app.app import BundleSegApp, HealthImagingSource
 
 
 def _env_path(name: str) -> Path | None:
@@ -38,9 +27,11 @@ def _env_path(name: str) -> Path | None:
     return Path(value) if value else None
 
 
-def build_app(argv: list[str] | None = None) -> SpleenSegApp:
+def build_app(argv: list[str] | None = None) -> BundleSegApp:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model-dir", type=Path, default=_env_path("HOLOSCAN_MODEL_PATH"))
+    # The MAP copies `-m DIR` to models/DIR/: the bundle sits at the path or in its one folder (open_bundle).
+    parser.add_argument("--model-dir", type=Path, default=_env_path("HOLOSCAN_MODEL_PATH"),
+                        help="a MONAI bundle: directory, .zip or model.tar.gz")
     parser.add_argument("--output-dir", type=Path, default=_env_path("HOLOSCAN_OUTPUT_PATH"))
     parser.add_argument("--dicom-dir", type=Path, default=None, help="a folder of DICOM files (default: the MAP input)")
     parser.add_argument("--datastore-id", default=None)
@@ -71,12 +62,11 @@ def build_app(argv: list[str] | None = None) -> SpleenSegApp:
         dicom_dir = _env_path("HOLOSCAN_INPUT_PATH")
         if dicom_dir is None:
             parser.error("give --dicom-dir, or --datastore-id and --image-set-id")
-    return SpleenSegApp(
-        model_dir=resolve_model_dir(args.model_dir),
-        output_dir=args.output_dir,
-        dicom_dir=dicom_dir,
-        healthimaging=healthimaging,
-    )
+    try:
+        return BundleSegApp(bundle=args.model_dir, output_dir=args.output_dir, dicom_dir=dicom_dir,
+                            healthimaging=healthimaging)
+    except ModelDirectoryError as error:
+        raise SystemExit(f"--model-dir {args.model_dir}: {error}") from error
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,44 +1,35 @@
-"""The spleen segmentation app, composed of MONAI Deploy App SDK 4 operators.
+"""The segmentation app, composed of MONAI Deploy App SDK 4 operators, running a MONAI bundle as is.
 
     loader (DICOM folder: stock DICOMDataLoaderOperator | HealthImaging: HealthImagingLoaderOperator)
-      -> DICOMSeriesSelectorOperator -> DICOMSeriesToVolumeOperator -> SpleenInferenceOperator
+      -> DICOMSeriesSelectorOperator -> DICOMSeriesToVolumeOperator -> MonaiBundleInferenceOperator
       -> DICOMSegmentationWriterOperator (also fed the selected series, for the SEG's source references)
 
-Every operator but the HealthImaging loader is stock. ``SpleenInferenceOperator`` is the stock
-``MonaiSegInferenceOperator`` with its documented pre/post-processing hooks filled from the model
-directory's ``metadata.json`` (the model contract), so a retrained model with other spacing or window
-needs no code change.
+Every operator but the HealthImaging loader is stock. The inference is the SDK's own
+``MonaiBundleInferenceOperator``: it parses the bundle's ``configs/inference.json`` with MONAI's
+``ConfigParser`` and runs its pre-processing (minus the file loader), inferer and post-processing (Invertd
+back onto the series' grid, argmax), so a retrained or zoo model needs no code change. The SEG's segments
+are the bundle's foreground labels (``channel_def``), coded as the platform's own SEG writer codes them
+(``core.segment_codes``).
 """
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from holoscan.conditions import CountCondition
-from monai.deploy.core import AppContext, Application
+from monai.deploy.core import AppContext, Application, Image, IOType
 from monai.deploy.operators.dicom_data_loader_operator import DICOMDataLoaderOperator
 from monai.deploy.operators.dicom_seg_writer_operator import DICOMSegmentationWriterOperator, SegmentDescription
 from monai.deploy.operators.dicom_series_selector_operator import DICOMSeriesSelectorOperator
 from monai.deploy.operators.dicom_series_to_volume_operator import DICOMSeriesToVolumeOperator
-from monai.deploy.operators.monai_seg_inference_operator import MonaiSegInferenceOperator
-from monai.transforms import (
-    Activationsd,
-    AsDiscreted,
-    Compose,
-    EnsureChannelFirstd,
-    EnsureTyped,
-    Invertd,
-    LoadImaged,
-    Orientationd,
-    ScaleIntensityRanged,
-    Spacingd,
-)
+from monai.deploy.operators.monai_bundle_inference_operator import IOMapping, MonaiBundleInferenceOperator
 
-from model_code.core.dicom.seg import SPLEEN_CATEGORY, SPLEEN_TYPE
-from model_code.core.model_dir import ModelMetadata, model_file
-from model_code.core.spleen import SPLEEN_LABEL
+from model_code.core.bundle_layout import INFERENCE_JSON, LAYOUT, METADATA_JSON, MODEL_PT, MODEL_TS, open_bundle
+from model_code.core.errors import ModelDirectoryError
+from model_code.core.segment_codes import SegmentCode, bundle_codes, resolve_codes
 
 if TYPE_CHECKING:
     from model_code.map_app.healthimaging_operator import ClientFactory
@@ -57,69 +48,110 @@ class HealthImagingSource:
     series_instance_uid: str | None = None
 
 
-class SpleenInferenceOperator(MonaiSegInferenceOperator):  # type: ignore[misc]  # the SDK is untyped here
-    """The stock inference operator with the contract's pre/post-processing (the spleen bundle's transforms)."""
+# The bundle's tensor names (network_data_format inputs.image / outputs.pred), which the operator's ports carry.
+BUNDLE_INPUT, BUNDLE_OUTPUT = "image", "pred"
 
-    def __init__(self, fragment: Any, *args: Any, model_metadata: ModelMetadata, **kwargs: Any) -> None:
-        self.model_metadata = model_metadata
-        super().__init__(fragment, *args, pre_transforms=None, post_transforms=None, **kwargs)
 
-    def pre_process(self, img_reader: Any, *args: Any, **kwargs: Any) -> Compose:
-        key, pre = self.input_dataset_key, self.model_metadata.preprocessing
-        low, high = pre.intensity_window
-        b_min, b_max = pre.scaled_range
-        return Compose(
-            [
-                LoadImaged(keys=key, reader=img_reader),
-                EnsureChannelFirstd(keys=key),
-                Orientationd(keys=key, axcodes=pre.orientation),
-                Spacingd(keys=key, pixdim=list(pre.spacing_mm), mode="bilinear"),
-                ScaleIntensityRanged(keys=key, a_min=low, a_max=high, b_min=b_min, b_max=b_max, clip=pre.clip),
-                EnsureTyped(keys=key),
-            ]
+class BundleInferenceOperator(MonaiBundleInferenceOperator):  # type: ignore[misc]  # the SDK is untyped here
+    """The stock bundle operator; ``sw_batch_size`` optionally overrides the bundle inferer's (benchmarks compare
+    equal batches), everything else is the bundle's."""
+
+    def __init__(self, *args: Any, sw_batch_size: int | None = None, **kwargs: Any) -> None:
+        self._sw_batch_size = sw_batch_size
+        super().__init__(*args, **kwargs)
+
+    def _init_config(self, config_names: Any) -> None:
+        super()._init_config(config_names)
+        if self._sw_batch_size is not None and hasattr(self._inferer, "sw_batch_size"):
+            self._inferer.sw_batch_size = self._sw_batch_size
+
+
+@dataclass(frozen=True)
+class BundleLabels:
+    """What the SEG writer needs from configs/metadata.json (read with MONAI's ConfigParser)."""
+
+    name: str
+    version: str
+    labels: dict[int, str]
+    codes: dict[int, SegmentCode]
+
+
+def read_bundle(root: Path) -> BundleLabels:
+    """The bundle's name, version and labels (``outputs.pred.channel_def``); a clear error for a bundle the
+    operator could not run (the operator itself reads inference.json and the weights when it first runs)."""
+    from monai.bundle import ConfigParser
+
+    missing = [str(m) for m in (METADATA_JSON, INFERENCE_JSON) if not (root / m).is_file()]
+    if not (root / MODEL_TS).is_file() and not (root / MODEL_PT).is_file():
+        missing.append(f"{MODEL_TS} or {MODEL_PT}")
+    if missing:
+        raise ModelDirectoryError(f"{root} lacks {', '.join(missing)}: a MONAI bundle holds {LAYOUT}")
+    parser = ConfigParser()
+    try:
+        parser.read_meta(str(root / METADATA_JSON))
+        channel_def = parser["_meta_"]["network_data_format"]["outputs"]["pred"]["channel_def"]
+        labels = {int(k): str(v) for k, v in channel_def.items()}
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
+        raise ModelDirectoryError(
+            f"{root / METADATA_JSON} has no usable network_data_format.outputs.pred.channel_def "
+            f"({type(error).__name__}: {error}): the SEG's labels come from there"
+        ) from error
+    meta = parser["_meta_"]
+    # The platform's own SEG writer codes segments the same way (core.segment_codes): the bundle's codes, then the
+    # table of common structures; an uncoded foreground label is refused here, naming it.
+    codes = resolve_codes(labels, bundle_codes(meta))
+    return BundleLabels(name=str(meta.get("name") or root.name), version=str(meta.get("version", "0.0.0")),
+                        labels=labels, codes=codes)
+
+
+def segment_descriptions(bundle: BundleLabels) -> list[Any]:
+    """One SEG segment per coded foreground label of the bundle, in channel order (the SEG's segment numbers)."""
+    lateral = [bundle.labels[i] for i, code in bundle.codes.items() if code.modifier is not None]
+    if lateral:
+        # The stock writer's SegmentDescription has no type modifier: "left kidney" would be coded as "kidney".
+        raise ModelDirectoryError(
+            f"labels {lateral} need a laterality modifier, which MONAI Deploy's DICOMSegmentationWriterOperator "
+            "cannot write: serve this bundle from the platform's endpoints (their SEG writer carries it)"
         )
-
-    def post_process(self, pre_transforms: Compose, *args: Any, **kwargs: Any) -> Compose:
-        pred = self.pred_dataset_key
-        return Compose(
-            [
-                EnsureTyped(keys=pred),
-                Activationsd(keys=pred, softmax=True),
-                Invertd(
-                    keys=pred,
-                    transform=pre_transforms,
-                    orig_keys=self.input_dataset_key,
-                    nearest_interp=False,
-                    to_tensor=True,
-                ),
-                AsDiscreted(keys=pred, argmax=True),
-            ]
+    return [
+        SegmentDescription(
+            segment_label=bundle.labels[index],
+            segmented_property_category=code.category,
+            segmented_property_type=code.type,
+            algorithm_name=bundle.name,
+            algorithm_version=bundle.version,
         )
+        for index, code in sorted(bundle.codes.items())
+    ]
 
 
-class SpleenSegApp(Application):  # type: ignore[misc]  # the SDK is untyped here
-    """One run: one series in, one DICOM SEG (``*.dcm``) in ``output_dir``."""
+class BundleSegApp(Application):  # type: ignore[misc]  # the SDK is untyped here
+    """One run: one series in, one DICOM SEG (``*.dcm``) in ``output_dir``; ``bundle`` a MONAI bundle directory,
+    ``.zip`` or ``model.tar.gz``."""
 
     def __init__(
         self,
         *,
-        model_dir: Path,
+        bundle: Path,
         output_dir: Path,
         dicom_dir: Path | None = None,
         healthimaging: HealthImagingSource | None = None,
         sw_batch_size: int | None = None,
     ) -> None:
+        # holoscan's Application must be initialised before anything can raise (its __del__ reads its own state).
+        super().__init__()
         if (dicom_dir is None) == (healthimaging is None):
             raise ValueError("give exactly one source: dicom_dir (a folder) or healthimaging (an image set)")
-        self.model_dir = Path(model_dir)
         self.output_dir = Path(output_dir)
         self.dicom_dir = dicom_dir
         self.healthimaging = healthimaging
         self.sw_batch_size = sw_batch_size
-        # Read before compose so a bad model directory fails here, with the contract's message.
-        self.model_metadata = ModelMetadata.load(self.model_dir)
-        self.model_path = model_file(self.model_dir)
-        super().__init__()
+        # Read before compose so a bad bundle fails here, naming the file; an archive is unpacked for the app's life
+        # (the operator reads the directory when it first runs).
+        self._workdir = tempfile.TemporaryDirectory(prefix="map-bundle-")
+        self.bundle_root = open_bundle(Path(bundle), Path(self._workdir.name))
+        self.bundle_labels = read_bundle(self.bundle_root)
+        self.segments = segment_descriptions(self.bundle_labels)
 
     def _loader(self) -> Any:
         once = CountCondition(self, 1)
@@ -142,40 +174,29 @@ class SpleenSegApp(Application):  # type: ignore[misc]  # the SDK is untyped her
 
     def compose(self) -> None:
         self.output_dir.mkdir(parents=True, exist_ok=True)
-        inference_spec = self.model_metadata.inference
         context = AppContext(
-            {"input": str(self.dicom_dir or ""), "output": str(self.output_dir), "model": str(self.model_path)}
+            {"input": str(self.dicom_dir or ""), "output": str(self.output_dir), "model": str(self.bundle_root)}
         )
+        # The SDK's model factory takes any directory for a predictor-less model; with none in the context the
+        # bundle operator loads the bundle from bundle_path itself (models/model.ts, else network_def + model.pt).
+        context.models = None
         loader = self._loader()
         selector = DICOMSeriesSelectorOperator(self, rules=SELECTION_RULES, name="selector")
         to_volume = DICOMSeriesToVolumeOperator(self, name="to_volume")
-        inference = SpleenInferenceOperator(
+        inference = BundleInferenceOperator(
             self,
-            model_metadata=self.model_metadata,
-            roi_size=tuple(inference_spec.roi_size),
-            overlap=inference_spec.overlap,
-            sw_batch_size=self.sw_batch_size or inference_spec.sw_batch_size,
+            sw_batch_size=self.sw_batch_size,
             app_context=context,
-            model_path=self.model_path,
+            input_mapping=[IOMapping(BUNDLE_INPUT, Image, IOType.IN_MEMORY)],
+            output_mapping=[IOMapping(BUNDLE_OUTPUT, Image, IOType.IN_MEMORY)],
+            bundle_path=self.bundle_root,
             name="inference",
         )
         writer = DICOMSegmentationWriterOperator(
-            self,
-            segment_descriptions=[
-                SegmentDescription(
-                    segment_label=self.model_metadata.labels.get(SPLEEN_LABEL, "spleen"),
-                    # The same codes as the platform's own SEG writer, so both SEGs say the same thing.
-                    segmented_property_category=SPLEEN_CATEGORY,
-                    segmented_property_type=SPLEEN_TYPE,
-                    algorithm_name=self.model_metadata.name,
-                    algorithm_version=self.model_metadata.version,
-                )
-            ],
-            output_folder=self.output_dir,
-            name="seg_writer",
+            self, segment_descriptions=self.segments, output_folder=self.output_dir, name="seg_writer"
         )
         self.add_flow(loader, selector, {("dicom_study_list", "dicom_study_list")})
         self.add_flow(selector, to_volume, {("study_selected_series_list", "study_selected_series_list")})
-        self.add_flow(to_volume, inference, {("image", "image")})
+        self.add_flow(to_volume, inference, {("image", BUNDLE_INPUT)})
         self.add_flow(selector, writer, {("study_selected_series_list", "study_selected_series_list")})
-        self.add_flow(inference, writer, {("seg_image", "seg_image")})
+        self.add_flow(inference, writer, {(BUNDLE_OUTPUT, "seg_image")})

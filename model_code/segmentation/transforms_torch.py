@@ -43,8 +43,9 @@ def scale_intensity(
 ) -> torch.Tensor:
     """ScaleIntensityRange: ``window`` HU mapped linearly onto ``scaled_range``, clipped when asked."""
     (a_min, a_max), (b_min, b_max) = window, scaled_range
-    # Out of place: an identity resampling returns a view of the caller's volume.
-    scaled = (hu - a_min) * ((b_max - b_min) / (a_max - a_min)) + b_min
+    # Out of place once (an identity resampling returns a view of the caller's volume), then in place: one
+    # model-grid temporary, not two, and the same float32 arithmetic as ``(hu - a_min) * scale + b_min``.
+    scaled = (hu - a_min).mul_((b_max - b_min) / (a_max - a_min)).add_(b_min)
     return scaled.clamp_(b_min, b_max) if clip else scaled
 
 
@@ -76,13 +77,31 @@ def lerp_axis(values: torch.Tensor, axis: int, coordinates: np.ndarray) -> torch
     return low.lerp_(high, w)
 
 
-def to_model_grid(volume: torch.Tensor, plan: ResamplePlan) -> torch.Tensor:
-    """Source-ordered (slice, row, col) volume -> model grid (X, Y, Z), bilinear, border padding."""
+def to_model_grid(volume: torch.Tensor, plan: ResamplePlan, *, slab: int | None = geometry.SLAB_SLICES) -> torch.Tensor:
+    """Source-ordered (slice, row, col) volume -> model grid (X, Y, Z), bilinear, border padding.
+
+    ``slab`` output slices at a time into one model-grid tensor (``geometry.forward_slabs``, exact): the
+    passes' intermediates are a slab's, not the whole volume's (None: the whole volume in one go)."""
     plan.check_source_shape(volume.shape)
-    out = volume
-    for k, coords in geometry.to_model_passes(plan):
-        out = lerp_axis(out, k, coords)
-    return out.permute(plan.to_model_permutation)
+    passes = geometry.to_model_passes(plan)
+    if not passes:  # nothing to resample: the volume itself, as a view
+        return volume.permute(plan.to_model_permutation)
+    if slab is None:
+        out = volume
+        for k, coords in passes:
+            out = lerp_axis(out, k, coords)
+        return out.permute(plan.to_model_permutation)
+    # Contiguous in model order, filled through a source-ordered view: the caller's .contiguous() copies nothing.
+    grid: torch.Tensor | None = None
+    for part in geometry.forward_slabs(plan, slab):
+        values = volume[part.rows]
+        for k, coords in part.passes:
+            values = lerp_axis(values, k, coords)
+        if grid is None:
+            grid = torch.empty(plan.model_shape, dtype=values.dtype, device=values.device)
+        grid.permute(plan.to_source_permutation)[part.out] = values
+    assert grid is not None  # the plan has at least one output slice
+    return grid
 
 
 def from_model_grid(values: torch.Tensor, plan: ResamplePlan) -> torch.Tensor:
@@ -95,20 +114,21 @@ def from_model_grid(values: torch.Tensor, plan: ResamplePlan) -> torch.Tensor:
 
 
 def mask_from_model_grid(
-    values: torch.Tensor, plan: ResamplePlan, *, threshold: float, slab: int = geometry.INVERSE_SLAB_SLICES
+    values: torch.Tensor, plan: ResamplePlan, *, threshold: float, slab: int = geometry.SLAB_SLICES
 ) -> np.ndarray:
     """``from_model_grid(values, plan) > threshold`` as a uint8 source-grid volume, computed ``slab`` source
     slices at a time: the full-resolution float32 volume (4 bytes a voxel, plus the passes' copies) never
-    exists, only one slab of it. Equal to the whole-volume result (``geometry.inverse_slabs``)."""
+    exists, only one slab of it. Equal to the whole-volume result (``geometry.inverse_slabs``). On a GPU the
+    label volume is built there and crosses to the host once, at the end (uint8: a quarter of the float32)."""
     plan.check_model_shape(values.shape)
     source = values.permute(plan.to_source_permutation)
-    mask = np.empty(plan.source_shape, dtype=np.uint8)
+    mask = torch.empty(plan.source_shape, dtype=torch.uint8, device=values.device)
     for part in geometry.inverse_slabs(plan, slab):
         out = source[part.rows]
         for k, coords in part.passes:
             out = lerp_axis(out, k, coords)
-        mask[part.out] = (out > threshold).cpu().numpy()
-    return mask
+        mask[part.out] = out > threshold
+    return mask.cpu().numpy()  # on the CPU: the same memory, no copy
 
 
 def foreground_probability(
@@ -151,5 +171,5 @@ def foreground_probability(
 
     coverage = [torch.from_numpy(plan.coverage(axis)).to(image.device) for axis in range(3)]
     total /= coverage[0][:, None, None] * coverage[1][None, :, None] * coverage[2][None, None, :]
-    # softmax([l0, l1])[1] == sigmoid(l1 - l0)
-    return torch.sigmoid(total[plan.crop()])
+    # softmax([l0, l1])[1] == sigmoid(l1 - l0); in place: a second model-grid volume is not needed.
+    return total.sigmoid_()[plan.crop()]

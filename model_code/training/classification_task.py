@@ -8,6 +8,7 @@ from typing import Any
 import torch
 
 from model_code.core.model_dir import InferenceSpec, ModelMetadata, NetworkSpec, Preprocessing
+from model_code.training import bundle_configs as bc
 from model_code.training.config import TrainConfig
 from model_code.training.data_classification import ClassificationCase, read_channel
 from model_code.training.data_common import split_items
@@ -140,6 +141,44 @@ class ClassificationTask(TrainingTask):
                 {"name": "ScaleIntensityd", "minv": 0.0, "maxv": 1.0},
             ]
         return [{"name": "EnsureChannelFirstd"}, *scaling, {"name": "Resized", "spatial_size": size}]
+
+    def network_def(self) -> dict[str, Any]:
+        return bc.component("DenseNet121", **self.network_args)
+
+    def inference_config(self) -> dict[str, Any]:
+        size = [self.config.image_size] * self.spatial_dims
+        load = bc.component("LoadImaged", keys="image", image_only=True, ensure_channel_first=True)
+        if self.spatial_dims == 2:
+            scaling = [bc.component("ScaleIntensityRanged", keys="image", a_min=0.0, a_max=255.0, b_min=0.0,
+                                    b_max=1.0, clip=True)]
+        else:
+            scaling = [bc.component("Orientationd", keys="image", axcodes="RAS"),
+                       bc.component("ScaleIntensityd", keys="image")]
+        # The validation transforms of this run (_deterministic), in the same order.
+        preprocessing = [load, *scaling, bc.component("Resized", keys="image", spatial_size=size),
+                         bc.component("EnsureTyped", keys="image")]
+        postprocessing = [bc.component("Activationsd", keys="pred", softmax=True)]
+        return bc.inference_document(network_def=self.network_def(), preprocessing=preprocessing,
+                                     inferer=bc.component("SimpleInferer"), postprocessing=postprocessing)
+
+    def bundle_metadata(self, *, metrics: dict[str, float], extra: dict[str, Any]) -> dict[str, Any]:
+        size = [self.config.image_size] * self.spatial_dims
+        kind = "RGB images" if self.spatial_dims == 2 else "volumes"
+        channels = {0: "R", 1: "G", 2: "B"} if self.spatial_dims == 2 else {0: "image"}
+        image = bc.tensor_format(type_="image", format_="RGB" if self.spatial_dims == 2 else "magnitude",
+                                 num_channels=self.in_channels, spatial_shape=size, value_range=(0, 1),
+                                 is_patch_data=False, channel_def=channels)
+        labels = dict(enumerate(self.classes))
+        pred = bc.tensor_format(type_="probabilities", format_="classes", num_channels=len(self.classes),
+                                spatial_shape=[len(self.classes)], value_range=(0, 1), is_patch_data=False,
+                                channel_def=labels)
+        return bc.metadata_document(
+            name=f"densenet121_{self.spatial_dims}d_classifier", version=self.config.model_version,
+            task="classification",
+            description=f"DenseNet121 classifying {self.spatial_dims}D {kind} into {', '.join(self.classes)}",
+            image=image, pred=pred, eval_metrics=metrics,
+            extra={**extra, "spatial_dims": self.spatial_dims, "image_size": self.config.image_size},
+        )
 
     def metadata(self, *, metrics: dict[str, float], extra: dict[str, Any]) -> ModelMetadata:
         size = self.config.image_size

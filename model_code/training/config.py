@@ -44,6 +44,7 @@ class TrainConfig:
     image_size: int
     occlusion_map: Path | None
     model_version: str
+    init_bundle: Path | None
     rank: int
     local_rank: int
     world_size: int
@@ -60,6 +61,7 @@ class TrainConfig:
             "samples_per_volume": self.samples_per_volume,
             "image_size": self.image_size,
             "world_size": self.world_size,
+            "init_bundle": None if self.init_bundle is None else str(self.init_bundle),
         }
 
 
@@ -113,7 +115,14 @@ def build_parser(environment: TrainingEnvironment) -> argparse.ArgumentParser:
     add("--samples-per-volume", type=_positive_int, default=4, help="random patches per volume per step")
     add("--image-size", type=_positive_int, default=64, help="classification: images resized to this side")
     add("--occlusion-map", type=Path, default=None, help="classification: write an occlusion PNG for IMAGE")
-    add("--model-version", default="0.1.0", help="version written to metadata.json")
+    add("--model-version", default="0.1.0", help="version written to the bundle's configs/metadata.json")
+    add(
+        "--init-bundle",
+        type=Path,
+        default=None,
+        help="start from this MONAI bundle's weights (directory, .zip or model.tar.gz; its network_def must be "
+        "this task's network), e.g. the zoo's spleen_ct_segmentation to fine-tune",
+    )
     return parser
 
 
@@ -143,6 +152,7 @@ def parse_config(argv: Sequence[str] | None, environment: TrainingEnvironment) -
         image_size=args.image_size,
         occlusion_map=args.occlusion_map,
         model_version=args.model_version,
+        init_bundle=args.init_bundle,
         rank=environment.rank,
         local_rank=environment.local_rank,
         world_size=environment.world_size,

@@ -4,11 +4,12 @@
 
 1. Phantoms (model_code.synthetic.phantom) at the contract spacing are written as an MSD Task09 data
    set (NIfTI, RAS) for training and validation.
-2. The trainer (``python -m model_code.training.train``, in-process) trains the contract UNet with
-   64^3 patches for --epochs (or until validation Dice reaches --stop-dice, or the time guard); the model it
-   writes is the contract's (96^3 sliding windows at inference: the UNet is fully convolutional).
-3. A phantom the trainer never saw is written as a DICOM series and segmented by the segmentation
-   CLI (``python -m model_code.segmentation.predict``) into seg.dcm, result.json and overlay.png.
+2. The trainer (``python -m model_code.training.train``, in-process) trains the zoo's spleen UNet with
+   64^3 patches for --epochs (or until validation Dice reaches --stop-dice, or the time guard) and writes a
+   MONAI bundle (configs/inference.json with 96^3 sliding windows: the UNet is fully convolutional).
+3. A phantom the trainer never saw is written as a DICOM series and segmented with that bundle by the
+   segmentation CLI (``python -m model_code.segmentation.predict --model-dir <bundle>``) into seg.dcm,
+   result.json and overlay.png.
 4. The SEG is read back and compared voxel by voxel with the planted organ: Dice is printed.
 """
 
@@ -132,7 +133,9 @@ def run_demo(argv: Sequence[str] | None = None) -> float:
     mask = seg_mask_on(output / "seg.dcm", affine=phantom.affine, shape=phantom.mask.shape)
     score = dice(mask, phantom.mask)
     steps = -(-TRAIN_CASES // 2)
+    bundle_files = sorted(p.relative_to(model_dir).as_posix() for p in model_dir.rglob("*") if p.is_file())
     summary = {
+        "bundle": bundle_files,
         "dice": round(score, 4),
         "target": TARGET_DICE,
         "epochs": len(history),
@@ -145,7 +148,7 @@ def run_demo(argv: Sequence[str] | None = None) -> float:
     (output / "dice.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(f"demo: Dice {score:.4f} against the planted organ (target >= {TARGET_DICE}); "
           f"{len(history)} epochs in {train_seconds:.0f} s ({summary['seconds_per_iteration']} s/iteration); "
-          f"outputs in {output}/ "
+          f"bundle {model_dir}/ ({', '.join(bundle_files)}); outputs in {output}/ "
           "(seg.dcm, overlay.png, training_curve.png, result.json, dice.json)")
     return score
 

@@ -1,12 +1,25 @@
-"""Write the model directory the contract defines: model.ts + metadata.json, plus the model.pt state dict."""
+"""Write the trained model as a MONAI bundle in the Model Zoo's layout.
+
+    <model_dir>/configs/inference.json    network_def, pre-processing, inferer, post-processing
+    <model_dir>/configs/metadata.json     network_data_format (labels in channel_def), eval_metrics, the run
+    <model_dir>/models/model.pt           the state dict (what ``--init-bundle`` and MONAI's CheckpointLoader read)
+    <model_dir>/models/model.ts           TorchScript (what the serving paths run)
+
+Transitional: the old model.ts + metadata.json stay beside them at the top until every consumer reads bundles.
+The trainer writes its own configs (``segmentation.bundle.write_bundle`` describes a CT segmentation input):
+a classifier's network_data_format is RGB images or volumes in, class probabilities out.
+"""
 
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
+from typing import Any
 
 import torch
 
+from model_code.core.bundle_layout import INFERENCE_JSON, METADATA_JSON, MODEL_PT, MODEL_TS
 from model_code.core.model_dir import MODEL_FILE, STATE_DICT_FILE, ModelMetadata
 
 
@@ -24,12 +37,31 @@ def to_torchscript(model: torch.nn.Module, example: torch.Tensor) -> torch.jit.S
     return scripted
 
 
-def write_model_dir(
-    model_dir: Path, *, model: torch.nn.Module, example: torch.Tensor, metadata: ModelMetadata
+def _write_json(path: Path, document: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(document, indent=4) + "\n")
+
+
+def write_bundle(
+    model_dir: Path,
+    *,
+    model: torch.nn.Module,
+    example: torch.Tensor,
+    inference: dict[str, Any],
+    metadata: dict[str, Any],
+    legacy: ModelMetadata | None = None,
 ) -> Path:
-    model_dir.mkdir(parents=True, exist_ok=True)
+    """The bundle at ``model_dir`` (created); ``legacy`` also writes the old top-level pair (transition)."""
+    model_dir = Path(model_dir)
     network = model.cpu().eval()
-    torch.save(network.state_dict(), model_dir / STATE_DICT_FILE)
-    torch.jit.save(to_torchscript(network, example), str(model_dir / MODEL_FILE))
-    metadata.save(model_dir)
+    _write_json(model_dir / INFERENCE_JSON, inference)
+    _write_json(model_dir / METADATA_JSON, metadata)
+    (model_dir / MODEL_PT).parent.mkdir(parents=True, exist_ok=True)
+    torch.save(network.state_dict(), model_dir / MODEL_PT)
+    scripted = to_torchscript(network, example)
+    torch.jit.save(scripted, str(model_dir / MODEL_TS))
+    if legacy is not None:
+        torch.save(network.state_dict(), model_dir / STATE_DICT_FILE)
+        torch.jit.save(scripted, str(model_dir / MODEL_FILE))
+        legacy.save(model_dir)
     return model_dir

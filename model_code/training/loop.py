@@ -18,7 +18,7 @@ import torch
 from model_code.training import checkpoint, distributed
 from model_code.training.config import Task, TrainConfig
 from model_code.training.data_common import data_hash
-from model_code.training.export import write_model_dir
+from model_code.training.export import write_bundle
 from model_code.training.reporting import CURVE_FILE, Reporter, plot_curve
 from model_code.training.seeding import enable_determinism, epoch_seed, seed_everything
 from model_code.training.task_base import TrainingTask
@@ -46,6 +46,19 @@ def make_task(config: TrainConfig) -> TrainingTask:
     from model_code.training.classification_task import ClassificationTask
 
     return ClassificationTask(config)
+
+
+def initial_model(config: TrainConfig, task: TrainingTask) -> torch.nn.Module:
+    """The network before step 1: seeded (identical on every rank), or the ``--init-bundle`` weights."""
+    seed_everything(config.seed)
+    model = task.build_network()
+    if config.init_bundle is not None:
+        from model_code.training.init_bundle import load_bundle_weights
+
+        # Every rank reads the bundle itself: the same file gives the same weights, no broadcast needed.
+        load_bundle_weights(config.init_bundle, model, network_def=task.network_def())
+        log.info("initial weights from %s", config.init_bundle)
+    return model
 
 
 def _loader(dataset: Any, *, config: TrainConfig, shuffle: bool, sampler: Any, seed: int, batch_size: int) -> Any:
@@ -94,8 +107,7 @@ def _run(
 
     enable_determinism()
     task = make_task(config)  # validates the data on every rank: a bad file stops all of them alike
-    seed_everything(config.seed)  # identical initial weights on every rank
-    model = task.build_network().to(context.device)
+    model = initial_model(config, task).to(context.device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
     loss_function = task.build_loss()
@@ -207,26 +219,31 @@ def _finish(
 ) -> Path:
     final = {k: v for k, v in history[-1].items() if k != "epoch"} if history else {}
     training_data = data_hash(task.data_files, root=config.training_dir)
-    metadata = task.metadata(metrics=final, extra={
+    run = {
         "training_data_sha256": training_data,
         "trained_epochs": len(history),
         "hyperparameters": config.hyperparameters(),
-    })
-    write_model_dir(config.model_dir, model=model, example=task.example_input(), metadata=metadata)
+    }
+    write_bundle(config.model_dir, model=model, example=task.example_input(), inference=task.inference_config(),
+                 metadata=task.bundle_metadata(metrics=final, extra=run),
+                 legacy=task.metadata(metrics=final, extra=run))
     if history:
         plot_curve(history, config.output_dir / CURVE_FILE)
     if config.occlusion_map is not None:
-        _occlusion(config, task, model)
+        _occlusion(config, task)
     log.info("model written to %s (%s)", config.model_dir, ", ".join(f"{k}={v:.4f}" for k, v in final.items()))
     return config.model_dir
 
 
-def _occlusion(config: TrainConfig, task: TrainingTask, model: torch.nn.Module) -> None:
+def _occlusion(config: TrainConfig, task: TrainingTask) -> None:
+    from model_code.training.classification_bundle import ClassificationBundle
     from model_code.training.classification_task import ClassificationTask
     from model_code.training.occlusion import write_occlusion_map
 
     if not isinstance(task, ClassificationTask) or config.occlusion_map is None:
         raise ValueError("--occlusion-map applies to --task classification only")  # parse_config checks first
-    path = write_occlusion_map(model=model, transforms=task.val_transforms(), image=config.occlusion_map,
-                               classes=task.classes, out_path=config.output_dir / OCCLUSION_FILE)
+    # From the bundle just written, as a user would run it: its transforms, its weights, its labels.
+    bundle = ClassificationBundle.load(config.model_dir)
+    path = write_occlusion_map(model=bundle.network, transforms=bundle.preprocessing, image=config.occlusion_map,
+                               classes=bundle.classes, out_path=config.output_dir / OCCLUSION_FILE)
     log.info("occlusion map written to %s", path)

@@ -8,8 +8,9 @@ from typing import Any
 import torch
 
 from model_code.core.model_dir import ModelMetadata, Preprocessing
-from model_code.core.spleen import SPLEEN_LABEL, spleen_metadata
+from model_code.core.spleen import MODEL_NAME, SPLEEN_LABEL, SPLEEN_UNET_ARGS, spleen_metadata
 from model_code.segmentation.networks import build_spleen_unet
+from model_code.training import bundle_configs as bc
 from model_code.training.config import TrainConfig
 from model_code.training.data_common import split_items
 from model_code.training.data_segmentation import discover_cases
@@ -111,6 +112,33 @@ class SegmentationTask(TrainingTask):
             {"name": "ScaleIntensityRanged", "a_min": pre.intensity_window[0], "a_max": pre.intensity_window[1],
              "b_min": pre.scaled_range[0], "b_max": pre.scaled_range[1], "clip": pre.clip},
         ]
+
+    def network_def(self) -> dict[str, Any]:
+        return bc.component("UNet", **SPLEEN_UNET_ARGS)
+
+    def inference_config(self) -> dict[str, Any]:
+        from model_code.segmentation.bundle import zoo_inference_config
+
+        # The zoo spleen bundle's inference config (the serving side reads the same) with the values this model
+        # was trained with; inference keeps the contract's 96^3 windows whatever patch side trained it (the
+        # UNet is fully convolutional, and 96^3 holds a whole abdomen's context).
+        description = replace(spleen_metadata(), preprocessing=self.preprocessing)
+        return zoo_inference_config(description, network_def=self.network_def())
+
+    def bundle_metadata(self, *, metrics: dict[str, float], extra: dict[str, Any]) -> dict[str, Any]:
+        labels = spleen_metadata().labels
+        # Any side divisible by 16 (the UNet halves the grid four times); verify_net_in_out tries 16*n.
+        shape = ["16*n"] * 3
+        image = bc.tensor_format(type_="image", format_="hounsfield", modality="CT", num_channels=1,
+                                 spatial_shape=shape, value_range=self.preprocessing.scaled_range,
+                                 is_patch_data=True, channel_def={0: "image"})
+        pred = bc.tensor_format(type_="image", format_="segmentation", num_channels=len(labels), spatial_shape=shape,
+                                value_range=(0, 1), is_patch_data=True, channel_def=labels)
+        return bc.metadata_document(
+            name=MODEL_NAME, version=self.config.model_version, task="Spleen CT segmentation",
+            description="A 3D UNet segmenting the spleen in CT, trained with model_code.training",
+            image=image, pred=pred, eval_metrics=metrics, extra=extra,
+        )
 
     def metadata(self, *, metrics: dict[str, float], extra: dict[str, Any]) -> ModelMetadata:
         base = spleen_metadata(version=self.config.model_version, metrics=metrics)

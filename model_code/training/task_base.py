@@ -47,3 +47,15 @@ class TrainingTask(ABC):
     @abstractmethod
     def describe_transforms(self) -> list[dict[str, Any]]:
         """The inference-time pre-processing, for metadata.json."""
+
+    @abstractmethod
+    def network_def(self) -> dict[str, Any]:
+        """The network as a MONAI config component (inference.json's ``network_def``); builds build_network()'s."""
+
+    @abstractmethod
+    def inference_config(self) -> dict[str, Any]:
+        """The bundle's configs/inference.json: network_def, pre-processing, inferer, post-processing."""
+
+    @abstractmethod
+    def bundle_metadata(self, *, metrics: dict[str, float], extra: dict[str, Any]) -> dict[str, Any]:
+        """The bundle's configs/metadata.json: network_data_format (labels in channel_def) and the run's metrics."""

@@ -27,6 +27,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from model_code.core.bundle_layout import is_bundle
 from model_code.core.s3_uri import parse_s3_uri
 from platform_cli import doctor
 from platform_cli.errors import CommandFailedError
@@ -306,10 +307,10 @@ class Deployer:
 
     def demo_model_dir(self) -> Path:
         model_dir = self.options.demo_output / "model"
-        if not (model_dir / "model.ts").is_file():
+        if not is_bundle(model_dir):
             self.runtime.note(f"  {model_dir} has no model: training the demo model ($ make demo, a few minutes)")
             command = ["make", "demo", f"DEMO_OUTPUT={self.options.demo_output}"]
-            if self.runner(command) != 0 or not (model_dir / "model.ts").is_file():
+            if self.runner(command) != 0 or not is_bundle(model_dir):
                 raise DeployError(f"make demo left no model in {model_dir}: run it alone to see why")
         return model_dir
 

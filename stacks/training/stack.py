@@ -47,6 +47,8 @@ from stacks.training.job import (
 )
 from stacks.training.roles import SAGEMAKER_SERVICE, training_job_role
 
+# The package's model.tar.gz: a MONAI bundle in the Model Zoo's layout (configs/ + models/ at its top).
+MODEL_FORMAT = "monai-bundle"
 # Everything a training job writes lives under this prefix of the model-artifacts bucket.
 ARTIFACTS_PREFIX = "training/"
 OUTPUT_PREFIX = f"{ARTIFACTS_PREFIX}output/"
@@ -174,9 +176,11 @@ class TrainingStack(Stack):
                     "SupportedContentTypes": ["application/json"],
                     "SupportedResponseMIMETypes": ["application/json"],
                 },
-                # The job's final metrics travel with the package (a reviewer approves on them).
+                # The job's final metrics travel with the package (a reviewer approves on them), and what the
+                # archive is: the MONAI bundle the trainer writes (model_code/training/export.py).
                 "CustomerMetadataProperties": {
                     "trainingJobName.$": "$.training.TrainingJobName",
+                    "modelFormat": MODEL_FORMAT,
                     **{
                         f"{d['Name']}.$": f"States.JsonToString($.metrics.{metric_key(d['Name'])})"
                         for d in METRIC_DEFINITIONS

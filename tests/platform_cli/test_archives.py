@@ -5,11 +5,11 @@ from __future__ import annotations
 import io
 import json
 import tarfile
+import zipfile
 from pathlib import Path
 
 import pytest
 
-from model_code.core.model_dir import METADATA_FILE, MODEL_FILE, ModelMetadata, NetworkSpec
 from model_code.triton_model.package import package_triton_model
 from tests.platform_cli.fakes import Platform
 
@@ -21,16 +21,22 @@ def deployed(platform: Platform, serving_stack: dict[str, str]) -> Platform:
     return platform
 
 
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A MONAI bundle (the threshold reference network, scripted) in the zoo's layout."""
+    from testkit.models import save_threshold_model
+
+    return save_threshold_model(tmp_path_factory.mktemp("bundle") / "spleen")
+
+
 @pytest.fixture
-def model_dir(tmp_path: Path) -> Path:
-    """A model directory by the contract; the TorchScript bytes are a stand-in (packaging only copies them)."""
-    folder = tmp_path / "model"
-    folder.mkdir()
-    ModelMetadata(
-        name="spleen", version="1.0.0", task="segmentation", network=NetworkSpec("UNet", {}), labels={0: "bg", 1: "spleen"}
-    ).save(folder)
-    (folder / MODEL_FILE).write_bytes(b"torchscript")
-    return folder
+def model_dir(bundle: Path) -> Path:
+    return bundle
+
+
+def contents(archive: bytes) -> dict[str, bytes]:
+    with tarfile.open(fileobj=io.BytesIO(archive), mode="r:gz") as tar:
+        return {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}  # type: ignore[union-attr]
 
 
 def bucket(platform: Platform) -> str:
@@ -51,14 +57,37 @@ def members(platform: Platform, key: str) -> list[str]:
     ],
 )
 def test_add_model_dir_packages_and_uploads(
-    deployed: Platform, model_dir: Path, capsys: pytest.CaptureFixture[str], name_args: list[str], name: str
+    deployed: Platform, model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], name_args: list[str],
+    name: str,
 ) -> None:
     assert deployed.run("archives", "add", "--model-dir", str(model_dir), *name_args) == 0
     assert capsys.readouterr().out.strip() == f"{name}.tar.gz"  # the TargetModel to call the endpoint with
-    assert members(deployed, f"{PREFIX}{name}.tar.gz") == [
-        name, f"{name}/1", f"{name}/1/{METADATA_FILE}", f"{name}/1/model.py", f"{name}/1/{MODEL_FILE}",
-        f"{name}/config.pbtxt",
-    ]
+    uploaded = deployed.s3.get_object(Bucket=bucket(deployed), Key=f"{PREFIX}{name}.tar.gz")["Body"].read()
+    # What the Triton packager builds from the bundle: one model folder with its config and version folder.
+    reference = package_triton_model(model_dir, tmp_path / f"{name}.tar.gz").read_bytes()
+    assert contents(uploaded) == contents(reference)
+    assert {f"{name}/config.pbtxt", f"{name}/1/model.py"} <= set(contents(uploaded))
+
+
+@pytest.mark.parametrize("packing", ["zip", "tar.gz"])
+def test_add_takes_a_zipped_or_tarred_bundle(
+    deployed: Platform, bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], packing: str
+) -> None:
+    files = sorted(p for p in bundle.rglob("*") if p.is_file())
+    if packing == "zip":  # as the zoo ships a bundle: one folder inside
+        source = tmp_path / "spleen_ct_segmentation.zip"
+        with zipfile.ZipFile(source, "w") as archive:
+            for path in files:
+                archive.write(path, f"spleen_ct_segmentation/{path.relative_to(bundle).as_posix()}")
+    else:  # as SageMaker packs a training job's model directory: its files at the top
+        source = tmp_path / "model.tar.gz"
+        with tarfile.open(source, "w:gz") as archive:
+            for path in files:
+                archive.add(path, arcname=path.relative_to(bundle).as_posix())
+    assert deployed.run("archives", "add", "--model-dir", str(source), "--name", "from-archive") == 0
+    uploaded = deployed.s3.get_object(Bucket=bucket(deployed), Key=f"{PREFIX}from-archive.tar.gz")["Body"].read()
+    reference = package_triton_model(bundle, tmp_path / "from-archive.tar.gz").read_bytes()
+    assert contents(uploaded) == contents(reference)
 
 
 def test_add_existing_archive_then_list(
@@ -131,7 +160,7 @@ def test_bad_archive_exits_2(
 @pytest.mark.parametrize(
     ("argv", "expected"),
     [
-        (["--model-dir", "EMPTY"], "metadata.json is missing"),  # model_dir's own message
+        (["--model-dir", "EMPTY"], "is not a MONAI bundle"),  # open_bundle's own message
         (["--model-dir", "MODEL", "--name", "bad name"], "model name 'bad name' must be"),
         (["--archive", "x.tar.gz", "--name", "y"], "--name goes with --model-dir"),
     ],

@@ -269,20 +269,24 @@ def test_a_stack_left_in_progress_is_waited_for_before_cdk_deploy(
 def test_the_demo_bundle_carries_the_model_and_its_not_for_clinical_use_label(tmp_path: Path) -> None:
     import tarfile
 
-    from model_code.core.spleen import spleen_metadata
+    from model_code.segmentation.bundle import ModelBundle
+    from testkit.models import save_threshold_model
 
-    model_dir = tmp_path / "model"
-    model_dir.mkdir()
-    (model_dir / "model.ts").write_bytes(b"torchscript")
-    spleen_metadata().save(model_dir)
+    model_dir = save_threshold_model(tmp_path / "model")
     archive = package_demo_bundle(model_dir, tmp_path / "out" / "model.tar.gz")
     with tarfile.open(archive) as tar:
-        assert sorted(tar.getnames()) == ["metadata.json", "model.ts"]
-        metadata = json.loads(tar.extractfile("metadata.json").read())  # type: ignore[union-attr]
+        names = set(tar.getnames())
+        metadata = json.loads(tar.extractfile("configs/metadata.json").read())  # type: ignore[union-attr]
+    assert {"configs/metadata.json", "configs/inference.json", "models/model.ts", "models/model.pt"} <= names
     assert metadata["intended_use"] == INTENDED_USE
     assert "Not for clinical use" in INTENDED_USE
-    assert metadata["name"] == spleen_metadata().name
-    # Must not: a folder that is no model directory.
-    (model_dir / "model.ts").unlink()
-    with pytest.raises(ModelDirectoryError, match=r"model\.ts is missing"):
+    # What the endpoint's model_fn does with it: SageMaker unpacks it, the bundle reader loads it.
+    unpacked = ModelBundle.load(archive, workdir=tmp_path / "unpacked")
+    assert unpacked.description.name == ModelBundle.load(model_dir).description.name
+    assert unpacked.metadata["intended_use"] == INTENDED_USE
+    # Must not: a folder that is no bundle, or one whose network does not load.
+    with pytest.raises(ModelDirectoryError, match=r"configs/metadata\.json is missing"):
+        package_demo_bundle(tmp_path / "out", tmp_path / "again.tar.gz")
+    (model_dir / "models/model.ts").write_bytes(b"not torchscript")
+    with pytest.raises(ModelDirectoryError, match=r"model\.ts cannot be loaded as TorchScript"):
         package_demo_bundle(model_dir, tmp_path / "again.tar.gz")

@@ -110,6 +110,7 @@ def test_the_package_is_registered_with_the_final_metrics_pending_approval(state
     assert "pytorchinference" in container["Image"].lower()
     metadata = params["CustomerMetadataProperties"]
     assert metadata["validation:dice.$"] == "States.JsonToString($.metrics.validation_dice)"
+    assert metadata["modelFormat"] == "monai-bundle"  # what the approval handler unpacks (configs/ + models/)
     # Default configuration (autoApproveMetric ""): must not auto-approve; every package waits for a reviewer.
     assert "MeetsApprovalThreshold" not in states
     assert states["HasMetrics"]["Type"] == "Choice"

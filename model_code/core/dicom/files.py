@@ -6,6 +6,7 @@ applied. Every failure is an :class:`InvalidSeriesError` that names the file(s) 
 
 from __future__ import annotations
 
+import contextlib
 import io
 import zipfile
 import zlib
@@ -75,7 +76,16 @@ def _convert_every_element(dataset: pydicom.Dataset) -> None:
 
 
 def _read(source: bytes | Path) -> pydicom.Dataset:
-    stream = io.BytesIO(source) if isinstance(source, bytes) else source
+    if isinstance(source, bytes):
+        stream = io.BytesIO(source)
+        # pydicom keeps the stream it read as the dataset's ``buffer``: with it, every instance held its whole
+        # member's bytes (the pixels a second time) until the request ended. Every value is read by now.
+        with contextlib.closing(stream):
+            return _read_stream(stream)
+    return _read_stream(source)
+
+
+def _read_stream(stream: io.BytesIO | Path) -> pydicom.Dataset:
     try:
         return pydicom.dcmread(stream)
     except InvalidDicomError:

@@ -7,7 +7,7 @@ is Approved. The handler then:
 2. copies the archive to ``<serving prefix>/v<version>/model.tar.gz`` (immutable, what the new model reads) and
    to the serving stack's ``modelDataKey`` (so a later ``cdk deploy`` of the serving stack serves the same model);
 3. repackages it as a Triton model archive ``<multi-model prefix><name>-v<version>.tar.gz`` for the
-   multi-model endpoint (``TargetModel``);
+   multi-model endpoint (``TargetModel``): the MONAI bundle (configs/ + models/) in the version folder;
 4. creates a model and an endpoint config copied from the endpoint's current ones with the new model, and calls
    UpdateEndpoint with a canary, linear or rolling DeploymentConfig whose AutoRollbackConfiguration names the
    approval stack's alarms: SageMaker shifts traffic step by step and rolls back when an alarm fires. An endpoint
@@ -54,7 +54,11 @@ STRATEGIES = ("canary", "linear", "rolling")
 # archive's model name in its place, so the template has one source.
 TRITON_NAME_PLACEHOLDER = "MODEL_NAME_PLACEHOLDER"
 TRITON_VERSION = "1"
-MODEL_MEMBERS = ("model.ts", "metadata.json")  # the model directory contract (model_code/core/model_dir.py)
+# The MONAI bundle a training job's model.tar.gz holds at its top (model_code/core/bundle_layout.py): both configs,
+# and the network as TorchScript and/or a state dict for network_def. The whole bundle goes to Triton.
+BUNDLE_CONFIGS = ("configs/metadata.json", "configs/inference.json")
+BUNDLE_NETWORKS = ("models/model.ts", "models/model.pt")
+BUNDLE_FOLDERS = ("configs/", "models/")
 ARCHIVE_SUFFIX = ".tar.gz"
 SAGEMAKER_NAME_MAX = 63
 
@@ -168,24 +172,43 @@ def render_triton_config(settings: Settings, name: str) -> str:
     return settings.triton_config.replace(quoted, f'"{name}"')
 
 
+def _bundle_members(source: tarfile.TarFile) -> dict[str, tarfile.TarInfo]:
+    """The bundle's regular files under configs/ and models/, by normalised name; nothing outside them is read."""
+    members: dict[str, tarfile.TarInfo] = {}
+    for member in source.getmembers():
+        name = Path(member.name).as_posix().removeprefix("./")
+        if not member.isfile() or not name.startswith(BUNDLE_FOLDERS):
+            continue
+        parts = Path(name).parts
+        if ".." in parts or Path(name).is_absolute():
+            raise DeploymentError(f"the model archive has a member outside the bundle ({member.name!r}): reject it")
+        members[name] = member
+    return members
+
+
 def build_triton_archive(model_archive: Path, out_path: Path, *, settings: Settings, name: str) -> Path:
-    """``name/config.pbtxt``, ``name/1/model.py``, ``name/1/{model.ts,metadata.json}`` (triton_package layout)."""
+    """``name/config.pbtxt``, ``name/1/model.py``, ``name/1/{configs,models}/...`` (the bundle, triton_package's
+    layout: the Triton model reads the bundle from its version folder)."""
     staging = out_path.parent / "triton-staging"
     version_dir = staging / name / TRITON_VERSION
     version_dir.mkdir(parents=True)
     with tarfile.open(model_archive, "r:gz") as source:
-        members = {Path(m.name).as_posix().removeprefix("./"): m for m in source.getmembers() if m.isfile()}
-        missing = [member for member in MODEL_MEMBERS if member not in members]
+        members = _bundle_members(source)
+        missing = [member for member in BUNDLE_CONFIGS if member not in members]
+        if not any(network in members for network in BUNDLE_NETWORKS):
+            missing.append(" or ".join(BUNDLE_NETWORKS))
         if missing:
             raise DeploymentError(
-                f"the model archive lacks {missing} at its top level (the model directory contract): "
+                f"the model archive lacks {missing} at its top level (a MONAI bundle: configs/ and models/): "
                 "the package was not made by the trainer; reject it"
             )
-        # Only the named regular files are read, never extracted by their own paths.
-        for member in MODEL_MEMBERS:
-            extracted = source.extractfile(members[member])
+        # Only the bundle's regular files are read, each written under the version folder by its checked name.
+        for member_name, member in sorted(members.items()):
+            extracted = source.extractfile(member)
             assert extracted is not None  # a regular file always has content
-            (version_dir / member).write_bytes(extracted.read())
+            target = version_dir / member_name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(extracted.read())
     (staging / name / "config.pbtxt").write_text(render_triton_config(settings, name))
     (version_dir / "model.py").write_text(settings.triton_model_py)
     with tarfile.open(out_path, "w:gz") as archive:

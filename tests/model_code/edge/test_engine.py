@@ -50,10 +50,10 @@ def test_a_non_ct_series_is_refused(edge_model, tmp_path) -> None:
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (lambda b: (b / "metadata.json").write_text((b / "metadata.json").read_text() + " "), "does not match"),
+        (lambda b: (b / "edge.json").write_text((b / "edge.json").read_text() + " "), "does not match"),
         (lambda b: (b / MANIFEST_FILE).unlink(), "not an edge bundle"),
     ],
-    ids=["edited-metadata", "no-manifest"],
+    ids=["edited-description", "no-manifest"],
 )
 def test_load_refuses_an_altered_bundle(onnx_bundle: Path, tmp_path: Path, change, message) -> None:
     copy = tmp_path / "bundle"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
+import tarfile
 import zipfile
 from pathlib import Path
 
@@ -12,12 +14,27 @@ import pytest
 import torch
 
 import model_code
-from model_code.core.model_dir import MODEL_FILE, ModelMetadata
-from model_code.edge.layout import EDGE_KEY, MANIFEST_FILE, ONNX_FILE, BundleError, BundleFormat, verify_manifest
+from model_code.edge.layout import (
+    DESCRIPTION_FILE,
+    EDGE_KEY,
+    MANIFEST_FILE,
+    ONNX_FILE,
+    TORCHSCRIPT_FILE,
+    BundleError,
+    BundleFormat,
+    verify_manifest,
+)
 from model_code.export import __main__ as cli
 from model_code.export.bundle import export_bundle
 from model_code.export.onnx_export import ATOL, RTOL, compare, phantom_windows
 from model_code.runtimes import package_files
+from model_code.segmentation.bundle import ModelBundle
+
+MODEL_TS = "models/model.ts"
+
+
+def _description(path: Path):
+    return ModelBundle.load(path).description
 
 
 @pytest.fixture(scope="module")
@@ -31,18 +48,26 @@ def onnx_bundle(pooled_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
 def test_onnx_bundle_holds_model_metadata_runner_and_manifest(onnx_bundle: Path, pooled_model_dir: Path) -> None:
     manifest = json.loads((onnx_bundle / MANIFEST_FILE).read_text())
     listed = {entry["path"] for entry in manifest["files"]}
-    assert {ONNX_FILE, "metadata.json", "runner/requirements.txt"} <= listed
+    assert {ONNX_FILE, DESCRIPTION_FILE, "source/configs/metadata.json", "source/configs/inference.json",
+            "runner/requirements.txt"} <= listed
     runner = {path for path in listed if path.startswith("runner/model_code/")}
     # The core and the runner, nothing else: no other runtime, no test support.
     assert runner == {f"runner/model_code/{m}" for m in package_files("edge")}
     assert {path.split("/")[2] for path in runner} == {"__init__.py", "core", "edge", "synthetic"}  # + the warm-up
-    assert MODEL_FILE not in listed  # an ONNX bundle carries no TorchScript
+    assert TORCHSCRIPT_FILE not in listed  # an ONNX bundle carries no TorchScript
     assert len(verify_manifest(onnx_bundle)) == len(listed)
-    edge = ModelMetadata.load(onnx_bundle).extra[EDGE_KEY]
+    described = json.loads((onnx_bundle / DESCRIPTION_FILE).read_text())
+    # What the serving side reads from the same MONAI bundle, so the edge applies what the cloud applies.
+    source = _description(pooled_model_dir)
+    assert [described["preprocessing"], described["inference"]] == json.loads(json.dumps(
+        [source.to_json()["preprocessing"], source.to_json()["inference"]]))
+    assert (onnx_bundle / "source/configs/inference.json").read_bytes() == (
+        pooled_model_dir / "configs/inference.json").read_bytes()
+    edge = described[EDGE_KEY]
     assert edge["format"] == "onnx"
     assert edge["tolerance"] == {"atol": ATOL, "rtol": RTOL}
     assert edge["maxAbsLogitDifference"] <= ATOL
-    assert edge["sourceModelSha256"] == hashlib.sha256((pooled_model_dir / MODEL_FILE).read_bytes()).hexdigest()
+    assert edge["sourceModelSha256"] == hashlib.sha256((pooled_model_dir / MODEL_TS).read_bytes()).hexdigest()
     requirements = (onnx_bundle / "runner/requirements.txt").read_text().split()
     assert {"numpy", "nibabel", "pydicom", "highdicom", "onnxruntime"} <= {r.split("==")[0] for r in requirements}
     assert "torch" not in {r.split("==")[0] for r in requirements}
@@ -86,8 +111,8 @@ def test_manifest_catches_altered_bundles(onnx_bundle: Path, tmp_path: Path, tam
 def test_untrained_contract_unet_onnx_matches_torchscript_on_phantoms(untrained_unet_dir: Path, tmp_path: Path) -> None:
     report = export_bundle(untrained_unet_dir, tmp_path / "unet", fmt=BundleFormat.ONNX)
     # The stated tolerance holds on fresh phantom windows too, not only the ones the export checked.
-    module = torch.jit.load(str(untrained_unet_dir / MODEL_FILE)).eval()
-    agreement = compare(module, tmp_path / "unet" / ONNX_FILE, phantom_windows(ModelMetadata.load(untrained_unet_dir),
+    module = torch.jit.load(str(untrained_unet_dir / MODEL_TS)).eval()
+    agreement = compare(module, tmp_path / "unet" / ONNX_FILE, phantom_windows(_description(untrained_unet_dir),
                                                                                  seeds=(3,)))
     assert agreement.within_tolerance
     assert agreement.max_abs_difference <= ATOL
@@ -109,7 +134,7 @@ def test_an_unfaithful_onnx_export_is_refused(threshold_model_dir: Path, tmp_pat
 
 def test_torchscript_bundle_carries_the_source_file(threshold_model_dir: Path, tmp_path: Path) -> None:
     report = export_bundle(threshold_model_dir, tmp_path / "ts", fmt=BundleFormat.TORCHSCRIPT)
-    assert (tmp_path / "ts" / MODEL_FILE).read_bytes() == (threshold_model_dir / MODEL_FILE).read_bytes()
+    assert (tmp_path / "ts" / TORCHSCRIPT_FILE).read_bytes() == (threshold_model_dir / MODEL_TS).read_bytes()
     assert not (tmp_path / "ts" / ONNX_FILE).exists()
     assert report.max_abs_difference is None
     assert "torch==" in (tmp_path / "ts" / "runner/requirements.txt").read_text()
@@ -118,7 +143,7 @@ def test_torchscript_bundle_carries_the_source_file(threshold_model_dir: Path, t
 @pytest.mark.parametrize(
     ("setup", "args", "message"),
     [
-        (lambda t: None, ["--model-dir", "{missing}"], "metadata.json is missing"),
+        (lambda t: None, ["--model-dir", "{missing}"], "nothing does not exist"),
         (lambda t: (t / "out").mkdir() or (t / "out" / "keep.txt").write_text("x"), [], "is not empty"),
     ],
     ids=["missing-model-dir", "out-not-empty"],
@@ -141,9 +166,89 @@ def test_force_replaces_a_non_empty_out(pooled_model_dir: Path, tmp_path: Path) 
 
 
 def test_phantom_windows_are_scaled_model_inputs(pooled_model_dir: Path) -> None:
-    windows = phantom_windows(ModelMetadata.load(pooled_model_dir))
+    windows = phantom_windows(_description(pooled_model_dir))
     assert windows.shape == (2, 1, 96, 96, 96)
     assert windows.dtype == np.float32
     assert windows.min() >= 0.0
     assert windows.max() <= 1.0
     assert np.any((windows > 0.2) & (windows < 0.9))  # the organ band is there, not all clipped
+
+
+def _zoo_only(bundle: Path, out: Path) -> Path:
+    """configs/ + models/ only: the layout the zoo ships, with no file of the old contract."""
+    for part in ("configs", "models"):
+        shutil.copytree(bundle / part, out / part)
+    return out
+
+
+@pytest.mark.parametrize("packing", ["zip", "tar.gz"])
+def test_a_zoo_layout_archive_exports_like_its_directory(packing, pooled_model_dir, onnx_bundle, tmp_path) -> None:
+    bundle = _zoo_only(pooled_model_dir, tmp_path / "spleen")
+    if packing == "zip":
+        source = tmp_path / "spleen.zip"
+        with zipfile.ZipFile(source, "w") as archive:
+            for path in sorted(bundle.rglob("*")):
+                if path.is_file():
+                    archive.write(path, f"spleen/{path.relative_to(bundle).as_posix()}")
+    else:
+        source = tmp_path / "model.tar.gz"
+        with tarfile.open(source, "w:gz") as archive:
+            for child in ("configs", "models"):
+                archive.add(bundle / child, arcname=child)
+    export_bundle(source, tmp_path / "edge", fmt=BundleFormat.TORCHSCRIPT)
+    assert (tmp_path / "edge" / TORCHSCRIPT_FILE).read_bytes() == (pooled_model_dir / MODEL_TS).read_bytes()
+    ours = json.loads((tmp_path / "edge" / DESCRIPTION_FILE).read_text())
+    theirs = json.loads((onnx_bundle / DESCRIPTION_FILE).read_text())
+    assert (ours["labels"], ours["preprocessing"], ours["inference"]) == (
+        theirs["labels"], theirs["preprocessing"], theirs["inference"])
+
+
+def test_a_bundle_without_torchscript_is_scripted_from_network_def(untrained_unet_dir, tmp_path) -> None:
+    bundle = _zoo_only(untrained_unet_dir, tmp_path / "unet")
+    (bundle / MODEL_TS).unlink()  # network_def (the zoo's UNet) + models/model.pt only
+    export_bundle(bundle, tmp_path / "edge", fmt=BundleFormat.TORCHSCRIPT)
+    scripted = torch.jit.load(str(tmp_path / "edge" / TORCHSCRIPT_FILE))
+    reference = torch.jit.load(str(untrained_unet_dir / MODEL_TS)).eval()
+    x = torch.rand(1, 1, 32, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(scripted(x), reference(x))
+    edge = json.loads((tmp_path / "edge" / DESCRIPTION_FILE).read_text())[EDGE_KEY]
+    assert edge["sourceModelSha256"] == hashlib.sha256((bundle / "models/model.pt").read_bytes()).hexdigest()
+
+
+def _edited(bundle: Path, out: Path, edit) -> Path:
+    copy = _zoo_only(bundle, out)
+    for name in ("inference.json", "metadata.json"):
+        path = copy / "configs" / name
+        document = json.loads(path.read_text())
+        edit(name, document)
+        path.write_text(json.dumps(document))
+    return copy
+
+
+def _extra_transform(name, document) -> None:
+    if name == "inference.json":
+        document["preprocessing"]["transforms"].insert(-1, {"_target_": "GaussianSmoothd", "keys": "image",
+                                                            "sigma": 1.0})
+
+
+def _three_labels(name, document) -> None:
+    if name == "metadata.json":
+        document["network_data_format"]["outputs"]["pred"]["channel_def"] = {"0": "background", "1": "spleen",
+                                                                            "2": "liver"}
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (_extra_transform, "preprocessing has ['GaussianSmoothd'], which the edge runner does not implement"),
+        (_three_labels, "the edge runner segments background + one label"),
+    ],
+    ids=["extra-transform", "multi-label"],
+)
+def test_what_the_edge_runner_would_run_differently_is_refused(pooled_model_dir, tmp_path, capsys, edit,
+                                                               message) -> None:
+    bundle = _edited(pooled_model_dir, tmp_path / "bundle", edit)
+    assert cli.main(["--model-dir", str(bundle), "--out", str(tmp_path / "out")]) == cli.EXIT_BAD_INPUT
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

@@ -102,4 +102,4 @@ def test_a_finished_run_restarted_trains_nothing_more(tmp_path, common, train, u
     result = train(tmp_path, *common)
     assert result.resumed_from == EPOCHS
     assert result.trained_epochs == []
-    assert (tmp_path / "model" / "model.ts").is_file()
+    assert (tmp_path / "model" / "models" / "model.ts").is_file()

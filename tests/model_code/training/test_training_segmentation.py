@@ -10,8 +10,8 @@ import shutil
 import pytest
 import torch
 
-from model_code.core.model_dir import STATE_DICT_FILE, ModelMetadata, model_file
 from model_code.core.spleen import spleen_metadata
+from model_code.segmentation.bundle import ModelBundle
 from model_code.segmentation.networks import build_spleen_unet
 from model_code.training.data_common import data_hash
 from model_code.training.metrics import parse_metric_line
@@ -48,20 +48,20 @@ def test_metric_lines_are_what_sagemaker_scrapes(overfit_run):
     assert scraped["validation:dice"] == pytest.approx(result.history[-1]["val_dice"], abs=1e-4)
 
 
-def test_model_directory_honours_the_contract(overfit_run, segmentation_channel):
+def test_the_bundle_describes_the_spleen_model_and_its_run(overfit_run, segmentation_channel):
     run_dir, result, _ = overfit_run
     model_dir = run_dir / "model"
-    metadata = ModelMetadata.load(model_dir)
-    expected = spleen_metadata()
-    assert (metadata.name, metadata.network, metadata.labels, metadata.preprocessing, metadata.inference) == (
-        expected.name, expected.network, expected.labels, expected.preprocessing, expected.inference)
+    bundle = ModelBundle.load(model_dir)
+    metadata, expected = bundle.description, spleen_metadata()
+    assert (metadata.name, metadata.labels, metadata.preprocessing, metadata.inference) == (
+        expected.name, expected.labels, expected.preprocessing, expected.inference)
+    assert (metadata.network.name, metadata.network.args) == ("UNet", expected.network.args)
     assert metadata.metrics["val_dice"] == pytest.approx(result.history[-1]["val_dice"])
-    assert len(metadata.extra["training_data_sha256"]) == 64
-    assert [step["name"] for step in metadata.extra["transforms"]] == ["Orientationd", "Spacingd",
-                                                                      "ScaleIntensityRanged"]
-    scripted = torch.jit.load(str(model_file(model_dir)))
+    assert len(bundle.metadata["training_data_sha256"]) == 64
+    assert bundle.metadata["trained_epochs"] == EPOCHS
+    scripted = torch.jit.load(str(model_dir / "models" / "model.ts"))
     network = build_spleen_unet()
-    network.load_state_dict(torch.load(model_dir / STATE_DICT_FILE, weights_only=True))
+    network.load_state_dict(torch.load(model_dir / "models" / "model.pt", weights_only=True))
     network.eval()
     # [B,1,X,Y,Z] in, [B,2,X,Y,Z] logits out, for any side divisible by 16 (96^3 in production).
     x = torch.rand(1, 1, 32, 48, 16)
@@ -80,7 +80,7 @@ def test_curve_and_tensorboard_are_written(overfit_run):
 
 def test_training_data_hash_names_the_data(overfit_run, segmentation_channel, tmp_path):
     run_dir, _, _ = overfit_run
-    recorded = json.loads((run_dir / "model" / "metadata.json").read_text())["training_data_sha256"]
+    recorded = json.loads((run_dir / "model" / "configs" / "metadata.json").read_text())["training_data_sha256"]
     copy = shutil.copytree(segmentation_channel, tmp_path / "copy")
     files = sorted(copy.rglob("*.nii.gz"))
     assert data_hash(files, root=copy) == recorded  # same names, same bytes: same hash, wherever it lives

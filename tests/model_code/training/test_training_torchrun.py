@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 
-from model_code.core.model_dir import ModelMetadata
+from model_code.segmentation.bundle import ModelBundle
 from model_code.training.checkpoint import list_checkpoints
 
 
@@ -27,8 +27,8 @@ def test_two_process_torchrun_gloo_run(tmp_path, segmentation_channel, tiny_segm
     assert [line.split()[0] for line in epoch_lines] == ["epoch=1", "epoch=2"]
     assert [p.name for p in list_checkpoints(tmp_path / "checkpoints")] == [
         "checkpoint-epoch00002.pt", "checkpoint-epoch00001.pt"]
-    metadata = ModelMetadata.load(tmp_path / "model")
-    assert metadata.extra["hyperparameters"]["world_size"] == 2
+    metadata = ModelBundle.load(tmp_path / "model").metadata  # configs/metadata.json, written by rank 0
+    assert metadata["hyperparameters"]["world_size"] == 2
     # DistributedSampler: the two volumes split one per rank, so each rank takes 1 step per epoch.
     import torch
 

@@ -51,11 +51,16 @@ def model_archive(members: dict[str, bytes]) -> bytes:
 
 
 def contract_members() -> dict[str, bytes]:
-    """What the trainer writes to SM_MODEL_DIR: real contract metadata, stand-in network bytes."""
-    from model_code.core.spleen import spleen_metadata  # the core: numpy, no torch
+    """What the trainer writes to SM_MODEL_DIR: a MONAI bundle with real configs (the zoo's spleen layout, as
+    model_code.segmentation.bundle writes them) and stand-in network bytes (the Lambda never loads them)."""
+    from model_code.core.spleen import SPLEEN_UNET_ARGS, spleen_metadata
+    from model_code.segmentation.bundle import zoo_inference_config, zoo_metadata
 
+    description = spleen_metadata()
+    inference = zoo_inference_config(description, network_def={"_target_": "UNet", **SPLEEN_UNET_ARGS})
     return {
-        "model.ts": b"torchscript-bytes",
-        "metadata.json": json.dumps(spleen_metadata().to_json()).encode(),
-        "model.pt": b"state-dict",
+        "configs/metadata.json": json.dumps(zoo_metadata(description)).encode(),
+        "configs/inference.json": json.dumps(inference).encode(),
+        "models/model.ts": b"torchscript-bytes",
+        "models/model.pt": b"state-dict",
     }

@@ -208,21 +208,45 @@ def test_the_triton_archive_matches_what_triton_package_builds(aws: Aws, tmp_pat
     assert result["targetModel"] == f"{name}.tar.gz"
     published = aws.read(f"models/triton/{name}.tar.gz")
 
-    # The reference: model_code's packager over the same model directory.
-    model_dir = tmp_path / "model"
-    model_dir.mkdir()
-    for member, data in contract_members().items():
-        (model_dir / member).write_bytes(data)
-    reference = package_triton_model(model_dir, tmp_path / f"{name}.tar.gz").read_bytes()
-
     def contents(archive: bytes) -> dict[str, bytes]:
         with tarfile.open(fileobj=io.BytesIO(archive), mode="r:gz") as tar:
             return {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}  # type: ignore[union-attr]
 
+    # The reference: model_code's packager over the same bundle (the config, the backend's model.py, the bundle in
+    # the version folder, where the Triton model reads it).
+    bundle = tmp_path / "bundle"
+    for member, data in contract_members().items():
+        (bundle / member).parent.mkdir(parents=True, exist_ok=True)
+        (bundle / member).write_bytes(data)
+    reference = package_triton_model(bundle, tmp_path / f"{name}.tar.gz").read_bytes()
     assert contents(published) == contents(reference)
     assert contents(published)[f"{name}/config.pbtxt"].decode() == render_config(name)
-    # Must not: the state dict (model.pt) is not part of the Triton model.
-    assert not any(path.endswith("model.pt") for path in contents(published))
+    assert f"{name}/1/configs/inference.json" in contents(published)
+
+
+def test_the_published_bundle_loads_as_the_triton_model_loads_it(aws: Aws, tmp_path: Path) -> None:
+    # A real (threshold) bundle through the handler, then read from the unpacked version folder with the
+    # serving side's reader: what the Triton model's initialize does on the endpoint.
+    from model_code.segmentation.bundle import ModelBundle
+    from testkit.models import save_threshold_model
+
+    bundle = save_threshold_model(tmp_path / "trained")
+    members = {p.relative_to(bundle).as_posix(): p.read_bytes() for p in sorted(bundle.rglob("*"))
+               if p.is_file() and p.relative_to(bundle).parts[0] in ("configs", "models")}
+    upload_trained(aws, members)
+    expect_package(aws)
+    expect_current_endpoint(aws)
+    expect_current_config_and_model(aws)
+    expect_creates(aws)
+    expect_update(aws)
+    runtime.handle(event(), sagemaker=aws.sagemaker, s3=aws.s3, settings=settings())
+    name = f"{DEFAULT_MODEL_NAME}-v3"
+    archive = tmp_path / f"{name}.tar.gz"
+    archive.write_bytes(aws.read(f"models/triton/{name}.tar.gz"))
+    with tarfile.open(archive) as tar:
+        tar.extractall(tmp_path / "repository", filter="data")
+    loaded = ModelBundle.load(tmp_path / "repository" / name / "1")
+    assert loaded.description == ModelBundle.load(bundle).description
 
 
 @pytest.mark.parametrize(
@@ -261,12 +285,16 @@ def test_a_retried_event_reuses_the_model_the_first_attempt_created(aws: Aws) ->
         ("rejected", "is Rejected, no longer Approved: nothing deployed"),
         # A hand-registered package pointing at some other bucket.
         ("foreign", "outside the model-artifacts bucket model-artifacts-bucket"),
-        # An archive that is not a model directory.
-        ("no-contract", "the model archive lacks ['model.ts'] at its top level"),
+        # An archive that is not a MONAI bundle (configs only, no network).
+        ("no-contract", "the model archive lacks ['configs/inference.json', 'models/model.ts or models/model.pt']"),
+        # A member that would land outside the version folder.
+        ("escape", "has a member outside the bundle"),
     ],
 )
 def test_undeployable_packages_raise_with_what_to_do(aws: Aws, arrange: str, message: str) -> None:
-    upload_trained(aws, {"metadata.json": b"{}"} if arrange == "no-contract" else None)
+    members = {"no-contract": {"configs/metadata.json": b"{}"},
+               "escape": {**contract_members(), "configs/../../x": b"x"}}.get(arrange)
+    upload_trained(aws, members)
     if arrange == "rejected":
         expect_package(aws, status="Rejected")
     elif arrange == "foreign":
