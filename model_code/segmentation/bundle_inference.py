@@ -49,7 +49,7 @@ from monai.transforms import (
 )
 
 from model_code.core.errors import ModelDirectoryError
-from model_code.core.geometry import INVERSE_SLAB_SLICES, LPS_TO_RAS, ResamplePlan, inverse_slabs, plan_resample
+from model_code.core.geometry import LPS_TO_RAS, SLAB_SLICES, ResamplePlan, inverse_slabs, plan_resample
 from model_code.segmentation.bundle import INFERER, POSTPROCESSING, PREPROCESSING, ModelBundle
 from model_code.segmentation.transforms_torch import (
     foreground_probability,
@@ -113,7 +113,7 @@ class BundleInference:
     monai_preprocessing: Compose | None = None
     monai_postprocessing: Compose | None = None
     # Source slices per step of the multi-class inverse (memory: C channels x a slab, never C volumes).
-    inverse_slab: int = INVERSE_SLAB_SLICES
+    inverse_slab: int = SLAB_SLICES
 
     @property
     def route(self) -> str:
