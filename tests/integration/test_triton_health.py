@@ -3,8 +3,10 @@
 In the image, SageMaker's ``/ping`` is tritonserver's server readiness (``SAGEMAKER_TRITON_PING_MODE`` defaults
 to "ready"; SageMaker's ``serve`` leaves ``--strict-readiness`` at its default, true), which is what
 ``/v2/health/ready`` answers here (``make serve-triton`` runs strict too). The authority for "would be served"
-is an inference request. A server of its own (a model folder the test breaks, a stub it kills); waits are
-request timeouts, nothing asserts how long anything took.
+is an inference request. A server of its own (a model folder the test breaks, stubs it kills), run, as
+``make serve-triton`` runs it, under the stub watchdog (containers/triton-inference/triton_watchdog.py), and one
+run the image's way (its PATH shim, the watchdog stopping the server). Waits are request timeouts and bounded
+poll loops; nothing asserts how long anything took.
 """
 
 from __future__ import annotations
