@@ -101,8 +101,12 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")), help="HTTP port")
     parser.add_argument("--repository", type=Path, default=None, help="default: a new one holding --model-dir")
-    parser.add_argument("--model-dir", type=Path, default=None,
-                        help="a MONAI bundle: directory, .zip or model.tar.gz (default: see doc)")
+    parser.add_argument(
+        "--model-dir",
+        type=Path,
+        default=None,
+        help="a MONAI bundle: directory, .zip or model.tar.gz (default: see doc)",
+    )
     parser.add_argument("--run-dir", type=Path, default=None)
     parser.add_argument("--load-all", action="store_true", help="load every model at start (no explicit control)")
     parser.add_argument(

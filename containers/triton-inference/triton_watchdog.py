@@ -27,6 +27,7 @@ status (1 when it stopped the server). Standard library only: the image runs it 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import logging
 import signal
@@ -235,6 +236,13 @@ class Watchdog:
             self.reload(model)
 
 
+def _die_with_parent() -> None:
+    """In the server's process before exec: the kernel SIGTERMs it when the watchdog dies (PR_SET_PDEATHSIG), so a
+    killed watchdog never leaves tritonserver running unwatched."""
+    pr_set_pdeathsig = 1  # <linux/prctl.h>
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
 def parse_arguments(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
     argv = list(argv)
     if "--" not in argv:
@@ -263,7 +271,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "triton_watchdog.py needs tritonserver's repository API to tell an unload from a stub's death: "
             "run it with --model-control-mode=explicit and HTTP on (e.g. --allow-http=true --http-address=127.0.0.1)"
         )
-    server = subprocess.Popen(command)
+    server = subprocess.Popen(command, preexec_fn=_die_with_parent)  # safe: this process has no threads
     forward = lambda signum, _frame: server.send_signal(signum)  # noqa: E731 - stop both together
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, forward)

@@ -48,14 +48,26 @@ def spleen_metadata(*, version: str = "0.1.0", metrics: dict[str, float] | None 
     )
 
 
-def check_series(series: ImageSeries) -> None:
-    """Raises InvalidSeriesError for a series the spleen model cannot segment into a SEG."""
+def input_modalities(metadata: ModelMetadata) -> tuple[str, ...]:
+    """The modality a bundle's input declares (``network_data_format.inputs.image.modality``), else CT."""
+    try:
+        declared = metadata.extra["network_data_format"]["inputs"]["image"]["modality"]
+    except (KeyError, TypeError):
+        return SUPPORTED_MODALITIES
+    return (str(declared).upper(),) if isinstance(declared, str) and declared else SUPPORTED_MODALITIES
+
+
+def check_series(series: ImageSeries, *, modalities: tuple[str, ...] = SUPPORTED_MODALITIES,
+                 model: str = "the spleen model") -> None:
+    """Raises InvalidSeriesError for a series ``model`` cannot segment into a SEG."""
     if not series.datasets:
         raise InvalidSeriesError("the series has no source instances: a SEG must reference them")
-    if series.modality not in SUPPORTED_MODALITIES:
+    if series.modality not in modalities:
+        wanted = "/".join(modalities)
+        units = " (Hounsfield units)" if modalities == ("CT",) else ""
         raise InvalidSeriesError(
-            f"the spleen model reads CT (Hounsfield units); this series is {series.modality or 'of no modality'}: "
-            "send the CT series of the study",
+            f"{model} reads {wanted}{units}; this series is {series.modality or 'of no modality'}: "
+            f"send the {wanted} series of the study",
             [series.series_instance_uid],
         )
 

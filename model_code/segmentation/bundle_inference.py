@@ -49,11 +49,11 @@ from monai.transforms import (
 )
 
 from model_code.core.errors import ModelDirectoryError
-from model_code.core.geometry import LPS_TO_RAS, ResamplePlan, plan_resample
+from model_code.core.geometry import LPS_TO_RAS, SLAB_SLICES, ResamplePlan, inverse_slabs, plan_resample
 from model_code.segmentation.bundle import INFERER, POSTPROCESSING, PREPROCESSING, ModelBundle
 from model_code.segmentation.transforms_torch import (
     foreground_probability,
-    from_model_grid,
+    lerp_axis,
     mask_from_model_grid,
     scale_intensity,
     to_model_grid,
@@ -112,6 +112,8 @@ class BundleInference:
     output: Output = Output("softmax", True, None)
     monai_preprocessing: Compose | None = None
     monai_postprocessing: Compose | None = None
+    # Source slices per step of the multi-class inverse (memory: C channels x a slab, never C volumes).
+    inverse_slab: int = SLAB_SLICES
 
     @property
     def route(self) -> str:
@@ -211,7 +213,7 @@ class BundleInference:
             if foreground is not None:
                 # argmax over {background, foreground} == (p > 0.5), ties going to background; slab by slab.
                 return mask_from_model_grid(probability, plan, threshold=0.5)
-            return self._discrete(torch.stack([from_model_grid(c, plan) for c in probability]))
+            return self._labels_on_source(probability, plan)
 
     def _grid_steps(self, image: torch.Tensor) -> torch.Tensor:
         for step in self.steps:
@@ -236,6 +238,19 @@ class BundleInference:
             return None
         return {"roi_size": tuple(int(v) for v in args["roi_size"]), "overlap": float(args["overlap"]),
                 "sw_batch_size": int(args["sw_batch_size"])}
+
+    def _labels_on_source(self, probability: torch.Tensor, plan: ResamplePlan) -> np.ndarray:
+        """Every channel inverted to the source grid (``Invertd``, bilinear), then argmax or threshold, a slab of
+        source slices at a time: the C full-resolution float volumes never exist together."""
+        plan.check_model_shape(probability.shape[1:])
+        source = probability.permute(0, *(axis + 1 for axis in plan.to_source_permutation))
+        labels = np.empty(plan.source_shape, dtype=np.uint8)
+        for part in inverse_slabs(plan, self.inverse_slab):
+            out = source[:, part.rows]
+            for k, coords in part.passes:
+                out = lerp_axis(out, k + 1, coords)
+            labels[part.out] = self._discrete(out)
+        return labels
 
     def _discrete(self, probability: torch.Tensor) -> np.ndarray:
         if self.output.argmax:

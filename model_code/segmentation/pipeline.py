@@ -24,7 +24,7 @@ from model_code.core.dicom.series import ImageSeries
 from model_code.core.geometry import plan_resample
 from model_code.core.model_dir import ModelMetadata
 from model_code.core.settings import ServerSettings
-from model_code.core.spleen import check_series, spleen_summary
+from model_code.core.spleen import check_series, input_modalities, spleen_summary
 from model_code.segmentation.overlay import largest_slice, render_overlay_png
 from model_code.segmentation.transforms_torch import (
     foreground_probability,
@@ -183,7 +183,7 @@ class SegmentationPipeline:
 
     def run(self, series: ImageSeries, *, progress: Progress | None = None) -> SegmentationResult:
         """Segment ``series``; raises InvalidSeriesError for input the model cannot read."""
-        check_series(series)
+        check_series(series, modalities=input_modalities(self.metadata), model=f"the model {self.metadata.name}")
         timer = _Timer()
         mask = self.predict_mask(series, timer=timer, progress=progress)
         with timer.stage("seg", progress):

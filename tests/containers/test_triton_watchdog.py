@@ -9,6 +9,7 @@ import importlib.util
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from types import ModuleType
 
@@ -101,3 +102,38 @@ def test_the_image_carries_the_watchdog_and_its_shim() -> None:
     tree = image_tree(HERE / "Dockerfile")
     assert tree["/opt/triton-watchdog/triton_watchdog.py"] == HERE / "triton_watchdog.py"
     assert tree["/opt/triton-watchdog/bin/tritonserver"] == HERE / "watchdog-bin" / "tritonserver"
+
+
+def test_the_server_ends_when_the_watchdog_is_killed(tmp_path: Path) -> None:
+    """PR_SET_PDEATHSIG: a killed watchdog takes its server with it (a stand-in server: a sleeping python)."""
+    pid_file = tmp_path / "server.pid"
+    server = f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(120)"
+    command = [sys.executable, str(HERE / "triton_watchdog.py"), "--", sys.executable, "-c", server]
+    watchdog_process = subprocess.Popen([*command, "--model-control-mode=explicit"], stderr=subprocess.PIPE)
+    try:
+        for _ in range(600):  # the stand-in writes its pid once it runs; a bound on the loop, not a deadline
+            if pid_file.is_file() and pid_file.read_text():
+                break
+            watchdog_process.poll()
+            assert watchdog_process.returncode is None, (
+                watchdog_process.stderr.read() if watchdog_process.stderr else ""
+            )
+            time.sleep(0.1)
+        server_pid = int(pid_file.read_text())
+        watchdog_process.kill()
+        watchdog_process.wait(timeout=60)
+        for _ in range(600):
+            try:
+                state = Path(f"/proc/{server_pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            except FileNotFoundError:
+                break
+            if state == "Z":
+                break  # ended, waiting for init to reap it
+            time.sleep(0.1)
+        else:
+            os.kill(server_pid, 9)
+            pytest.fail("the server outlived its killed watchdog")
+    finally:
+        if watchdog_process.poll() is None:
+            watchdog_process.kill()
+            watchdog_process.wait()

@@ -3,8 +3,10 @@
 In the image, SageMaker's ``/ping`` is tritonserver's server readiness (``SAGEMAKER_TRITON_PING_MODE`` defaults
 to "ready"; SageMaker's ``serve`` leaves ``--strict-readiness`` at its default, true), which is what
 ``/v2/health/ready`` answers here (``make serve-triton`` runs strict too). The authority for "would be served"
-is an inference request. A server of its own (a model folder the test breaks, a stub it kills); waits are
-request timeouts, nothing asserts how long anything took.
+is an inference request. A server of its own (a model folder the test breaks, stubs it kills), run, as
+``make serve-triton`` runs it, under the stub watchdog (containers/triton-inference/triton_watchdog.py), and one
+run the image's way (its PATH shim, the watchdog stopping the server). Waits are request timeouts and bounded
+poll loops; nothing asserts how long anything took.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from types import ModuleType
 
 import pytest
 
+from model_code.core.bundle_layout import MODEL_PT, MODEL_TS
 from model_code.triton_model.package import package_triton_model
 from testkit.series import SeriesZip
 from testkit.servers import REPO_ROOT, ServerProcess, http_status, post, start_tritonserver, triton_infer_zips
@@ -30,6 +33,7 @@ from tests.integration.test_triton import deploy
 pytestmark = pytest.mark.integration
 
 WATCHDOG = REPO_ROOT / "containers" / "triton-inference" / "triton_watchdog.py"
+BUNDLE_WEIGHTS = (str(MODEL_TS), str(MODEL_PT))
 POLLS = 1200  # readiness polls after a stub kill, 0.1 s apart: a bound on the loop, not a deadline asserted
 
 
@@ -91,7 +95,8 @@ def test_a_model_that_fails_to_load_is_not_ready_and_neither_is_the_server(
 ) -> None:
     server, repository = triton
     broken = deploy(package_triton_model(model_dirs["spleen"], tmp_path / "broken.tar.gz"), repository)
-    (repository / broken / "1" / "model.ts").write_bytes(b"not a TorchScript archive")
+    for weights in BUNDLE_WEIGHTS:  # the bundle's network files, whichever the loader reads
+        (repository / broken / "1" / weights).write_bytes(b"not a TorchScript archive")
     status, _, body = post(f"{server.url}/v2/repository/models/{broken}/load")
     assert status == 400, body
     assert f"load failed for model '{broken}'" in json.loads(body)["error"]
@@ -106,7 +111,8 @@ def test_a_model_that_fails_to_load_is_not_ready_and_neither_is_the_server(
     assert status == 200, body
     assert http_status(server.url + "/v2/health/ready") == 400
     # A good model file loaded under that name makes both ready again.
-    shutil.copy2(model_dirs["spleen"] / "model.ts", repository / broken / "1" / "model.ts")
+    for weights in BUNDLE_WEIGHTS:
+        shutil.copy2(model_dirs["spleen"] / weights, repository / broken / "1" / weights)
     status, _, body = post(f"{server.url}/v2/repository/models/{broken}/load")
     assert status == 200, body
     assert readiness(server, broken) == (200, 200)
@@ -171,6 +177,37 @@ def test_a_dead_stub_makes_the_watchdog_reload_the_model_and_it_serves_again(
         f"\nstub kill: first not-ready poll after {not_ready_after} s, ready again after {ready_after:.1f} s, "
         f"served after {served_after:.1f} s; readiness in order {seen[:3]}...{seen[-3:]} ({len(seen)} polls)"
     )
+
+
+def test_a_model_whose_stub_keeps_dying_is_left_unloaded(
+    triton: tuple[ServerProcess, Path], model_dirs: dict[str, Path], tmp_path: Path
+) -> None:
+    """Bounded: the watchdog reloads a model 3 times within 600 s (its defaults); the 4th death leaves it unloaded
+    and not ready, with a log line naming it, rather than crash-looping."""
+    server, repository = triton
+    name = deploy(package_triton_model(model_dirs["spleen"], tmp_path / "flaky.tar.gz"), repository)
+    status, _, body = post(f"{server.url}/v2/repository/models/{name}/load")
+    assert status == 200, body
+    log_start = server.log_path.stat().st_size
+    for death in range(4):
+        killed = stub_pids(server, name)
+        assert killed, f"no stub for {name} before death {death + 1}"
+        for pid in killed:
+            os.kill(pid, signal.SIGKILL)
+        for _ in range(POLLS):
+            log = server.log_path.read_bytes()[log_start:].decode(errors="replace")
+            if death < 3 and log.count(f"model {name}: reloaded; serving again") == death + 1:
+                break
+            if death == 3 and f"model {name}: python stub died again after 3 reloads" in log:
+                break
+            time.sleep(0.1)
+        else:
+            pytest.fail(f"no watchdog verdict after death {death + 1}: {log[-2000:]}")
+    assert "left unloaded (not ready)" in log
+    assert http_status(f"{server.url}/v2/models/{name}/ready") == 400
+    assert stub_pids(server, name) == []
+    states = {entry["name"]: entry.get("state") for entry in json.loads(post(server.url + "/v2/repository/index")[2])}
+    assert states[name] != "READY"
 
 
 def test_in_the_image_a_dead_stub_stops_the_server(

@@ -75,9 +75,13 @@ def assert_same_labels(ours: np.ndarray, probabilities: np.ndarray, reference: n
     assert decided.mean() > 0.99
 
 
-def predict(bundle_dir: Path, volume: np.ndarray, affine: np.ndarray) -> tuple[BundleInference, np.ndarray]:
+def predict(
+    bundle_dir: Path, volume: np.ndarray, affine: np.ndarray, *, inverse_slab: int | None = None
+) -> tuple[BundleInference, np.ndarray]:
     bundle = ModelBundle.load(bundle_dir)
     plan = BundleInference.plan(bundle)
+    if inverse_slab is not None:
+        plan.inverse_slab = inverse_slab
     with torch.inference_mode():
         labels = plan.predict(bundle.network("cpu"), volume, affine, device=torch.device("cpu"), amp=False)
     return plan, labels
@@ -142,7 +146,8 @@ def test_a_grid_changing_transform_we_do_not_implement_runs_the_whole_bundle_thr
     assert_same_labels(ours, probabilities, reference)
 
 
-def test_a_gaussian_inferer_and_a_three_class_model_use_the_bundles_own_inferer(tmp_path: Path):
+@pytest.mark.parametrize("inverse_slab", [None, 5], ids=["default-slab", "slabs-of-5"])
+def test_a_gaussian_inferer_and_a_three_class_model_use_the_bundles_own_inferer(tmp_path: Path, inverse_slab):
     def gaussian(config: dict[str, Any]) -> None:
         config["inferer"]["mode"] = "gaussian"
 
@@ -151,7 +156,7 @@ def test_a_gaussian_inferer_and_a_three_class_model_use_the_bundles_own_inferer(
     bundle_dir = save_bundle(tmp_path / "b", SmoothBand(channels=3), description=description,
                              network_def={**NETWORK_DEF, "channels": 3}, edit=gaussian)
     volume, affine = phantom()
-    plan, ours = predict(bundle_dir, volume, affine)
+    plan, ours = predict(bundle_dir, volume, affine, inverse_slab=inverse_slab)
     assert plan.route == "fast"
     assert plan._two_class_fast_window() is None
     reference, probabilities = monai_reference(bundle_dir, volume, affine)

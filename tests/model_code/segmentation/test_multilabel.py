@@ -94,3 +94,18 @@ def test_a_bundles_own_code_reaches_the_seg(tmp_path: Path, series_dir: Path):
     assert ModelBundle.load(bundle_dir).description.segment_codes[2].type.meaning == "Hepatic segment IVb"
     seg = SegmentationPipeline.from_bundle(bundle_dir, device="cpu").run(load_series(series_dir)).seg_dataset
     assert seg.SegmentSequence[1].SegmentedPropertyTypeCodeSequence[0].CodingSchemeDesignator == "99TEST"
+
+
+def test_the_modality_a_bundle_declares_is_the_one_it_reads(tmp_path: Path, series_dir: Path):
+    from model_code.core.errors import InvalidSeriesError
+
+    bundle_dir = save_bundle(tmp_path / "b", SmoothBand(channels=3), description=THREE, network_def=NETWORK_DEF)
+    metadata = json.loads((bundle_dir / METADATA_JSON).read_text())
+    metadata["network_data_format"]["inputs"]["image"]["modality"] = "MR"
+    (bundle_dir / METADATA_JSON).write_text(json.dumps(metadata))
+    pipeline = SegmentationPipeline.from_bundle(bundle_dir, device="cpu")
+    with pytest.raises(InvalidSeriesError, match="the model abdomen_three_class reads MR; this series is CT"):
+        pipeline.run(load_series(series_dir))
+    scan = make_phantom(shape=(6, 32, 32), spacing=(2.5, 1.6, 1.6))
+    write_dicom_series(scan.volume_hu, scan.affine, tmp_path / "mr", modality="MR")
+    assert pipeline.run(load_series(tmp_path / "mr")).mask.shape == (6, 32, 32)
