@@ -184,7 +184,12 @@ def main() -> None:
 
         # Through TorchServe: one worker, as one request at a time is what a latency figure means; with the
         # warm-up (the default) and without it (SERVING_WARMUP=0, as before issue 19).
-        cold = {warm: cold_start(model_dir, Path(scratch) / f"run-{warm}", series.payload, args.requests, warm=warm)
+        # The worker gets the in-process run's torch threads: the ratio compares the stacks, not thread counts.
+        import torch
+
+        threads = torch.get_num_threads()
+        cold = {warm: cold_start(model_dir, Path(scratch) / f"run-{warm}", series.payload, args.requests, warm=warm,
+                                 threads=threads)
                 for warm in (True, False)}
 
     served = cold[True].served
@@ -221,10 +226,12 @@ class ColdStart:
     served: list[float]  # the requests after it
 
 
-def cold_start(model_dir: Path, run_dir: Path, payload: bytes, requests: int, *, warm: bool) -> ColdStart:
+def cold_start(model_dir: Path, run_dir: Path, payload: bytes, requests: int, *, warm: bool,
+               threads: int) -> ColdStart:
     started = time.perf_counter()
     server = start_torchserve(model_dir, run_dir, workers=1, timeout_s=600,
-                              env={"SERVING_WARMUP": "1" if warm else "0", "SERVING_DEVICE": "cpu"})
+                              env={"SERVING_WARMUP": "1" if warm else "0", "SERVING_DEVICE": "cpu",
+                                   "SERVING_INTRA_OP_THREADS": str(threads)})
     ping = time.perf_counter() - started
     try:
         wait_for_workers(server, 1)

@@ -17,7 +17,7 @@ SERVE_REQUIREMENTS := containers/pytorch-inference/requirements-local.txt contai
 TRITON_REQUIREMENTS := containers/triton-inference/requirements-local.txt containers/triton-inference/requirements.txt
 CONTAINERS_HADOLINT ?= $(VENV)/bin/hadolint
 
-.PHONY: venv-serve venv-triton jdk serve serve-triton lint-dockerfiles test-containers bench-serving soak
+.PHONY: venv-serve venv-triton jdk serve serve-triton lint-dockerfiles test-containers bench-serving bench-serving-memory soak
 
 # The integration tests run inside both serving stacks (tests/integration); hadolint comes with .venv.
 TEST_PREREQS += venv-serve venv-triton jdk
@@ -65,6 +65,11 @@ test-containers: venv venv-serve venv-triton jdk  ## container unit and integrat
 
 bench-serving: venv venv-serve jdk  ## cold start and per-request latency through TorchServe
 	$(PY) benchmarks/serving.py
+
+# e.g. make bench-serving-memory MEMORY_ARGS="--baseline-ref main --models threshold"
+MEMORY_ARGS ?=
+bench-serving-memory: venv  ## peak RSS of one request per slice, old code (--baseline-ref) against new
+	$(PY) benchmarks/serving_memory.py $(MEMORY_ARGS)
 
 # e.g. make soak SOAK_ARGS="--minutes 10 --clients 6" or SOAK_ARGS="--server edge --minutes 2"
 SOAK_ARGS ?=

@@ -190,3 +190,11 @@ def test_media_type_strips_parameters(header: str | None, expected: str) -> None
 def test_client_errors_must_be_4xx(status: int) -> None:
     with pytest.raises(ValueError, match="a ClientError needs a 4xx status"):
         ClientError(status, "nope")
+
+
+@pytest.mark.parametrize("body_type", [bytes, bytearray])  # bytearray: what TorchServe's worker hands over
+def test_a_zip_body_is_kept_not_copied(body_type: type) -> None:
+    body = body_type(_zip({"a.dcm": b"x" * 200}))
+    request = decode_request(body, "application/zip")
+    assert isinstance(request, ZipSeriesRequest)
+    assert request.payload is body  # one copy of the upload for the whole request, not two
