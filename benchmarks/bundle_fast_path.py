@@ -4,7 +4,7 @@
     PYTHONPATH=. .venv/bin/python benchmarks/bundle_fast_path.py [--device cpu|cuda] [--network unet]
 
 The bundle is the Model Zoo's spleen_ct_segmentation layout (``testkit.models.save_zoo_spleen_bundle``: its
-configs/inference.json and metadata.json keys, models/model.ts), holding the thresholding network by default
+configs/inference.json and configs/metadata.json keys, models/model.ts), holding the thresholding network by default
 (``--network unet``: the zoo's UNet, untrained, for the network's real cost). The series is a CT phantom of
 ``--slices`` x ``--size`` x ``--size`` voxels (3.0 x 0.75 x 0.75 mm), in memory on both sides.
 

@@ -10,9 +10,9 @@ the contract's thresholding TorchScript (``save_threshold_model``), so both side
 
 MONAI Deploy side: the app our MAP ships (model_code/map_app), run on the folder:
 DICOMDataLoaderOperator -> DICOMSeriesSelectorOperator -> DICOMSeriesToVolumeOperator ->
-MonaiSegInferenceOperator -> DICOMSegmentationWriterOperator, with the spleen bundle's stock MONAI
-transforms read from the model's metadata.json (Orientationd RAS, Spacingd 1.5x1.5x2.0 bilinear,
-ScaleIntensityRanged -57..164 clipped; Activationsd softmax, Invertd, AsDiscreted argmax) and the
+MonaiBundleInferenceOperator -> DICOMSegmentationWriterOperator, running the bundle's own configs/inference.json
+(the spleen bundle's stock MONAI transforms: Orientationd RAS, Spacingd 1.5x1.5x2.0 bilinear,
+ScaleIntensityRanged -57..164 clipped; Activationsd softmax, Invertd, AsDiscreted argmax) with the
 same sliding window (96^3, overlap 0.5, sw_batch_size). Ours: load_series -> SegmentationPipeline.run
 -> SEG file. Both timings start from a folder of DICOM files with the model loaded from disk and end
 with the SEG file written; imports and one warm-up run of each are outside the timings.

@@ -2,8 +2,7 @@
 
 Each is written with MONAI's own tools in the Model Zoo's layout (``model_code.segmentation.bundle.write_bundle``:
 configs/metadata.json + configs/inference.json that ``ConfigParser`` loads, models/model.pt + models/model.ts
-from ``torch.jit.script``). TRANSITION: until every consumer reads bundles, the old contract's ``model.ts`` and
-``metadata.json`` are written at the bundle's root as well (:func:`_write_legacy_files`).
+from ``torch.jit.script``).
 
 * ``save_threshold_model``: a TorchScript that segments the spleen intensity band. On the phantom
   (:mod:`model_code.synthetic.phantom`) it is exact up to partial-volume voxels, so tests can check
@@ -17,7 +16,6 @@ from ``torch.jit.script``). TRANSITION: until every consumer reads bundles, the 
 from __future__ import annotations
 
 import dataclasses
-import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -26,7 +24,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812 (the PyTorch convention)
 
 from model_code.core.bundle_layout import MODEL_TS
-from model_code.core.model_dir import MODEL_FILE, ModelMetadata
+from model_code.core.model_dir import ModelMetadata
 from model_code.core.spleen import SPLEEN_UNET_ARGS, spleen_metadata
 from model_code.segmentation.bundle import write_bundle, zoo_inference_config
 from model_code.segmentation.networks import build_spleen_unet
@@ -82,11 +80,6 @@ def _scaled(hu: float, metadata: ModelMetadata) -> float:
     return b_min + (hu - low) / (high - low) * (b_max - b_min)
 
 
-def _write_legacy_files(model_dir: Path, description: ModelMetadata) -> None:
-    """TRANSITION: the retired contract's root ``model.ts`` + ``metadata.json`` beside the bundle's own."""
-    shutil.copyfile(model_dir / MODEL_TS, model_dir / MODEL_FILE)
-    description.save(model_dir)
-
 
 def _save(
     model_dir: Path,
@@ -105,7 +98,6 @@ def _save(
     description = dataclasses.replace(base, extra={**base.extra, "reference_model": reference})
     config = zoo_inference_config(description, network_def=network_def, extra_preprocessing=extra_preprocessing)
     write_bundle(model_dir, network=module, description=description, network_def=network_def, inference_config=config)
-    _write_legacy_files(model_dir, description)
     return model_dir
 
 
@@ -213,7 +205,8 @@ ZOO_TRANSFORMS = [
 
 
 def zoo_spleen_configs() -> tuple[dict[str, Any], dict[str, Any]]:
-    """metadata.json and inference.json with the keys and values of the zoo's spleen_ct_segmentation."""
+    """configs/metadata.json and configs/inference.json with the keys and values of the zoo's
+    spleen_ct_segmentation."""
     pred = {"type": "image", "format": "segmentation", "num_channels": 2, "spatial_shape": [96, 96, 96],
             "dtype": "float32", "value_range": [0, 1], "is_patch_data": True,
             "channel_def": {"0": "background", "1": "spleen"}}

@@ -1,22 +1,19 @@
-"""The model directory contract: ``model.ts`` (TorchScript) beside ``metadata.json``.
+"""The model as the core describes it, MONAI-free: name, version, task, labels, pre-processing, sliding window.
 
-Every serving path (CLI, async handler, Triton model, edge runner) and the trainer read and write
-model directories through this module, so the file names and the metadata schema live in one place.
+A model is a MONAI bundle (``model_code.core.bundle_layout``); ``model_code.segmentation.bundle.ModelBundle``
+reads one with MONAI's ``ConfigParser`` into this description, which the core (SEG writer, summaries, the numpy
+transforms) works from. ``to_json`` / ``from_json`` carry it where MONAI is absent (the edge bundle's edge.json).
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
 from typing import Any
 
 from model_code.core.errors import ModelDirectoryError
 from model_code.core.segment_codes import SegmentCode
 
-MODEL_FILE = "model.ts"
-METADATA_FILE = "metadata.json"
-STATE_DICT_FILE = "model.pt"
+DESCRIPTION = "the model description"
 
 
 def _floats(values: Any) -> tuple[float, ...]:
@@ -53,7 +50,7 @@ class InferenceSpec:
 
 @dataclass(frozen=True)
 class ModelMetadata:
-    """metadata.json, MONAI-bundle style. Unknown keys are kept in ``extra`` and written back."""
+    """The model, described (from a bundle's configs). Unknown keys are kept in ``extra`` and written back."""
 
     name: str
     version: str
@@ -76,7 +73,7 @@ class ModelMetadata:
         return {**extra, **document}
 
     @classmethod
-    def from_json(cls, document: dict[str, Any], *, source: str = METADATA_FILE) -> ModelMetadata:
+    def from_json(cls, document: dict[str, Any], *, source: str = DESCRIPTION) -> ModelMetadata:
         # Absent pre-processing and inference keys take the dataclasses' own defaults (one place for them).
         pre_default, inf_default = Preprocessing(), InferenceSpec()
         try:
@@ -109,27 +106,3 @@ class ModelMetadata:
                 f"{source} does not follow the model contract ({type(error).__name__}: {error}); "
                 "it needs name, version, task, network {name, args} and labels"
             ) from error
-
-    def save(self, model_dir: Path) -> Path:
-        path = Path(model_dir) / METADATA_FILE
-        path.write_text(json.dumps(self.to_json(), indent=2, sort_keys=True) + "\n")
-        return path
-
-    @classmethod
-    def load(cls, model_dir: Path) -> ModelMetadata:
-        path = Path(model_dir) / METADATA_FILE
-        if not path.is_file():
-            raise ModelDirectoryError(f"{path} is missing: a model directory holds {MODEL_FILE} and {METADATA_FILE}")
-        try:
-            document = json.loads(path.read_text())
-        except json.JSONDecodeError as error:
-            raise ModelDirectoryError(f"{path} is not valid JSON: {error}") from error
-        return cls.from_json(document, source=str(path))
-
-
-def model_file(model_dir: Path) -> Path:
-    """The TorchScript file of a model directory, or a clear error when it is absent."""
-    path = Path(model_dir) / MODEL_FILE
-    if not path.is_file():
-        raise ModelDirectoryError(f"{path} is missing: a model directory holds {MODEL_FILE} and {METADATA_FILE}")
-    return path

@@ -35,7 +35,7 @@ SPLEEN_UNET_ARGS: dict[str, object] = {
 
 
 def spleen_metadata(*, version: str = "0.1.0", metrics: dict[str, float] | None = None) -> ModelMetadata:
-    """metadata.json for a spleen model honouring the contract."""
+    """The description of a spleen model (what the zoo's spleen bundle's configs/metadata.json says)."""
     return ModelMetadata(
         name=MODEL_NAME,
         version=version,

@@ -17,7 +17,7 @@ from model_code.core.dicom.seg import build_segmentation
 from model_code.core.dicom.series import ImageSeries
 from model_code.core.geometry import plan_resample
 from model_code.core.model_dir import ModelMetadata
-from model_code.core.spleen import check_series, spleen_summary
+from model_code.core.spleen import check_series, input_modalities, spleen_summary
 from model_code.core.transforms_numpy import (
     WindowNetwork,
     foreground_probability,
@@ -125,7 +125,8 @@ class EdgeModel:
         return cls(network=loader(bundle / file_name, threads=threads), metadata=metadata, runtime=fmt.value)
 
     def check(self, series: ImageSeries) -> None:
-        check_series(series)
+        # The modality the bundle's input declares (edge.json carries its network_data_format), as the cloud checks.
+        check_series(series, modalities=input_modalities(self.metadata), model=f"the model {self.metadata.name}")
 
     def predict_mask(self, series: ImageSeries, timings: dict[str, float] | None = None) -> np.ndarray:
         timings = {} if timings is None else timings

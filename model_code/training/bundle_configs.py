@@ -95,7 +95,7 @@ def metadata_document(
     eval_metrics: Mapping[str, float],
     extra: Mapping[str, Any],
 ) -> dict[str, Any]:
-    """metadata.json: the zoo's required keys, the tensors' format, and what this run measured."""
+    """configs/metadata.json: the zoo's required keys, the tensors' format, and what this run measured."""
     return {
         "schema": METADATA_SCHEMA,
         "version": version,

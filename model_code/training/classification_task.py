@@ -7,7 +7,6 @@ from typing import Any
 
 import torch
 
-from model_code.core.model_dir import InferenceSpec, ModelMetadata, NetworkSpec, Preprocessing
 from model_code.training import bundle_configs as bc
 from model_code.training.config import TrainConfig
 from model_code.training.data_classification import ClassificationCase, read_channel
@@ -129,19 +128,6 @@ class ClassificationTask(TrainingTask):
     def example_input(self) -> torch.Tensor:
         return torch.rand(1, self.in_channels, *(self.config.image_size,) * self.spatial_dims)
 
-    def describe_transforms(self) -> list[dict[str, Any]]:
-        size = [self.config.image_size] * self.spatial_dims
-        if self.spatial_dims == 2:
-            scaling: list[dict[str, Any]] = [
-                {"name": "ScaleIntensityRanged", "a_min": 0.0, "a_max": 255.0, "b_min": 0.0, "b_max": 1.0, "clip": True}
-            ]
-        else:
-            scaling = [
-                {"name": "Orientationd", "axcodes": "RAS"},
-                {"name": "ScaleIntensityd", "minv": 0.0, "maxv": 1.0},
-            ]
-        return [{"name": "EnsureChannelFirstd"}, *scaling, {"name": "Resized", "spatial_size": size}]
-
     def network_def(self) -> dict[str, Any]:
         return bc.component("DenseNet121", **self.network_args)
 
@@ -178,24 +164,4 @@ class ClassificationTask(TrainingTask):
             description=f"DenseNet121 classifying {self.spatial_dims}D {kind} into {', '.join(self.classes)}",
             image=image, pred=pred, eval_metrics=metrics,
             extra={**extra, "spatial_dims": self.spatial_dims, "image_size": self.config.image_size},
-        )
-
-    def metadata(self, *, metrics: dict[str, float], extra: dict[str, Any]) -> ModelMetadata:
-        size = self.config.image_size
-        # ModelMetadata's preprocessing/inference blocks are shaped for CT segmentation; they are
-        # filled as closely as they fit, and "transforms" is the exact record.
-        preprocessing = Preprocessing(intensity_window=(0.0, 255.0) if self.spatial_dims == 2 else (0.0, 0.0),
-                                      clip=self.spatial_dims == 2)
-        return ModelMetadata(
-            name=f"densenet121_{self.spatial_dims}d_classifier",
-            version=self.config.model_version,
-            task="classification",
-            network=NetworkSpec(name="DenseNet121", args=self.network_args),
-            labels=dict(enumerate(self.classes)),
-            preprocessing=preprocessing,
-            inference=InferenceSpec(roi_size=(size, size, size if self.spatial_dims == 3 else 1), overlap=0.0,
-                                    sw_batch_size=1),
-            metrics=metrics,
-            extra={**extra, "transforms": self.describe_transforms(), "spatial_dims": self.spatial_dims,
-                   "image_size": size, "output": "logits over labels (softmax for probabilities)"},
         )

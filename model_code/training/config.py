@@ -50,7 +50,7 @@ class TrainConfig:
     world_size: int
 
     def hyperparameters(self) -> dict[str, Any]:
-        """The knobs that shape the model, for metadata.json (paths and ranks left out)."""
+        """The knobs that shape the model, for the bundle's configs/metadata.json (paths and ranks left out)."""
         return {
             "task": self.task.value,
             "epochs": self.epochs,

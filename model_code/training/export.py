@@ -5,7 +5,6 @@
     <model_dir>/models/model.pt           the state dict (what ``--init-bundle`` and MONAI's CheckpointLoader read)
     <model_dir>/models/model.ts           TorchScript (what the serving paths run)
 
-Transitional: the old model.ts + metadata.json stay beside them at the top until every consumer reads bundles.
 The trainer writes its own configs (``segmentation.bundle.write_bundle`` describes a CT segmentation input):
 a classifier's network_data_format is RGB images or volumes in, class probabilities out.
 """
@@ -20,7 +19,6 @@ from typing import Any
 import torch
 
 from model_code.core.bundle_layout import INFERENCE_JSON, METADATA_JSON, MODEL_PT, MODEL_TS
-from model_code.core.model_dir import MODEL_FILE, STATE_DICT_FILE, ModelMetadata
 
 
 def to_torchscript(model: torch.nn.Module, example: torch.Tensor) -> torch.jit.ScriptModule:
@@ -49,19 +47,13 @@ def write_bundle(
     example: torch.Tensor,
     inference: dict[str, Any],
     metadata: dict[str, Any],
-    legacy: ModelMetadata | None = None,
 ) -> Path:
-    """The bundle at ``model_dir`` (created); ``legacy`` also writes the old top-level pair (transition)."""
+    """The bundle at ``model_dir`` (created)."""
     model_dir = Path(model_dir)
     network = model.cpu().eval()
     _write_json(model_dir / INFERENCE_JSON, inference)
     _write_json(model_dir / METADATA_JSON, metadata)
     (model_dir / MODEL_PT).parent.mkdir(parents=True, exist_ok=True)
     torch.save(network.state_dict(), model_dir / MODEL_PT)
-    scripted = to_torchscript(network, example)
-    torch.jit.save(scripted, str(model_dir / MODEL_TS))
-    if legacy is not None:
-        torch.save(network.state_dict(), model_dir / STATE_DICT_FILE)
-        torch.jit.save(scripted, str(model_dir / MODEL_FILE))
-        legacy.save(model_dir)
+    torch.jit.save(to_torchscript(network, example), str(model_dir / MODEL_TS))
     return model_dir

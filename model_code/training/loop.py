@@ -225,8 +225,7 @@ def _finish(
         "hyperparameters": config.hyperparameters(),
     }
     write_bundle(config.model_dir, model=model, example=task.example_input(), inference=task.inference_config(),
-                 metadata=task.bundle_metadata(metrics=final, extra=run),
-                 legacy=task.metadata(metrics=final, extra=run))
+                 metadata=task.bundle_metadata(metrics=final, extra=run))
     if history:
         plot_curve(history, config.output_dir / CURVE_FILE)
     if config.occlusion_map is not None:

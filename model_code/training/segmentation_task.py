@@ -7,8 +7,8 @@ from typing import Any
 
 import torch
 
-from model_code.core.model_dir import ModelMetadata, Preprocessing
-from model_code.core.spleen import MODEL_NAME, SPLEEN_LABEL, SPLEEN_UNET_ARGS, spleen_metadata
+from model_code.core.model_dir import Preprocessing
+from model_code.core.spleen import MODEL_NAME, SPLEEN_UNET_ARGS, spleen_metadata
 from model_code.segmentation.networks import build_spleen_unet
 from model_code.training import bundle_configs as bc
 from model_code.training.config import TrainConfig
@@ -104,15 +104,6 @@ class SegmentationTask(TrainingTask):
     def example_input(self) -> torch.Tensor:
         return torch.rand(1, 1, 32, 32, 32)
 
-    def describe_transforms(self) -> list[dict[str, Any]]:
-        pre = self.preprocessing
-        return [
-            {"name": "Orientationd", "axcodes": pre.orientation},
-            {"name": "Spacingd", "pixdim": list(pre.spacing_mm), "mode": "bilinear"},
-            {"name": "ScaleIntensityRanged", "a_min": pre.intensity_window[0], "a_max": pre.intensity_window[1],
-             "b_min": pre.scaled_range[0], "b_max": pre.scaled_range[1], "clip": pre.clip},
-        ]
-
     def network_def(self) -> dict[str, Any]:
         return bc.component("UNet", **SPLEEN_UNET_ARGS)
 
@@ -139,8 +130,3 @@ class SegmentationTask(TrainingTask):
             description="A 3D UNet segmenting the spleen in CT, trained with model_code.training",
             image=image, pred=pred, eval_metrics=metrics, extra=extra,
         )
-
-    def metadata(self, *, metrics: dict[str, float], extra: dict[str, Any]) -> ModelMetadata:
-        base = spleen_metadata(version=self.config.model_version, metrics=metrics)
-        extra = {**extra, "foreground_label": SPLEEN_LABEL, "transforms": self.describe_transforms()}
-        return replace(base, extra={**base.extra, **extra})

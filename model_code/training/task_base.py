@@ -9,7 +9,6 @@ from typing import Any
 
 import torch
 
-from model_code.core.model_dir import ModelMetadata
 from model_code.training.config import TrainConfig
 
 
@@ -40,13 +39,6 @@ class TrainingTask(ABC):
     @abstractmethod
     def example_input(self) -> torch.Tensor:
         """A small input of the right layout, to check the exported TorchScript."""
-
-    @abstractmethod
-    def metadata(self, *, metrics: dict[str, float], extra: dict[str, Any]) -> ModelMetadata: ...
-
-    @abstractmethod
-    def describe_transforms(self) -> list[dict[str, Any]]:
-        """The inference-time pre-processing, for metadata.json."""
 
     @abstractmethod
     def network_def(self) -> dict[str, Any]:

@@ -19,8 +19,6 @@ from model_code.core.bundle_layout import METADATA_JSON, open_bundle
 
 INTENDED_USE = "Demonstration only: trained on synthetic phantoms by `make demo`. Not for clinical use."
 TAG_KEY, TAG_VALUE = "intended-use", "not-for-clinical-use"
-# TRANSITION: the retired contract's files, packed too while a serving path still reads them.
-_LEGACY = ("model.ts", "metadata.json")
 
 
 def _add_bytes(archive: tarfile.TarFile, name: str, data: bytes) -> None:
@@ -49,10 +47,5 @@ def package_demo_bundle(model_dir: Path, out: Path) -> Path:
                     _add_bytes(archive, name, labelled)
                 elif name.split("/")[0] in ("configs", "models"):
                     archive.add(path, arcname=name)
-            if all((root / legacy).is_file() for legacy in _LEGACY):
-                legacy = json.loads((root / "metadata.json").read_text())
-                _add_bytes(archive, "metadata.json",
-                           (json.dumps({**legacy, "intended_use": INTENDED_USE}, indent=2) + "\n").encode())
-                archive.add(root / "model.ts", arcname="model.ts")
     return out
 

@@ -73,7 +73,9 @@ def _metadata() -> ModelMetadata:
     from testkit.models import save_threshold_model
 
     folder = Path(tempfile.mkdtemp(prefix="fuzz-model-"))
-    return ModelMetadata.load(save_threshold_model(folder / "model"))
+    from model_code.segmentation.bundle import ModelBundle
+
+    return ModelBundle.load(save_threshold_model(folder / "model")).description
 
 
 @seed(20)

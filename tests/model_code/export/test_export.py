@@ -218,8 +218,8 @@ def test_a_bundle_without_torchscript_is_scripted_from_network_def(untrained_une
 
 def _edited(bundle: Path, out: Path, edit) -> Path:
     copy = _zoo_only(bundle, out)
-    for name in ("inference.json", "metadata.json"):
-        path = copy / "configs" / name
+    for name in ("configs/inference.json", "configs/metadata.json"):
+        path = copy / name
         document = json.loads(path.read_text())
         edit(name, document)
         path.write_text(json.dumps(document))
@@ -227,13 +227,13 @@ def _edited(bundle: Path, out: Path, edit) -> Path:
 
 
 def _extra_transform(name, document) -> None:
-    if name == "inference.json":
+    if name == "configs/inference.json":
         document["preprocessing"]["transforms"].insert(-1, {"_target_": "GaussianSmoothd", "keys": "image",
                                                             "sigma": 1.0})
 
 
 def _three_labels(name, document) -> None:
-    if name == "metadata.json":
+    if name == "configs/metadata.json":
         document["network_data_format"]["outputs"]["pred"]["channel_def"] = {"0": "background", "1": "spleen",
                                                                             "2": "liver"}
 

@@ -215,9 +215,11 @@ def test_an_archive_over_the_size_bound_is_refused_before_unpacking(zoo_bundle: 
     assert not (tmp_path / "work" / "bundle" / "models").exists()
 
 
-def test_the_testkit_bundles_are_zoo_layout_and_keep_the_old_files_for_now(threshold_model_dir: Path, tmp_path: Path):
-    for relative in (METADATA_JSON, INFERENCE_JSON, MODEL_TS, MODEL_PT, "model.ts", "metadata.json"):
+def test_the_testkit_bundles_are_the_zoo_layout_alone(threshold_model_dir: Path, tmp_path: Path):
+    for relative in (METADATA_JSON, INFERENCE_JSON, MODEL_TS, MODEL_PT):
         assert (threshold_model_dir / relative).is_file(), relative
+    # Nothing of the retired contract beside them: configs/ and models/ only.
+    assert sorted(p.name for p in threshold_model_dir.iterdir()) == ["configs", "models"]
     parser = ConfigParser()
     parser.read_config(str(threshold_model_dir / INFERENCE_JSON))
     # MONAI builds the network from network_def alone; the weights-only path then gives the scripted output.

@@ -16,8 +16,8 @@ import numpy as np
 import pydicom
 import pytest
 
-from model_code.core.model_dir import ModelMetadata
 from model_code.segmentation import predict
+from model_code.segmentation.bundle import ModelBundle
 from model_code.segmentation.overlay import MIN_PREVIEW_PIXELS
 from model_code.synthetic.dicom_writer import write_dicom_series
 from model_code.synthetic.phantom import make_phantom
@@ -133,7 +133,7 @@ def test_highdicom_reads_it_back_and_it_is_coded(case, threshold_model_dir):
     assert segment.SegmentedPropertyTypeCodeSequence[0].CodeValue == "78961009"  # SNOMED CT: Spleen
     assert segment.SegmentedPropertyTypeCodeSequence[0].CodingSchemeDesignator == "SCT"
     assert segment.SegmentedPropertyCategoryCodeSequence[0].CodeValue == "91723000"  # Anatomical Structure
-    metadata = ModelMetadata.load(threshold_model_dir)
+    metadata = ModelBundle.load(threshold_model_dir).description
     algorithm = segment.SegmentationAlgorithmIdentificationSequence[0]
     assert (algorithm.AlgorithmName, algorithm.AlgorithmVersion) == (metadata.name, metadata.version)
     assert seg.FrameOfReferenceUID == sources[0].FrameOfReferenceUID

@@ -87,8 +87,8 @@ def test_resumed_run_continues_at_epoch_2_and_matches_the_uninterrupted_run(
     assert actual["scheduler"] == expected["scheduler"]
     assert actual["history"] == expected["history"]  # same losses and Dice, epoch 1 from the checkpoint
 
-    reference = torch.load(uninterrupted / "model" / "model.pt", weights_only=True)
-    weights = torch.load(tmp_path / "model" / "model.pt", weights_only=True)
+    reference = torch.load(uninterrupted / "model" / "models" / "model.pt", weights_only=True)
+    weights = torch.load(tmp_path / "model" / "models" / "model.pt", weights_only=True)
     assert reference.keys() == weights.keys()
     different = [name for name in reference if not torch.equal(reference[name], weights[name])]
     assert different == []

@@ -80,7 +80,7 @@ def test_curve_and_tensorboard_are_written(overfit_run):
 
 def test_training_data_hash_names_the_data(overfit_run, segmentation_channel, tmp_path):
     run_dir, _, _ = overfit_run
-    recorded = json.loads((run_dir / "model" / "configs" / "metadata.json").read_text())["training_data_sha256"]
+    recorded = json.loads((run_dir / "model" / "configs/metadata.json").read_text())["training_data_sha256"]
     copy = shutil.copytree(segmentation_channel, tmp_path / "copy")
     files = sorted(copy.rglob("*.nii.gz"))
     assert data_hash(files, root=copy) == recorded  # same names, same bytes: same hash, wherever it lives
