@@ -144,6 +144,8 @@ class ModelBundle:
         root = open_bundle(Path(source), workdir or Path(tempfile.gettempdir()))
         # An archive unpacked flat names nothing: its file name does (spleen.zip, model.tar.gz's folder).
         default_name = root.name if Path(source).is_dir() or root.name != "bundle" else Path(source).name.split(".")[0]
+        if default_name.isdigit():  # a Triton version folder (<repository>/<model>/1): the model is named above it
+            default_name = root.parent.name
         metadata_path, inference_path = root / METADATA_JSON, root / INFERENCE_JSON
         metadata, config = _read_json(metadata_path), _read_json(inference_path)
         parser = ConfigParser()

@@ -232,3 +232,20 @@ def test_the_testkit_bundles_are_the_zoo_layout_alone(threshold_model_dir: Path,
     x = torch.rand(1, 1, 8, 8, 8)
     assert torch.equal(eager(x), scripted(x))
     assert bundle.description.extra["reference_model"]["kind"] == "threshold"
+
+
+@pytest.mark.parametrize(
+    ("layout", "expected"),
+    [
+        ("spleen_ct_segmentation", "spleen_ct_segmentation"),  # the zoo's own folder names an unnamed bundle
+        ("zoo-spleen/1", "zoo-spleen"),  # a Triton version folder: the model is named by the folder above it
+    ],
+)
+def test_a_bundle_without_a_name_is_named_by_its_folder(zoo_bundle: Path, tmp_path: Path, layout: str,
+                                                        expected: str):
+    target = tmp_path / layout
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(zoo_bundle, target)
+    metadata = json.loads((target / METADATA_JSON).read_text())
+    assert "name" not in metadata  # as zoo_spleen_configs writes it
+    assert ModelBundle.load(target).description.name == expected
