@@ -170,11 +170,17 @@ def main() -> None:
                 return load_image_set(client, image_set.datastore_id, image_set.image_set_id, max_workers=args.workers)
 
             stages_rate, _ = _rate(len(blobs), stages, args.repeats, "stages")
-            botocore_rate, series = _rate(len(blobs), ours_botocore, args.repeats, "ours-botocore")
-            _check_ours(series, expected)
-            ours_rate, series = _rate(len(blobs), ours, args.repeats, "ours")
-            _check_ours(series, expected)
-            series = None
+            # Alternated run by run, so a shared machine's load drifts over both alike.
+            botocore_runs: list[float] = []
+            ours_runs: list[float] = []
+            for _ in range(args.repeats):
+                for runs, load in ((botocore_runs, ours_botocore), (ours_runs, ours)):
+                    rate, series = _rate(len(blobs), load, 1)
+                    _check_ours(series, expected)
+                    series = None
+                    runs.append(rate)
+            RUNS["ours-botocore"], RUNS["ours"] = botocore_runs, ours_runs
+            botocore_rate, ours_rate = statistics.median(botocore_runs), statistics.median(ours_runs)
             reference_rate, reference = _rate(
                 len(blobs), _reference(url, image_set), args.reference_repeats, "reference"
             )
