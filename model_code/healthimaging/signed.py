@@ -53,12 +53,16 @@ class SignedFrames:
         self._sign = client._request_signer.sign
         self._send = client._endpoint.http_session.send
 
+    def url(self, datastore_id: str, image_set_id: str) -> str:
+        """GetImageFrame's URL: the client's endpoint (FIPS, dual-stack, custom), host prefix, request URI."""
+        ids = quote(datastore_id, safe=""), quote(image_set_id, safe="")
+        return f"{self._base}/datastore/{ids[0]}/imageSet/{ids[1]}/getImageFrame"
+
     def get(self, datastore_id: str, image_set_id: str, frame_id: str) -> tuple[bytes, str] | None:
         """``(data, content type)`` of a 200 answer, None where botocore must take the call over."""
         request = AWSRequest(
             method="POST",
-            url=f"{self._base}/datastore/{quote(datastore_id, safe='')}/imageSet/"
-            f"{quote(image_set_id, safe='')}/getImageFrame",
+            url=self.url(datastore_id, image_set_id),
             data=json.dumps({"imageFrameId": frame_id}).encode(),
             headers={"Content-Type": "application/json"},
         )

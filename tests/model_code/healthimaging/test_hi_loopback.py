@@ -121,3 +121,32 @@ def test_requests_carry_the_connector_user_agent_and_the_clients_sigv4(ct_slices
         assert "/us-east-1/medical-imaging/aws4_request" in headers["Authorization"]
         assert "X-Amz-Date" in headers
     assert USER_AGENT.startswith("monai-imaging-platform-healthimaging/")
+
+
+@pytest.mark.parametrize(
+    "config", [{}, {"use_fips_endpoint": True}, {"use_dualstack_endpoint": True}, {"inject_host_prefix": False}]
+)
+def test_the_signed_path_uses_the_url_botocore_sends_get_image_frame_to(config):
+    import boto3
+    from botocore.awsrequest import AWSResponse
+    from botocore.config import Config
+
+    from model_code.healthimaging.signed import SignedFrames
+
+    client = boto3.client(
+        "medical-imaging",
+        region_name="eu-west-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        config=Config(**config),
+    )
+    sent: list[str] = []
+
+    def answer(request, **_):  # botocore's own URL, captured before anything leaves the machine
+        sent.append(request.url)
+        return AWSResponse(request.url, 200, {"Content-Type": "image/jph"}, None)
+
+    client.meta.events.register("before-send.medical-imaging.GetImageFrame", answer)
+    ids = ("1" * 32, "2" * 32)
+    client.get_image_frame(datastoreId=ids[0], imageSetId=ids[1], imageFrameInformation={"imageFrameId": "3" * 32})
+    assert sent == [SignedFrames(client).url(*ids)]
