@@ -68,3 +68,46 @@ def test_client_config_uses_a_botocore_retry_mode_and_sizes_the_pool():
     assert config.max_pool_connections == 24
     with pytest.raises(ValueError, match="retry_mode must be 'standard' or 'adaptive'"):
         client_config(retry_mode="legacy")
+
+
+@pytest.mark.parametrize("fault", [THROTTLED, UNAVAILABLE, (404, "ResourceNotFoundException")])
+def test_the_signed_frame_path_raises_botocores_own_error_when_retries_are_off(image_set, fault):
+    from model_code.healthimaging import signed
+
+    fake, _arrays = image_set
+    frame_id = fake.frame_ids()[0]
+    errors = []
+    with serve([fake]) as server:
+        client = loopback_client(server.url, max_attempts=1)
+        fast = signed.signed_frames(client)
+        assert fast is not None  # make_client registered it
+        for call in (
+            lambda: fast.get(fake.datastore_id, fake.image_set_id, frame_id),
+            lambda: client.get_image_frame(
+                datastoreId=fake.datastore_id,
+                imageSetId=fake.image_set_id,
+                imageFrameInformation={"imageFrameId": frame_id},
+            ),
+        ):
+            server.fail_next("GetImageFrame", *fault)
+            with pytest.raises(ClientError) as raised:
+                call()
+            errors.append(raised.value)
+        assert server.requests["GetImageFrame"] == 2  # one request each: neither retried
+    ours, botocores = errors
+    assert ours.response["Error"] == botocores.response["Error"]
+    assert (
+        ours.response["ResponseMetadata"]["HTTPStatusCode"] == botocores.response["ResponseMetadata"]["HTTPStatusCode"]
+    )
+
+
+def test_a_missing_frame_on_the_signed_path_is_image_set_not_found(image_set):
+    from model_code.healthimaging.client import get_image_frame
+    from model_code.healthimaging.errors import ImageSetNotFound
+
+    fake, _arrays = image_set
+    with serve([fake]) as server:
+        for attempts in (1, 3):  # raised by the signed path itself; handed to botocore, which raises it
+            client = loopback_client(server.url, max_attempts=attempts)
+            with pytest.raises(ImageSetNotFound, match="frame no-such-frame not found"):
+                get_image_frame(client, fake.datastore_id, fake.image_set_id, "no-such-frame")
