@@ -199,7 +199,7 @@ class BundleInference:
             return self._predict_monai(network, volume, affine_lps, device=device, amp=amp, stage=stage)
         with stage("preprocess"):
             plan = plan_resample(affine_lps, volume.shape, pixdim=self.pixdim, axcodes=self.axcodes)
-            image = to_model_grid(torch.from_numpy(np.ascontiguousarray(volume, dtype=np.float32)).to(device), plan)
+            image = to_model_grid(torch.from_numpy(np.ascontiguousarray(volume)).to(device), plan)  # float32 by slab
             image = self._grid_steps(image).contiguous()
         with stage("inference"):
             foreground = self._two_class_fast_window()

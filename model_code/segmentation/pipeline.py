@@ -160,7 +160,7 @@ class SegmentationPipeline:
                 plan = plan_resample(
                     series.affine, series.volume.shape, pixdim=pre.spacing_mm, axcodes=pre.orientation
                 )
-                volume = torch.from_numpy(np.ascontiguousarray(series.volume, dtype=np.float32)).to(self.device)
+                volume = torch.from_numpy(np.ascontiguousarray(series.volume)).to(self.device)  # int16 or float32
                 image = scale_intensity(
                     to_model_grid(volume, plan),
                     window=pre.intensity_window,

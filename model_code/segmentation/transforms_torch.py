@@ -77,24 +77,32 @@ def lerp_axis(values: torch.Tensor, axis: int, coordinates: np.ndarray) -> torch
     return low.lerp_(high, w)
 
 
+def _floating(values: torch.Tensor) -> torch.Tensor:
+    """Integer voxels (the loader's exact int16 HU) as float32; floating ones as they are (no copy)."""
+    return values if values.is_floating_point() else values.to(torch.float32)
+
+
 def to_model_grid(volume: torch.Tensor, plan: ResamplePlan, *, slab: int | None = geometry.SLAB_SLICES) -> torch.Tensor:
-    """Source-ordered (slice, row, col) volume -> model grid (X, Y, Z), bilinear, border padding.
+    """Source-ordered (slice, row, col) volume (float or int16) -> model grid (X, Y, Z), bilinear,
+    border padding.
 
     ``slab`` output slices at a time into one model-grid tensor (``geometry.forward_slabs``, exact): the
     passes' intermediates are a slab's, not the whole volume's (None: the whole volume in one go)."""
     plan.check_source_shape(volume.shape)
     passes = geometry.to_model_passes(plan)
-    if not passes:  # nothing to resample: the volume itself, as a view
-        return volume.permute(plan.to_model_permutation)
+    if not passes:  # nothing to resample: the volume itself, as a view (a float32 copy of an int16 one)
+        return _floating(volume).permute(plan.to_model_permutation)
     if slab is None:
-        out = volume
+        out = _floating(volume)
         for k, coords in passes:
             out = lerp_axis(out, k, coords)
         return out.permute(plan.to_model_permutation)
     # Contiguous in model order, filled through a source-ordered view: the caller's .contiguous() copies nothing.
     grid: torch.Tensor | None = None
     for part in geometry.forward_slabs(plan, slab):
-        values = volume[part.rows]
+        # An int16 volume (the loader's exact HU) becomes float32 a slab at a time: the same values as a
+        # float32 volume's slab, without the whole float32 volume.
+        values = _floating(volume[part.rows])
         for k, coords in part.passes:
             values = lerp_axis(values, k, coords)
         if grid is None:

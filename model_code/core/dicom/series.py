@@ -3,7 +3,9 @@
 Conventions (shared by the HealthImaging connector, the folder/zip loader, the segmentation
 pipeline and the SEG writer):
 
-* ``volume`` is ``(slices, rows, cols)``, float32, modality rescale applied (HU for CT).
+* ``volume`` is ``(slices, rows, cols)``, modality rescale applied (HU for CT): int16 when every slice's rescale
+  maps its stored integers exactly into int16 (slope 1, integral intercept: the usual CT), else float32. The
+  int16 values are the float32 ones exactly; consumers that compute convert a slab or a slice at a time.
 * ``affine`` maps a voxel index ``(slice, row, col, 1)`` to patient LPS millimetres.
 * ``datasets[i]`` is the single-frame instance whose pixels are ``volume[i]``.
 * slices are ordered along the slice normal (row direction x column direction), ascending.
@@ -218,6 +220,26 @@ def rescale_of(value: Callable[[str], Any]) -> tuple[np.float32, np.float32]:
     return np.float32(slope), np.float32(intercept)
 
 
+def _checked_rescale(ds: pydicom.Dataset, label: str) -> tuple[np.float32, np.float32]:
+    try:
+        slope, intercept = rescale_of(ds.get)
+    except (TypeError, ValueError) as error:  # a malformed DS value (a stray byte in RescaleIntercept)
+        raise InvalidSeriesError(f"RescaleSlope/RescaleIntercept is not a number ({error})", [label]) from error
+    if not (np.isfinite(slope) and np.isfinite(intercept)):
+        raise InvalidSeriesError("RescaleSlope/RescaleIntercept is not finite", [label])
+    return slope, intercept
+
+
+_INT16 = np.iinfo(np.int16)
+
+
+def _fits_int16(stored: np.ndarray, intercept: int) -> bool:
+    """Whether every stored integer plus ``intercept`` is an int16 (float stored values never are)."""
+    if stored.dtype.kind not in "iu" or stored.size == 0:
+        return stored.size == 0
+    return bool(int(stored.min()) + intercept >= _INT16.min and int(stored.max()) + intercept <= _INT16.max)
+
+
 def series_from_datasets(
     datasets: Sequence[pydicom.Dataset],
     *,
@@ -242,10 +264,14 @@ def series_from_datasets(
     if check is not None:
         check(geometry, datasets[geometry.order[0]])
 
+    rescales = [_checked_rescale(datasets[index], labels[index]) for index in geometry.order]
+    # int16 when every rescale is an exact integer shift: half the bytes of float32, the same HU values (each
+    # int16 is a float32 exactly). A slice whose values leave int16's range promotes the volume to float32.
+    exact = all(slope == 1 and float(intercept).is_integer() for slope, intercept in rescales)
     # Decoded straight into the volume, slice by slice, and each instance's PixelData (with pydicom's cached
     # array) dropped once copied: the pixels are held once, as the volume, not three times (stored bytes, decoded
     # array, a list of float32 slices stacked into a second volume). The SEG writer reads headers only.
-    volume = np.empty((len(geometry.order), geometry.rows, geometry.cols), dtype=np.float32)
+    volume = np.empty((len(geometry.order), geometry.rows, geometry.cols), dtype=np.int16 if exact else np.float32)
     for position, index in enumerate(geometry.order):
         ds, label = datasets[index], labels[index]
         if pixel_arrays is not None:
@@ -263,15 +289,15 @@ def series_from_datasets(
                 "single-frame grayscale instances stack into a volume",
                 [label],
             )
-        try:
-            slope, intercept = rescale_of(ds.get)
-        except (TypeError, ValueError) as error:  # a malformed DS value (a stray byte in RescaleIntercept)
-            raise InvalidSeriesError(f"RescaleSlope/RescaleIntercept is not a number ({error})", [label]) from error
-        if not (np.isfinite(slope) and np.isfinite(intercept)):
-            raise InvalidSeriesError("RescaleSlope/RescaleIntercept is not finite", [label])
-        # Same float32 arithmetic as stored.astype(float32) * slope + intercept, without the temporaries.
-        np.multiply(stored, slope, out=volume[position], dtype=np.float32)
-        volume[position] += intercept
+        slope, intercept = rescales[position]
+        if volume.dtype == np.int16 and not _fits_int16(stored, int(intercept)):
+            volume = volume.astype(np.float32)  # once: the slices so far are exact in float32 too
+        if volume.dtype == np.int16:
+            np.add(stored, int(intercept), out=volume[position], dtype=np.int64, casting="unsafe")
+        else:
+            # Same float32 arithmetic as stored.astype(float32) * slope + intercept, without the temporaries.
+            np.multiply(stored, slope, out=volume[position], dtype=np.float32)
+            volume[position] += intercept
         del stored
         if pixel_arrays is None and drop_pixel_data:
             del ds.PixelData  # pydicom clears its cached pixel_array with it

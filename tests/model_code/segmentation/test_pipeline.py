@@ -149,3 +149,17 @@ def test_a_long_model_name_and_version_still_give_a_valid_seg(tmp_path, dciodvfy
     path = tmp_path / "seg.dcm"
     seg.save_as(path, enforce_file_format=True)
     assert dciodvfy(path) == []
+
+
+@pytest.mark.parametrize("orientation", ["axial", "sagittal", "coronal"])
+def test_int16_volume_gives_the_float32_volume_result(tmp_path, pipeline, orientation):
+    # The loader keeps an exact-integer CT as int16 (issue 19: half the bytes); the model grid converts it a slab
+    # at a time. Label map, SEG pixels and preview must be bit for bit those of the float32 volume.
+    series, _ = _series(tmp_path / "s", orientation=orientation)
+    assert series.volume.dtype == np.int16
+    as_float = dataclasses.replace(series, volume=series.volume.astype(np.float32))
+    ours, theirs = pipeline.run(series), pipeline.run(as_float)
+    assert ours.mask.any()
+    assert np.array_equal(ours.mask, theirs.mask)
+    assert ours.seg_dataset.PixelData == theirs.seg_dataset.PixelData
+    assert ours.overlay_png == theirs.overlay_png

@@ -235,11 +235,34 @@ def test_preallocated_decode_equals_the_stacked_volume(tmp_path: Path, slope: fl
     ordered = [by_uid[str(ds.SOPInstanceUID)] for ds in series.datasets]
     expected = np.stack([ds.pixel_array.astype(np.float32) * np.float32(slope) + np.float32(intercept)
                          for ds in ordered])
-    assert series.volume.dtype == np.float32
-    np.testing.assert_array_equal(series.volume, expected)
+    # An integer shift keeps the stored integers' type (int16: exactly the float32 HU); a fractional slope cannot.
+    assert series.volume.dtype == (np.int16 if slope == 1 and float(intercept).is_integer() else np.float32)
+    np.testing.assert_array_equal(series.volume.astype(np.float32), expected)
     # The volume holds the pixels: the instances kept for the SEG carry headers only.
     assert all("PixelData" not in ds for ds in series.datasets)
     assert all("SOPInstanceUID" in ds and "ImagePositionPatient" in ds for ds in series.datasets)
+
+
+@pytest.mark.parametrize("shifted", [0, SLICES - 1])
+def test_a_slice_beyond_int16_promotes_the_volume_to_float32(tmp_path: Path, shifted: int) -> None:
+    # An integer rescale whose HU leave int16's range (first or last slice decoded): float32, the values exact.
+    paths = _write(tmp_path / "series")
+    target = str(load_series(tmp_path / "series").datasets[shifted].SOPInstanceUID)
+
+    def far(ds: pydicom.Dataset) -> None:
+        if str(ds.SOPInstanceUID) == target:
+            ds.RescaleIntercept = 32000
+
+    for path in paths:
+        _edit(path, far)
+    series = load_series(tmp_path / "series")
+    assert series.volume.dtype == np.float32
+    by_uid = {str(ds.SOPInstanceUID): ds for ds in (pydicom.dcmread(p) for p in paths)}
+    ordered = [by_uid[str(ds.SOPInstanceUID)] for ds in series.datasets]
+    expected = np.stack([ds.pixel_array.astype(np.float32) * np.float32(ds.RescaleSlope)
+                         + np.float32(ds.RescaleIntercept) for ds in ordered])
+    assert expected[shifted].max() > np.iinfo(np.int16).max  # the far slice really leaves int16
+    np.testing.assert_array_equal(series.volume, expected)
 
 
 def test_pixel_data_is_kept_when_asked(tmp_path: Path) -> None:
