@@ -4,12 +4,10 @@ One image set (``--frames`` 512x512 CT frames, HTJ2K) is served by the loopback 
 ``testkit.healthimaging`` in a child process, which answers GetImageSetMetadata and GetImageFrame
 over real HTTP. For each injected per-frame latency (default 0 and 20 ms) it measures, on the same frames:
 
-* fetch-only: every GetImageFrame (the signed path) from ``--workers`` threads sharing one client, no decoding;
+* fetch-only: every GetImageFrame from ``--workers`` threads sharing one client, no decoding;
 * decode-only: ``imagecodecs.htj2k_decode`` of every frame on one thread per core;
 * the limit those two halves allow when run back to back: 1 / (1/fetch + 1/decode);
-* ours: ``load_image_set`` (returns the volume and DICOM datasets), GetImageFrame on the signed path;
-* ours, botocore path: the same on a client built with ``lean_frames=False`` (every call through botocore,
-  the connector before the signed path), so the gain shows within one run;
+* ours: ``load_image_set`` (returns the volume and DICOM datasets);
 * ours, stages only: the same fetch and decode stages (``fetch_frames``: fetch, decode, CRC check) with
   nothing built from the frames, to show how much of the gap to the limit is building the outputs;
 * reference: ``AHItoDICOM().DICOMizeImageSet`` (returns DICOM datasets; OpenJPEG in a pool of processes).
@@ -163,24 +161,10 @@ def main() -> None:
                 ids = (image_set.datastore_id, image_set.image_set_id)
                 return fetch_frames(client, *ids, plans, lambda _index, _pixels: None, max_workers=args.workers)
 
-            plain = loopback_client(url, max_workers=2 * args.workers, lean_frames=False)
-            _fetch_only(plain, image_set, frame_ids[:64], 2 * args.workers)()
-
-            def ours_botocore(client: Any = plain) -> Any:
-                return load_image_set(client, image_set.datastore_id, image_set.image_set_id, max_workers=args.workers)
-
             stages_rate, _ = _rate(len(blobs), stages, args.repeats, "stages")
-            # Alternated run by run, so a shared machine's load drifts over both alike.
-            botocore_runs: list[float] = []
-            ours_runs: list[float] = []
-            for _ in range(args.repeats):
-                for runs, load in ((botocore_runs, ours_botocore), (ours_runs, ours)):
-                    rate, series = _rate(len(blobs), load, 1)
-                    _check_ours(series, expected)
-                    series = None
-                    runs.append(rate)
-            RUNS["ours-botocore"], RUNS["ours"] = botocore_runs, ours_runs
-            botocore_rate, ours_rate = statistics.median(botocore_runs), statistics.median(ours_runs)
+            ours_rate, series = _rate(len(blobs), ours, args.repeats, "ours")
+            _check_ours(series, expected)
+            series = None
             reference_rate, reference = _rate(
                 len(blobs), _reference(url, image_set), args.reference_repeats, "reference"
             )
@@ -191,9 +175,7 @@ def main() -> None:
         print(f"  decode-only (htj2k, all cores)   {decode_rate:8.0f} frames/s")
         print(f"  limit 1/(1/fetch + 1/decode)     {limit:8.0f} frames/s")
         print(f"  reference AHItoDICOM             {reference_rate:8.0f} frames/s")
-        gain, before = ours_rate / botocore_rate, botocore_rate / limit
-        print(f"  ours load_image_set              {ours_rate:8.0f} frames/s   ({gain:.2f}x the botocore path)")
-        print(f"  ours, botocore path (before)     {botocore_rate:8.0f} frames/s   ({before:.0%} of limit)")
+        print(f"  ours load_image_set              {ours_rate:8.0f} frames/s")
         print(f"  ours, stages only (no outputs)   {stages_rate:8.0f} frames/s   ({stages_rate / limit:.0%} of limit)")
         print(f"  ours / reference                 {ours_rate / reference_rate:8.2f}x   (target >= 5x)")
         print(f"  ours / limit                     {ours_rate / limit:8.0%}    (target >= 90% at 0 ms)")

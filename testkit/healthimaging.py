@@ -244,7 +244,6 @@ class LoopbackHealthImaging:
         self.latency_s = latency_s
         self.page_size = page_size
         self.requests: Counter[str] = Counter()
-        self.request_headers: list[dict[str, str]] = []  # every request's headers, in arrival order
         self._faults: list[Fault] = []
         self._matches: dict[tuple[str, str, int], list[FakeImageSet]] = {}  # the last search's answer
         self._lock = threading.Lock()
@@ -465,8 +464,6 @@ def _handler(state: LoopbackHealthImaging) -> type[BaseHTTPRequestHandler]:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
             parts = urlsplit(self.path)
-            with state._lock:
-                state.request_headers.append(dict(self.headers.items()))
             status, headers, payload = state.handle(parts.path, parse_qs(parts.query), body)
             head = [f"HTTP/1.1 {status} {self.responses.get(status, ('',))[0]}"]
             head += [f"{name}: {value}" for name, value in {**headers, "Content-Length": len(payload)}.items()]

@@ -18,7 +18,6 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from model_code.healthimaging import signed
 from model_code.healthimaging.errors import ImageSetNotFound
 
 SERVICE_NAME = "medical-imaging"
@@ -75,15 +74,11 @@ def make_client(
     retry_mode: str = "standard",
     max_attempts: int = DEFAULT_MAX_ATTEMPTS,
     session: boto3.Session | None = None,
-    lean_frames: bool = True,
     **client_kwargs: Any,
 ) -> Any:
     """A ``medical-imaging`` client configured by :func:`client_config` (credentials from the usual chain).
 
     A custom ``endpoint_url`` turns host-prefix injection off, since only AWS hosts have ``runtime-`` names.
-    ``lean_frames`` (default on) gives GetImageFrame the signed path of signed.py: botocore's signer and
-    HTTP session without its per-call machinery; off, every call goes through botocore (wrap such a client
-    in a Stubber, or register event handlers on it, to see GetImageFrame calls).
     """
     config = client_config(
         max_workers=max_workers,
@@ -92,12 +87,9 @@ def make_client(
         inject_host_prefix=endpoint_url is None,
     )
     factory = session or boto3
-    client = factory.client(
+    return factory.client(
         SERVICE_NAME, region_name=region_name, endpoint_url=endpoint_url, config=config, **client_kwargs
     )
-    if lean_frames:
-        signed.register(client)  # GetImageFrame's lean path (signed.py); other operations stay botocore's
-    return client
 
 
 def pool_size(client: Any) -> int:
@@ -134,17 +126,6 @@ class FrameBlob:
 
 
 def get_image_frame(client: Any, datastore_id: str, image_set_id: str, frame_id: str) -> FrameBlob:
-    """One frame: through the signed path of a :func:`make_client` client when it answers 200, else botocore."""
-    fast = signed.signed_frames(client)
-    if fast is not None:
-        try:
-            answer = fast.get(datastore_id, image_set_id, frame_id)
-        except ClientError as error:
-            if _not_found(error):
-                raise ImageSetNotFound(datastore_id, image_set_id, detail=f"frame {frame_id} not found") from error
-            raise
-        if answer is not None:
-            return FrameBlob(data=answer[0], content_type=answer[1])
     try:
         response = client.get_image_frame(
             datastoreId=datastore_id, imageSetId=image_set_id, imageFrameInformation={"imageFrameId": frame_id}
