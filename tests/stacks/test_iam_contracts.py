@@ -21,7 +21,7 @@ import pytest
 from tests.stacks.assembly import Assembly
 from tests.stacks.contracts.deployed_names import lambda_entries, translated
 from tests.stacks.contracts.recording_plugin import recorded_calls
-from tests.stacks.contracts.resolve import ResolvedAssembly
+from tests.stacks.contracts.resolve import PARTITION, ResolvedAssembly
 from tests.stacks.contracts.roles import Proof, prove
 from tests.stacks.contracts.unused_grants import ROLE_REASONS
 from tests.stacks.contracts.world import World
@@ -136,7 +136,7 @@ TWINS = [
     # ImportSeg announces each stored SEG on the results topic: its one sns:Publish grant, named by the recorded call.
     pytest.param("import_assembly", "Inference", "ImportSegServiceRoleDefaultPolicy",
                  _drop(lambda s: s.get("Action") == "sns:Publish"),
-                 "MISSING: sns:Publish on arn:aws:sns:us-east-1:123456789012:monai-imaging-dev-results",
+                 f"MISSING: sns:Publish on arn:{PARTITION}:sns:us-east-1:123456789012:monai-imaging-dev-results",
                  id="results-topic-publish"),
 ]
 

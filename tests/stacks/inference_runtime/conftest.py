@@ -16,6 +16,7 @@ from botocore.response import StreamingBody
 from botocore.stub import Stubber
 from moto.core import DEFAULT_ACCOUNT_ID
 
+from testkit.aws_account import PARTITION
 from tests.stacks.fake_aws import REGION, mocked_aws, stubbed_client
 
 INFERENCE = "inference-bucket"
@@ -24,7 +25,7 @@ IMPORT_OUTPUT = "import-output-bucket"
 DATASTORE_ID = "0123456789abcdef0123456789abcdef"
 IMAGE_SET_ID = "fedcba9876543210fedcba9876543210"
 RESULTS_TOPIC = "seg-results-topic"
-RESULTS_TOPIC_ARN = f"arn:aws:sns:{REGION}:{DEFAULT_ACCOUNT_ID}:{RESULTS_TOPIC}"
+RESULTS_TOPIC_ARN = f"arn:{PARTITION}:sns:{REGION}:{DEFAULT_ACCOUNT_ID}:{RESULTS_TOPIC}"
 
 
 @dataclass
