@@ -9,15 +9,14 @@ The order of work, and why:
 3. Two stages (``fetch_frames``): fetch threads call GetImageFrame on the one shared, thread-safe
    botocore client (one pooled connection per thread) and queue the encoded frames; one decode thread per
    core decodes and verifies each frame (``htj2k_decode`` and the CRC release the GIL) and rescales it into
-   its slot of the float32 volume.
+   its slot of the volume (volume.py: int16 for the usual CT, decoded straight into its slot; else float32).
 4. The decode thread also builds the frame's DICOM dataset (what every frame shares is converted once, see
-   headers.py) with the uncompressed pixel data.
+   headers.py), with the uncompressed pixel data unless the caller needs headers only.
 """
 
 from __future__ import annotations
 
 import logging
-import mmap
 import os
 import queue
 import threading
@@ -29,12 +28,13 @@ import numpy as np
 import pydicom
 from pydicom import DataElement
 
-from model_code.core.dicom.series import ImageSeries, StackGeometry, rescale_of, stack_geometry
+from model_code.core.dicom.series import ImageSeries, StackGeometry, stack_geometry
 from model_code.core.errors import InvalidSeriesError
 from model_code.healthimaging import client as service
 from model_code.healthimaging.decode import decode_frame
 from model_code.healthimaging.document import FramePlan, choose_series, plan_frames
 from model_code.healthimaging.headers import SeriesHeaders
+from model_code.healthimaging.volume import VolumeBuilder
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +58,7 @@ def fetch_frames(
     *,
     max_workers: int | None = None,
     decoders: int | None = None,
+    decode_target: Callable[[int], np.ndarray | None] | None = None,
 ) -> list[T]:
     """``on_frame(i, stored_values)`` for every planned frame, results in plan order.
 
@@ -69,10 +70,13 @@ def fetch_frames(
     The queue holds encoded frames only, so it never outgrows the compressed series. The array ``on_frame``
     gets is the decoder's reusable buffer: copy what you keep. A failure stops both stages for the frames
     after it; the error raised is the earliest failed frame's in plan order.
+
+    ``decode_target(i)``, when given, names the array frame ``i`` is decoded into (unsigned samples of the
+    frame's shape and width, e.g. its slot of the volume) or None for the decoder's reusable buffer.
     """
     if not plans:
         return []
-    run = _FrameRun(plans, on_frame)
+    run = _FrameRun(plans, on_frame, decode_target)
     fetchers = _fetch_workers(client, max_workers, len(plans))
     decoder_threads = [
         threading.Thread(target=run.decode_queued, args=(image_set_id,), name=f"ahi-decode-{n}", daemon=True)
@@ -107,9 +111,15 @@ class _FrameRun(Generic[T]):
     k still are, since one of them may fail too and its error is the one to report.
     """
 
-    def __init__(self, plans: Sequence[FramePlan], on_frame: Callable[[int, np.ndarray], T]) -> None:
+    def __init__(
+        self,
+        plans: Sequence[FramePlan],
+        on_frame: Callable[[int, np.ndarray], T],
+        decode_target: Callable[[int], np.ndarray | None] | None = None,
+    ) -> None:
         self.plans = plans
         self.on_frame = on_frame
+        self.decode_target = decode_target
         self.queue: queue.SimpleQueue[tuple[int, service.FrameBlob] | None] = queue.SimpleQueue()
         self.failed = threading.Event()
         self._failed_at = len(plans)  # index of the earliest failed frame; len(plans) while none has
@@ -145,11 +155,14 @@ class _FrameRun(Generic[T]):
                 continue
             plan = self.plans[index]
             try:
-                fmt = plan.pixel_format
-                key = (fmt.rows, fmt.cols, fmt.dtype.itemsize)
-                if key not in buffers:
-                    buffers[key] = np.empty(key[:2], dtype=f"u{key[2]}")
-                pixels = decode_frame(blob.data, blob.content_type, plan, image_set_id=image_set_id, out=buffers[key])
+                out = self.decode_target(index) if self.decode_target is not None else None
+                if out is None:
+                    fmt = plan.pixel_format
+                    key = (fmt.rows, fmt.cols, fmt.dtype.itemsize)
+                    if key not in buffers:
+                        buffers[key] = np.empty(key[:2], dtype=f"u{key[2]}")
+                    out = buffers[key]
+                pixels = decode_frame(blob.data, blob.content_type, plan, image_set_id=image_set_id, out=out)
                 self._results[index] = self.on_frame(index, pixels)
             except BaseException as error:  # anything, so no frame is left without a result or an error
                 self.fail(error, index)
@@ -203,22 +216,6 @@ def _check_pixel_formats(plans: Sequence[FramePlan]) -> None:
             )
 
 
-def _empty_volume(shape: tuple[int, int, int]) -> np.ndarray:
-    """An uninitialised float32 volume in fresh anonymous memory, mapped a page at a time as frames land.
-
-    Not ``np.empty``: numpy asks for transparent huge pages on large arrays, and on the virtual machines
-    this project builds on, faulting those in cost about three times as much as plain 4 KiB pages, more
-    than decoding the frame (see docs/healthimaging.md). The decode threads touch the pages as they write
-    their frames: in parallel, outside the GIL.
-    """
-    size = int(np.prod(shape)) * np.dtype(np.float32).itemsize
-    if size == 0:
-        return np.empty(shape, dtype=np.float32)
-    # Private: a shared anonymous map is shared memory, whose page faults cost more again.
-    memory = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-    return np.frombuffer(memory, dtype=np.float32).reshape(shape)
-
-
 def load_image_set(
     client: Any,
     datastore_id: str,
@@ -226,13 +223,17 @@ def load_image_set(
     *,
     series_instance_uid: str | None = None,
     max_workers: int | None = None,
+    pixel_data: bool = True,
 ) -> ImageSeries:
     """Fetch, verify and stack one series of an image set.
 
     The series is ``series_instance_uid`` when given, else the series with most frames (logged, with the
-    others it passed over). Returns an :class:`ImageSeries`: volume (slices, rows, cols) float32 with the
-    modality rescale applied, ordered along the slice normal; ``datasets`` rebuilt from the metadata with
-    uncompressed pixel data in the same order; ``metadata`` the parsed metadata document.
+    others it passed over). Returns an :class:`ImageSeries`: volume (slices, rows, cols) with the modality
+    rescale applied, ordered along the slice normal, int16 or float32 by the rule of ``series_from_datasets``
+    (int16 for an exact integer rescale, the usual CT); ``datasets`` rebuilt from the metadata in the same
+    order, with uncompressed pixel data unless ``pixel_data`` is False (headers only: what a server that
+    segments the volume and writes a SEG needs, which spares a copy of the pixels); ``metadata`` the parsed
+    metadata document.
 
     ``max_workers`` bounds the concurrent GetImageFrame calls (default 16, never more than the client's
     ``max_pool_connections``; build the client with :func:`model_code.healthimaging.client.make_client`).
@@ -251,29 +252,23 @@ def load_image_set(
     plans = plan_frames(document, choice.series_instance_uid)
     geometry = _geometry(plans)
     _check_pixel_formats(plans)
-    slot_of = {index: slot for slot, index in enumerate(geometry.order)}
-    volume = _empty_volume((len(plans), geometry.rows, geometry.cols))
-    rescales = [rescale_of(plan.attributes.get) for plan in plans]
+    volume = VolumeBuilder(plans, geometry.order, geometry.rows, geometry.cols)
     headers = SeriesHeaders(plans)
 
     def place(index: int, pixels: np.ndarray) -> pydicom.Dataset:
         # Runs on the decode thread that decoded the frame: the rescale releases the GIL, and building the
         # header here spreads that work over the load instead of leaving it to a starved main thread.
-        slope, intercept = rescales[index]
-        out = volume[slot_of[index]]
-        # Cast first, then work float32 in place: the same values as a casting ufunc (which converts
-        # float32(x) too), at under half the time, since a casting ufunc goes through small buffers.
-        out[...] = pixels
-        if slope != 1:  # float32(x) * 1 is exactly float32(x): skip the pass
-            np.multiply(out, slope, out=out)
-        np.add(out, intercept, out=out)
         dataset = headers.build(plans[index])
-        dataset[_PIXEL_DATA] = pixel_data_element(pixels)
+        if pixel_data:  # before the rescale: ``pixels`` may be the frame's slot of the volume itself
+            dataset[_PIXEL_DATA] = pixel_data_element(pixels)
+        volume.place(index, pixels)
         return dataset
 
-    datasets = fetch_frames(client, datastore_id, image_set_id, plans, place, max_workers=max_workers)
+    datasets = fetch_frames(
+        client, datastore_id, image_set_id, plans, place, max_workers=max_workers, decode_target=volume.decode_target
+    )
     return ImageSeries(
-        volume=volume,
+        volume=volume.volume(),
         affine=geometry.affine,
         spacing=geometry.spacing,
         datasets=[datasets[index] for index in geometry.order],

@@ -107,8 +107,14 @@ def _load_dicomweb(request: DicomWebRequest, guard: SeriesGuard) -> ImageSeries:
 
 def _load_healthimaging(request: HealthImagingRequest, client: Any) -> ImageSeries:
     try:
+        # Headers only: the server segments the volume and the SEG writer reads headers, so the frames' pixel
+        # bytes would be a second copy of the series held through the whole request.
         return load_image_set(
-            client, request.datastore_id, request.image_set_id, series_instance_uid=request.series_instance_uid
+            client,
+            request.datastore_id,
+            request.image_set_id,
+            series_instance_uid=request.series_instance_uid,
+            pixel_data=False,
         )
     except (ImageSetNotFound, SeriesNotFound) as error:
         raise not_found(str(error)) from error

@@ -20,7 +20,7 @@ def _expected(datasets, arrays):
 
 
 def _assert_same_series(loaded, expected, arrays_by_uid):
-    assert loaded.volume.dtype == np.float32
+    assert loaded.volume.dtype == expected.volume.dtype  # int16 for an exact integer rescale, else float32
     np.testing.assert_array_equal(loaded.volume, expected.volume)  # bit-exact, same order
     np.testing.assert_allclose(loaded.affine, expected.affine, atol=1e-6)
     assert loaded.spacing == pytest.approx(expected.spacing)
@@ -39,6 +39,8 @@ def _assert_same_series(loaded, expected, arrays_by_uid):
         ("int16", "2.5", "-7"),  # signed, non-unit slope
         ("uint8", "1", "0"),  # 8-bit samples (OB pixel data)
         ("int16-12bit", "1", "0"),  # signed 12 bits stored in 16
+        ("uint16-12bit", "1", "-1024"),  # unsigned 12-bit CT: int16 volume, shifted in place in int16 arithmetic
+        ("int16", "1", "-1024"),  # full-range signed with a shift: frames leave int16, the volume is float32
         # Signed CT whose codestream holds unsigned 13-bit samples (as pydicom's J2K_pixelrep_mismatch.dcm
         # does): the header's PixelRepresentation wins and values are sign-extended from BitsStored.
         ("ct-unsigned-samples", None, None),
@@ -52,8 +54,8 @@ def test_round_trip_is_bit_exact_in_slice_order(stubbed, ct_slices, kind, slope,
             bits = int(datasets[0].BitsStored)
             encoded = [(array.astype(np.int32) & ((1 << bits) - 1)).astype(np.uint16) for array in arrays]
             assert any(e.max() >= 1 << (bits - 1) for e in encoded)  # some samples only make sense signed
-    elif kind == "int16-12bit":
-        datasets, arrays = synthetic_series(5, dtype="int16", bits_stored=12)
+    elif kind.endswith("-12bit"):
+        datasets, arrays = synthetic_series(5, dtype=kind.split("-")[0], bits_stored=12, intercept=intercept or "0")
     else:
         datasets, arrays = synthetic_series(5, dtype=kind, slope=slope, intercept=intercept)
     order = shuffled(list(range(len(datasets))))  # instances arrive out of slice order
@@ -229,3 +231,36 @@ def test_fetch_frames_checks_its_arguments(stubbed):
         fetch_frames(client, "d", "i", [object()], lambda index, pixels: index, decoders=0)  # type: ignore[list-item]
     with pytest.raises(ValueError, match="max_workers must be >= 1"):
         fetch_frames(client, "d", "i", [object()], lambda index, pixels: index, max_workers=0)  # type: ignore[list-item]
+
+
+def test_one_frame_out_of_int16_range_makes_the_volume_float32(stubbed):
+    # 12-bit unsigned CT (int16 after the -1024 shift) but one frame uses the full 16 bits: the frames placed
+    # as int16 before and after it must come out of the promotion with the same numbers as the shared loader's.
+    datasets, arrays = synthetic_series(6, dtype="uint16", bits_stored=16, intercept="-1024")
+    arrays = [array & 0x0FFF for array in arrays]
+    arrays[3][0, 0] = 65535  # 65535 - 1024 is beyond int16
+    image_set = build_image_set(datasets, pixel_arrays=arrays)
+    client, stubber = stubbed
+    stub_load(stubber, image_set)
+
+    loaded = load_image_set(client, image_set.datastore_id, image_set.image_set_id, max_workers=1)
+
+    expected = _expected(datasets, arrays)
+    assert expected.volume.dtype == loaded.volume.dtype == np.float32
+    np.testing.assert_array_equal(loaded.volume, expected.volume)
+    assert loaded.volume[3, 0, 0] == 65535 - 1024
+
+
+def test_headers_only_leaves_the_pixel_data_out(stubbed, ct_slices):
+    datasets, arrays = ct_slices
+    image_set = build_image_set(datasets, pixel_arrays=arrays)
+    client, stubber = stubbed
+    stub_load(stubber, image_set)
+
+    loaded = load_image_set(client, image_set.datastore_id, image_set.image_set_id, pixel_data=False)
+
+    expected = _expected(datasets, arrays)
+    assert loaded.volume.dtype == np.int16  # the real CT's rescale is an integer shift
+    np.testing.assert_array_equal(loaded.volume, expected.volume)
+    assert all("PixelData" not in ds for ds in loaded.datasets)
+    assert [str(ds.SOPInstanceUID) for ds in loaded.datasets] == [str(ds.SOPInstanceUID) for ds in expected.datasets]
