@@ -10,8 +10,9 @@ The order of work, and why:
    botocore client (one pooled connection per thread) and queue the encoded frames; one decode thread per
    core decodes and verifies each frame (``htj2k_decode`` and the CRC release the GIL) and rescales it into
    its slot of the volume (volume.py: int16 for the usual CT, decoded straight into its slot; else float32).
-4. The decode thread also builds the frame's DICOM dataset (what every frame shares is converted once, see
-   headers.py), with the uncompressed pixel data unless the caller needs headers only.
+4. Once every frame is in, the frames' DICOM datasets are built (what every frame shares is converted once,
+   see headers.py), with the uncompressed pixel data (taken on the decode thread) unless the caller needs
+   headers only.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from typing import Any, Generic, TypeVar, cast
 
 import numpy as np
-import pydicom
 from pydicom import DataElement
 
 from model_code.core.dicom.series import ImageSeries, StackGeometry, stack_geometry
@@ -253,24 +253,32 @@ def load_image_set(
     geometry = _geometry(plans)
     _check_pixel_formats(plans)
     volume = VolumeBuilder(plans, geometry.order, geometry.rows, geometry.cols)
-    headers = SeriesHeaders(plans)
 
-    def place(index: int, pixels: np.ndarray) -> pydicom.Dataset:
-        # Runs on the decode thread that decoded the frame: the rescale releases the GIL, and building the
-        # header here spreads that work over the load instead of leaving it to a starved main thread.
-        dataset = headers.build(plans[index])
-        if pixel_data:  # before the rescale: ``pixels`` may be the frame's slot of the volume itself
-            dataset[_PIXEL_DATA] = pixel_data_element(pixels)
+    def place(index: int, pixels: np.ndarray) -> DataElement | None:
+        # Runs on the decode thread that decoded the frame; the pixel data is taken before the rescale, since
+        # ``pixels`` may be the frame's slot of the volume itself.
+        element = pixel_data_element(pixels) if pixel_data else None
         volume.place(index, pixels)
-        return dataset
+        return element
 
-    datasets = fetch_frames(
+    elements = fetch_frames(
         client, datastore_id, image_set_id, plans, place, max_workers=max_workers, decode_target=volume.decode_target
     )
+    # The headers once the frames are in, on this thread alone: built on the decode threads, this Python work
+    # held the GIL that those threads and the fetch threads hand back and forth at every native call, and cost
+    # three to four times its own CPU time in throughput (docs/healthimaging.md).
+    headers = SeriesHeaders(plans)
+    datasets = []
+    for index in geometry.order:
+        dataset = headers.build(plans[index])
+        element = elements[index]
+        if element is not None:
+            dataset[_PIXEL_DATA] = element
+        datasets.append(dataset)
     return ImageSeries(
         volume=volume.volume(),
         affine=geometry.affine,
         spacing=geometry.spacing,
-        datasets=[datasets[index] for index in geometry.order],
+        datasets=datasets,
         metadata=document,
     )

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from model_code.core.dicom.series import rescale_of
-from model_code.healthimaging.document import FramePlan
+from model_code.healthimaging.document import FramePlan, PixelFormat
 
 _INT16 = np.iinfo(np.int16)
 
@@ -35,6 +35,15 @@ def empty_volume(shape: tuple[int, ...], dtype: type[np.generic]) -> np.ndarray:
     # Private: a shared anonymous map is shared memory, whose page faults cost more again.
     memory = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
     return np.frombuffer(memory, dtype=dtype).reshape(shape)
+
+
+def _value_range(fmt: PixelFormat) -> tuple[int, int]:
+    """The stored values a frame of this format can hold once decoded: signed values are sign-extended from
+    BitsStored (decode.py), unsigned ones are not masked, so only the sample width bounds them."""
+    if fmt.signed and 0 < fmt.bits_stored < fmt.bits_allocated:
+        return -(1 << (fmt.bits_stored - 1)), (1 << (fmt.bits_stored - 1)) - 1
+    info = np.iinfo(fmt.dtype)
+    return int(info.min), int(info.max)
 
 
 def _wrapped_int16(value: int) -> np.int16:
@@ -84,7 +93,14 @@ class VolumeBuilder:
             np.add(out, intercept, out=out)
             return
         shift = int(intercept)
-        if stored.size and not (int(stored.min()) + shift >= _INT16.min and int(stored.max()) + shift <= _INT16.max):
+        # What the header allows is checked first: a signed CT frame of 12-15 bits cannot leave int16 with the
+        # usual intercepts, so its min and max (a pass each, and a GIL round trip) are never computed.
+        low, high = _value_range(self._plans[index].pixel_format)
+        fits = stored.size == 0 or (
+            (low + shift >= _INT16.min or int(stored.min()) + shift >= _INT16.min)
+            and (high + shift <= _INT16.max or int(stored.max()) + shift <= _INT16.max)
+        )
+        if not fits:
             with self._lock:
                 self._out_of_range[index] = stored.copy()
             return
