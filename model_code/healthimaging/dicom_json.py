@@ -125,10 +125,43 @@ class ElementCache:
                 if raw is not None:
                     return raw
             return _clone(shared)
-        element = new_element(tag, vr, value, vrs, signed=signed, cache=self)
+        element = plain_text_element(tag, vr, value) or new_element(tag, vr, value, vrs, signed=signed, cache=self)
         if vr != "SQ":  # sequences hold datasets: always built afresh
             self._last[key] = (value, element, True)
         return element
+
+
+# The text VRs a frame's own attributes mostly have (SOPInstanceUID, InstanceNumber, ImagePositionPatient): a
+# valid value of these is written as its text, so its encoded element can be made from the text directly,
+# without an element to convert, validate and write (most of a frame header's cost). Anything else, or any
+# value these patterns or lengths refuse, goes the general way, warnings included.
+_PLAIN_TEXT = {
+    "UI": (re.compile(r"(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*"), 64, b"\0"),  # no leading zeros (PS3.5 9.1)
+    "IS": (re.compile(r"[+-]?[0-9]+"), 12, b" "),
+    "DS": (re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?"), 16, b" "),
+}
+
+
+def plain_text_element(tag: BaseTag, vr: str, value: Any) -> RawDataElement | None:
+    """The encoded element of a valid UI, IS or DS value (text, a list of texts, or integers for IS), as
+    pydicom reads it from an explicit VR little endian file; None for anything else."""
+    rule = _PLAIN_TEXT.get(vr)
+    if rule is None:
+        return None
+    pattern, longest, pad = rule
+    items = value if isinstance(value, list) else [value]
+    texts = []
+    for item in items:
+        text = str(item) if vr == "IS" and type(item) is int else item
+        if type(text) is not str or len(text) > longest or pattern.fullmatch(text) is None:
+            return None
+        texts.append(text)
+    if not texts:
+        return None
+    encoded = "\\".join(texts).encode("ascii")
+    if len(encoded) % 2:
+        encoded += pad
+    return RawDataElement(tag, vr, len(encoded), encoded, 0, False, True)
 
 
 def new_element(

@@ -19,7 +19,7 @@ from pydicom.dataset import FileMetaDataset
 from pydicom.tag import BaseTag
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian
 
-from model_code.healthimaging.dicom_json import ElementCache, encoded_element, new_element
+from model_code.healthimaging.dicom_json import ElementCache, encoded_element, new_element, plain_text_element
 from model_code.healthimaging.document import FramePlan
 
 _MEDIA_STORAGE_SOP_CLASS_UID = 0x00020002
@@ -92,10 +92,12 @@ class SeriesHeaders:
         # From the document, not the dataset: reading a shared element from the dataset would convert it.
         sop_class = str(plan.attributes.get("SOPClassUID") or "")
         sop_instance = str(plan.attributes.get("SOPInstanceUID") or plan.sop_instance_uid)
-        meta[BaseTag(_MEDIA_STORAGE_SOP_CLASS_UID)] = DataElement(_MEDIA_STORAGE_SOP_CLASS_UID, "UI", sop_class)
-        meta[BaseTag(_MEDIA_STORAGE_SOP_INSTANCE_UID)] = DataElement(
-            _MEDIA_STORAGE_SOP_INSTANCE_UID, "UI", sop_instance
-        )
+        for meta_tag, uid in (
+            (_MEDIA_STORAGE_SOP_CLASS_UID, sop_class),
+            (_MEDIA_STORAGE_SOP_INSTANCE_UID, sop_instance),
+        ):
+            meta_key = BaseTag(meta_tag)
+            meta[meta_key] = plain_text_element(meta_key, "UI", uid) or DataElement(meta_key, "UI", uid)
         dataset.file_meta = FileMetaDataset(meta)
         return dataset
 
