@@ -56,6 +56,7 @@ from model_code.segmentation.transforms_torch import (
     lerp_axis,
     mask_from_model_grid,
     scale_intensity,
+    shares_memory,
     to_model_grid,
 )
 
@@ -198,29 +199,52 @@ class BundleInference:
         if not self.fast:
             return self._predict_monai(network, volume, affine_lps, device=device, amp=amp, stage=stage)
         with stage("preprocess"):
-            plan = plan_resample(affine_lps, volume.shape, pixdim=self.pixdim, axcodes=self.axcodes)
-            image = to_model_grid(torch.from_numpy(np.ascontiguousarray(volume)).to(device), plan)  # float32 by slab
-            image = self._grid_steps(image).contiguous()
+            plan, image = self.model_grid(volume, affine_lps, device=device)
         with stage("inference"):
-            foreground = self._two_class_fast_window()
-            if foreground is not None:
-                probability = foreground_probability(network, image, amp=amp, **foreground)
-            else:
-                with _autocast(amp, device):
-                    logits = self.inferer(image[None, None], network)  # type: ignore[misc]
-                probability = _activated(torch.as_tensor(logits)[0].float(), self.output.activation)
+            probability = self.probability(network, image, amp=amp, device=device)
+        del image  # the inverse needs the probability only
         with stage("postprocess"):
-            if foreground is not None:
-                # argmax over {background, foreground} == (p > 0.5), ties going to background; slab by slab.
-                return mask_from_model_grid(probability, plan, threshold=0.5)
-            return self._labels_on_source(probability, plan)
+            return self.labels(probability, plan)
 
-    def _grid_steps(self, image: torch.Tensor) -> torch.Tensor:
+    # The fast path's three steps, for a caller that lets go of what each step no longer needs between them
+    # (the pipeline: the series' volume after the model grid, the model grid after the network).
+
+    def model_grid(
+        self, volume: np.ndarray, affine_lps: np.ndarray, *, device: torch.device
+    ) -> tuple[ResamplePlan, torch.Tensor]:
+        """The fast path's pre-processing: the plan and the (X, Y, Z) float32 image the network sees."""
+        plan = plan_resample(affine_lps, volume.shape, pixdim=self.pixdim, axcodes=self.axcodes)
+        source = torch.from_numpy(np.ascontiguousarray(volume)).to(device)  # int16 or float32
+        image = to_model_grid(source, plan)  # float32, a slab at a time
+        return plan, self._grid_steps(image, in_place=not shares_memory(image, source)).contiguous()
+
+    def probability(self, network: Network, image: torch.Tensor, *, amp: bool, device: torch.device) -> torch.Tensor:
+        """The network's activated output on the model grid: (X, Y, Z) for the two-class fast window, else
+        (C, X, Y, Z)."""
+        foreground = self._two_class_fast_window()
+        if foreground is not None:
+            return foreground_probability(network, image, amp=amp, **foreground)
+        with _autocast(amp, device):
+            logits = self.inferer(image[None, None], network)  # type: ignore[misc]
+        return _activated(torch.as_tensor(logits)[0].float(), self.output.activation)
+
+    def labels(self, probability: torch.Tensor, plan: ResamplePlan) -> np.ndarray:
+        """:meth:`probability` inverted to the source grid as the uint8 label map, slab by slab."""
+        if self._two_class_fast_window() is not None:
+            # argmax over {background, foreground} == (p > 0.5), ties going to background; slab by slab.
+            return mask_from_model_grid(probability, plan, threshold=0.5)
+        return self._labels_on_source(probability, plan)
+
+    def _grid_steps(self, image: torch.Tensor, *, in_place: bool = False) -> torch.Tensor:
+        """``in_place``: ``image`` is the caller's own (not a view of the series' volume) and may be overwritten."""
         for step in self.steps:
             if isinstance(step, Scale):
-                image = scale_intensity(image, window=step.window, scaled_range=step.scaled_range, clip=step.clip)
+                image = scale_intensity(image, window=step.window, scaled_range=step.scaled_range, clip=step.clip,
+                                        in_place=in_place)
+                in_place = True  # its output is ours
             else:
                 data = step({IMAGE_KEY: MetaTensor(image[None])})
+                # A MONAI transform returns new memory or its input's: ``in_place`` holds for its output too.
                 image = torch.as_tensor(data[IMAGE_KEY])[0].to(image.device, torch.float32)
         return image
 

@@ -16,8 +16,9 @@ MIN_PREVIEW_PIXELS = 256
 
 
 def largest_slice(mask: np.ndarray) -> int | None:
-    """Index of the slice with the most mask voxels, or None for an empty mask."""
-    areas = mask.reshape(mask.shape[0], -1).sum(axis=1, dtype=np.int64)
+    """Index of the slice with the most mask voxels (nonzero: any label), or None for an empty mask."""
+    # Slice by slice: no boolean copy of the whole label volume (a server's request holds little else by then).
+    areas = np.array([np.count_nonzero(plane) for plane in mask], dtype=np.int64)
     return int(np.argmax(areas)) if areas.max(initial=0) > 0 else None
 
 

@@ -36,17 +36,29 @@ from model_code.core.geometry import ResamplePlan
 
 # [B,1,X,Y,Z] windows -> [B,2,X,Y,Z] logits.
 Network = Callable[[torch.Tensor], torch.Tensor]
+# Model-grid X planes per step of the window-coverage division (a few MiB of temporaries, not a volume's).
+_COVERAGE_SLAB = 16
 
 
 def scale_intensity(
-    hu: torch.Tensor, *, window: Sequence[float], scaled_range: Sequence[float], clip: bool
+    hu: torch.Tensor, *, window: Sequence[float], scaled_range: Sequence[float], clip: bool, in_place: bool = False
 ) -> torch.Tensor:
-    """ScaleIntensityRange: ``window`` HU mapped linearly onto ``scaled_range``, clipped when asked."""
+    """ScaleIntensityRange: ``window`` HU mapped linearly onto ``scaled_range``, clipped when asked.
+
+    ``in_place``: ``hu`` is the caller's own float tensor (a fresh model grid, see :func:`shares_memory`) and is
+    overwritten: no second model-grid volume while it is scaled (issue 19). The same values either way."""
     (a_min, a_max), (b_min, b_max) = window, scaled_range
-    # Out of place once (an identity resampling returns a view of the caller's volume), then in place: one
-    # model-grid temporary, not two, and the same float32 arithmetic as ``(hu - a_min) * scale + b_min``.
-    scaled = (hu - a_min).mul_((b_max - b_min) / (a_max - a_min)).add_(b_min)
+    # Out of place at most once (an identity resampling returns a view of the caller's volume), then in place:
+    # the same float32 arithmetic as ``(hu - a_min) * scale + b_min``.
+    scaled = hu.sub_(a_min) if in_place else hu - a_min
+    scaled = scaled.mul_((b_max - b_min) / (a_max - a_min)).add_(b_min)
     return scaled.clamp_(b_min, b_max) if clip else scaled
+
+
+def shares_memory(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Whether ``a`` is (a view of) ``b``'s memory: :func:`to_model_grid` returns a view of a float volume
+    that needs no resampling, a fresh tensor otherwise; only a fresh one may be scaled in place."""
+    return bool(a.device == b.device and a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr())
 
 
 def _interpolation_matrix(size: int, lower: np.ndarray, weight: np.ndarray) -> torch.Tensor:
@@ -178,6 +190,10 @@ def foreground_probability(
             total[x : x + roi[0], y : y + roi[1], z : z + roi[2]] += difference[i]
 
     coverage = [torch.from_numpy(plan.coverage(axis)).to(image.device) for axis in range(3)]
-    total /= coverage[0][:, None, None] * coverage[1][None, :, None] * coverage[2][None, None, :]
+    # The 3-D count is the product of the per-axis ones; built a slab of X at a time (the same products in the
+    # same order), so the division is the whole-volume one's exactly without a second model-grid volume.
+    for start in range(0, total.shape[0], _COVERAGE_SLAB):
+        part = slice(start, start + _COVERAGE_SLAB)
+        total[part] /= coverage[0][part, None, None] * coverage[1][None, :, None] * coverage[2][None, None, :]
     # softmax([l0, l1])[1] == sigmoid(l1 - l0); in place: a second model-grid volume is not needed.
     return total.sigmoid_()[plan.crop()]

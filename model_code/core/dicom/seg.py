@@ -66,8 +66,14 @@ def build_segmentation(
     lookup = np.zeros(max([*metadata.labels, *channels, int(mask.max(initial=0))]) + 1, dtype=np.uint8)
     for number, channel in enumerate(channels, start=1):
         lookup[channel] = number
-    # A boolean mask would index as a selection, not as channel numbers.
-    pixels = lookup[mask if np.issubdtype(mask.dtype, np.integer) else mask.astype(np.uint8)]
+    if mask.dtype == np.uint8 and np.array_equal(lookup, np.arange(lookup.size)):
+        # Channel i is segment i already (a two-class model's 0/1 mask): the mask is the label map, and a
+        # lookup would be a second copy of it beside highdicom's frames (a server's peak, issue 19).
+        # highdicom reads the array, never writes it.
+        pixels = mask
+    else:
+        # A boolean mask would index as a selection, not as channel numbers.
+        pixels = lookup[mask if np.issubdtype(mask.dtype, np.integer) else mask.astype(np.uint8)]
     try:
         segmentation = _segmentation(series, pixels, descriptions, metadata, series_instance_uid, sop_instance_uid)
     except (AttributeError, KeyError, ValueError, TypeError) as error:

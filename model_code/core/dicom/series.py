@@ -38,6 +38,7 @@ class ImageSeries:
     spacing: tuple[float, float, float]
     datasets: list[pydicom.Dataset]
     metadata: dict[str, Any] = field(default_factory=dict)
+    _released: bool = field(default=False, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.volume.ndim != 3:
@@ -48,6 +49,22 @@ class ImageSeries:
             raise ValueError(
                 f"{len(self.datasets)} datasets for {self.volume.shape[0]} slices: they must match one to one"
             )
+
+    def release_volume(self) -> None:
+        """Let go of the pixels, for a holder that needs the headers and the shape only from here (a model
+        server once the volume is on the model grid: the SEG and the summary read headers, shape and affine).
+
+        ``volume`` becomes a read-only placeholder of the same shape and dtype that holds no memory (zero
+        strides: it reads as zeros), so the array is freed once nothing else references it. The one change a
+        series allows after it is built; :attr:`volume_released` says it happened, and code that reads the
+        values (the overlay preview) checks it."""
+        placeholder = np.broadcast_to(np.zeros((), dtype=self.volume.dtype), self.volume.shape)
+        object.__setattr__(self, "volume", placeholder)  # frozen: every other field stays as built
+        object.__setattr__(self, "_released", True)
+
+    @property
+    def volume_released(self) -> bool:
+        return self._released
 
     @property
     def series_instance_uid(self) -> str:

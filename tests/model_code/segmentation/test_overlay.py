@@ -47,3 +47,12 @@ def test_largest_slice_picks_the_biggest_area_and_none_when_empty() -> None:
     mask[2, :4, :4] = 1
     assert largest_slice(mask) == 2
     assert largest_slice(np.zeros_like(mask)) is None
+
+
+def test_the_largest_slice_counts_labelled_voxels_not_label_values() -> None:
+    # A multi-label map: slice 0 holds 3 voxels of label 2 (values summing to 6), slice 1 holds 4 of label 1.
+    labels = np.zeros((2, 4, 4), dtype=np.uint8)
+    labels[0, 0, :3] = 2
+    labels[1, 1, :4] = 1
+    assert largest_slice(labels) == 1 == largest_slice(labels > 0)
+    assert largest_slice(np.zeros((3, 4, 4), dtype=np.uint8)) is None

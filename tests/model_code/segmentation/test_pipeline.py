@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import torch
 from model_code.core.bundle_layout import INFERENCE_JSON, MODEL_TS
 from model_code.core.dicom.files import load_series
 from model_code.core.errors import InvalidSeriesError
+from model_code.core.service import dataset_bytes
 from model_code.core.spleen import spleen_metadata
 from model_code.segmentation.bundle import write_bundle
 from model_code.segmentation.pipeline import SegmentationPipeline, resolve_device
@@ -163,3 +165,72 @@ def test_int16_volume_gives_the_float32_volume_result(tmp_path, pipeline, orient
     assert np.array_equal(ours.mask, theirs.mask)
     assert ours.seg_dataset.PixelData == theirs.seg_dataset.PixelData
     assert ours.overlay_png == theirs.overlay_png
+
+
+def _twin(pipeline: SegmentationPipeline, *, release_volume: bool, bundle: bool) -> SegmentationPipeline:
+    """The same network; the bundle's plan or (``bundle`` False) the description's; releasing the volume as
+    ``for_server``'s pipeline does or keeping it."""
+    return SegmentationPipeline(network=pipeline.network, metadata=pipeline.metadata, device=pipeline.device,
+                                sw_batch_size=pipeline.sw_batch_size, inference=pipeline.inference if bundle else None,
+                                release_volume=release_volume)
+
+
+def _without_run_keys(summary: dict) -> dict:
+    # The SEG's UIDs are generated per run, the timings measured: everything else must agree.
+    return {k: v for k, v in summary.items() if k not in {"seg_series_instance_uid", "seg_sop_instance_uid", "timings_s"}}
+
+
+@pytest.mark.parametrize("path", ["bundle", "description"])  # the bundle's fast path; the description's spleen one
+@pytest.mark.parametrize("orientation", ["axial", "coronal"])
+def test_a_releasing_pipeline_lets_go_of_the_volume_before_the_network_and_answers_the_same(
+    tmp_path, pipeline, path, orientation
+):
+    # A server's pipeline (issue 19) drops the series' pixels once they are on the model grid: they must be
+    # gone by the time the network runs, and the label map, the SEG pixels and the summary must be the same.
+    kept, _ = _series(tmp_path / "s", orientation=orientation)
+    given = load_series(tmp_path / "s")  # the same files, loaded once more: a volume of its own
+    reference = _twin(pipeline, release_volume=False, bundle=path == "bundle")
+    server = _twin(pipeline, release_volume=True, bundle=path == "bundle")
+    original = weakref.ref(given.volume)
+    alive_when_the_network_ran: list[bool] = []
+
+    def network(windows: torch.Tensor) -> torch.Tensor:
+        alive_when_the_network_ran.append(original() is not None)
+        return pipeline.network(windows)
+
+    server.network = network  # type: ignore[assignment]  # a probe around the real network
+    ours, theirs = server.run(given), reference.run(kept)
+    assert alive_when_the_network_ran
+    assert not any(alive_when_the_network_ran)
+    assert given.volume_released
+    assert not kept.volume_released
+    assert given.volume.shape == kept.volume.shape
+    assert given.volume.dtype == kept.volume.dtype
+    assert ours.mask.any()
+    assert np.array_equal(ours.mask, theirs.mask)
+    assert ours.seg_dataset.PixelData == theirs.seg_dataset.PixelData
+    assert _without_run_keys(ours.summary) == _without_run_keys(theirs.summary)
+    assert ours.overlay_png == b""
+    assert theirs.overlay_png.startswith(b"\x89PNG")
+
+
+def test_the_server_pipeline_releases_and_the_cli_pipeline_keeps(threshold_model_dir):
+    from model_code.core.settings import ServerSettings
+
+    assert SegmentationPipeline.for_server(threshold_model_dir, ServerSettings.from_env({})).release_volume
+    assert not SegmentationPipeline.from_model_dir(threshold_model_dir, device="cpu").release_volume
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.bool_])  # uint8 0/1: the mask itself is the label map; bool: looked up
+def test_a_two_class_mask_gives_the_same_seg_either_way_and_is_left_as_it_was(tmp_path, dtype):
+    from model_code.core.dicom.seg import build_segmentation
+    from testkit.series import seg_mask
+
+    series, phantom = _series(tmp_path / "s")
+    mask = phantom.mask.astype(dtype)
+    before = mask.copy()
+    seg = build_segmentation(series, mask, metadata=spleen_metadata())
+    assert np.array_equal(mask, before)
+    read_back = seg_mask(dataset_bytes(seg), [str(ds.SOPInstanceUID) for ds in series.datasets])
+    assert read_back.any()
+    assert np.array_equal(read_back, before.astype(bool))

@@ -9,7 +9,13 @@ import torch
 
 from model_code.core.errors import ModelDirectoryError, NetworkContractError
 from model_code.core.geometry import plan_resample, window_starts
-from model_code.segmentation.transforms_torch import foreground_probability, from_model_grid, to_model_grid
+from model_code.segmentation.transforms_torch import (
+    foreground_probability,
+    from_model_grid,
+    scale_intensity,
+    shares_memory,
+    to_model_grid,
+)
 from model_code.synthetic.phantom import phantom_affine
 
 PIXDIM = (1.5, 1.5, 2.0)
@@ -128,3 +134,34 @@ def test_slabbed_resampling_equals_the_whole_volume_resampling(shape, spacing, o
     torch.testing.assert_close(slabbed, whole, rtol=0, atol=0)
     np.testing.assert_array_equal(transforms_numpy.to_model_grid(volume, plan, slab=slab),
                                   transforms_numpy.to_model_grid(volume, plan, slab=None))
+
+
+@pytest.mark.parametrize("clip", [True, False])
+def test_scaling_in_place_gives_the_out_of_place_values_bit_for_bit(clip):
+    # In place is how the pipeline scales a fresh model grid (issue 19: no second model-grid volume).
+    hu = torch.linspace(-300.0, 400.0, 7 * 5 * 3).reshape(7, 5, 3)
+    kept = hu.clone()
+    args = {"window": (-57.0, 164.0), "scaled_range": (0.0, 1.0), "clip": clip}
+    out_of_place = scale_intensity(hu, **args)
+    assert torch.equal(hu, kept)
+    in_place = scale_intensity(hu, **args, in_place=True)
+    assert in_place.data_ptr() == hu.data_ptr()
+    assert torch.equal(in_place, out_of_place)
+
+
+@pytest.mark.parametrize(
+    ("dtype", "lps_diagonal", "shared"),
+    [
+        # Voxel axes along +R, +A, +S (LPS -x, -y, +z) at the model's spacing: no resampling pass at all.
+        (torch.float32, (-1.5, -1.5, 2.0), True),  # float: the grid is a view of the volume
+        (torch.int16, (-1.5, -1.5, 2.0), False),  # int16: the float32 conversion is a copy
+        (torch.float32, (-1.6, -1.5, 2.0), False),  # resampled along one axis: a fresh grid
+        (torch.float32, (1.5, -1.5, 2.0), False),  # flipped along one axis: a fresh grid
+    ],
+)
+def test_shares_memory_tells_a_view_of_the_volume_from_a_fresh_grid(dtype, lps_diagonal, shared):
+    shape = (4, 6, 5)
+    plan = plan_resample(np.diag([*lps_diagonal, 1.0]), shape, pixdim=PIXDIM)
+    volume = torch.arange(4 * 6 * 5).reshape(shape).to(dtype)
+    grid = to_model_grid(volume, plan)
+    assert shares_memory(grid, volume) is shared
