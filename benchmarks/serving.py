@@ -1,13 +1,17 @@
 """Serving latency through the real TorchServe stack, side by side with the same pipeline in-process.
 
 Cold start: launcher process start -> /ping 200 -> the worker READY -> first SEG answered, and the first
-request against the warm ones, with the servers' warm-up (the default) and without it (SERVING_WARMUP=0).
+request against the warm ones, with the servers' warm-up (the default) and without it (SERVING_WARMUP=0),
+``--cold-starts`` times each (alternating), medians printed. Where the first request's extra time went: each
+request's stages from the worker log (the handler logs one line per request) against the client's time, the
+rest being outside the handler (TorchServe's frontend, the transfer to the worker, the toolkit).
 Per request: a 48x512x512 CT series
 (zip, ~25 MB) posted to /invocations with Accept: application/dicom, sequentially. The in-process column
-runs ServingModel.predict on the same zip in this process: the ratio is what the server stack costs.
+runs the handler functions on the same zip in this process: the ratio is what the server stack costs.
 
     .venv/bin/python benchmarks/serving.py                  # untrained contract UNet (real compute)
     .venv/bin/python benchmarks/serving.py --model threshold --requests 5
+    .venv/bin/python benchmarks/serving.py --model threshold --cold-only --cold-starts 5   # cold start only
 
 Contention (``--contention 0 2 8``): TorchServe with the old settings (a worker per core, torch threads =
 cores) and the new (model_code/core/threads.py), each loaded by ``--clients`` concurrent clients while
@@ -24,6 +28,7 @@ import contextlib
 import json
 import os
 import platform
+import re
 import signal
 import statistics
 import subprocess
@@ -158,6 +163,10 @@ def main() -> None:
                         help="contention mode: busy-process counts to load the server under (e.g. 0 2 8)")
     parser.add_argument("--clients", type=int, default=4, help="concurrent clients (contention mode)")
     parser.add_argument("--rounds", type=int, default=1, help="rounds to take medians over (contention mode)")
+    parser.add_argument("--cold-starts", type=int, default=3, help="cold starts per setting (medians printed)")
+    parser.add_argument("--cold-only", action="store_true", help="only the cold starts, not the per-request part")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch threads, in-process and in the worker (0: this process's default)")
     args = parser.parse_args()
 
     print(f"machine: {machine()}")
@@ -167,43 +176,103 @@ def main() -> None:
         contention(args, series.payload)
         return
 
+    print(f"load average at start: {load_average()}")
     with tempfile.TemporaryDirectory(prefix="bench-serving-") as scratch:
         model_dir = make_model(args.model, Path(scratch) / "model")
-
-        # In-process: the same handler code, no server.
-        from model_code.serving.handler import input_fn, model_fn, output_fn, predict_fn
-
-        model = model_fn(str(model_dir))
-        output_fn(predict_fn(input_fn(series.payload, "application/zip"), model), "application/dicom")  # warm-up
-        local = []
-        for _ in range(args.requests):
-            start = time.perf_counter()
-            output_fn(predict_fn(input_fn(series.payload, "application/zip"), model), "application/dicom")
-            local.append(time.perf_counter() - start)
-        del model
-
-        # Through TorchServe: one worker, as one request at a time is what a latency figure means; with the
-        # warm-up (the default) and without it (SERVING_WARMUP=0, as before issue 19).
-        # The worker gets the in-process run's torch threads: the ratio compares the stacks, not thread counts.
         import torch
 
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        local: list[float] = []
+        if not args.cold_only:
+            local = in_process(model_dir, series.payload, args.requests)
+        # Through TorchServe: one worker, as one request at a time is what a latency figure means; with the
+        # warm-up (the default) and without it (SERVING_WARMUP=0, as before issue 19), alternating so that the
+        # machine's load moves both alike. The worker gets this process's torch threads: the ratio compares
+        # the stacks, not thread counts.
         threads = torch.get_num_threads()
-        cold = {warm: cold_start(model_dir, Path(scratch) / f"run-{warm}", series.payload, args.requests, warm=warm,
-                                 threads=threads)
-                for warm in (True, False)}
+        cold: dict[bool, list[ColdStart]] = {True: [], False: []}
+        for index in range(args.cold_starts):
+            for warm in (True, False):
+                figures = cold_start(model_dir, Path(scratch) / f"run-{int(warm)}-{index}", series.payload,
+                                     args.requests, warm=warm, threads=threads)
+                cold[warm].append(figures)
+                print(f"cold start {index + 1} {'with' if warm else 'without'} warm-up: first "
+                      f"{figures.first_request:.2f} s, warm median {statistics.median(figures.served):.2f} s, "
+                      f"{figures.ratio:.2f}x (load {load_average()})", flush=True)
 
-    served = cold[True].served
     print(f"{'cold start (s after launch)':<30}{'/ping 200':>10}{'worker READY':>13}{'first SEG':>10}"
-          f"{'first request':>14}{'warm median':>12}{'first/warm':>11}")
-    for warm, figures in cold.items():
+          f"{'first request':>14}{'warm median':>12}{'first/warm':>11}{'warm-up':>9}")
+    for warm, runs in cold.items():
         name = "with warm-up" if warm else "without (SERVING_WARMUP=0)"
-        warm_median = statistics.median(figures.served)
-        print(f"{name:<30}{figures.ping:>10.1f}{figures.ready:>13.1f}{figures.first_seg:>10.1f}"
-              f"{figures.first_request:>14.2f}{warm_median:>12.2f}{figures.first_request / warm_median:>10.2f}x")
-    print(f"{'per request (s)':<18}{'median':>9}{'min':>9}{'max':>9}   (n={args.requests})")
-    for name, values in (("in-process", local), ("TorchServe", served)):
-        print(f"{name:<18}{statistics.median(values):>9.2f}{min(values):>9.2f}{max(values):>9.2f}")
-    print(f"TorchServe / in-process (median): {statistics.median(served) / statistics.median(local):.2f}x")
+
+        def median(field: str, of: list[ColdStart] = runs) -> float:
+            return statistics.median(getattr(figures, field) for figures in of)
+
+        warm_up = f"{median('warm_up_s'):>8.2f}s" if warm else f"{'-':>9}"
+        print(f"{name:<30}{median('ping'):>10.1f}{median('ready'):>13.1f}{median('first_seg'):>10.1f}"
+              f"{median('first_request'):>14.2f}{median('warm_median'):>12.2f}{median('ratio'):>10.2f}x{warm_up}")
+    print(f"first/warm per cold start: with {[round(c.ratio, 2) for c in cold[True]]}, "
+          f"without {[round(c.ratio, 2) for c in cold[False]]} (medians of {args.cold_starts}, "
+          f"{args.requests} warm requests each)")
+    print_stages(cold[True])
+    print(f"load average at end: {load_average()}")
+    if local:
+        served = [seconds for figures in cold[True] for seconds in figures.served]
+        print(f"{'per request (s)':<18}{'median':>9}{'min':>9}{'max':>9}   (n={len(local)} / {len(served)})")
+        for name, values in (("in-process", local), ("TorchServe", served)):
+            print(f"{name:<18}{statistics.median(values):>9.2f}{min(values):>9.2f}{max(values):>9.2f}")
+        print(f"TorchServe / in-process (median): {statistics.median(served) / statistics.median(local):.2f}x")
+
+
+def load_average() -> str:
+    return " ".join(f"{value:.1f}" for value in os.getloadavg())
+
+
+def in_process(model_dir: Path, payload: bytes, requests: int) -> list[float]:
+    """The same handler functions, no server: model_fn (with its warm-up), one request, then the timed ones."""
+    from model_code.serving.handler import input_fn, model_fn, output_fn, predict_fn
+
+    model = model_fn(str(model_dir))
+    output_fn(predict_fn(input_fn(payload, "application/zip"), model), "application/dicom")
+    local = []
+    for _ in range(requests):
+        start = time.perf_counter()
+        output_fn(predict_fn(input_fn(payload, "application/zip"), model), "application/dicom")
+        local.append(time.perf_counter() - start)
+    return local
+
+
+# The handler's line per request (model_code/serving/handler.py) and its warm-up line, in the worker log.
+STAGES_LINE = re.compile(r"request stages \(s\), status (\d+): (.*)$", re.MULTILINE)
+WARMED_LINE = re.compile(r"warmed up in ([0-9.]+) s")
+OUTSIDE = "outside the handler"
+
+
+def request_stages(model_log: str, count: int) -> list[dict[str, float]]:
+    """The last ``count`` requests' stages from the worker log (the warm-up's, logged before, are left out)."""
+    lines = STAGES_LINE.findall(model_log)
+    if len(lines) < count:
+        raise SystemExit(f"the worker log has {len(lines)} request stage lines, expected >= {count}")
+    stages = []
+    for status, fields in lines[-count:]:
+        if status != "200":
+            raise SystemExit(f"a request was answered {status} in the worker log: {fields}")
+        stages.append({name: float(value) for name, value in (field.split("=") for field in fields.split())})
+    return stages
+
+
+def print_stages(runs: list[ColdStart]) -> None:
+    """Median per stage: the first request, the warm ones, and the difference (what the first one paid)."""
+    names = [OUTSIDE, *runs[0].stages[0]]
+    print(f"where the time went, with warm-up (medians over {len(runs)} cold starts; {OUTSIDE} = client time less "
+          "input_fn + predict_fn + output_fn: TorchServe's frontend, the transfer, the toolkit)")
+    print(f"{'stage (s)':<22}{'first':>8}{'warm':>8}{'first-warm':>12}")
+    for name in names:
+        first = statistics.median(run.stage(0, name) for run in runs)
+        warm = statistics.median(statistics.median(run.stage(i, name) for i in range(1, len(run.stages)))
+                                 for run in runs)
+        print(f"{name:<22}{first:>8.3f}{warm:>8.3f}{first - warm:>+12.3f}")
 
 
 def wait_for_workers(server: ServerProcess, count: int, timeout_s: float = 900) -> None:
@@ -224,6 +293,23 @@ class ColdStart:
     first_seg: float  # launch -> the first SEG answered
     first_request: float  # the first request alone
     served: list[float]  # the requests after it
+    stages: list[dict[str, float]]  # per request (the first, then the served ones): the worker log's stages
+    warm_up_s: float  # the worker's warm-up, as it logged it (0 without)
+
+    @property
+    def warm_median(self) -> float:
+        return statistics.median(self.served)
+
+    @property
+    def ratio(self) -> float:
+        return self.first_request / self.warm_median
+
+    def stage(self, index: int, name: str) -> float:
+        if name == OUTSIDE:
+            client = [self.first_request, *self.served][index]
+            handler = self.stages[index]
+            return client - handler["input_fn"] - handler["predict_fn"] - handler["output_fn"]
+        return self.stages[index][name]
 
 
 def cold_start(model_dir: Path, run_dir: Path, payload: bytes, requests: int, *, warm: bool,
@@ -248,9 +334,28 @@ def cold_start(model_dir: Path, run_dir: Path, payload: bytes, requests: int, *,
         first_request = one()
         first_seg = time.perf_counter() - started
         served = [one() for _ in range(requests)]
+        model_log = worker_log(server, count=1 + requests)
     finally:
         server.stop()
-    return ColdStart(ping, ready, first_seg, first_request, served)
+    warmed = WARMED_LINE.search(model_log)
+    if warm and warmed is None:
+        raise SystemExit(f"the worker did not log its warm-up:\n{model_log[-3000:]}")
+    return ColdStart(ping, ready, first_seg, first_request, served, request_stages(model_log, 1 + requests),
+                     float(warmed.group(1)) if warmed else 0.0)
+
+
+def worker_log(server: ServerProcess, *, count: int, timeout_s: float = 30) -> str:
+    """The worker log once it holds the stage lines of ``count`` requests after the warm-up's: the frontend
+    copies the worker's stdout into it on a thread of its own, a moment after the answer."""
+    assert server.logs_dir is not None
+    path = server.logs_dir / "model_log.log"
+    deadline = time.monotonic() + timeout_s
+    while True:
+        text = path.read_text(errors="replace") if path.is_file() else ""
+        warm_up_lines = len(STAGES_LINE.findall(text.split("warmed up in")[0])) if "warmed up in" in text else 0
+        if len(STAGES_LINE.findall(text)) >= warm_up_lines + count or time.monotonic() > deadline:
+            return text
+        time.sleep(0.1)
 
 if __name__ == "__main__":
     main()
