@@ -105,6 +105,8 @@ class VolumeBuilder:
                 self._out_of_range[index] = stored.copy()
             return
         if stored.dtype.itemsize == 2:
+            if shift == 0 and np.may_share_memory(stored, out):
+                return  # decoded into this slot, nothing to add (a signed series stored in HU)
             # In int16 arithmetic, in place (stored may be this very slot): wraps to the exact sum, checked above.
             np.add(stored.view(np.int16), _wrapped_int16(shift), out=out)
         else:
