@@ -103,9 +103,10 @@ def test_each_request_logs_its_stages(
     assert body[128:132] == b"DICM"
     (ok, answered), (bad, refused) = stage_lines(caplog)
     assert (ok, bad) == (200, 400)
-    # the pipeline's own stages are the summary's timings; the fetch is predict_fn less them
+    # the pipeline's own stages are the summary's timings; the fetch is predict_fn less them (a server renders
+    # no overlay preview: it never sends one)
     names = ["input_fn", "predict_fn", "fetch_and_seg_bytes", "preprocess", "inference", "postprocess", "seg",
-             "overlay", "output_fn"]
+             "output_fn"]
     assert list(answered) == names
     pipeline = sum(answered[name] for name in names[3:-1])
     assert answered["fetch_and_seg_bytes"] == pytest.approx(answered["predict_fn"] - pipeline, abs=2e-4)
