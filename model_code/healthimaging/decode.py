@@ -72,10 +72,19 @@ def _stored_values(raw: np.ndarray, fmt: PixelFormat) -> np.ndarray:
     if not fmt.signed:
         return unsigned
     shift = fmt.bits_allocated - fmt.bits_stored
-    if shift > 0:
+    if shift > 0 and not _sign_extended(unsigned.view(target), fmt.bits_stored):
         np.left_shift(unsigned, shift, out=unsigned)
         np.right_shift(unsigned.view(target), shift, out=unsigned.view(target))  # arithmetic: keeps the sign
     return unsigned.view(target)
+
+
+def _sign_extended(values: np.ndarray, bits_stored: int) -> bool:
+    """Whether every value already is a BitsStored-bit signed value (what a decoder of a signed codestream
+    gives): then sign extension would change nothing, and two reads cost a quarter of its two writes."""
+    if values.size == 0:
+        return True
+    limit = 1 << (bits_stored - 1)
+    return int(values.min()) >= -limit and int(values.max()) < limit
 
 
 def decode_frame(
