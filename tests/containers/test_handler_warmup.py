@@ -103,13 +103,8 @@ def test_each_request_logs_its_stages(
     assert body[128:132] == b"DICM"
     (ok, answered), (bad, refused) = stage_lines(caplog)
     assert (ok, bad) == (200, 400)
-<<<<<<< HEAD
-    # the pipeline's own stages are the summary's timings; the fetch is predict_fn less them. No overlay: a
-    # server's pipeline releases the volume on the model grid and renders no preview (it sends none).
-=======
     # the pipeline's own stages are the summary's timings; the fetch is predict_fn less them (a server renders
     # no overlay preview: it never sends one)
->>>>>>> main
     names = ["input_fn", "predict_fn", "fetch_and_seg_bytes", "preprocess", "inference", "postprocess", "seg",
              "output_fn"]
     assert list(answered) == names
