@@ -202,14 +202,14 @@ def main() -> None:
                       f"{figures.ratio:.2f}x (load {load_average()})", flush=True)
 
     print(f"{'cold start (s after launch)':<30}{'/ping 200':>10}{'worker READY':>13}{'first SEG':>10}"
-          f"{'first request':>14}{'warm median':>12}{'first/warm':>11}{'warm-up':>9}")
+          f"{'first request':>14}{'warm median':>12}{'first/warm':>11}{'warm-up':>9}{'frontend':>9}")
     for warm, runs in cold.items():
         name = "with warm-up" if warm else "without (SERVING_WARMUP=0)"
 
         def median(field: str, of: list[ColdStart] = runs) -> float:
             return statistics.median(getattr(figures, field) for figures in of)
 
-        warm_up = f"{median('warm_up_s'):>8.2f}s" if warm else f"{'-':>9}"
+        warm_up = f"{median('warm_up_s'):>8.2f}s{median('frontend_warm_up_s'):>8.2f}s" if warm else f"{'-':>9}{'-':>9}"
         print(f"{name:<30}{median('ping'):>10.1f}{median('ready'):>13.1f}{median('first_seg'):>10.1f}"
               f"{median('first_request'):>14.2f}{median('warm_median'):>12.2f}{median('ratio'):>10.2f}x{warm_up}")
     print(f"first/warm per cold start: with {[round(c.ratio, 2) for c in cold[True]]}, "
@@ -246,20 +246,18 @@ def in_process(model_dir: Path, payload: bytes, requests: int) -> list[float]:
 # The handler's line per request (model_code/serving/handler.py) and its warm-up line, in the worker log.
 STAGES_LINE = re.compile(r"request stages \(s\), status (\d+): (.*)$", re.MULTILINE)
 WARMED_LINE = re.compile(r"warmed up in ([0-9.]+) s")
+FRONTEND_WARMED_LINE = re.compile(r"frontend warmed up in (\d+) ms")
 OUTSIDE = "outside the handler"
 
 
 def request_stages(model_log: str, count: int) -> list[dict[str, float]]:
     """The last ``count`` requests' stages from the worker log (the warm-up's, logged before, are left out)."""
-    lines = STAGES_LINE.findall(model_log)
+    # 200s only: the frontend's own warm-up request (ts-plugins/TruthfulPing.java) is answered 400.
+    lines = [fields for status, fields in STAGES_LINE.findall(model_log) if status == "200"]
     if len(lines) < count:
-        raise SystemExit(f"the worker log has {len(lines)} request stage lines, expected >= {count}")
-    stages = []
-    for status, fields in lines[-count:]:
-        if status != "200":
-            raise SystemExit(f"a request was answered {status} in the worker log: {fields}")
-        stages.append({name: float(value) for name, value in (field.split("=") for field in fields.split())})
-    return stages
+        raise SystemExit(f"the worker log has {len(lines)} request stage lines answered 200, expected >= {count}")
+    return [{name: float(value) for name, value in (field.split("=") for field in fields.split())}
+            for fields in lines[-count:]]
 
 
 def print_stages(runs: list[ColdStart]) -> None:
@@ -295,6 +293,7 @@ class ColdStart:
     served: list[float]  # the requests after it
     stages: list[dict[str, float]]  # per request (the first, then the served ones): the worker log's stages
     warm_up_s: float  # the worker's warm-up, as it logged it (0 without)
+    frontend_warm_up_s: float  # the frontend's request of its own before /ping 200 (ts_log; 0 without)
 
     @property
     def warm_median(self) -> float:
@@ -335,13 +334,19 @@ def cold_start(model_dir: Path, run_dir: Path, payload: bytes, requests: int, *,
         first_seg = time.perf_counter() - started
         served = [one() for _ in range(requests)]
         model_log = worker_log(server, count=1 + requests)
+        ts_log = (server.logs_dir / "ts_log.log").read_text(errors="replace")  # type: ignore[operator]
     finally:
         server.stop()
+    frontend = FRONTEND_WARMED_LINE.search(ts_log)
     warmed = WARMED_LINE.search(model_log)
     if warm and warmed is None:
         raise SystemExit(f"the worker did not log its warm-up:\n{model_log[-3000:]}")
     return ColdStart(ping, ready, first_seg, first_request, served, request_stages(model_log, 1 + requests),
-                     float(warmed.group(1)) if warmed else 0.0)
+                     float(warmed.group(1)) if warmed else 0.0, int(frontend.group(1)) / 1000 if frontend else 0.0)
+
+
+def answered(model_log: str) -> int:
+    return sum(1 for status, _ in STAGES_LINE.findall(model_log) if status == "200")
 
 
 def worker_log(server: ServerProcess, *, count: int, timeout_s: float = 30) -> str:
@@ -352,8 +357,8 @@ def worker_log(server: ServerProcess, *, count: int, timeout_s: float = 30) -> s
     deadline = time.monotonic() + timeout_s
     while True:
         text = path.read_text(errors="replace") if path.is_file() else ""
-        warm_up_lines = len(STAGES_LINE.findall(text.split("warmed up in")[0])) if "warmed up in" in text else 0
-        if len(STAGES_LINE.findall(text)) >= warm_up_lines + count or time.monotonic() > deadline:
+        warm_up = text.split("warmed up in")[0] if "warmed up in" in text else ""
+        if answered(text) >= answered(warm_up) + count or time.monotonic() > deadline:
             return text
         time.sleep(0.1)
 

@@ -146,10 +146,31 @@ def test_ping_says_503_until_the_model_is_loaded(started: tuple[ServerProcess, S
         error = body["error"]
         assert isinstance(error, dict)
         assert error["status"] == 503
-        assert "model loaded" in error["message"] or "no model is registered" in error["message"]
+        assert any(
+            cause in str(error["message"])
+            for cause in ("model loaded", "no model is registered", "the frontend is warming up")
+        ), error
     # ... and when it says 200, TorchServe's own management API reports a worker with the model loaded.
     assert "READY" in startup.workers_at_first_200
     assert startup.answers[-1][1] == {"status": "Healthy", "models": {"model": {"workers": 1, "ready": 1}}}
+
+
+def test_ping_says_200_only_after_the_frontend_warmed_up(started: tuple[ServerProcess, Startup]) -> None:
+    """Issue 19: once the worker is loaded, /ping holds 503 while the frontend sends one request of its own
+    through /invocations (a zip-typed body of zeros the worker refuses with 400), and says 200 after it."""
+    server, startup = started
+    messages = [str(body["error"]["message"]) for status, body in startup.answers[:-1]  # type: ignore[index]
+                if status == 503 and body is not None]
+    warming = [index for index, message in enumerate(messages) if "the frontend is warming up" in message]
+    # The warm-up starts only once the model has a loaded worker: every "warming up" 503 comes after the last
+    # "no worker with the model loaded" one (a poll may or may not fall into its window, hence no count).
+    loading = [index for index, message in enumerate(messages) if "model loaded" in message]
+    assert not warming or not loading or min(warming) > max(loading), messages
+    ts_log = (server.logs_dir / "ts_log.log").read_text()  # type: ignore[operator]
+    assert "frontend warmed up in" in ts_log, ts_log[-3000:]
+    assert "/invocations answered 400 to its warm-up request" in ts_log
+    model_log = (server.logs_dir / "model_log.log").read_text()  # type: ignore[operator]
+    assert "not a readable zip" in model_log  # the worker's answer: input_fn refused it, no model work
 
 
 def test_a_killed_worker_makes_ping_503_until_torchserve_replaces_it(
@@ -202,6 +223,29 @@ def test_ping_stays_503_while_the_model_folder_is_gone(
     until(lambda: ping(server)[0] == 200, "/ping 200 once the model folder is back", server)
     answer = invoke(server.url, phantom.payload, content_type="application/zip", accept="application/json")
     assert answer[0] == 200, answer[2][:300]
+
+
+def test_serving_warmup_0_skips_both_warm_ups(model_dir: Path, tmp_path: Path, phantom: SeriesZip) -> None:
+    """SERVING_WARMUP=0: no phantom in model_fn, no request of the frontend's own; /ping 200 once the worker is
+    loaded, and requests are served."""
+    server = start_torchserve(model_dir, tmp_path / "run", workers=1,
+                              env={"AWS_REGION": "us-east-1", "SERVING_WARMUP": "0"})
+    try:
+        assert ping(server)[0] == 200
+        status, _, body = invoke(server.url, phantom.payload, content_type="application/zip",
+                                 accept="application/dicom")
+        assert status == 200, body[:300]
+        assert server.logs_dir is not None
+        log = server.logs_dir / "model_log.log"
+        # the frontend copies the worker's stdout into the log on a thread of its own: wait for the request's line
+        until(lambda: "request stages (s), status 200" in log.read_text(), "the request's line in the log", server)
+    finally:
+        server.stop()
+    model_log = log.read_text()
+    ts_log = (server.logs_dir / "ts_log.log").read_text()
+    assert "warmed up in" not in model_log
+    assert "warm-up request" not in ts_log
+    assert "not a readable zip" not in model_log
 
 
 @pytest.mark.parametrize(
