@@ -32,6 +32,8 @@ from model_code.core.geometry import (
 
 # [B,1,X,Y,Z] float32 windows -> [B,2,X,Y,Z] logits.
 WindowNetwork = Callable[[np.ndarray], np.ndarray]
+# Model-grid X planes per step of the window-coverage division.
+_COVERAGE_SLAB = 16
 
 
 def scale_intensity(
@@ -39,7 +41,11 @@ def scale_intensity(
 ) -> np.ndarray:
     """ScaleIntensityRange: ``window`` HU mapped linearly onto ``scaled_range``, clipped when asked."""
     (a_min, a_max), (b_min, b_max) = window, scaled_range
-    scaled = (hu - np.float32(a_min)) * np.float32((b_max - b_min) / (a_max - a_min)) + np.float32(b_min)
+    # One new array, then in place: the same float32 operations as ``(hu - a) * s + b``, without two more
+    # model-grid temporaries.
+    scaled = hu - np.float32(a_min)
+    scaled *= np.float32((b_max - b_min) / (a_max - a_min))
+    scaled += np.float32(b_min)
     return np.clip(scaled, b_min, b_max, out=scaled) if clip else scaled
 
 
@@ -66,13 +72,15 @@ def to_model_grid(volume: np.ndarray, plan: ResamplePlan, *, slab: int | None = 
         for k, coords in passes:
             out = lerp_axis(out, k, coords)
         return np.ascontiguousarray(out.transpose(plan.to_model_permutation))
-    grid = np.empty(plan.target_size, dtype=np.float32)
+    # Contiguous in model order, filled through a source-ordered view: no transposed copy of the whole grid.
+    grid = np.empty(plan.model_shape, dtype=np.float32)
+    source_ordered = grid.transpose(plan.to_source_permutation)
     for part in forward_slabs(plan, slab):
         values = np.asarray(volume[part.rows], dtype=np.float32)
         for k, coords in part.passes:
             values = lerp_axis(values, k, coords)
-        grid[part.out] = values
-    return np.ascontiguousarray(grid.transpose(plan.to_model_permutation))
+        source_ordered[part.out] = values
+    return grid
 
 
 def from_model_grid(values: np.ndarray, plan: ResamplePlan) -> np.ndarray:
@@ -128,7 +136,16 @@ def foreground_probability(
         for i, (x, y, z) in enumerate(group):
             total[x : x + roi[0], y : y + roi[1], z : z + roi[2]] += difference[i]
     coverage = [plan.coverage(axis) for axis in range(3)]
-    total /= coverage[0][:, None, None] * coverage[1][None, :, None] * coverage[2][None, None, :]
+    # A slab of X at a time, the same products in the same order: the whole-volume quotients without a
+    # model-grid temporary (as the torch twin).
+    for start in range(0, total.shape[0], _COVERAGE_SLAB):
+        part = slice(start, start + _COVERAGE_SLAB)
+        total[part] /= coverage[0][part, None, None] * coverage[1][None, :, None] * coverage[2][None, None, :]
     mean = total[plan.crop()]
-    # softmax([l0, l1])[1] == sigmoid(l1 - l0), written to stay finite for large |l1 - l0|.
-    return (0.5 * (1.0 + np.tanh(0.5 * mean))).astype(np.float32)
+    # softmax([l0, l1])[1] == sigmoid(l1 - l0), written to stay finite for large |l1 - l0|: 0.5 * (1 + tanh(0.5 m)),
+    # each step in place on the window sums (float32 throughout, as the expression evaluates).
+    mean *= np.float32(0.5)
+    np.tanh(mean, out=mean)
+    mean += np.float32(1.0)
+    mean *= np.float32(0.5)
+    return mean

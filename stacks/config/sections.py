@@ -93,8 +93,10 @@ class ServingConfig(Rules):
     # The async endpoint scales to zero; its maximum must allow one instance.
     async_min_instances: int = field(metadata=setting("asyncMinInstances", Integer(minimum=0)))
     async_max_instances: int = field(metadata=setting("asyncMaxInstances", Integer(minimum=1)))
+    # Requests one instance works on at once; 0 = one per TorchServe worker (async_thread_plan), so that no worker
+    # idles while requests wait in the queue.
     max_concurrent_invocations_per_instance: int = field(
-        metadata=setting("maxConcurrentInvocationsPerInstance", Integer(minimum=1))
+        metadata=setting("maxConcurrentInvocationsPerInstance", Integer(minimum=0))
     )
     multi_model_enabled: bool = field(metadata=setting("multiModelEnabled", Flag()))
     multi_model_instance_type: str = field(metadata=setting("multiModelInstanceType", INSTANCE_TYPE))
@@ -158,6 +160,10 @@ class ServingConfig(Rules):
         )
         return plan_threads(vcpus, gpus, workers=self.workers_per_instance or None,
                             threads=self.threads_per_worker or None)
+
+    def async_concurrent_invocations(self) -> int:
+        """MaxConcurrentInvocationsPerInstance: the configured number, else one request per worker."""
+        return self.max_concurrent_invocations_per_instance or self.async_thread_plan().workers
 
 
 def _is_s3(read: Any) -> bool:

@@ -164,7 +164,7 @@ class ServingStack(Stack):
                     ),
                 ),
                 client_config=sagemaker.CfnEndpointConfig.AsyncInferenceClientConfigProperty(
-                    max_concurrent_invocations_per_instance=srv.max_concurrent_invocations_per_instance
+                    max_concurrent_invocations_per_instance=srv.async_concurrent_invocations()
                 ),
             ),
         )

@@ -158,6 +158,20 @@ def test_async_endpoint_threads(overrides: dict[str, str], expected: tuple[int, 
     assert (plan.workers, plan.threads) == expected
 
 
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ({}, 1),  # ml.g4dn.xlarge: its one worker
+        ({"asyncInstanceType": "ml.m5.xlarge"}, 2),  # two workers: two requests at once
+        ({"asyncInstanceType": "ml.m5.xlarge", "workersPerInstance": "4"}, 4),
+        ({"asyncInstanceType": "ml.m5.xlarge", "maxConcurrentInvocationsPerInstance": "3"}, 3),  # set: as set
+    ],
+)
+def test_async_concurrent_invocations_follow_the_workers(overrides: dict[str, str], expected: int) -> None:
+    serving = config_with(**{f"platform.serving.{key}": value for key, value in overrides.items()}).serving
+    assert serving.async_concurrent_invocations() == expected
+
+
 def test_missing_embedded_config_says_where_it_comes_from() -> None:
     with pytest.raises(ConfigError, match=r"'platform.defaults' is missing: run from the project root"):
         build_config({"stage": "dev"})

@@ -69,6 +69,9 @@ def test_model_sizes_workers_and_threads_to_the_instance_type(
     assembly: Assembly = request.getfixturevalue(fixture)
     container = assembly.one(STACK, "AWS::SageMaker::Model")["Properties"]["PrimaryContainer"]
     assert container["Environment"] == {"SAGEMAKER_MODEL_SERVER_WORKERS": workers, "SERVING_INTRA_OP_THREADS": threads}
+    # SageMaker hands an instance as many requests at once as it has workers: none idles while requests queue.
+    client = assembly.one(STACK, "AWS::SageMaker::EndpointConfig")["Properties"]["AsyncInferenceConfig"]["ClientConfig"]
+    assert client == {"MaxConcurrentInvocationsPerInstance": int(workers)}
 
 
 def test_model_is_in_the_vpc_workload_subnets_behind_its_own_security_group(assembly: Assembly) -> None:
