@@ -54,7 +54,7 @@ from model_code.core.settings import InputLimits, ServerSettings
 from model_code.core.threads import ThreadPlan, machine_vcpus, plan_threads
 from model_code.edge.engine import EdgeModel
 from model_code.edge.layout import BundleError
-from model_code.synthetic.warmup import warmup_zip
+from model_code.synthetic.warmup import settle_after_warm_up, warmup_zip
 
 logger = logging.getLogger("model_code.edge.runner")
 MIB = 1 << 20
@@ -155,6 +155,7 @@ class EdgeService:
     def warm_up(self, payload: bytes) -> float:
         """Segment the zip ``payload`` through the whole flow, then report ready; the seconds it took."""
         seconds = self.model.warm_up(payload)
+        settle_after_warm_up()  # the start-up's objects out of the collector's view (warmup.py says why)
         logger.info("%s in %.2f s: ready", WARMED_UP, seconds)  # logged before /ping can say 200
         self._warm.set()
         return seconds

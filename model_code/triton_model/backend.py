@@ -25,7 +25,7 @@ from model_code.core.service import SegmentationService
 from model_code.core.settings import ServerSettings
 from model_code.segmentation.pipeline import SegmentationPipeline
 from model_code.segmentation.threads import size_torch_threads
-from model_code.synthetic.warmup import WARMUP_RUNS, warmup_zip
+from model_code.synthetic.warmup import WARMUP_RUNS, settle_after_warm_up, warmup_zip
 
 INPUT_NAME = "DICOM_ZIP"
 SEG_OUTPUT = "SEG"
@@ -84,6 +84,7 @@ class TritonPythonModel:
             # Triton marks the model READY only once initialize returns: the first request's one-time costs are
             # paid here, before /v2/models/<name>/ready answers 200 (model_code/synthetic/warmup.py).
             seconds = self.model.warm_up(warmup_zip(), runs=WARMUP_RUNS)
+            settle_after_warm_up()  # the start-up's objects out of the collector's view, as the TorchServe worker does
             _log_info(f"{self.model_name}: warmed up in {seconds:.2f} s ({WARMUP_RUNS} phantom segmentations)")
 
     def _one(self, payload: bytes) -> tuple[bytes, bytes]:

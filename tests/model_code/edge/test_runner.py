@@ -3,6 +3,7 @@ the async endpoint's error contract; request size and queue bounds; the bundle r
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import socket
@@ -305,11 +306,15 @@ def test_a_warming_runner_answers_503_to_ping_and_requests(edge_model) -> None:
         base = f"http://127.0.0.1:{server.server_port}"
         pinged = _ping_until_ready_once(base)
         refused = post(f"{base}/invocations", b"PK", content_type=ZIP)
+        gc.unfreeze()
         service.warm_up(warmup_zip())
+        frozen = gc.get_freeze_count()  # the start-up's objects settled out of the collector's view
         ready = _ping_until_ready_once(base)
     finally:
+        gc.unfreeze()
         server.shutdown()
         server.server_close()
+    assert frozen > 0
     assert pinged == 503
     assert (refused.status, refused.headers.get("Retry-After")) == (503, "5")
     assert b"warming up" in refused.body
