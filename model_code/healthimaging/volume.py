@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from model_code.core.dicom.series import rescale_of
+from model_code.core.dicom.series import fits_int16, is_integer_shift, rescale_of
 from model_code.healthimaging.document import FramePlan, PixelFormat
 
 _INT16 = np.iinfo(np.int16)
@@ -64,8 +64,8 @@ class VolumeBuilder:
         self._plans = plans
         self._slot_of = {index: slot for slot, index in enumerate(order)}
         self._rescales = [rescale_of(plan.attributes.get) for plan in plans]
-        exact = all(slope == 1 and float(intercept).is_integer() for slope, intercept in self._rescales)
-        self._volume = empty_volume((len(plans), rows, cols), np.int16 if exact else np.float32)
+        dtype = np.int16 if is_integer_shift(self._rescales) else np.float32
+        self._volume = empty_volume((len(plans), rows, cols), dtype)
         self._out_of_range: dict[int, np.ndarray] = {}  # plan index -> stored values (int16 volume only)
         self._lock = threading.Lock()
 
@@ -95,12 +95,7 @@ class VolumeBuilder:
         shift = int(intercept)
         # What the header allows is checked first: a signed CT frame of 12-15 bits cannot leave int16 with the
         # usual intercepts, so its min and max (a pass each, and a GIL round trip) are never computed.
-        low, high = _value_range(self._plans[index].pixel_format)
-        fits = stored.size == 0 or (
-            (low + shift >= _INT16.min or int(stored.min()) + shift >= _INT16.min)
-            and (high + shift <= _INT16.max or int(stored.max()) + shift <= _INT16.max)
-        )
-        if not fits:
+        if not fits_int16(stored, shift, value_range=_value_range(self._plans[index].pixel_format)):
             with self._lock:
                 self._out_of_range[index] = stored.copy()
             return

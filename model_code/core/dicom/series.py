@@ -250,11 +250,23 @@ def _checked_rescale(ds: pydicom.Dataset, label: str) -> tuple[np.float32, np.fl
 _INT16 = np.iinfo(np.int16)
 
 
-def _fits_int16(stored: np.ndarray, intercept: int) -> bool:
-    """Whether every stored integer plus ``intercept`` is an int16 (float stored values never are)."""
+def is_integer_shift(rescales: Sequence[tuple[np.float32, np.float32]]) -> bool:
+    """Whether every (slope, intercept) is slope 1 with an integral intercept: the volume may then be int16."""
+    return all(slope == 1 and float(intercept).is_integer() for slope, intercept in rescales)
+
+
+def fits_int16(stored: np.ndarray, intercept: int, *, value_range: tuple[int, int] | None = None) -> bool:
+    """Whether every stored integer plus ``intercept`` is an int16 (float stored values never are).
+
+    ``value_range``: bounds the header guarantees for the stored values (a signed sample sign-extended from
+    BitsStored); a side they already keep inside int16 is not read from the pixels (a pass each)."""
     if stored.dtype.kind not in "iu" or stored.size == 0:
         return stored.size == 0
-    return bool(int(stored.min()) + intercept >= _INT16.min and int(stored.max()) + intercept <= _INT16.max)
+    low_known = value_range is not None and value_range[0] + intercept >= _INT16.min
+    high_known = value_range is not None and value_range[1] + intercept <= _INT16.max
+    return (low_known or int(stored.min()) + intercept >= _INT16.min) and (
+        high_known or int(stored.max()) + intercept <= _INT16.max
+    )
 
 
 def series_from_datasets(
@@ -284,7 +296,7 @@ def series_from_datasets(
     rescales = [_checked_rescale(datasets[index], labels[index]) for index in geometry.order]
     # int16 when every rescale is an exact integer shift: half the bytes of float32, the same HU values (each
     # int16 is a float32 exactly). A slice whose values leave int16's range promotes the volume to float32.
-    exact = all(slope == 1 and float(intercept).is_integer() for slope, intercept in rescales)
+    exact = is_integer_shift(rescales)
     # Decoded straight into the volume, slice by slice, and each instance's PixelData (with pydicom's cached
     # array) dropped once copied: the pixels are held once, as the volume, not three times (stored bytes, decoded
     # array, a list of float32 slices stacked into a second volume). The SEG writer reads headers only.
@@ -307,7 +319,7 @@ def series_from_datasets(
                 [label],
             )
         slope, intercept = rescales[position]
-        if volume.dtype == np.int16 and not _fits_int16(stored, int(intercept)):
+        if volume.dtype == np.int16 and not fits_int16(stored, int(intercept)):
             volume = volume.astype(np.float32)  # once: the slices so far are exact in float32 too
         if volume.dtype == np.int16:
             np.add(stored, int(intercept), out=volume[position], dtype=np.int64, casting="unsafe")

@@ -11,6 +11,7 @@ import pydicom
 import pytest
 
 from model_code.core.dicom.files import load_series
+from model_code.core.dicom.series import fits_int16
 from model_code.core.errors import InvalidSeriesError
 from model_code.synthetic.dicom_writer import write_dicom_series
 from model_code.synthetic.phantom import make_phantom
@@ -273,3 +274,19 @@ def test_pixel_data_is_kept_when_asked(tmp_path: Path) -> None:
     assert all("PixelData" in ds for ds in series.datasets)
     np.testing.assert_array_equal(series.volume, series_from_datasets([pydicom.dcmread(p) for p in
                                                                        _write(tmp_path / "again")]).volume)
+
+
+@pytest.mark.parametrize(
+    ("values", "intercept", "value_range", "fits"),
+    [
+        ([0, 4095], -1024, None, True),
+        ([0, 40000], -1024, None, False),  # 38976 is beyond int16: read from the pixels
+        ([-32768, 100], -1024, None, False),  # -33792 is below it
+        ([-32768, 100], -1024, (-32768, 32767), False),  # the sample width's bounds guarantee nothing: read
+        ([-4096, 4095], -1024, (-4096, 4095), True),  # 13-bit signed: inside int16 whatever the pixels
+        ([0, 40000], -1024, (0, 65535), False),  # the low side is guaranteed, the high side is read
+    ],
+)
+def test_fits_int16_reads_only_the_sides_the_header_leaves_open(values, intercept, value_range, fits) -> None:
+    stored = np.array(values, dtype=np.int32)
+    assert fits_int16(stored, intercept, value_range=value_range) is fits
